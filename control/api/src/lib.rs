@@ -1,0 +1,30 @@
+//! The ketch object model: Kubernetes-shaped API types, validation and manifest decoding.
+//!
+//! This crate is pure data and logic — no IO, no async — so the API server, the CLI, the
+//! controllers and the tests all agree on exactly one definition of what an object looks like
+//! and what makes it valid.
+//!
+//! * [`meta`], [`core`], [`apps`], [`coordination`]: serde types with the exact Kubernetes JSON
+//!   shape. Every object struct denies unknown fields, so a manifest using a feature ketch does not
+//!   implement is rejected by name instead of silently ignored.
+//! * [`quantity`] and [`selector`]: the two mini-languages of the API (`500m`, `app in (a,b)`).
+//! * [`validation`]: field checks with Kubernetes' wording (`spec.replicas: Invalid value: ...`).
+//! * [`resource`]: the table of served resources and the [`Resource`] trait.
+//! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
+
+pub mod apps;
+pub mod coordination;
+pub mod core;
+pub mod decode;
+pub mod meta;
+pub mod quantity;
+pub mod resource;
+pub mod selector;
+pub mod validation;
+
+pub use decode::{Invalid, ParseError, admit, parse_documents};
+pub use meta::{ObjectList, ObjectMeta, Status, WatchEvent};
+pub use quantity::Quantity;
+pub use resource::{RESOURCES, Resource, ResourceInfo};
+pub use selector::{LabelSelector, Selector};
+pub use validation::FieldError;

@@ -1,0 +1,453 @@
+//! Typed HTTP client for the ketch API, and a [`watcher`] that follows a collection
+//! forever: it resumes from the last resourceVersion it saw after a dropped connection,
+//! and relists when the server says that version is gone (410).
+//!
+//! Objects can be handled dynamically (`serde_json::Value` + a [`ResourceInfo`]) — as the
+//! CLI does for any kind — or typed through [`Api<K>`] for a [`Resource`] type.
+
+mod config;
+mod watcher;
+
+use std::time::Duration;
+
+use ketch_api::meta::Status;
+use ketch_api::resource::{Resource, ResourceInfo};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use config::ClientConfig;
+pub use watcher::{Event, watcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server refused the request; the `Status` says why (code, reason, message).
+    #[error("{}", .0.message.as_deref().unwrap_or("request failed"))]
+    Api(Box<Status>),
+    /// The server could not be reached or the connection broke.
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something that is not what the API promises.
+    #[error("decoding the response from {url}: {message}")]
+    Decode { url: String, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// The HTTP code when the server answered with a `Status`.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+
+    /// The `Status.reason` when the server answered with one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Error::Api(s) => s.reason.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Selectors and options for list and watch.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+}
+
+/// A client for one server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// `/api/v1/namespaces/{ns}/pods/{name}` for a resource, namespace and name.
+pub fn resource_path(info: &ResourceInfo, namespace: Option<&str>, name: Option<&str>) -> String {
+    let mut p = if info.group.is_empty() {
+        format!("/api/{}", info.version)
+    } else {
+        format!("/apis/{}/{}", info.group, info.version)
+    };
+    if info.namespaced
+        && let Some(ns) = namespace
+    {
+        p.push_str("/namespaces/");
+        p.push_str(ns);
+    }
+    p.push('/');
+    p.push_str(info.plural);
+    if let Some(n) = name {
+        p.push('/');
+        p.push_str(n);
+    }
+    p
+}
+
+impl Client {
+    /// # Errors
+    /// [`Error::Config`] when the server URL is not `http://` or `https://`.
+    pub fn new(server: &str, token: &str) -> Result<Self, Error> {
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(Error::Config(format!(
+                "server {server:?}: must be a URL like http://127.0.0.1:6443"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// Connect using a config file's first server.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn from_config(cfg: &ClientConfig) -> Result<Self, Error> {
+        Self::new(&cfg.servers[0], &cfg.token)
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// A typed handle for kind `K` in `namespace` (ignored for cluster-scoped kinds).
+    pub fn api<K: Resource>(&self, namespace: Option<&str>) -> Api<K> {
+        Api {
+            client: self.clone(),
+            namespace: namespace.map(str::to_string),
+            _k: std::marker::PhantomData,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> (String, reqwest::RequestBuilder) {
+        let url = format!("{}{}", self.base, path);
+        let rb = self.http.request(method, &url).bearer_auth(&self.token);
+        (url, rb)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        url: String,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
+        let resp = rb.send().await.map_err(|source| Error::Http {
+            url: url.clone(),
+            source,
+        })?;
+        decode(url, resp).await
+    }
+
+    /// GET a path (for `/version`, discovery and the like).
+    ///
+    /// # Errors
+    /// [`Error::Api`] with the server's Status, or a transport/decoding error.
+    pub async fn get_path(&self, path: &str) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::GET, path);
+        self.send(url, rb).await
+    }
+
+    /// # Errors
+    /// [`Error::Api`] (404 NotFound, 401, …), or a transport/decoding error.
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::GET, &resource_path(info, ns, Some(name)));
+        self.send(url, rb).await
+    }
+
+    /// List a collection (all namespaces when `ns` is `None`).
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub async fn list(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+    ) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::GET, &resource_path(info, ns, None));
+        let rb = rb.query(&selector_query(params));
+        self.send(url, rb).await
+    }
+
+    /// # Errors
+    /// [`Error::Api`] 409 AlreadyExists, 422 Invalid, …
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        obj: &Value,
+    ) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::POST, &resource_path(info, ns, None));
+        self.send(url, rb.json(obj)).await
+    }
+
+    /// PUT the whole object (compare-and-set when it carries a resourceVersion).
+    ///
+    /// # Errors
+    /// [`Error::Api`] 409 Conflict when stale, 404, 422, …
+    pub async fn replace(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::PUT, &resource_path(info, ns, Some(name)));
+        self.send(url, rb.json(obj)).await
+    }
+
+    /// PUT the status subresource.
+    ///
+    /// # Errors
+    /// As [`Client::replace`].
+    pub async fn replace_status(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, Error> {
+        let path = format!("{}/status", resource_path(info, ns, Some(name)));
+        let (url, rb) = self.request(reqwest::Method::PUT, &path);
+        self.send(url, rb.json(obj)).await
+    }
+
+    /// JSON merge patch (RFC 7386) of the object, or of its status when `status` is true.
+    ///
+    /// # Errors
+    /// As [`Client::replace`].
+    pub async fn merge_patch(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        patch: &Value,
+        status: bool,
+    ) -> Result<Value, Error> {
+        let mut path = resource_path(info, ns, Some(name));
+        if status {
+            path.push_str("/status");
+        }
+        let (url, rb) = self.request(reqwest::Method::PATCH, &path);
+        let rb = rb
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            )
+            .body(serde_json::to_vec(patch).expect("JSON values serialize"));
+        self.send(url, rb).await
+    }
+
+    /// Delete; returns the object as deleted (or as marked, when finalizers hold it).
+    ///
+    /// # Errors
+    /// [`Error::Api`] 404 NotFound, 409 on a failed precondition, …
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Value, Error> {
+        let (url, rb) = self.request(
+            reqwest::Method::DELETE,
+            &resource_path(info, ns, Some(name)),
+        );
+        self.send(url, rb).await
+    }
+
+    /// Open one watch stream from `resource_version` (`None`: current state as ADDED first).
+    /// Prefer [`watcher`], which reconnects and resumes.
+    ///
+    /// # Errors
+    /// [`Error::Api`] 410 Expired when the version is compacted, or a transport error.
+    pub async fn watch_once(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        params: &ListParams,
+        resource_version: Option<&str>,
+    ) -> Result<reqwest::Response, Error> {
+        let (url, rb) = self.request(reqwest::Method::GET, &resource_path(info, ns, None));
+        let mut q = selector_query(params);
+        q.push(("watch", "true".into()));
+        q.push(("allowWatchBookmarks", "true".into()));
+        if let Some(rv) = resource_version {
+            q.push(("resourceVersion", rv.to_string()));
+        }
+        let resp = rb.query(&q).send().await.map_err(|source| Error::Http {
+            url: url.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(decode::<Value>(url, resp)
+                .await
+                .err()
+                .unwrap_or_else(|| Error::Decode {
+                    url: String::new(),
+                    message: "error status with a success body".into(),
+                }))
+        }
+    }
+}
+
+fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    if let Some(s) = &params.label_selector {
+        q.push(("labelSelector", s.clone()));
+    }
+    if let Some(s) = &params.field_selector {
+        q.push(("fieldSelector", s.clone()));
+    }
+    q
+}
+
+async fn decode<T: DeserializeOwned>(url: String, resp: reqwest::Response) -> Result<T, Error> {
+    let code = resp.status();
+    let bytes = resp.bytes().await.map_err(|source| Error::Http {
+        url: url.clone(),
+        source,
+    })?;
+    if !code.is_success() {
+        let status = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| Status {
+            code: code.as_u16(),
+            message: Some(format!(
+                "{} {}",
+                code,
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            )),
+            ..Status::default()
+        });
+        return Err(Error::Api(Box::new(status)));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+        url,
+        message: e.to_string(),
+    })
+}
+
+/// Typed access to one kind in one namespace.
+#[derive(Debug, Clone)]
+pub struct Api<K> {
+    client: Client,
+    namespace: Option<String>,
+    _k: std::marker::PhantomData<fn() -> K>,
+}
+
+fn to_typed<K: DeserializeOwned>(v: Value) -> Result<K, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Decode {
+        url: String::new(),
+        message: e.to_string(),
+    })
+}
+
+fn to_value<K: serde::Serialize>(k: &K) -> Value {
+    serde_json::to_value(k).expect("API objects serialize")
+}
+
+impl<K: Resource> Api<K> {
+    fn ns(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// # Errors
+    /// See [`Client::get`].
+    pub async fn get(&self, name: &str) -> Result<K, Error> {
+        to_typed(self.client.get(K::INFO, self.ns(), name).await?)
+    }
+
+    /// # Errors
+    /// See [`Client::list`].
+    pub async fn list(&self, params: &ListParams) -> Result<ketch_api::meta::ObjectList<K>, Error> {
+        to_typed(self.client.list(K::INFO, self.ns(), params).await?)
+    }
+
+    /// # Errors
+    /// See [`Client::create`].
+    pub async fn create(&self, obj: &K) -> Result<K, Error> {
+        to_typed(
+            self.client
+                .create(K::INFO, self.ns(), &to_value(obj))
+                .await?,
+        )
+    }
+
+    /// # Errors
+    /// See [`Client::replace`].
+    pub async fn replace(&self, obj: &K) -> Result<K, Error> {
+        let name = obj.metadata().name.clone().unwrap_or_default();
+        to_typed(
+            self.client
+                .replace(K::INFO, self.ns(), &name, &to_value(obj))
+                .await?,
+        )
+    }
+
+    /// # Errors
+    /// See [`Client::replace_status`].
+    pub async fn replace_status(&self, obj: &K) -> Result<K, Error> {
+        let name = obj.metadata().name.clone().unwrap_or_default();
+        to_typed(
+            self.client
+                .replace_status(K::INFO, self.ns(), &name, &to_value(obj))
+                .await?,
+        )
+    }
+
+    /// # Errors
+    /// See [`Client::merge_patch`].
+    pub async fn merge_patch(&self, name: &str, patch: &Value, status: bool) -> Result<K, Error> {
+        to_typed(
+            self.client
+                .merge_patch(K::INFO, self.ns(), name, patch, status)
+                .await?,
+        )
+    }
+
+    /// # Errors
+    /// See [`Client::delete`].
+    pub async fn delete(&self, name: &str) -> Result<K, Error> {
+        to_typed(self.client.delete(K::INFO, self.ns(), name).await?)
+    }
+
+    /// A resuming watch of this kind (see [`watcher`]).
+    pub fn watcher(
+        &self,
+        params: ListParams,
+        from: Option<String>,
+    ) -> impl futures_util::Stream<Item = Result<Event<K>, Error>> + Send + use<K> {
+        watcher(
+            self.client.clone(),
+            K::INFO,
+            self.namespace.clone(),
+            params,
+            from,
+        )
+    }
+}
+
+pub mod manifest;
+pub mod printer;

@@ -1,0 +1,377 @@
+//! kubectl-style tables for `ketch get`: the columns each kind shows, ages, and `-o wide`.
+
+use ketch_api::resource::ResourceInfo;
+use serde_json::Value;
+
+/// Table columns of one kind; `wide` adds the `-o wide` ones.
+pub fn headers(info: &ResourceInfo, wide: bool, all_namespaces: bool) -> Vec<&'static str> {
+    let mut h: Vec<&'static str> = Vec::new();
+    if all_namespaces && info.namespaced {
+        h.push("NAMESPACE");
+    }
+    h.extend_from_slice(match info.plural {
+        "pods" => &["NAME", "READY", "STATUS", "RESTARTS", "AGE"][..],
+        "deployments" => &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "replicasets" => &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        "services" => &["NAME", "TYPE", "PORT(S)", "AGE"],
+        "configmaps" => &["NAME", "DATA", "AGE"],
+        "secrets" => &["NAME", "TYPE", "DATA", "AGE"],
+        "nodes" => &["NAME", "STATUS", "RUNTIMES", "AGE"],
+        "namespaces" => &["NAME", "STATUS", "AGE"],
+        "events" => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "leases" => &["NAME", "HOLDER", "AGE"],
+        _ => &["NAME", "AGE"],
+    });
+    if wide {
+        h.extend_from_slice(match info.plural {
+            "pods" => &["IP", "NODE"][..],
+            "deployments" | "replicasets" => &["CONTAINERS", "IMAGES", "SELECTOR"],
+            "services" => &["SELECTOR"],
+            "nodes" => &["INTERNAL-IP", "CPU", "MEMORY"],
+            _ => &[],
+        });
+    }
+    h
+}
+
+fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn n(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(x: String) -> String {
+    if x.is_empty() { "<none>".into() } else { x }
+}
+
+/// `5s`, `3m`, `2h`, `4d` since an RFC 3339 timestamp, like kubectl.
+pub fn age(timestamp: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(timestamp) else {
+        return "<unknown>".into();
+    };
+    let secs = (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7200 => format!("{}m", secs / 60),
+        7200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+fn selector_text(v: &Value) -> String {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn containers(v: &Value, field: &str) -> String {
+    v.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|cs| {
+            cs.iter()
+                .map(|c| s(c, field).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+/// One table row for `obj`.
+pub fn row(
+    info: &ResourceInfo,
+    obj: &Value,
+    wide: bool,
+    all_namespaces: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
+    let name = s(obj, "/metadata/name").to_string();
+    let created = age(s(obj, "/metadata/creationTimestamp"), now);
+    let mut r = Vec::new();
+    if all_namespaces && info.namespaced {
+        r.push(s(obj, "/metadata/namespace").to_string());
+    }
+    match info.plural {
+        "pods" => {
+            let statuses = obj
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array);
+            let total = obj
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |c| {
+                c.iter().filter(|c| c["ready"] == Value::Bool(true)).count()
+            });
+            let restarts: i64 =
+                statuses.map_or(0, |c| c.iter().map(|c| n(c, "/restartCount")).sum());
+            // A waiting or terminated container's reason says more than the phase.
+            let reason = statuses
+                .and_then(|c| {
+                    c.iter().find_map(|c| {
+                        let w = s(c, "/state/waiting/reason");
+                        let t = s(c, "/state/terminated/reason");
+                        (!w.is_empty())
+                            .then_some(w)
+                            .or((!t.is_empty()).then_some(t))
+                    })
+                })
+                .map(str::to_string);
+            let mut status = reason.unwrap_or_else(|| s(obj, "/status/phase").to_string());
+            if status.is_empty() {
+                status = "Pending".into();
+            }
+            if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                status = "Terminating".into();
+            }
+            r.extend([
+                name,
+                format!("{ready}/{total}"),
+                status,
+                restarts.to_string(),
+                created,
+            ]);
+            if wide {
+                r.push(or_none(s(obj, "/status/podIP").to_string()));
+                r.push(or_none(s(obj, "/spec/nodeName").to_string()));
+            }
+        }
+        "deployments" | "replicasets" => {
+            let desired = obj
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            let ready = n(obj, "/status/readyReplicas");
+            if info.plural == "deployments" {
+                r.extend([
+                    name,
+                    format!("{ready}/{desired}"),
+                    n(obj, "/status/updatedReplicas").to_string(),
+                    n(obj, "/status/availableReplicas").to_string(),
+                    created,
+                ]);
+            } else {
+                r.extend([
+                    name,
+                    desired.to_string(),
+                    n(obj, "/status/replicas").to_string(),
+                    ready.to_string(),
+                    created,
+                ]);
+            }
+            if wide {
+                r.push(containers(obj, "/name"));
+                r.push(containers(obj, "/image"));
+                r.push(selector_text(
+                    obj.pointer("/spec/selector/matchLabels")
+                        .unwrap_or(&Value::Null),
+                ));
+            }
+        }
+        "services" => {
+            let ports = obj
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            let node = p
+                                .get("nodePort")
+                                .and_then(Value::as_i64)
+                                .map(|np| format!(":{np}"))
+                                .unwrap_or_default();
+                            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                            format!("{}{node}/{proto}", n(p, "/port"))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let ty = s(obj, "/spec/type");
+            r.extend([
+                name,
+                if ty.is_empty() {
+                    "ClusterIP".into()
+                } else {
+                    ty.into()
+                },
+                or_none(ports),
+                created,
+            ]);
+            if wide {
+                r.push(or_none(selector_text(
+                    obj.pointer("/spec/selector").unwrap_or(&Value::Null),
+                )));
+            }
+        }
+        "configmaps" | "secrets" => {
+            let count = |p: &str| {
+                obj.pointer(p)
+                    .and_then(Value::as_object)
+                    .map_or(0, serde_json::Map::len)
+            };
+            let data = count("/data") + count("/binaryData");
+            r.push(name);
+            if info.plural == "secrets" {
+                let ty = s(obj, "/type");
+                r.push(if ty.is_empty() {
+                    "Opaque".into()
+                } else {
+                    ty.into()
+                });
+            }
+            r.extend([data.to_string(), created]);
+        }
+        "nodes" => {
+            let ready = obj
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
+                .unwrap_or("Unknown");
+            let mut status = ready.to_string();
+            if obj.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let runtimes = obj
+                .pointer("/status/runtimeHandlers")
+                .and_then(Value::as_array)
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| s(h, "/name").to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            r.extend([name, status, or_none(runtimes), created]);
+            if wide {
+                let ip = obj
+                    .pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+                    .map(|a| s(a, "/address").to_string())
+                    .unwrap_or_default();
+                r.extend([
+                    or_none(ip),
+                    s(obj, "/status/allocatable/cpu").into(),
+                    s(obj, "/status/allocatable/memory").into(),
+                ]);
+            }
+        }
+        "namespaces" => {
+            let phase = s(obj, "/status/phase");
+            let phase = if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else if phase.is_empty() {
+                "Active"
+            } else {
+                phase
+            };
+            r.extend([name, phase.into(), created]);
+        }
+        "events" => {
+            let last = [
+                s(obj, "/lastTimestamp"),
+                s(obj, "/eventTime"),
+                s(obj, "/metadata/creationTimestamp"),
+            ]
+            .into_iter()
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            let object = format!(
+                "{}/{}",
+                s(obj, "/involvedObject/kind").to_lowercase(),
+                s(obj, "/involvedObject/name")
+            );
+            r.extend([
+                age(last, now),
+                s(obj, "/type").into(),
+                s(obj, "/reason").into(),
+                object,
+                s(obj, "/message").into(),
+            ]);
+        }
+        "leases" => r.extend([
+            name,
+            or_none(s(obj, "/spec/holderIdentity").into()),
+            created,
+        ]),
+        _ => r.extend([name, created]),
+    }
+    r
+}
+
+/// Render rows under headers with columns padded like kubectl (3 spaces between).
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(headers.to_vec());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(age("2026-01-01T23:59:30Z", now), "30s");
+        assert_eq!(age("2026-01-01T23:50:00Z", now), "10m");
+        assert_eq!(age("2026-01-01T12:00:00Z", now), "12h");
+        assert_eq!(age("2025-12-20T00:00:00Z", now), "13d");
+        assert_eq!(age("yesterday", now), "<unknown>");
+    }
+
+    #[test]
+    fn a_pod_row_shows_ready_count_and_waiting_reason() {
+        let info = ketch_api::resource::by_kind("v1", "Pod").unwrap();
+        let pod = json!({"metadata": {"name": "web-1", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Pending", "containerStatuses": [
+                {"name": "a", "ready": true, "restartCount": 2},
+                {"name": "b", "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        let now = chrono::Utc::now();
+        let r = row(info, &pod, false, false, now);
+        assert_eq!(&r[..4], &["web-1", "1/2", "CrashLoopBackOff", "3"]);
+        let table = render(&headers(info, false, false), &[r]);
+        assert!(table.starts_with("NAME    READY   STATUS"), "{table}");
+    }
+}

@@ -1,0 +1,7 @@
+//! The ketch control plane: the replicated object store (openraft + redb) and the
+//! Kubernetes-shaped API server in front of it. Scheduler and controllers join here; they
+//! talk to the store only through the API.
+
+pub mod server;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,192 @@
+//! The one place API errors become HTTP: every handler returns [`ApiError`], and its
+//! `IntoResponse` writes a Kubernetes `Status` body with the matching code and reason.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ketch_api::decode::Invalid;
+use ketch_api::resource::ResourceInfo;
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::store::command::WriteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("{resource} \"{name}\" not found")]
+    NotFound { resource: String, name: String },
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists { resource: String, name: String },
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {message}")]
+    Conflict {
+        resource: String,
+        name: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Gone(String),
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("request body too large: the limit is {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        ApiError::NotFound {
+            resource: qualified(info),
+            name: name.to_string(),
+        }
+    }
+
+    /// Map a store refusal of one write to the API error for `info`/`name`.
+    pub fn from_write(err: WriteError, info: &ResourceInfo, name: &str) -> Self {
+        match err {
+            WriteError::AlreadyExists => ApiError::AlreadyExists {
+                resource: qualified(info),
+                name: name.to_string(),
+            },
+            WriteError::NotFound => ApiError::not_found(info, name),
+            WriteError::Conflict(message) => ApiError::Conflict {
+                resource: qualified(info),
+                name: name.to_string(),
+                message,
+            },
+            WriteError::Invalid(message) => ApiError::BadRequest(message),
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The Kubernetes `Status.reason` for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Invalid(_) => "Invalid",
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Gone(_) => "Expired",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::TooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The `Status` object sent to the client.
+    pub fn to_status(&self) -> serde_json::Value {
+        let code = self.status_code().as_u16();
+        let mut details = serde_json::Map::new();
+        match self {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name, .. } => {
+                details.insert("name".into(), json!(name));
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                details.insert("kind".into(), json!(kind));
+                if !group.is_empty() {
+                    details.insert("group".into(), json!(group));
+                }
+            }
+            ApiError::Invalid(invalid) => {
+                details.insert("name".into(), json!(invalid.name));
+                details.insert("kind".into(), json!(invalid.kind));
+                let causes: Vec<_> = invalid
+                    .errors
+                    .iter()
+                    .map(|e| {
+                        json!({"reason": e.reason(), "message": e.to_string(), "field": e.field})
+                    })
+                    .collect();
+                details.insert("causes".into(), json!(causes));
+            }
+            _ => {}
+        }
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": code,
+        });
+        if !details.is_empty() {
+            status["details"] = serde_json::Value::Object(details);
+        }
+        status
+    }
+}
+
+/// `pods` or `deployments.apps`: how Kubernetes names a resource in messages.
+pub fn qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotLeader { leader } => ApiError::Unavailable(match leader {
+                Some((id, addr)) => {
+                    format!("this server is not the leader; the leader is server {id} at {addr}")
+                }
+                None => "this server is not the leader and no leader is known yet; retry".into(),
+            }),
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.status_code();
+        if code.is_server_error() {
+            tracing::warn!(error = %self, "request failed");
+        }
+        let mut resp = (code, axum::Json(self.to_status())).into_response();
+        if code == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,795 @@
+//! The REST handlers: one function per verb over the generic object store. Objects are
+//! admitted (strictly decoded + validated) by `ketch_api`, then written through the group
+//! committer; reads come from the local state machine after a linearizable read barrier.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ketch_api::decode::{admit, parse_documents};
+use ketch_api::resource::{RESOURCES, ResourceInfo};
+use ketch_api::selector::Selector;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use super::auth::Attributes;
+use super::error::ApiError;
+use super::fields::FieldSelector;
+use super::metrics::{RequestLabels, VerbLabels};
+use super::path::{ResourcePath, key_of, parse};
+use crate::store::command::{Applied, UpdateScope, Write};
+
+/// Largest request body accepted (Kubernetes' etcd object limit is 1.5 MiB; requests 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// Query parameters Kubernetes clients send; unknown ones are ignored as Kubernetes does.
+#[derive(Debug, Default)]
+pub struct Params {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub watch: bool,
+    pub resource_version: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub allow_bookmarks: bool,
+    pub propagation_policy: Option<String>,
+    pub dry_run: bool,
+}
+
+impl Params {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let map: HashMap<String, String> = match raw {
+            Some(q) => serde_urlencoded_pairs(q),
+            None => HashMap::new(),
+        };
+        let flag = |k: &str| map.get(k).is_some_and(|v| v == "true" || v == "1");
+        Ok(Params {
+            label_selector: map.get("labelSelector").cloned().filter(|s| !s.is_empty()),
+            field_selector: map.get("fieldSelector").cloned().filter(|s| !s.is_empty()),
+            watch: flag("watch"),
+            resource_version: map
+                .get("resourceVersion")
+                .cloned()
+                .filter(|s| !s.is_empty()),
+            timeout_seconds: match map.get("timeoutSeconds") {
+                Some(v) => Some(v.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("timeoutSeconds: invalid value {v:?}"))
+                })?),
+                None => None,
+            },
+            allow_bookmarks: flag("allowWatchBookmarks"),
+            propagation_policy: map.get("propagationPolicy").cloned(),
+            dry_run: map.contains_key("dryRun"),
+        })
+    }
+}
+
+fn serde_urlencoded_pairs(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Entry for `/api/{*rest}`.
+pub async fn core(
+    state: State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, method, true, rest, query, headers, body).await
+}
+
+/// Entry for `/apis/{*rest}`.
+pub async fn grouped(
+    state: State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, method, false, rest, query, headers, body).await
+}
+
+async fn dispatch(
+    State(st): State<Arc<ApiState>>,
+    method: Method,
+    core: bool,
+    rest: String,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut verb = verb_of(&method, None, false);
+    let result = async {
+        let user = st.authn.authenticate(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        if let Some(discovery) = discovery(core, &rest) {
+            return Ok(json_response(&headers, StatusCode::OK, &discovery));
+        }
+        let path = parse(core, &rest)?;
+        let params = Params::parse(query.as_deref())?;
+        verb = verb_of(&method, path.name.as_deref(), params.watch);
+        st.authz.authorize(
+            &user,
+            &Attributes {
+                verb,
+                group: path.info.group,
+                resource: path.info.plural,
+                subresource: path.status.then_some("status"),
+                namespace: path.namespace.as_deref(),
+                name: path.name.as_deref(),
+            },
+        )?;
+        if params.dry_run {
+            return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
+        }
+        match (verb, &method) {
+            ("watch", _) => super::watch::watch(&st, &path, &params).await,
+            ("list", _) => list(&st, &path, &params, &headers).await,
+            ("get", _) => get(&st, &path, &headers).await,
+            ("create", _) => create(&st, &path, &headers, body).await,
+            ("update", _) => update(&st, &path, &headers, body).await,
+            ("patch", _) => patch(&st, &path, &headers, body).await,
+            ("delete", _) => delete(&st, &path, &params, &headers, body).await,
+            _ => Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource: {method} {}",
+                if path.name.is_some() {
+                    "object"
+                } else {
+                    "collection"
+                }
+            ))),
+        }
+    }
+    .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let code = response.status().as_u16();
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.to_string(),
+            code,
+        })
+        .inc();
+    if verb != "watch" {
+        st.metrics
+            .latency
+            .get_or_create(&VerbLabels {
+                verb: verb.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+fn verb_of(method: &Method, name: Option<&str>, watch: bool) -> &'static str {
+    match (method.as_str(), name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// `/api/v1` and `/apis/{group}/{version}`: the APIResourceList kubectl reads.
+fn discovery(core: bool, rest: &str) -> Option<Value> {
+    let rest = rest.trim_matches('/');
+    // `/api/v1` names the core group's version; `/apis/apps/v1` names group/version.
+    let gv = rest;
+    if core && rest.contains('/') {
+        return None;
+    }
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.api_version() == gv)
+        .flat_map(|r| {
+            let mut v = vec![json!({
+                "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                "kind": r.kind, "shortNames": r.short_names,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            })];
+            if r.has_status {
+                v.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
+                    "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            }
+            v
+        })
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+/// Serialize a response body as JSON, or YAML when the client asks for it.
+pub fn json_response(headers: &HeaderMap, code: StatusCode, value: &Value) -> Response {
+    let wants_yaml = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("yaml") && !a.contains("json"));
+    if wants_yaml {
+        match serde_yaml::to_string(value) {
+            Ok(text) => (code, [(header::CONTENT_TYPE, "application/yaml")], text).into_response(),
+            Err(e) => ApiError::Internal(format!("encoding YAML: {e}")).into_response(),
+        }
+    } else {
+        let body = serde_json::to_vec(value).expect("JSON values always serialize");
+        (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// Read and parse a request body (JSON or YAML, one document) within the size limit.
+async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.contains("protobuf") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported content type {content_type:?}: send application/json or application/yaml"
+        )));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not UTF-8: {e}")))?;
+    let mut docs =
+        parse_documents(text).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        0 => Err(ApiError::BadRequest("request body is empty".into())),
+        n => Err(ApiError::BadRequest(format!(
+            "request body holds {n} objects: send one per request"
+        ))),
+    }
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
+    let o = obj.as_object_mut().ok_or_else(|| {
+        ApiError::BadRequest("the request body must be a JSON/YAML object".into())
+    })?;
+    o.entry("metadata")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata: must be an object".into()))
+}
+
+/// Fill the namespace from the path, refusing a body that names another one.
+fn place_in_namespace(obj: &mut Value, path: &ResourcePath) -> Result<(), ApiError> {
+    let body_ns = meta_str(obj, "namespace").map(str::to_string);
+    let meta = meta_mut(obj)?;
+    match (&path.namespace, body_ns) {
+        (Some(ns), Some(b)) if !b.is_empty() && &b != ns => Err(ApiError::BadRequest(format!(
+            "the namespace of the provided object ({b}) does not match the namespace sent on the request ({ns})"
+        ))),
+        (Some(ns), _) => {
+            meta.insert("namespace".into(), json!(ns));
+            Ok(())
+        }
+        (None, Some(b)) if !b.is_empty() && !path.info.namespaced => {
+            Err(ApiError::BadRequest(format!(
+                "metadata.namespace: {} is cluster-scoped and takes no namespace",
+                path.info.plural
+            )))
+        }
+        (None, _) => Ok(()),
+    }
+}
+
+fn check_name(obj: &Value, path: &ResourcePath) -> Result<(), ApiError> {
+    if let (Some(url), Some(body)) = (path.name.as_deref(), meta_str(obj, "name"))
+        && url != body
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({body}) does not match the name on the URL ({url})"
+        )));
+    }
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn random_suffix() -> String {
+    // Kubernetes' alphabet: no vowels (no accidental words), no look-alike characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn submit(
+    st: &ApiState,
+    write: Write,
+    info: &ResourceInfo,
+    name: &str,
+) -> Result<Applied, ApiError> {
+    let size = match &write {
+        Write::Create { object, .. } | Write::Update { object, .. } => object_size(object),
+        Write::Delete { .. } => 64,
+    };
+    st.batcher
+        .submit(write, size)
+        .await?
+        .map_err(|e| ApiError::from_write(e, info, name))
+}
+
+fn object_size(v: &Value) -> usize {
+    // Cheap estimate for batch sizing: the serialized length (objects are small).
+    serde_json::to_vec(v).map_or(0, |b| b.len())
+}
+
+async fn ensure_namespace(st: &ApiState, path: &ResourcePath) -> Result<(), ApiError> {
+    let Some(ns) = path.namespace.as_deref().filter(|_| path.info.namespaced) else {
+        return Ok(());
+    };
+    let ns_info =
+        ketch_api::resource::by_path("", "v1", "namespaces").expect("namespaces is registered");
+    match st.store.get(&key_of(ns_info, None, Some(ns)))? {
+        Some(obj) if obj.pointer("/metadata/deletionTimestamp").is_some() => {
+            Err(ApiError::Forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )))
+        }
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(ns_info, ns)),
+    }
+}
+
+async fn create(
+    st: &ApiState,
+    path: &ResourcePath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if path.info.namespaced && path.namespace.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "{} is namespaced: POST to .../namespaces/{{namespace}}/{}",
+            path.info.plural, path.info.plural
+        )));
+    }
+    let mut obj = read_object(headers, body).await?;
+    place_in_namespace(&mut obj, path)?;
+    if meta_str(&obj, "resourceVersion").is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "metadata.resourceVersion: Forbidden: resourceVersion should not be set on objects to be created".into(),
+        ));
+    }
+    {
+        let meta = meta_mut(&mut obj)?;
+        for owned in [
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+        ] {
+            meta.remove(owned);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    }
+    if path.info.has_status
+        && let Some(o) = obj.as_object_mut()
+    {
+        // Status is written only through /status, as in Kubernetes.
+        o.remove("status");
+        if path.info.plural == "namespaces" {
+            o.insert("status".into(), json!({"phase": "Active"}));
+        }
+    }
+    ensure_namespace(st, path).await?;
+    let generate = meta_str(&obj, "name")
+        .is_none_or(str::is_empty)
+        .then(|| meta_str(&obj, "generateName").map(str::to_string))
+        .flatten();
+    // A generated name can collide; retry a few times as Kubernetes' clients would.
+    for attempt in 0..5 {
+        let mut candidate = obj.clone();
+        if let Some(prefix) = &generate {
+            meta_mut(&mut candidate)?
+                .insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
+        }
+        let admitted = admit(path.info, candidate)?;
+        let name = meta_str(&admitted, "name").unwrap_or_default().to_string();
+        let key = key_of(path.info, path.namespace.as_deref(), Some(&name));
+        match submit(
+            st,
+            Write::Create {
+                key,
+                object: admitted,
+            },
+            path.info,
+            &name,
+        )
+        .await
+        {
+            Err(ApiError::AlreadyExists { .. }) if generate.is_some() && attempt < 4 => continue,
+            Err(e) => return Err(e),
+            Ok(applied) => return Ok(json_response(headers, StatusCode::CREATED, &applied.object)),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+async fn get(
+    st: &ApiState,
+    path: &ResourcePath,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    st.store.read_barrier().await?;
+    let name = path.name.as_deref().unwrap_or_default();
+    let obj = st
+        .store
+        .get(&path.key())?
+        .ok_or_else(|| ApiError::not_found(path.info, name))?;
+    Ok(json_response(headers, StatusCode::OK, &obj))
+}
+
+/// Label and field selectors of a list or watch.
+pub struct Filter {
+    labels: Option<Selector>,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn new(info: &ResourceInfo, params: &Params) -> Result<Self, ApiError> {
+        let labels = match &params.label_selector {
+            Some(s) => Some(
+                Selector::parse(s)
+                    .map_err(|e| ApiError::BadRequest(format!("labelSelector: {e}")))?,
+            ),
+            None => None,
+        };
+        let fields = match &params.field_selector {
+            Some(s) => FieldSelector::parse(info.plural, s)?,
+            None => FieldSelector::default(),
+        };
+        Ok(Self { labels, fields })
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        if !self.fields.is_empty() && !self.fields.matches(obj) {
+            return false;
+        }
+        match &self.labels {
+            None => true,
+            Some(sel) => {
+                let labels = obj
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                sel.matches(&labels)
+            }
+        }
+    }
+}
+
+async fn list(
+    st: &ApiState,
+    path: &ResourcePath,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let filter = Filter::new(path.info, params)?;
+    st.store.read_barrier().await?;
+    let (revision, items) = st.store.list(&path.key())?;
+    let items: Vec<Value> = items.into_iter().filter(|o| filter.matches(o)).collect();
+    let list = json!({
+        "apiVersion": path.info.api_version(),
+        "kind": path.info.list_kind(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": items,
+    });
+    Ok(json_response(headers, StatusCode::OK, &list))
+}
+
+fn scope_for(path: &ResourcePath) -> UpdateScope {
+    if path.status {
+        UpdateScope::Status
+    } else if path.info.has_status {
+        UpdateScope::Spec
+    } else {
+        UpdateScope::Whole
+    }
+}
+
+async fn update(
+    st: &ApiState,
+    path: &ResourcePath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut obj = read_object(headers, body).await?;
+    check_name(&obj, path)?;
+    place_in_namespace(&mut obj, path)?;
+    let name = path.name.clone().unwrap_or_default();
+    meta_mut(&mut obj)?.insert("name".into(), json!(name));
+    let admitted = admit(path.info, obj)?;
+    let applied = submit(
+        st,
+        Write::Update {
+            key: path.key(),
+            object: admitted,
+            scope: scope_for(path),
+        },
+        path.info,
+        &name,
+    )
+    .await?;
+    Ok(json_response(headers, StatusCode::OK, &applied.object))
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+async fn patch(
+    st: &ApiState,
+    path: &ResourcePath,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/merge-patch+json") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported patch type {content_type:?}: ketch supports application/merge-patch+json \
+             (strategic merge, JSON patch and server-side apply are not supported yet)"
+        )));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+    let patch: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "patch body: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest(
+            "patch body: a merge patch must be a JSON object".into(),
+        ));
+    }
+    let explicit_rv = meta_str(&patch, "resourceVersion").is_some();
+    let name = path.name.clone().unwrap_or_default();
+    // Without an explicit resourceVersion a patch applies to whatever is stored: retry on a
+    // concurrent write, as the Kubernetes API server does.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        st.store.read_barrier().await?;
+        let current = st
+            .store
+            .get(&path.key())?
+            .ok_or_else(|| ApiError::not_found(path.info, &name))?;
+        let mut next = current.clone();
+        merge_patch(&mut next, &patch);
+        if !explicit_rv {
+            let rv = meta_str(&current, "resourceVersion")
+                .unwrap_or_default()
+                .to_string();
+            meta_mut(&mut next)?.insert("resourceVersion".into(), json!(rv));
+        }
+        check_name(&next, path)?;
+        place_in_namespace(&mut next, path)?;
+        let admitted = admit(path.info, next)?;
+        let result = submit(
+            st,
+            Write::Update {
+                key: path.key(),
+                object: admitted,
+                scope: scope_for(path),
+            },
+            path.info,
+            &name,
+        )
+        .await;
+        match result {
+            Err(ApiError::Conflict { .. }) if !explicit_rv && attempts < 5 => continue,
+            Err(e) => return Err(e),
+            Ok(applied) => return Ok(json_response(headers, StatusCode::OK, &applied.object)),
+        }
+    }
+}
+
+async fn delete(
+    st: &ApiState,
+    path: &ResourcePath,
+    params: &Params,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+    let options: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "DeleteOptions: line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ))
+        })?
+    };
+    let policy = options
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| params.propagation_policy.clone());
+    match policy.as_deref() {
+        None | Some("Background") => {}
+        Some(p @ ("Foreground" | "Orphan")) => {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy: {p} is not supported yet (garbage collection arrives with the controllers); use Background"
+            )));
+        }
+        Some(p) => {
+            return Err(ApiError::BadRequest(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
+        }
+    }
+    let precondition_rv = match options
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+    {
+        Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "preconditions.resourceVersion: invalid value {rv:?}"
+            ))
+        })?),
+        None => None,
+    };
+    let name = path.name.clone().unwrap_or_default();
+    let now = now_rfc3339();
+    let own = Write::Delete {
+        key: path.key(),
+        now: now.clone(),
+        precondition_rv,
+    };
+    if path.info.plural != "namespaces" {
+        let applied = submit(st, own, path.info, &name).await?;
+        return Ok(json_response(headers, StatusCode::OK, &applied.object));
+    }
+    if name == "default" {
+        return Err(ApiError::Forbidden(
+            "namespace \"default\" is protected and cannot be deleted".into(),
+        ));
+    }
+    // Deleting a namespace deletes what is in it, in the same batch.
+    st.store.read_barrier().await?;
+    let mut writes = vec![(own, 64)];
+    for info in RESOURCES.iter().filter(|r| r.namespaced) {
+        let (_, objects) = st.store.list(&key_of(info, Some(&name), None))?;
+        for o in objects {
+            let obj_name = meta_str(&o, "name").unwrap_or_default();
+            writes.push((
+                Write::Delete {
+                    key: key_of(info, Some(&name), Some(obj_name)),
+                    now: now.clone(),
+                    precondition_rv: None,
+                },
+                64,
+            ));
+        }
+    }
+    let mut results = st.batcher.submit_all(writes).await.into_iter();
+    let first = results
+        .next()
+        .expect("the namespace's own delete was submitted")?;
+    let applied = first.map_err(|e| ApiError::from_write(e, path.info, &name))?;
+    for r in results {
+        if let Err(e) = r {
+            tracing::warn!(namespace = %name, error = %e, "deleting namespace contents");
+        }
+    }
+    Ok(json_response(headers, StatusCode::OK, &applied.object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"a": [1, 2]});
+        merge_patch(&mut t, &json!({"a": [3]}));
+        assert_eq!(t, json!({"a": [3]}));
+    }
+
+    #[test]
+    fn query_strings_decode_percent_escapes() {
+        let m = serde_urlencoded_pairs("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=true");
+        assert_eq!(m["labelSelector"], "app=web,tier in (a)");
+        assert_eq!(m["watch"], "true");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

@@ -1,0 +1,302 @@
+//! The API server: Kubernetes REST paths over the replicated store.
+//!
+//! [`router`] builds the whole HTTP surface from an [`ApiState`] (testable without a
+//! socket); [`Server::start`] opens the data dir, the store and the listener.
+
+pub mod auth;
+pub mod batcher;
+pub mod error;
+pub mod fields;
+pub mod handlers;
+pub mod metrics;
+pub mod path;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+
+use crate::store::command::Write;
+use crate::store::{Store, StoreConfig, StoreError};
+use crate::watch::WatchHub;
+use auth::{Authenticator, Authorizer};
+use batcher::Batcher;
+use error::ApiError;
+use metrics::Metrics;
+
+/// Everything a request handler needs.
+pub struct ApiState {
+    pub store: Store,
+    pub hub: Arc<WatchHub>,
+    pub batcher: Batcher,
+    pub authn: Authenticator,
+    pub authz: Box<dyn Authorizer>,
+    pub metrics: Metrics,
+}
+
+/// The whole HTTP surface of a server.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let raft = crate::store::network::raft_router(state.store.raft().clone()).layer(
+        axum::middleware::from_fn_with_state(state.clone(), require_admin),
+    );
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/version", get(version))
+        .route("/api", get(api_versions))
+        .route("/apis", get(api_groups))
+        .route("/api/{*rest}", any(handlers::core))
+        .route("/apis/{*rest}", any(handlers::grouped))
+        .nest("/raft", raft)
+        .fallback(|| async {
+            ApiError::NotFound {
+                resource: "path".into(),
+                name: "the server could not find the requested resource".into(),
+            }
+        })
+        .with_state(state)
+}
+
+async fn require_admin(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match st.authn.authenticate(header) {
+        Ok(_) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when this server knows a leader and can pass a read barrier.
+async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
+    match st.store.read_barrier().await {
+        Ok(()) => "ok".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+    }
+}
+
+async fn metrics_text(State(st): State<Arc<ApiState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(&st.store),
+    )
+        .into_response()
+}
+
+async fn version() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({
+        "major": "0", "minor": "1",
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")),
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
+}
+
+async fn api_versions() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}))
+}
+
+async fn api_groups() -> axum::Json<serde_json::Value> {
+    let mut groups: Vec<(&str, &str)> = ketch_api::resource::RESOURCES
+        .iter()
+        .filter(|r| !r.group.is_empty())
+        .map(|r| (r.group, r.version))
+        .collect();
+    groups.dedup();
+    let groups: Vec<_> = groups
+        .into_iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    axum::Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address other servers and agents reach this one at (defaults to `listen`).
+    pub advertise: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The server's identity in the data dir: its raft node id, chosen once.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    id: u64,
+}
+
+fn load_identity(data_dir: &std::path::Path) -> std::io::Result<u64> {
+    let path = data_dir.join("server.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let ident: Identity = serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            Ok(ident.id)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Random ids let servers join a cluster without coordinating numbering.
+            let id = rand::random_range(1..u64::MAX >> 1);
+            let bytes = serde_json::to_vec_pretty(&Identity { id }).expect("serializes");
+            auth::write_private(&path, &bytes)?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A running API server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub node_id: u64,
+    store: Store,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Open the data dir and store, bootstrap a one-voter cluster on first start, and serve.
+    ///
+    /// # Errors
+    /// The data dir cannot be created or read, the store fails to open, or the address
+    /// cannot be bound.
+    pub async fn start(opts: ServerOptions) -> Result<Server, ServerError> {
+        let dir_err = |source| ServerError::DataDir {
+            path: opts.data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&opts.data_dir).map_err(dir_err)?;
+        let node_id = load_identity(&opts.data_dir).map_err(dir_err)?;
+        let token = auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?;
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: opts.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let hub = Arc::new(WatchHub::new(100_000));
+        let store = Store::open(
+            StoreConfig {
+                data_dir: opts.data_dir.clone(),
+                node_id,
+                advertise_addr: opts.advertise.clone().unwrap_or_else(|| addr.to_string()),
+                watch_history: 100_000,
+            },
+            hub.clone(),
+        )
+        .await?;
+        store.bootstrap_single().await?;
+        let batcher = Batcher::spawn(store.clone());
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            hub,
+            batcher: batcher.clone(),
+            authn: Authenticator::new(token.clone()),
+            authz: Box::new(auth::AdminOnly),
+            metrics: Metrics::new(),
+        });
+        ensure_default_namespace(&batcher).await?;
+        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let app = router(state);
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, node_id, "ketch API server listening");
+        Ok(Server {
+            addr,
+            token,
+            node_id,
+            store,
+            shutdown,
+            serve,
+        })
+    }
+
+    /// Stop accepting requests, finish in-flight ones, and shut the store down.
+    ///
+    /// # Errors
+    /// The HTTP server or the store failed while stopping.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        // Watch streams never end by themselves; give in-flight requests a moment.
+        let served = tokio::time::timeout(std::time::Duration::from_secs(2), self.serve).await;
+        if let Ok(Ok(Err(e))) = served {
+            return Err(ServerError::Serve(e));
+        }
+        self.store.shutdown().await?;
+        Ok(())
+    }
+}
+
+async fn ensure_default_namespace(batcher: &Batcher) -> Result<(), ServerError> {
+    let object = json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "default", "uid": uuid::Uuid::new_v4().to_string(),
+                     "creationTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+        "spec": {}, "status": {"phase": "Active"},
+    });
+    let write = Write::Create {
+        key: "namespaces//default".into(),
+        object,
+    };
+    // AlreadyExists (every start after the first) is fine.
+    let _ = batcher.submit(write, 256).await?;
+    Ok(())
+}

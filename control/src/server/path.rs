@@ -1,0 +1,174 @@
+//! Kubernetes REST paths → which resource, namespace, name and subresource a request means.
+//! Parsed by hand rather than by router patterns because `/api/v1/namespaces/x/status`
+//! (a namespace's status) and `/api/v1/namespaces/x/pods` (a list) have the same shape.
+
+use ketch_api::resource::{ResourceInfo, by_path};
+
+use super::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub info: &'static ResourceInfo,
+    /// Set for namespaced paths (`/namespaces/{ns}/...`).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub status: bool,
+}
+
+impl ResourcePath {
+    /// The store key prefix for a collection request, or the key for a named one.
+    pub fn key(&self) -> String {
+        key_of(self.info, self.namespace.as_deref(), self.name.as_deref())
+    }
+}
+
+/// `{plural}/{namespace}/{name}`; a collection prefix when `name` is `None`
+/// (`{plural}/` for all namespaces, `{plural}/{ns}/` for one).
+pub fn key_of(info: &ResourceInfo, namespace: Option<&str>, name: Option<&str>) -> String {
+    match (namespace, name) {
+        (ns, Some(name)) => format!("{}/{}/{}", info.plural, ns.unwrap_or(""), name),
+        (Some(ns), None) => format!("{}/{}/", info.plural, ns),
+        (None, None) => format!("{}/", info.plural),
+    }
+}
+
+/// Parse the part after `/api/` or `/apis/`. `core` is true for `/api`.
+pub fn parse(core: bool, rest: &str) -> Result<ResourcePath, ApiError> {
+    let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let (group, version, segs) = if core {
+        match segs.as_slice() {
+            [version, tail @ ..] => ("", *version, tail),
+            _ => return Err(not_found_path(rest)),
+        }
+    } else {
+        match segs.as_slice() {
+            [group, version, tail @ ..] => (*group, *version, tail),
+            _ => return Err(not_found_path(rest)),
+        }
+    };
+    let lookup = |plural: &str| {
+        by_path(group, version, plural).ok_or_else(|| ApiError::NotFound {
+            resource: "the server could not find the requested resource".into(),
+            name: if group.is_empty() {
+                format!("{version}/{plural}")
+            } else {
+                format!("{group}/{version}/{plural}")
+            },
+        })
+    };
+    let owned = |s: &str| Some(s.to_string());
+    let path = match segs {
+        ["namespaces", ns, plural, tail @ ..] if *plural != "status" && *plural != "finalize" => {
+            let info = lookup(plural)?;
+            if !info.namespaced {
+                return Err(ApiError::BadRequest(format!(
+                    "{} is cluster-scoped: use /{}{}/{} without a namespace",
+                    info.plural,
+                    if core { "api/" } else { "apis/" },
+                    info.api_version(),
+                    info.plural
+                )));
+            }
+            let (name, status) = name_and_sub(tail, rest)?;
+            ResourcePath {
+                info,
+                namespace: owned(ns),
+                name,
+                status,
+            }
+        }
+        [plural, tail @ ..] if !plural.is_empty() => {
+            let info = lookup(plural)?;
+            let (name, status) = name_and_sub(tail, rest)?;
+            if info.namespaced && name.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "{} is namespaced: use .../namespaces/{{namespace}}/{}/{{name}}",
+                    info.plural, info.plural
+                )));
+            }
+            ResourcePath {
+                info,
+                namespace: None,
+                name,
+                status,
+            }
+        }
+        _ => return Err(not_found_path(rest)),
+    };
+    if path.status && !path.info.has_status {
+        return Err(not_found_path(rest));
+    }
+    Ok(path)
+}
+
+fn name_and_sub(tail: &[&str], rest: &str) -> Result<(Option<String>, bool), ApiError> {
+    match tail {
+        [] => Ok((None, false)),
+        [name] => Ok((Some((*name).to_string()), false)),
+        [name, "status"] => Ok((Some((*name).to_string()), true)),
+        _ => Err(not_found_path(rest)),
+    }
+}
+
+fn not_found_path(rest: &str) -> ApiError {
+    ApiError::NotFound {
+        resource: "path".into(),
+        name: rest.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaced_collection_object_and_status_paths_parse() {
+        let p = parse(true, "v1/namespaces/default/pods").unwrap();
+        assert_eq!(
+            (p.info.plural, p.namespace.as_deref(), p.name.as_deref()),
+            ("pods", Some("default"), None)
+        );
+        let p = parse(false, "apps/v1/namespaces/ns1/deployments/web/status").unwrap();
+        assert_eq!(
+            (p.info.plural, p.name.as_deref(), p.status),
+            ("deployments", Some("web"), true)
+        );
+        assert_eq!(p.key(), "deployments/ns1/web");
+    }
+
+    #[test]
+    fn a_namespace_status_path_is_not_a_list_of_status() {
+        let p = parse(true, "v1/namespaces/foo/status").unwrap();
+        assert_eq!(
+            (p.info.plural, p.name.as_deref(), p.status),
+            ("namespaces", Some("foo"), true)
+        );
+        let p = parse(true, "v1/namespaces/foo").unwrap();
+        assert_eq!(p.key(), "namespaces//foo");
+    }
+
+    #[test]
+    fn all_namespaces_list_and_cluster_scoped_objects_parse() {
+        let p = parse(true, "v1/pods").unwrap();
+        assert_eq!(p.key(), "pods/");
+        let p = parse(true, "v1/nodes/n1").unwrap();
+        assert_eq!(p.key(), "nodes//n1");
+    }
+
+    #[test]
+    fn unknown_resources_and_misplaced_scopes_are_errors() {
+        assert!(matches!(
+            parse(true, "v1/widgets"),
+            Err(ApiError::NotFound { .. })
+        ));
+        assert!(matches!(
+            parse(true, "v1/pods/x"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse(true, "v1/namespaces/a/nodes"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(parse(true, "v1/configmaps/x/status").is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The pure semantics of one object write: what the stored object becomes, which event it
+//! makes, or why it is refused. No IO: the state machine feeds it the stored object and
+//! persists what it returns, so every replica makes the same decision.
+
+use serde_json::{Map, Value};
+
+use super::command::{Applied, EventType, UpdateScope, Write, WriteError};
+
+/// What the state machine must do to its table after a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    Put(Value),
+    Remove,
+}
+
+/// Decide one write against the currently stored object. `revision` is the revision the
+/// write receives if it changes anything (the caller advances its counter only then).
+pub fn apply_write(
+    current: Option<&Value>,
+    write: &Write,
+    revision: u64,
+) -> (Result<Applied, WriteError>, Option<Mutation>) {
+    match decide(current, write, revision) {
+        Ok((applied, mutation)) => (Ok(applied), mutation),
+        Err(e) => (Err(e), None),
+    }
+}
+
+type Decision = Result<(Applied, Option<Mutation>), WriteError>;
+
+fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
+    match write {
+        Write::Create { object, .. } => {
+            if current.is_some() {
+                return Err(WriteError::AlreadyExists);
+            }
+            let mut object = object.clone();
+            let meta = meta_mut(&mut object);
+            meta.insert("resourceVersion".into(), rv_value(revision));
+            meta.insert("generation".into(), Value::from(1));
+            changed(object, EventType::Added)
+        }
+        Write::Update { object, scope, .. } => {
+            let current = current.ok_or(WriteError::NotFound)?;
+            check_preconditions(current, object)?;
+            let mut next = merge_update(current, object, *scope);
+            if strip_rv(&next) == strip_rv(current) {
+                return Ok((
+                    Applied {
+                        object: current.clone(),
+                        event: None,
+                    },
+                    None,
+                ));
+            }
+            if current.get("spec") != next.get("spec") {
+                let generation = meta_u64(current, "generation").unwrap_or(1) + 1;
+                meta_mut(&mut next).insert("generation".into(), Value::from(generation));
+            }
+            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
+            if is_terminating(&next) && finalizers_empty(&next) {
+                return removed(next);
+            }
+            changed(next, EventType::Modified)
+        }
+        Write::Delete {
+            now,
+            precondition_rv,
+            ..
+        } => {
+            let current = current.ok_or(WriteError::NotFound)?;
+            if let Some(want) = precondition_rv {
+                let have = stored_rv(current);
+                if have != Some(*want) {
+                    return Err(WriteError::Conflict(format!(
+                        "the resourceVersion precondition failed: stored {}, requested {want}",
+                        have.map_or_else(|| "none".to_string(), |v| v.to_string())
+                    )));
+                }
+            }
+            let mut next = current.clone();
+            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
+            if finalizers_empty(current) {
+                return removed(next);
+            }
+            if is_terminating(current) {
+                // Already marked; deletion completes when the last finalizer is removed.
+                return Ok((
+                    Applied {
+                        object: current.clone(),
+                        event: None,
+                    },
+                    None,
+                ));
+            }
+            meta_mut(&mut next).insert("deletionTimestamp".into(), Value::from(now.clone()));
+            changed(next, EventType::Modified)
+        }
+    }
+}
+
+fn changed(object: Value, event: EventType) -> Decision {
+    Ok((
+        Applied {
+            object: object.clone(),
+            event: Some(event),
+        },
+        Some(Mutation::Put(object)),
+    ))
+}
+
+fn removed(object: Value) -> Decision {
+    Ok((
+        Applied {
+            object,
+            event: Some(EventType::Deleted),
+        },
+        Some(Mutation::Remove),
+    ))
+}
+
+/// resourceVersion (when given) must match; uid (when given) must match.
+fn check_preconditions(current: &Value, incoming: &Value) -> Result<(), WriteError> {
+    let meta = incoming.get("metadata");
+    if let Some(rv) = meta
+        .and_then(|m| m.get("resourceVersion"))
+        .and_then(Value::as_str)
+        && !rv.is_empty()
+    {
+        let want: u64 = rv.parse().map_err(|_| {
+            WriteError::Invalid(format!(
+                "metadata.resourceVersion: invalid value {rv:?}: must be a decimal number"
+            ))
+        })?;
+        if stored_rv(current) != Some(want) {
+            return Err(WriteError::Conflict(format!(
+                "the object has been modified; please apply your changes to the latest version and try again (stored resourceVersion {}, yours {want})",
+                stored_rv(current).unwrap_or(0)
+            )));
+        }
+    }
+    if let Some(uid) = meta.and_then(|m| m.get("uid")).and_then(Value::as_str)
+        && !uid.is_empty()
+        && current.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+    {
+        return Err(WriteError::Conflict(format!(
+            "metadata.uid: {uid} does not match the stored object (it was deleted and re-created)"
+        )));
+    }
+    Ok(())
+}
+
+/// Metadata fields the server owns: a client cannot change them by update.
+const SERVER_OWNED_META: [&str; 6] = [
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "generation",
+    "namespace",
+    "name",
+];
+
+fn merge_update(current: &Value, incoming: &Value, scope: UpdateScope) -> Value {
+    match scope {
+        UpdateScope::Status => {
+            let mut next = current.clone();
+            let obj = next
+                .as_object_mut()
+                .expect("stored objects are JSON objects");
+            match incoming.get("status") {
+                Some(status) => obj.insert("status".into(), status.clone()),
+                None => obj.remove("status"),
+            };
+            next
+        }
+        UpdateScope::Spec | UpdateScope::Whole => {
+            let mut next = incoming.clone();
+            if scope == UpdateScope::Spec {
+                let obj = next
+                    .as_object_mut()
+                    .expect("incoming objects are JSON objects");
+                match current.get("status") {
+                    Some(status) => obj.insert("status".into(), status.clone()),
+                    None => obj.remove("status"),
+                };
+            }
+            let cur_meta = current.get("metadata").and_then(Value::as_object);
+            let meta = meta_mut(&mut next);
+            for field in SERVER_OWNED_META {
+                match cur_meta.and_then(|m| m.get(field)) {
+                    Some(v) => meta.insert(field.into(), v.clone()),
+                    None => meta.remove(field),
+                };
+            }
+            next
+        }
+    }
+}
+
+fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+    let obj = object
+        .as_object_mut()
+        .expect("objects reaching the store are JSON objects");
+    obj.entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .expect("metadata is an object")
+}
+
+fn meta_u64(object: &Value, field: &str) -> Option<u64> {
+    object.get("metadata")?.get(field)?.as_u64()
+}
+
+fn stored_rv(object: &Value) -> Option<u64> {
+    object
+        .pointer("/metadata/resourceVersion")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+fn rv_value(revision: u64) -> Value {
+    // Kubernetes clients treat resourceVersion as an opaque string.
+    Value::from(revision.to_string())
+}
+
+fn strip_rv(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    o
+}
+
+fn is_terminating(object: &Value) -> bool {
+    object.pointer("/metadata/deletionTimestamp").is_some()
+}
+
+fn finalizers_empty(object: &Value) -> bool {
+    object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create(obj: Value) -> Write {
+        Write::Create {
+            key: "pods/default/a".into(),
+            object: obj,
+        }
+    }
+
+    fn stored(rv: u64) -> Value {
+        json!({"metadata": {"name": "a", "uid": "u1", "resourceVersion": rv.to_string(), "generation": 1},
+               "spec": {"x": 1}, "status": {"phase": "Running"}})
+    }
+
+    #[test]
+    fn create_sets_revision_and_generation_and_refuses_a_taken_key() {
+        let (res, m) = apply_write(None, &create(json!({"metadata": {"name": "a"}})), 7);
+        let applied = res.unwrap();
+        assert_eq!(applied.event, Some(EventType::Added));
+        assert_eq!(applied.object["metadata"]["resourceVersion"], "7");
+        assert_eq!(applied.object["metadata"]["generation"], 1);
+        assert!(matches!(m, Some(Mutation::Put(_))));
+        let (res, m) = apply_write(Some(&stored(3)), &create(json!({"metadata": {}})), 8);
+        assert_eq!(res.unwrap_err(), WriteError::AlreadyExists);
+        assert!(m.is_none());
+    }
+
+    #[test]
+    fn update_with_a_stale_resource_version_is_a_conflict() {
+        let w = Write::Update {
+            key: "k".into(),
+            object: json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 2}}),
+            scope: UpdateScope::Spec,
+        };
+        let (res, m) = apply_write(Some(&stored(3)), &w, 9);
+        assert!(matches!(res, Err(WriteError::Conflict(_))));
+        assert!(m.is_none());
+    }
+
+    #[test]
+    fn spec_update_keeps_status_bumps_generation_and_server_owned_metadata() {
+        let w = Write::Update {
+            key: "k".into(),
+            object: json!({"metadata": {"name": "a", "resourceVersion": "3", "uid": "u1", "generation": 40},
+                           "spec": {"x": 2}, "status": {"phase": "Hacked"}}),
+            scope: UpdateScope::Spec,
+        };
+        let applied = apply_write(Some(&stored(3)), &w, 9).0.unwrap();
+        assert_eq!(applied.object["status"]["phase"], "Running");
+        assert_eq!(applied.object["metadata"]["generation"], 2);
+        assert_eq!(applied.object["metadata"]["resourceVersion"], "9");
+        assert_eq!(applied.event, Some(EventType::Modified));
+    }
+
+    #[test]
+    fn status_update_changes_only_status_and_not_generation() {
+        let w = Write::Update {
+            key: "k".into(),
+            object: json!({"metadata": {"name": "a"}, "spec": {"x": 99}, "status": {"phase": "Failed"}}),
+            scope: UpdateScope::Status,
+        };
+        let applied = apply_write(Some(&stored(3)), &w, 4).0.unwrap();
+        assert_eq!(applied.object["spec"]["x"], 1);
+        assert_eq!(applied.object["status"]["phase"], "Failed");
+        assert_eq!(applied.object["metadata"]["generation"], 1);
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_consumes_no_revision() {
+        let w = Write::Update {
+            key: "k".into(),
+            object: stored(3),
+            scope: UpdateScope::Spec,
+        };
+        let (res, m) = apply_write(Some(&stored(3)), &w, 4);
+        assert_eq!(res.unwrap().event, None);
+        assert!(m.is_none());
+    }
+
+    #[test]
+    fn delete_with_finalizers_marks_then_last_finalizer_removal_deletes() {
+        let mut obj = stored(3);
+        obj["metadata"]["finalizers"] = json!(["ketch.dev/x"]);
+        let del = Write::Delete {
+            key: "k".into(),
+            now: "2026-01-01T00:00:00Z".into(),
+            precondition_rv: None,
+        };
+        let (res, m) = apply_write(Some(&obj), &del, 4);
+        let marked = res.unwrap().object;
+        assert_eq!(
+            marked["metadata"]["deletionTimestamp"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert!(matches!(m, Some(Mutation::Put(_))));
+        // Deleting again changes nothing.
+        let (res, m) = apply_write(Some(&marked), &del, 5);
+        assert_eq!(res.unwrap().event, None);
+        assert!(m.is_none());
+        // Removing the finalizer completes the deletion.
+        let mut cleared = marked.clone();
+        cleared["metadata"]["finalizers"] = json!([]);
+        let w = Write::Update {
+            key: "k".into(),
+            object: cleared,
+            scope: UpdateScope::Spec,
+        };
+        let (res, m) = apply_write(Some(&marked), &w, 6);
+        assert_eq!(res.unwrap().event, Some(EventType::Deleted));
+        assert_eq!(m, Some(Mutation::Remove));
+    }
+
+    #[test]
+    fn delete_without_finalizers_removes_and_checks_the_precondition() {
+        let del = |rv| Write::Delete {
+            key: "k".into(),
+            now: "t".into(),
+            precondition_rv: rv,
+        };
+        let (res, _) = apply_write(Some(&stored(3)), &del(Some(2)), 4);
+        assert!(matches!(res, Err(WriteError::Conflict(_))));
+        let (res, m) = apply_write(Some(&stored(3)), &del(Some(3)), 4);
+        assert_eq!(res.unwrap().object["metadata"]["resourceVersion"], "4");
+        assert_eq!(m, Some(Mutation::Remove));
+        let (res, _) = apply_write(None, &del(None), 4);
+        assert_eq!(res.unwrap_err(), WriteError::NotFound);
+    }
+}

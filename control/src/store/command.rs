@@ -1,0 +1,103 @@
+//! What the replicated log carries: batches of object writes, and what applying one returns.
+//!
+//! The API layer group-commits: many concurrent client writes travel in one [`Batch`], so
+//! one raft entry (and one fsync) covers them all. Each write inside a batch succeeds or
+//! fails on its own; a failed write leaves the store untouched.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One raft log entry's application data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Batch(pub Vec<Write>);
+
+/// Which part of a stored object an update may change.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum UpdateScope {
+    /// A kind with a status subresource, written through the main resource: everything but
+    /// `status` (which is kept from the stored object).
+    Spec,
+    /// Written through `/status`: only `status` changes (plus nothing else).
+    Status,
+    /// A kind without a status subresource: the whole object.
+    Whole,
+}
+
+/// One object write. Keys are `{plural}/{namespace}/{name}` (`{plural}//{name}` for
+/// cluster-scoped kinds), so a namespace's objects of one kind share a prefix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Write {
+    /// Create; fails with [`WriteError::AlreadyExists`] when the key is taken. `object` carries
+    /// its uid and creationTimestamp already (set by the API layer, so apply is deterministic).
+    Create { key: String, object: Value },
+    /// Compare-and-set update: when `object.metadata.resourceVersion` is present it must equal
+    /// the stored one.
+    Update {
+        key: String,
+        object: Value,
+        scope: UpdateScope,
+    },
+    /// Delete honoring finalizers: with finalizers present, sets `deletionTimestamp = now`.
+    Delete {
+        key: String,
+        /// RFC 3339 time chosen by the API layer, recorded as `deletionTimestamp`.
+        now: String,
+        /// When set, the stored resourceVersion must equal it.
+        precondition_rv: Option<u64>,
+    },
+}
+
+impl Write {
+    /// The key this write touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+}
+
+/// The kind of change a write made, as a watch reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    /// The Kubernetes watch event name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A write that succeeded: the object as stored now (or as it was when deleted) and the
+/// change it made. `event` is `None` when the write changed nothing (no revision consumed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Applied {
+    pub object: Value,
+    pub event: Option<EventType>,
+}
+
+/// Why one write was refused. Refusals are deterministic, so every replica agrees.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What applying one [`Batch`] returns: one result per write, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BatchResult(pub Vec<Result<Applied, WriteError>>);

@@ -1,0 +1,451 @@
+//! The replicated object store: openraft over one redb file per server.
+//!
+//! `<data_dir>/raft.redb` holds both the raft log (`raft_log`, `raft_meta`) and the state
+//! machine (`objects`, `sm_meta`). Writes go through raft ([`Store::propose`]); reads are redb
+//! read transactions on the same file, concurrent with writes, behind a raft read barrier
+//! ([`Store::read_barrier`]) when they must be linearizable.
+//!
+//! Durability: the vote and every log append/truncate/purge is an fsynced redb commit, and
+//! openraft is told an append is flushed only after its commit returned. The state machine
+//! commits once per `apply()` without its own fsync; the next durable commit (or
+//! [`Store::shutdown`]) persists it, and after a crash it is re-applied from the log.
+
+pub mod apply;
+pub mod command;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use redb::Database;
+
+use self::log_store::LogStore;
+use self::network::{NetworkFactory, PeerToken};
+use self::state_machine::StateMachine;
+pub use self::types::TypeConfig;
+use self::types::{NodeId, Raft};
+use crate::watch::WatchHub;
+
+/// How long a proposal or a read barrier may wait for the cluster before giving up.
+const CLUSTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Where and as whom a server's store runs.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    /// `host:port` peers use to reach this server's `/raft` endpoints.
+    pub advertise_addr: String,
+    /// Watch history (events) the hub keeps; default 100 000. The hub is built by the caller.
+    pub watch_history: usize,
+}
+
+impl StoreConfig {
+    pub fn new(
+        data_dir: impl Into<PathBuf>,
+        node_id: u64,
+        advertise_addr: impl Into<String>,
+    ) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            node_id,
+            advertise_addr: advertise_addr.into(),
+            watch_history: 100_000,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This server cannot accept the request; the leader (id, address) when known.
+    #[error("not the leader{}", match .leader { Some((id, addr)) => format!(" (leader is {id} at {addr})"), None => String::new() })]
+    NotLeader { leader: Option<(u64, String)> },
+    /// Raft cannot serve: shut down, fatal error, no quorum, or timed out.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The redb file or its contents failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl From<db::DbError> for StoreError {
+    fn from(e: db::DbError) -> Self {
+        StoreError::Storage(e.to_string())
+    }
+}
+
+/// A snapshot of raft's metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStats {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub state: ServerState,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    /// Last log index covered by the current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Last purged log index.
+    pub purged_index: Option<u64>,
+}
+
+/// The replicated store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: StoreConfig,
+    path: PathBuf,
+    /// `None` after shutdown, so the file can be reopened in this process.
+    db: RwLock<Option<Arc<Database>>>,
+    raft: Raft,
+    log_store: LogStore,
+    peer_token: PeerToken,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("node_id", &self.inner.cfg.node_id)
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The raft configuration every ketch server runs with.
+pub fn raft_config() -> Config {
+    Config {
+        cluster_name: "ketch".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+        max_in_snapshot_log_to_keep: 1000,
+        // Chunks travel as JSON (bytes become number arrays): keep them well under the
+        // transport's body limit.
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Default::default()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/raft.redb` and starts raft with heartbeat 50 ms,
+    /// election timeout 150–300 ms.
+    ///
+    /// # Errors
+    /// The data dir or database cannot be opened, or raft refuses to start.
+    pub async fn open(cfg: StoreConfig, hub: Arc<WatchHub>) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StoreError::Storage(format!("{}: {e}", cfg.data_dir.display())))?;
+        let path = cfg.data_dir.join("raft.redb");
+        let db = db::open_retrying(&path).await?;
+        let log_store = LogStore::new(db.clone());
+        let sm = StateMachine::open(db.clone(), hub)?;
+        let config = raft_config()
+            .validate()
+            .map_err(|e| StoreError::Unavailable(format!("invalid raft config: {e}")))?;
+        let peer_token: PeerToken = Arc::new(RwLock::new(None));
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(config),
+            NetworkFactory::new(peer_token.clone()),
+            log_store.clone(),
+            sm,
+        )
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("raft failed to start: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cfg,
+                path,
+                db: RwLock::new(Some(db)),
+                raft,
+                log_store,
+                peer_token,
+            }),
+        })
+    }
+
+    /// If this server has never been part of a cluster (no vote, no log), initialize a
+    /// one-voter cluster of itself. Idempotent. Then wait (up to 10 s) until it is leader.
+    ///
+    /// # Errors
+    /// Initialization failed, or no leadership within the bound.
+    pub async fn bootstrap_single(&self) -> Result<(), StoreError> {
+        let raft = &self.inner.raft;
+        if self.inner.log_store.is_pristine()? {
+            let members = BTreeMap::from([(
+                self.inner.cfg.node_id,
+                BasicNode::new(self.inner.cfg.advertise_addr.clone()),
+            )]);
+            match raft.initialize(members).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(StoreError::Unavailable(format!("initialize: {e}"))),
+            }
+        }
+        let id = self.inner.cfg.node_id;
+        raft.wait(Some(CLUSTER_WAIT))
+            .metrics(
+                |m| m.current_leader == Some(id) && m.state == ServerState::Leader,
+                "this server becomes leader",
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no leadership: {e}")))?;
+        Ok(())
+    }
+
+    /// One raft proposal = one log entry for the whole batch.
+    ///
+    /// # Errors
+    /// Not the leader, no quorum within 10 s, raft shut down.
+    pub async fn propose(&self, batch: command::Batch) -> Result<command::BatchResult, StoreError> {
+        let res = tokio::time::timeout(CLUSTER_WAIT, self.inner.raft.client_write(batch))
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("timed out waiting for the write to commit".into())
+            })?;
+        match res {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(e @ ClientWriteError::ChangeMembershipError(_))) => {
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(StoreError::Unavailable(f.to_string())),
+        }
+    }
+
+    /// Linearizable read barrier: returns once this server is a confirmed leader and has
+    /// applied everything committed before the call.
+    ///
+    /// # Errors
+    /// Not the leader, no quorum, raft shut down.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let res = tokio::time::timeout(CLUSTER_WAIT, self.inner.raft.ensure_linearizable())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out confirming leadership".into()))?;
+        match res {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(not_leader(f)),
+            Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(StoreError::Unavailable(e.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(StoreError::Unavailable(f.to_string())),
+        }
+    }
+
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.inner
+            .db
+            .read()
+            .map_err(|_| StoreError::Storage("database lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("the store is shut down".into()))
+    }
+
+    /// One object by key, as this server has applied it.
+    ///
+    /// # Errors
+    /// The database failed or the store is shut down.
+    pub fn get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(state_machine::read_object(&*self.db()?, key)?)
+    }
+
+    /// All objects whose key starts with `prefix`, plus the revision they were read at (same
+    /// read transaction).
+    ///
+    /// # Errors
+    /// The database failed or the store is shut down.
+    pub fn list(&self, prefix: &str) -> Result<(u64, Vec<serde_json::Value>), StoreError> {
+        Ok(state_machine::read_prefix(&*self.db()?, prefix)?)
+    }
+
+    /// Current applied revision.
+    ///
+    /// # Errors
+    /// The database failed or the store is shut down.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        Ok(state_machine::read_revision(&*self.db()?)?)
+    }
+
+    pub fn raft(&self) -> &openraft::Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.inner.cfg.node_id
+    }
+
+    /// Bearer token this server presents to peers' `/raft` endpoints.
+    pub fn set_peer_token(&self, token: Option<String>) {
+        if let Ok(mut t) = self.inner.peer_token.write() {
+            *t = token;
+        }
+    }
+
+    pub fn stats(&self) -> RaftStats {
+        let m = self.inner.raft.metrics().borrow().clone();
+        RaftStats {
+            node_id: m.id,
+            term: m.current_term,
+            leader: m.current_leader,
+            state: m.state,
+            last_log_index: m.last_log_index,
+            last_applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+        }
+    }
+
+    /// File size of `raft.redb` (0 when it cannot be read).
+    pub fn db_size_bytes(&self) -> u64 {
+        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len())
+    }
+
+    /// Stop raft, make every applied change durable, and release the database file.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// Raft's task failed while stopping, or the final flush failed.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let Some(db) = self
+            .inner
+            .db
+            .write()
+            .map_err(|_| StoreError::Storage("database lock poisoned".into()))?
+            .take()
+        else {
+            return Ok(());
+        };
+        let stopped = self.inner.raft.shutdown().await;
+        db::blocking(move || db::flush(&db)).await?;
+        stopped.map_err(|e| StoreError::Unavailable(format!("raft stopped with an error: {e}")))
+    }
+}
+
+fn not_leader(f: openraft::error::ForwardToLeader<NodeId, BasicNode>) -> StoreError {
+    StoreError::NotLeader {
+        leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+    }
+}
+
+/// redb plumbing shared by the log store and the state machine.
+pub(crate) mod db {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use redb::{Database, DatabaseError, Durability, ReadableTable, Table};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::log_store::{LOG, RAFT_META};
+    use super::state_machine::{OBJECTS, SM_META};
+
+    #[derive(Debug, thiserror::Error)]
+    pub enum DbError {
+        #[error("redb: {0}")]
+        Redb(#[from] redb::Error),
+        #[error("json: {0}")]
+        Json(#[from] serde_json::Error),
+        #[error("{0}")]
+        Other(String),
+    }
+
+    macro_rules! from_redb {
+        ($($t:ty),*) => {$(
+            impl From<$t> for DbError {
+                fn from(e: $t) -> Self {
+                    DbError::Redb(e.into())
+                }
+            }
+        )*};
+    }
+    from_redb!(
+        redb::TransactionError,
+        redb::TableError,
+        redb::StorageError,
+        redb::CommitError,
+        redb::SetDurabilityError,
+        DatabaseError
+    );
+
+    /// Run blocking redb work off the async threads.
+    pub async fn blocking<T, F>(f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, DbError> + Send + 'static,
+    {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| DbError::Other(format!("blocking task failed: {e}")))?
+    }
+
+    pub fn get_json<T: DeserializeOwned>(
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<T>, DbError> {
+        match table.get(key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put_json<T: Serialize + ?Sized>(
+        table: &mut Table<'_, &'static str, &'static [u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), DbError> {
+        table.insert(key, serde_json::to_vec(value)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Open (creating) the database and every table, so read transactions never miss one.
+    pub fn open(path: &Path) -> Result<Arc<Database>, DbError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(RAFT_META)?;
+        txn.open_table(OBJECTS)?;
+        txn.open_table(SM_META)?;
+        txn.commit()?;
+        Ok(Arc::new(db))
+    }
+
+    /// Like [`open`], but waits (up to 5 s) for a previous instance in this process to
+    /// release the file (raft's tasks drop their handles shortly after shutdown).
+    pub async fn open_retrying(path: &Path) -> Result<Arc<Database>, DbError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let p = path.to_path_buf();
+            match blocking(move || open(&p)).await {
+                Err(DbError::Redb(redb::Error::DatabaseAlreadyOpen))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A durable empty commit: persists every earlier non-durable commit.
+    pub fn flush(db: &Database) -> Result<(), DbError> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
+    }
+}

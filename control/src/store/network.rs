@@ -1,0 +1,202 @@
+//! The raft transport between servers: JSON over HTTP.
+//!
+//! A client POSTs to `http://{node.addr}/raft/{append,vote,snapshot}`; the peer answers with
+//! the serialized `Result<Response, RaftError>` of the matching `Raft` call. Snapshots travel
+//! with openraft 0.9's chunked `install_snapshot` protocol (the default `full_snapshot`
+//! implementation slices them into chunks of `snapshot_max_chunk_size`).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::{NodeId, Raft, TypeConfig};
+
+/// Bearer token sent to peers (their `/raft` endpoints sit behind the API server's auth).
+pub type PeerToken = Arc<RwLock<Option<String>>>;
+
+/// Creates one [`NetworkClient`] per peer; all share one HTTP connection pool.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    http: reqwest::Client,
+    token: PeerToken,
+}
+
+impl std::fmt::Debug for NetworkFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkFactory").finish_non_exhaustive()
+    }
+}
+
+impl NetworkFactory {
+    pub fn new(token: PeerToken) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("a plain HTTP client always builds");
+        Self { http, token }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = NetworkClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        NetworkClient {
+            target,
+            addr: node.addr.clone(),
+            http: self.http.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct NetworkClient {
+    target: NodeId,
+    addr: String,
+    http: reqwest::Client,
+    token: PeerToken,
+}
+
+impl std::fmt::Debug for NetworkClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkClient")
+            .field("target", &self.target)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A non-2xx answer from a peer (e.g. 401 when tokens disagree).
+#[derive(Debug, thiserror::Error)]
+#[error("raft peer {addr} answered HTTP {status}: {body}")]
+struct HttpStatusError {
+    addr: String,
+    status: u16,
+    body: String,
+}
+
+impl NetworkClient {
+    async fn call<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let url = format!("http://{}/raft/{path}", self.addr);
+        let mut builder = self.http.post(url).json(req).timeout(timeout);
+        let token = self.token.read().ok().and_then(|t| t.clone());
+        if let Some(token) = token {
+            builder = builder.bearer_auth(token);
+        }
+        let resp = builder.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(RPCError::Network(NetworkError::new(&HttpStatusError {
+                addr: self.addr.clone(),
+                status: status.as_u16(),
+                body,
+            })));
+        }
+        let result: Result<Resp, RaftError<NodeId, E>> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NetworkClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("append", &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("vote", &rpc, option.hard_ttl()).await
+    }
+}
+
+/// Largest raft request accepted: a batch of appended entries or one snapshot chunk.
+const MAX_RAFT_BODY: usize = 256 * 1024 * 1024;
+
+/// The peer-facing endpoints, relative to where the API server nests them (`/raft`):
+/// `POST /append`, `POST /vote`, `POST /snapshot`. Generic over the outer router's state so
+/// it can be nested (and layered) inside the API server's router.
+pub fn raft_router<S>(raft: Raft) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/append", post(append))
+        .route("/vote", post(vote))
+        .route("/snapshot", post(snapshot))
+        .layer(DefaultBodyLimit::max(MAX_RAFT_BODY))
+        .with_state(raft)
+}
+
+async fn append(
+    State(raft): State<Raft>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.append_entries(req).await)
+}
+
+async fn vote(
+    State(raft): State<Raft>,
+    Json(req): Json<VoteRequest<NodeId>>,
+) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+    Json(raft.vote(req).await)
+}
+
+async fn snapshot(
+    State(raft): State<Raft>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    Json(raft.install_snapshot(req).await)
+}

@@ -1,0 +1,341 @@
+//! The replicated state machine: the object table and its metadata, in the same redb file as
+//! the raft log.
+//!
+//! One `apply()` call is one redb write transaction: every write of every entry in the slice,
+//! the new `revision` and `last_applied` commit together, so a crash leaves the state machine
+//! exactly at some applied log id and re-application from there is deterministic. These
+//! commits are not fsynced on their own (`Durability::None`); the next durable commit (a log
+//! append, a vote, a purge, a snapshot) persists them, and anything lost in a crash is
+//! re-applied from the durable log. Watch events are published only after the commit.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::apply::{Mutation, apply_write};
+use super::command::{Batch, BatchResult};
+use super::db::{DbError, blocking, get_json, put_json};
+use super::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::watch::{WatchEvent, WatchHub};
+
+/// Objects by store key (`{plural}/{namespace}/{name}`), as JSON bytes.
+pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// State machine metadata (serde_json values): see the `*_KEY` constants.
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+
+const LAST_APPLIED: &str = "last_applied";
+const LAST_MEMBERSHIP: &str = "last_membership";
+const REVISION: &str = "revision";
+const SNAPSHOT_META: &str = "snapshot_meta";
+/// Raw snapshot bytes (not JSON-wrapped).
+const SNAPSHOT_DATA: &str = "snapshot_data";
+
+/// What a snapshot's bytes hold.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotBlob {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    revision: u64,
+    objects: Vec<(String, Value)>,
+}
+
+/// The state machine; cheap to clone (it is also its own snapshot builder).
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    hub: Arc<WatchHub>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine").finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// Open over the shared database (tables already created) and reset the watch hub to the
+    /// stored revision.
+    pub fn open(db: Arc<Database>, hub: Arc<WatchHub>) -> Result<Self, DbError> {
+        let revision = read_revision(&db)?;
+        hub.reset(revision);
+        Ok(Self { db, hub })
+    }
+}
+
+/// The current applied revision.
+pub(crate) fn read_revision(db: &Database) -> Result<u64, DbError> {
+    let txn = db.begin_read()?;
+    Ok(get_json(&txn.open_table(SM_META)?, REVISION)?.unwrap_or(0))
+}
+
+/// One object by key.
+pub(crate) fn read_object(db: &Database, key: &str) -> Result<Option<Value>, DbError> {
+    let txn = db.begin_read()?;
+    let objects = txn.open_table(OBJECTS)?;
+    match objects.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Every object whose key starts with `prefix`, and the revision of that same read.
+pub(crate) fn read_prefix(db: &Database, prefix: &str) -> Result<(u64, Vec<Value>), DbError> {
+    let txn = db.begin_read()?;
+    let revision = get_json(&txn.open_table(SM_META)?, REVISION)?.unwrap_or(0);
+    let objects = txn.open_table(OBJECTS)?;
+    let mut out = Vec::new();
+    for item in objects.range::<&str>(prefix..)? {
+        let (k, v) = item?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push(serde_json::from_slice(v.value())?);
+    }
+    Ok((revision, out))
+}
+
+fn read_current_snapshot(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DbError> {
+    let txn = db.begin_read()?;
+    let meta_table = txn.open_table(SM_META)?;
+    let Some(meta) = get_json::<SnapshotMeta>(&meta_table, SNAPSHOT_META)? else {
+        return Ok(None);
+    };
+    let data = meta_table
+        .get(SNAPSHOT_DATA)?
+        .map(|v| v.value().to_vec())
+        .ok_or_else(|| DbError::Other("snapshot metadata without snapshot data".into()))?;
+    Ok(Some((meta, data)))
+}
+
+/// Apply a slice of entries in one write transaction; returns the results and the events to
+/// publish once it has committed.
+fn apply_entries(
+    db: &Database,
+    entries: Vec<Entry>,
+) -> Result<(Vec<BatchResult>, Vec<WatchEvent>), DbError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    let mut results = Vec::with_capacity(entries.len());
+    let mut events = Vec::new();
+    {
+        let mut objects = txn.open_table(OBJECTS)?;
+        let mut meta = txn.open_table(SM_META)?;
+        let mut last_applied: Option<LogId> =
+            get_json::<Option<LogId>>(&meta, LAST_APPLIED)?.flatten();
+        let mut revision: u64 = get_json(&meta, REVISION)?.unwrap_or(0);
+        let mut membership: Option<StoredMembership> = None;
+        for entry in entries {
+            if last_applied.is_some_and(|la| entry.log_id.index <= la.index) {
+                // Already applied (its effects are in this table): applying twice would
+                // consume revisions twice.
+                results.push(BatchResult::default());
+                continue;
+            }
+            match entry.payload {
+                EntryPayload::Blank => results.push(BatchResult::default()),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    results.push(BatchResult::default());
+                }
+                EntryPayload::Normal(Batch(writes)) => {
+                    let mut out = Vec::with_capacity(writes.len());
+                    for write in writes {
+                        let key = write.key();
+                        let current: Option<Value> = match objects.get(key)? {
+                            Some(v) => Some(serde_json::from_slice(v.value())?),
+                            None => None,
+                        };
+                        let (result, mutation) =
+                            apply_write(current.as_ref(), &write, revision + 1);
+                        if let Some(mutation) = mutation {
+                            revision += 1;
+                            match mutation {
+                                Mutation::Put(object) => {
+                                    objects.insert(key, serde_json::to_vec(&object)?.as_slice())?;
+                                }
+                                Mutation::Remove => {
+                                    objects.remove(key)?;
+                                }
+                            }
+                        }
+                        if let Ok(applied) = &result
+                            && let Some(event) = applied.event
+                        {
+                            events.push(WatchEvent::new(
+                                revision,
+                                event,
+                                key.to_string(),
+                                applied.object.clone(),
+                            ));
+                        }
+                        out.push(result);
+                    }
+                    results.push(BatchResult(out));
+                }
+            }
+            last_applied = Some(entry.log_id);
+        }
+        put_json(&mut meta, LAST_APPLIED, &last_applied)?;
+        put_json(&mut meta, REVISION, &revision)?;
+        if let Some(membership) = membership {
+            put_json(&mut meta, LAST_MEMBERSHIP, &membership)?;
+        }
+    }
+    txn.commit()?;
+    Ok((results, events))
+}
+
+fn build_snapshot(db: &Database) -> Result<(SnapshotMeta, Vec<u8>), DbError> {
+    let blob = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(SM_META)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut all = Vec::new();
+        for item in objects.iter()? {
+            let (k, v) = item?;
+            all.push((k.value().to_string(), serde_json::from_slice(v.value())?));
+        }
+        SnapshotBlob {
+            last_applied: get_json(&meta, LAST_APPLIED)?.flatten(),
+            membership: get_json(&meta, LAST_MEMBERSHIP)?.unwrap_or_default(),
+            revision: get_json(&meta, REVISION)?.unwrap_or(0),
+            objects: all,
+        }
+    };
+    let data = serde_json::to_vec(&blob)?;
+    let snapshot_id = match &blob.last_applied {
+        Some(l) => format!(
+            "{}-{}-{}-r{}",
+            l.leader_id.term, l.leader_id.node_id, l.index, blob.revision
+        ),
+        None => format!("none-r{}", blob.revision),
+    };
+    let meta = SnapshotMeta {
+        last_log_id: blob.last_applied,
+        last_membership: blob.membership,
+        snapshot_id,
+    };
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut table = txn.open_table(SM_META)?;
+        let current: Option<SnapshotMeta> = get_json(&table, SNAPSHOT_META)?;
+        // An installed snapshot may have overtaken this build; never replace a newer one.
+        if current.is_none_or(|c| c.last_log_id <= meta.last_log_id) {
+            put_json(&mut table, SNAPSHOT_META, &meta)?;
+            table.insert(SNAPSHOT_DATA, data.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok((meta, data))
+}
+
+fn install_snapshot(db: &Database, meta: &SnapshotMeta, data: Vec<u8>) -> Result<u64, DbError> {
+    let blob: SnapshotBlob = serde_json::from_slice(&data)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.delete_table(OBJECTS)?;
+    {
+        let mut objects = txn.open_table(OBJECTS)?;
+        for (key, object) in &blob.objects {
+            objects.insert(key.as_str(), serde_json::to_vec(object)?.as_slice())?;
+        }
+        let mut table = txn.open_table(SM_META)?;
+        put_json(&mut table, LAST_APPLIED, &meta.last_log_id)?;
+        put_json(&mut table, LAST_MEMBERSHIP, &meta.last_membership)?;
+        put_json(&mut table, REVISION, &blob.revision)?;
+        put_json(&mut table, SNAPSHOT_META, meta)?;
+        table.insert(SNAPSHOT_DATA, data.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(blob.revision)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let db = self.db.clone();
+        let (meta, data) = blocking(move || build_snapshot(&db))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(SM_META)?;
+            let last_applied: Option<Option<LogId>> = get_json(&meta, LAST_APPLIED)?;
+            let membership: Option<StoredMembership> = get_json(&meta, LAST_MEMBERSHIP)?;
+            Ok((last_applied.flatten(), membership.unwrap_or_default()))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db = self.db.clone();
+        let (results, events) = blocking(move || apply_entries(&db, entries))
+            .await
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        // Only after the commit: watchers must never see a change the store does not hold.
+        self.hub.publish(events);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let db = self.db.clone();
+        let owned_meta = meta.clone();
+        let data = snapshot.into_inner();
+        let revision = blocking(move || install_snapshot(&db, &owned_meta, data))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.hub.reset(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let db = self.db.clone();
+        let current = blocking(move || read_current_snapshot(&db))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}

@@ -1,0 +1,360 @@
+//! Store tests: openraft's storage conformance suite, then the facade end to end.
+
+use std::sync::Arc;
+
+use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
+use tempfile::TempDir;
+
+use super::db;
+use super::log_store::LogStore;
+use super::state_machine::StateMachine;
+use super::types::TypeConfig;
+use crate::watch::WatchHub;
+
+struct RedbBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = TempDir::new().expect("tempdir");
+        let db = db::open(&dir.path().join("raft.redb")).expect("open redb");
+        let sm = StateMachine::open(db.clone(), Arc::new(WatchHub::new(1000))).expect("open sm");
+        Ok((dir, LogStore::new(db), sm))
+    }
+}
+
+#[test]
+fn the_redb_log_store_and_state_machine_pass_the_openraft_storage_suite() {
+    Suite::test_all(RedbBuilder).expect("openraft storage suite");
+}
+
+// ---- the Store facade ----
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::command::{Batch, EventType, UpdateScope, Write, WriteError};
+use super::{Store, StoreConfig};
+
+fn pod(name: &str) -> Write {
+    Write::Create {
+        key: format!("pods/default/{name}"),
+        object: json!({"kind": "Pod", "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")},
+                       "spec": {"image": "x"}}),
+    }
+}
+
+fn rv(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .parse()
+        .expect("numeric resourceVersion")
+}
+
+async fn open(dir: &std::path::Path, hub: &Arc<WatchHub>) -> Store {
+    Store::open(StoreConfig::new(dir, 1, "127.0.0.1:1"), hub.clone())
+        .await
+        .expect("open store")
+}
+
+async fn open_single(dir: &std::path::Path) -> (Store, Arc<WatchHub>) {
+    let hub = Arc::new(WatchHub::new(1000));
+    let store = open(dir, &hub).await;
+    store.bootstrap_single().await.expect("bootstrap");
+    (store, hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_server_applies_a_batch_in_order_with_one_revision_per_change() {
+    let dir = TempDir::new().unwrap();
+    let (store, hub) = open_single(dir.path()).await;
+    assert_eq!(store.revision().unwrap(), 0);
+    let mut sub = hub.subscribe(0).unwrap();
+    assert!(sub.backlog.is_empty());
+
+    let cm = Write::Create {
+        key: "configmaps/default/cfg".into(),
+        object: json!({"kind": "ConfigMap", "metadata": {"name": "cfg"}}),
+    };
+    let batch = Batch(vec![pod("a"), pod("b"), pod("a"), cm, pod("c")]);
+    let res = store.propose(batch).await.unwrap();
+    assert_eq!(res.0.len(), 5);
+    let revs: Vec<Option<u64>> = res
+        .0
+        .iter()
+        .map(|r| r.as_ref().ok().map(|a| rv(&a.object)))
+        .collect();
+    assert_eq!(revs, vec![Some(1), Some(2), None, Some(3), Some(4)]);
+    assert_eq!(res.0[2], Err(WriteError::AlreadyExists));
+    assert_eq!(store.revision().unwrap(), 4);
+
+    store.read_barrier().await.unwrap();
+    let a = store.get("pods/default/a").unwrap().expect("pod a stored");
+    assert_eq!(rv(&a), 1);
+    assert_eq!(a["metadata"]["generation"], 1);
+    assert!(store.get("pods/default/zzz").unwrap().is_none());
+    let (at, pods) = store.list("pods/default/").unwrap();
+    assert_eq!(at, 4);
+    let names: Vec<&str> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["a", "b", "c"]);
+    let (_, all) = store.list("").unwrap();
+    assert_eq!(all.len(), 4);
+
+    // An update and a delete in one entry.
+    let mut b = store.get("pods/default/b").unwrap().unwrap();
+    b["spec"]["image"] = json!("y");
+    let res = store
+        .propose(Batch(vec![
+            Write::Update {
+                key: "pods/default/b".into(),
+                object: b,
+                scope: UpdateScope::Whole,
+            },
+            Write::Delete {
+                key: "pods/default/c".into(),
+                now: "2026-01-01T00:00:00Z".into(),
+                precondition_rv: None,
+            },
+        ]))
+        .await
+        .unwrap();
+    assert!(res.0.iter().all(Result::is_ok));
+    assert_eq!(store.revision().unwrap(), 6);
+    assert!(store.get("pods/default/c").unwrap().is_none());
+
+    let mut seen = Vec::new();
+    while seen.len() < 6 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), sub.live.recv())
+            .await
+            .expect("event in time")
+            .expect("hub open");
+        seen.push((ev.revision, ev.event, ev.key.clone()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (1, EventType::Added, "pods/default/a".to_string()),
+            (2, EventType::Added, "pods/default/b".to_string()),
+            (3, EventType::Added, "configmaps/default/cfg".to_string()),
+            (4, EventType::Added, "pods/default/c".to_string()),
+            (5, EventType::Modified, "pods/default/b".to_string()),
+            (6, EventType::Deleted, "pods/default/c".to_string()),
+        ]
+    );
+    assert_eq!(hub.head(), 6);
+
+    let stats = store.stats();
+    assert_eq!(stats.node_id, 1);
+    assert_eq!(stats.leader, Some(1));
+    assert!(stats.term >= 1);
+    assert_eq!(settled(&store).await, 3);
+    assert!(store.db_size_bytes() > 0);
+    store.shutdown().await.unwrap();
+    assert!(matches!(
+        store.get("pods/default/a"),
+        Err(super::StoreError::Unavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_and_revision_survive_a_restart_and_bootstrap_is_idempotent() {
+    let dir = TempDir::new().unwrap();
+    {
+        let (store, _hub) = open_single(dir.path()).await;
+        store
+            .bootstrap_single()
+            .await
+            .expect("second bootstrap is a no-op");
+        for name in ["a", "b", "c"] {
+            store.propose(Batch(vec![pod(name)])).await.unwrap();
+        }
+        assert_eq!(store.revision().unwrap(), 3);
+        store.shutdown().await.unwrap();
+    }
+    let hub = Arc::new(WatchHub::new(1000));
+    let store = open(dir.path(), &hub).await;
+    // The hub starts at the stored revision: nothing before it can be replayed.
+    assert_eq!(hub.head(), 3);
+    assert!(hub.subscribe(2).is_err());
+    assert_eq!(store.revision().unwrap(), 3);
+    let term_before = store.stats().term;
+    store
+        .bootstrap_single()
+        .await
+        .expect("bootstrap after restart");
+    store.bootstrap_single().await.expect("and again");
+    assert!(store.stats().term >= term_before);
+    assert_eq!(rv(&store.get("pods/default/c").unwrap().unwrap()), 3);
+    let res = store.propose(Batch(vec![pod("d")])).await.unwrap();
+    assert_eq!(rv(&res.0[0].as_ref().unwrap().object), 4);
+    let (at, pods) = store.list("pods/").unwrap();
+    assert_eq!((at, pods.len()), (4, 4));
+    // Membership is still the single voter this server initialized.
+    let voters: Vec<u64> = store
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    assert_eq!(voters, vec![1]);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_and_purge_then_restart_keeps_the_store_consistent() {
+    let dir = TempDir::new().unwrap();
+    let applied = {
+        let (store, _hub) = open_single(dir.path()).await;
+        for i in 0..20 {
+            store
+                .propose(Batch(vec![pod(&format!("p{i:02}"))]))
+                .await
+                .unwrap();
+        }
+        let applied = snapshot_and_purge(&store).await;
+        // More writes after the purge point, so the restart replays a log tail.
+        store
+            .propose(Batch(vec![pod("after1"), pod("after2")]))
+            .await
+            .unwrap();
+        assert_eq!(store.revision().unwrap(), 22);
+        store.shutdown().await.unwrap();
+        applied
+    };
+    let hub = Arc::new(WatchHub::new(1000));
+    let store = open(dir.path(), &hub).await;
+    store.bootstrap_single().await.unwrap();
+    store.read_barrier().await.unwrap();
+    settled(&store).await;
+    let stats = store.stats();
+    assert_eq!(stats.purged_index, Some(applied));
+    assert_eq!(stats.snapshot_index, Some(applied));
+    assert_eq!(store.revision().unwrap(), 22);
+    let (at, pods) = store.list("pods/default/").unwrap();
+    assert_eq!((at, pods.len()), (22, 22));
+    let mut revs: Vec<u64> = pods.iter().map(rv).collect();
+    revs.sort_unstable();
+    assert_eq!(revs, (1..=22).collect::<Vec<_>>());
+    let res = store.propose(Batch(vec![pod("later")])).await.unwrap();
+    assert_eq!(rv(&res.0[0].as_ref().unwrap().object), 23);
+    store.shutdown().await.unwrap();
+}
+
+/// Wait until raft's metrics show everything in the log applied; returns that index.
+async fn settled(store: &Store) -> u64 {
+    let m = store
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.last_log_index.is_some() && m.last_applied.map(|l| l.index) == m.last_log_index,
+            "log applied",
+        )
+        .await
+        .expect("log applied in time");
+    m.last_log_index.expect("some log")
+}
+
+/// Build a snapshot of everything applied and purge the log up to it; returns its index.
+async fn snapshot_and_purge(store: &Store) -> u64 {
+    let applied = settled(store).await;
+    store.raft().trigger().snapshot().await.unwrap();
+    let m = store
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.snapshot.map(|s| s.index) >= Some(applied),
+            "snapshot built",
+        )
+        .await
+        .expect("snapshot in time");
+    let snap = m.snapshot.expect("snapshot").index;
+    store.raft().trigger().purge_log(snap).await.unwrap();
+    store
+        .raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.purged.map(|s| s.index) >= Some(snap), "log purged")
+        .await
+        .expect("purge in time");
+    snap
+}
+
+/// Serve a store's raft endpoints the way the API server does (nested at `/raft`).
+async fn serve_raft(
+    listener: tokio::net::TcpListener,
+    store: &Store,
+) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().nest("/raft", super::network::raft_router(store.raft().clone()));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_catches_up_over_http_from_a_snapshot_and_the_log() {
+    let (d1, d2) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a1, a2) = (
+        l1.local_addr().unwrap().to_string(),
+        l2.local_addr().unwrap().to_string(),
+    );
+    let hub1 = Arc::new(WatchHub::new(1000));
+    let hub2 = Arc::new(WatchHub::new(1000));
+    let s1 = Store::open(StoreConfig::new(d1.path(), 1, a1.clone()), hub1)
+        .await
+        .unwrap();
+    let s2 = Store::open(StoreConfig::new(d2.path(), 2, a2.clone()), hub2.clone())
+        .await
+        .unwrap();
+    let h1 = serve_raft(l1, &s1).await;
+    let h2 = serve_raft(l2, &s2).await;
+    s1.bootstrap_single().await.unwrap();
+
+    for i in 0..10 {
+        s1.propose(Batch(vec![pod(&format!("p{i}"))]))
+            .await
+            .unwrap();
+    }
+    // Snapshot and purge, so the learner can only start from the snapshot.
+    let applied = snapshot_and_purge(&s1).await;
+    assert_eq!(s1.stats().purged_index, Some(applied));
+    s1.propose(Batch(vec![pod("tail")])).await.unwrap();
+
+    s1.raft()
+        .add_learner(2, openraft::BasicNode::new(a2.clone()), true)
+        .await
+        .expect("learner added and caught up");
+    s1.propose(Batch(vec![pod("live")])).await.unwrap();
+    let want = Some(settled(&s1).await);
+    s2.raft()
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.last_applied.map(|l| l.index) >= want,
+            "learner applied",
+        )
+        .await
+        .unwrap();
+    assert_eq!(s2.revision().unwrap(), 12);
+    assert_eq!(hub2.head(), 12);
+    let (_, pods) = s2.list("pods/default/").unwrap();
+    assert_eq!(pods.len(), 12);
+    assert_eq!(s2.list("pods/").unwrap(), s1.list("pods/").unwrap());
+    assert!(s2.stats().snapshot_index.is_some());
+    // A learner is not the leader.
+    match s2.propose(Batch(vec![pod("nope")])).await {
+        Err(super::StoreError::NotLeader { leader }) => assert_eq!(leader, Some((1, a1.clone()))),
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+
+    s2.shutdown().await.unwrap();
+    s1.shutdown().await.unwrap();
+    h1.abort();
+    h2.abort();
+}

@@ -1,0 +1,219 @@
+//! Watch fan-out: the state machine publishes every change here in revision order; each
+//! watcher replays what it missed from a bounded in-memory history, then follows live.
+//!
+//! The history is the Kubernetes "watch cache" idea: a ring of the most recent events.
+//! A watch from a revision older than the ring's start gets `Expired` (HTTP 410), and the
+//! client relists. After a restart the ring starts at the state machine's revision, so
+//! resuming across a server restart works for everything the log replays.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::store::command::EventType;
+
+/// One change, shared by every watcher that receives it.
+#[derive(Debug)]
+pub struct WatchEvent {
+    pub revision: u64,
+    pub event: EventType,
+    /// Store key: `{plural}/{namespace}/{name}`.
+    pub key: String,
+    pub object: Value,
+    line: OnceLock<bytes::Bytes>,
+}
+
+impl WatchEvent {
+    pub fn new(revision: u64, event: EventType, key: String, object: Value) -> Self {
+        Self {
+            revision,
+            event,
+            key,
+            object,
+            line: OnceLock::new(),
+        }
+    }
+
+    /// The newline-terminated JSON line a watch stream sends; serialized once, shared.
+    pub fn line(&self) -> bytes::Bytes {
+        self.line
+            .get_or_init(|| {
+                let mut buf = serde_json::to_vec(&serde_json::json!({
+                    "type": self.event.as_str(),
+                    "object": self.object,
+                }))
+                .expect("JSON values always serialize");
+                buf.push(b'\n');
+                buf.into()
+            })
+            .clone()
+    }
+}
+
+/// A watch asked for history the hub no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too old resource version: {requested} (oldest available is {oldest})")]
+pub struct Expired {
+    pub requested: u64,
+    pub oldest: u64,
+}
+
+struct Ring {
+    /// Events with revision > `start` are all in `events` (in order).
+    start: u64,
+    /// The newest revision published (or reset to).
+    head: u64,
+    events: VecDeque<Arc<WatchEvent>>,
+    capacity: usize,
+}
+
+/// The publish/subscribe point between the state machine and the watch streams.
+pub struct WatchHub {
+    ring: Mutex<Ring>,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+impl std::fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchHub").finish_non_exhaustive()
+    }
+}
+
+/// A live subscription: `backlog` first, then `live` (which may repeat the backlog's tail:
+/// skip events with revision ≤ the last one delivered).
+pub struct Subscription {
+    pub backlog: Vec<Arc<WatchEvent>>,
+    pub live: broadcast::Receiver<Arc<WatchEvent>>,
+    /// The newest revision at subscription time (for a BOOKMARK or a LIST's resourceVersion).
+    pub head: u64,
+}
+
+impl WatchHub {
+    /// `capacity` events of history are kept; the broadcast buffer holds as many, so a
+    /// watcher that falls further behind than that is cut off and must resume.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(16));
+        Self {
+            ring: Mutex::new(Ring {
+                start: 0,
+                head: 0,
+                events: VecDeque::with_capacity(capacity.min(1 << 16)),
+                capacity,
+            }),
+            tx,
+        }
+    }
+
+    /// Forget all history: nothing at or before `revision` can be replayed any more. The
+    /// state machine calls this when it opens and after installing a snapshot.
+    pub fn reset(&self, revision: u64) {
+        let mut ring = self.ring.lock().expect("watch ring poisoned");
+        ring.events.clear();
+        ring.start = revision;
+        ring.head = revision;
+    }
+
+    /// Publish events in revision order. Called only by the state machine's apply.
+    pub fn publish(&self, events: Vec<WatchEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut ring = self.ring.lock().expect("watch ring poisoned");
+        for ev in events {
+            let ev = Arc::new(ev);
+            if ev.revision <= ring.head {
+                // Re-applied after a restart; watchers already have it in the ring or will
+                // read it from the store.
+                continue;
+            }
+            ring.head = ev.revision;
+            if ring.events.len() == ring.capacity
+                && let Some(old) = ring.events.pop_front()
+            {
+                ring.start = old.revision;
+            }
+            ring.events.push_back(ev.clone());
+            // No receivers is fine.
+            let _ = self.tx.send(ev);
+        }
+    }
+
+    /// The newest published revision.
+    pub fn head(&self) -> u64 {
+        self.ring.lock().expect("watch ring poisoned").head
+    }
+
+    /// Subscribe to every event with revision > `from`.
+    ///
+    /// # Errors
+    /// [`Expired`] when events after `from` have already left the history.
+    pub fn subscribe(&self, from: u64) -> Result<Subscription, Expired> {
+        let ring = self.ring.lock().expect("watch ring poisoned");
+        if from < ring.start {
+            return Err(Expired {
+                requested: from,
+                oldest: ring.start,
+            });
+        }
+        // Subscribing under the lock means nothing published can fall between the
+        // backlog and the live stream.
+        let live = self.tx.subscribe();
+        let skip = ring.events.partition_point(|e| e.revision <= from);
+        let backlog = ring.events.iter().skip(skip).cloned().collect();
+        Ok(Subscription {
+            backlog,
+            live,
+            head: ring.head,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(rev: u64) -> WatchEvent {
+        WatchEvent::new(rev, EventType::Added, format!("pods/d/p{rev}"), json!({}))
+    }
+
+    #[test]
+    fn subscribe_replays_after_the_given_revision_then_follows_live() {
+        let hub = WatchHub::new(10);
+        hub.reset(5);
+        hub.publish(vec![ev(6), ev(7), ev(8)]);
+        let mut sub = hub.subscribe(6).unwrap();
+        let revs: Vec<u64> = sub.backlog.iter().map(|e| e.revision).collect();
+        assert_eq!(revs, vec![7, 8]);
+        hub.publish(vec![ev(9)]);
+        assert_eq!(sub.live.try_recv().unwrap().revision, 9);
+    }
+
+    #[test]
+    fn a_revision_older_than_the_history_is_expired() {
+        let hub = WatchHub::new(3);
+        hub.reset(0);
+        hub.publish((1..=6).map(ev).collect());
+        assert!(hub.subscribe(2).is_err());
+        assert_eq!(hub.subscribe(3).unwrap().backlog.len(), 3);
+        hub.reset(100);
+        assert_eq!(
+            hub.subscribe(6).err(),
+            Some(Expired {
+                requested: 6,
+                oldest: 100
+            })
+        );
+    }
+
+    #[test]
+    fn republished_revisions_are_not_delivered_twice() {
+        let hub = WatchHub::new(10);
+        hub.reset(3);
+        hub.publish(vec![ev(2), ev(3), ev(4)]);
+        let sub = hub.subscribe(3).unwrap();
+        assert_eq!(sub.backlog.len(), 1);
+    }
+}

@@ -1,0 +1,475 @@
+//! Wiring of each subcommand to the crates that do the work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use futures_util::StreamExt as _;
+use ketch_api::resource::{ResourceInfo, lookup};
+use ketch_client::manifest::{self, display_name};
+use ketch_client::{Client, ClientConfig, Event, ListParams, printer};
+use ketch_control::server::{Server, ServerOptions};
+use serde_json::Value;
+
+use crate::{Connection, Output};
+
+fn config_path(conn: &Connection) -> PathBuf {
+    conn.config
+        .clone()
+        .unwrap_or_else(ClientConfig::default_path)
+}
+
+fn client(conn: &Connection) -> anyhow::Result<Client> {
+    let file = if conn.server.is_none() || conn.token.is_none() {
+        let path = config_path(conn);
+        Some(ClientConfig::load(&path).with_context(|| {
+            "no server configured: start one with `ketch server`, or pass --server and --token (or KETCH_SERVER and KETCH_TOKEN)"
+        })?)
+    } else {
+        None
+    };
+    let server = conn
+        .server
+        .clone()
+        .or_else(|| file.as_ref().map(|f| f.servers[0].clone()))
+        .ok_or_else(|| anyhow!("no server configured"))?;
+    let token = conn
+        .token
+        .clone()
+        .or_else(|| file.as_ref().map(|f| f.token.clone()))
+        .ok_or_else(|| anyhow!("no token configured"))?;
+    Ok(Client::new(&server, &token)?)
+}
+
+fn resolve_kind(kind: &str) -> anyhow::Result<&'static ResourceInfo> {
+    lookup(kind).ok_or_else(|| {
+        anyhow!(
+            "the server doesn't have a resource type {kind:?}; known: {}",
+            ketch_api::resource::RESOURCES
+                .iter()
+                .map(|r| r.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+pub async fn server(
+    conn: &Connection,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    advertise: Option<String>,
+) -> anyhow::Result<()> {
+    let server = Server::start(ServerOptions {
+        data_dir: data_dir.clone(),
+        listen,
+        advertise,
+    })
+    .await?;
+    let url = format!("http://{}", server.addr);
+    let path = config_path(conn);
+    ClientConfig {
+        servers: vec![url.clone()],
+        token: server.token.clone(),
+    }
+    .save(&path)
+    .context("writing the client config")?;
+    println!(
+        "ketch server {} (id {}) listening on {url}",
+        env!("CARGO_PKG_VERSION"),
+        server.node_id
+    );
+    println!("  data dir:      {}", data_dir.display());
+    println!(
+        "  client config: {} (token in {}/admin.token)",
+        path.display(),
+        data_dir.display()
+    );
+    wait_for_signal().await?;
+    println!("shutting down");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+pub async fn apply(
+    conn: &Connection,
+    files: &[PathBuf],
+    namespace: Option<&str>,
+) -> anyhow::Result<()> {
+    let manifests = manifest::load(files)?;
+    let client = client(conn)?;
+    let default_ns = namespace.unwrap_or("default");
+    let mut failed = 0;
+    for m in &manifests {
+        let name = m.name().unwrap_or("<generated>");
+        match manifest::apply(&client, m, default_ns).await {
+            Ok(outcome) => println!("{} {}", display_name(m.info, name), outcome.as_str()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {} {name:?}: {e}", m.source, m.info.kind);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} objects failed to apply", manifests.len());
+    }
+    Ok(())
+}
+
+pub struct GetArgs {
+    pub kind: String,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub all_namespaces: bool,
+    pub selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub output: Option<Output>,
+    pub watch: bool,
+}
+
+pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<()> {
+    let info = resolve_kind(&args.kind)?;
+    let client = client(conn)?;
+    let all = args.all_namespaces && args.name.is_none();
+    let ns = (!all && info.namespaced)
+        .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
+    let wide = args.output == Some(Output::Wide);
+    let params = ListParams {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+    };
+    let (items, rv) = match &args.name {
+        Some(name) => {
+            let obj = client.get(info, ns.as_deref(), name).await?;
+            (vec![obj], None)
+        }
+        None => {
+            let list = client.list(info, ns.as_deref(), &params).await?;
+            let rv = list
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let items = list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            (items, rv)
+        }
+    };
+    let now = chrono::Utc::now();
+    match args.output {
+        Some(Output::Yaml) | Some(Output::Json) => {
+            let value = if args.name.is_some() {
+                items.first().cloned().unwrap_or(Value::Null)
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": rv.clone().unwrap_or_default()}, "items": items})
+            };
+            if args.output == Some(Output::Yaml) {
+                print!("{}", serde_yaml::to_string(&value)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+        }
+        Some(Output::Name) => {
+            for o in &items {
+                println!(
+                    "{}",
+                    display_name(
+                        info,
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    )
+                );
+            }
+        }
+        _ => {
+            let headers = printer::headers(info, wide, all);
+            if items.is_empty() && !args.watch {
+                match &ns {
+                    Some(ns) => eprintln!("No resources found in {ns} namespace."),
+                    None => eprintln!("No resources found"),
+                }
+            } else {
+                let rows: Vec<_> = items
+                    .iter()
+                    .map(|o| printer::row(info, o, wide, all, now))
+                    .collect();
+                print!("{}", printer::render(&headers, &rows));
+            }
+        }
+    }
+    if !args.watch {
+        return Ok(());
+    }
+    // Follow changes from the listed version; one line per change.
+    let from = match &args.name {
+        Some(_) => items
+            .first()
+            .and_then(|o| o.pointer("/metadata/resourceVersion"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        None => rv,
+    };
+    let mut stream = Box::pin(ketch_client::watcher::<Value>(
+        client, info, ns, params, from,
+    ));
+    while let Some(ev) = stream.next().await {
+        let objs = match ev {
+            Ok(Event::Added(o) | Event::Modified(o) | Event::Deleted(o)) => vec![o],
+            Ok(Event::Restarted(list)) => list,
+            Err(e) => {
+                eprintln!("watch: {e}; retrying");
+                continue;
+            }
+        };
+        for o in objs {
+            if let Some(name) = &args.name
+                && o.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str())
+            {
+                continue;
+            }
+            match args.output {
+                Some(Output::Json) => println!("{}", serde_json::to_string(&o)?),
+                Some(Output::Yaml) => print!("---\n{}", serde_yaml::to_string(&o)?),
+                Some(Output::Name) => println!(
+                    "{}",
+                    display_name(
+                        info,
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    )
+                ),
+                _ => {
+                    let row = printer::row(info, &o, wide, all, chrono::Utc::now());
+                    let text = printer::render(&printer::headers(info, wide, all), &[row]);
+                    print!(
+                        "{}",
+                        text.lines()
+                            .nth(1)
+                            .map(|l| format!("{l}\n"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn describe(
+    conn: &Connection,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> anyhow::Result<()> {
+    let info = resolve_kind(kind)?;
+    let client = client(conn)?;
+    let ns = info.namespaced.then(|| namespace.unwrap_or("default"));
+    let obj = client.get(info, ns, name).await?;
+    print!("{}", describe_text(info, &obj));
+    let events_info = lookup("events").expect("events are registered");
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut selector = format!(
+        "involvedObject.name={name},involvedObject.kind={}",
+        info.kind
+    );
+    if !uid.is_empty() {
+        selector.push_str(&format!(",involvedObject.uid={uid}"));
+    }
+    let params = ListParams {
+        label_selector: None,
+        field_selector: Some(selector),
+    };
+    let events = client
+        .list(events_info, Some(ns.unwrap_or("default")), &params)
+        .await?;
+    let items = events
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if items.is_empty() {
+        println!("Events:  <none>");
+    } else {
+        println!("Events:");
+        let now = chrono::Utc::now();
+        let rows: Vec<Vec<String>> = items
+            .iter()
+            .map(|e| {
+                let r = printer::row(events_info, e, false, false, now);
+                // LAST SEEN, TYPE, REASON, (object omitted: it is this one), MESSAGE
+                vec![r[1].clone(), r[2].clone(), r[0].clone(), r[4].clone()]
+            })
+            .collect();
+        let table = printer::render(&["TYPE", "REASON", "AGE", "MESSAGE"], &rows);
+        for line in table.lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// Header lines like kubectl's, then the spec and status as YAML.
+fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
+    let s = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let map = |p: &str| {
+        obj.pointer(p)
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("\n                 ")
+            })
+            .unwrap_or_else(|| "<none>".into())
+    };
+    let mut out = String::new();
+    out.push_str(&format!("Name:            {}\n", s("/metadata/name")));
+    if info.namespaced {
+        out.push_str(&format!("Namespace:       {}\n", s("/metadata/namespace")));
+    }
+    out.push_str(&format!(
+        "Kind:            {} ({})\n",
+        info.kind,
+        info.api_version()
+    ));
+    out.push_str(&format!("Labels:          {}\n", map("/metadata/labels")));
+    out.push_str(&format!(
+        "Annotations:     {}\n",
+        map("/metadata/annotations")
+    ));
+    out.push_str(&format!("UID:             {}\n", s("/metadata/uid")));
+    out.push_str(&format!(
+        "Created:         {}\n",
+        s("/metadata/creationTimestamp")
+    ));
+    out.push_str(&format!(
+        "ResourceVersion: {}\n",
+        s("/metadata/resourceVersion")
+    ));
+    if let Some(g) = obj.pointer("/metadata/generation") {
+        out.push_str(&format!("Generation:      {g}\n"));
+    }
+    let deleting = s("/metadata/deletionTimestamp");
+    if !deleting.is_empty() {
+        out.push_str(&format!("Terminating:     since {deleting}\n"));
+    }
+    let mut rest = obj.clone();
+    if let Some(o) = rest.as_object_mut() {
+        for k in ["apiVersion", "kind", "metadata"] {
+            o.remove(k);
+        }
+        for (k, v) in o.iter() {
+            let title = format!("{}{}", k[..1].to_uppercase(), &k[1..]);
+            out.push_str(&format!("{title}:\n"));
+            let yaml = serde_yaml::to_string(v).unwrap_or_default();
+            for line in yaml.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    out
+}
+
+pub async fn delete(
+    conn: &Connection,
+    files: &[PathBuf],
+    target: &[String],
+    namespace: Option<&str>,
+    ignore_not_found: bool,
+) -> anyhow::Result<()> {
+    let mut todo: Vec<(&'static ResourceInfo, Option<String>, String)> = Vec::new();
+    if !files.is_empty() {
+        for m in manifest::load(files)? {
+            let name = m
+                .name()
+                .ok_or_else(|| anyhow!("{}: metadata.name is required to delete", m.source))?
+                .to_string();
+            let ns = m
+                .info
+                .namespaced
+                .then(|| m.namespace().or(namespace).unwrap_or("default").to_string());
+            todo.push((m.info, ns, name));
+        }
+    } else {
+        let [kind, names @ ..] = target else {
+            bail!("say what to delete: `ketch delete KIND NAME...` or `ketch delete -f FILE`");
+        };
+        // kubectl also accepts `kind/name`.
+        let (kind, inline) = kind
+            .split_once('/')
+            .map_or((kind.as_str(), None), |(k, n)| (k, Some(n.to_string())));
+        let info = resolve_kind(kind)?;
+        let names: Vec<String> = inline.into_iter().chain(names.iter().cloned()).collect();
+        if names.is_empty() {
+            bail!(
+                "name the {} to delete: `ketch delete {kind} NAME`",
+                info.plural
+            );
+        }
+        for n in names {
+            todo.push((
+                info,
+                info.namespaced
+                    .then(|| namespace.unwrap_or("default").to_string()),
+                n,
+            ));
+        }
+    }
+    let client = client(conn)?;
+    let mut failed = 0;
+    for (info, ns, name) in todo {
+        match client.delete(info, ns.as_deref(), &name).await {
+            Ok(_) => println!("{} deleted", display_name(info, &name)),
+            Err(e) if e.code() == Some(404) && ignore_not_found => {}
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} deletions failed");
+    }
+    Ok(())
+}
+
+pub async fn version(conn: &Connection) -> anyhow::Result<()> {
+    println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
+    match client(conn) {
+        Ok(c) => match c.get_path("/version").await {
+            Ok(v) => println!(
+                "Server Version: {}",
+                v.get("gitVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+            ),
+            Err(e) => println!("Server Version: unavailable ({e})"),
+        },
+        Err(_) => println!("Server Version: no server configured"),
+    }
+    Ok(())
+}

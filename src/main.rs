@@ -1,0 +1,225 @@
+//! `ketch`: the single binary. Parses the command line and wires the crates together;
+//! the work happens in `ketch-control` (server), `ketch-client` (CLI verbs) and `ketch-api`.
+
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ketch",
+    version,
+    about = "A WebAssembly-first orchestrator",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the API server is and how to authenticate: flags, then `KETCH_SERVER` /
+/// `KETCH_TOKEN`, then the client config file.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// API server URL, e.g. http://127.0.0.1:6443
+    #[arg(long, global = true, env = "KETCH_SERVER")]
+    server: Option<String>,
+    /// Bearer token for the API server
+    #[arg(long, global = true, env = "KETCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Client config file [default: $KETCH_CONFIG or ~/.ketch/config]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a control-plane server (one-voter raft cluster with an embedded store)
+    Server {
+        /// Where the store, token and server identity live
+        #[arg(long, default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+        /// Address the API listens on
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Address other servers and agents use to reach this one [default: the listen address]
+        #[arg(long)]
+        advertise: Option<String>,
+    },
+    /// Create or update objects from manifest files, directories or stdin
+    Apply {
+        /// Manifest file, directory of manifests, or - for stdin (repeatable)
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// List objects of a kind, or show one
+    Get {
+        /// Kind: plural, singular, short name (po, deploy, svc, cm, ns, no) or kind
+        kind: String,
+        /// Object name (omit to list)
+        name: Option<String>,
+        #[command(flatten)]
+        ns: Namespace,
+        /// List across all namespaces
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. app=web,tier in (front,back)
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+        /// Field selector, e.g. spec.nodeName=n1,status.phase=Running
+        #[arg(long)]
+        field_selector: Option<String>,
+        /// Output format
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Output>,
+        /// After listing, watch for changes
+        #[arg(short = 'w', long)]
+        watch: bool,
+    },
+    /// Show an object's fields and its events
+    Describe {
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Delete objects named in manifests, or by kind and name
+    Delete {
+        /// Manifest file, directory or - (repeatable)
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Kind and names: `ketch delete pod web-1 web-2`
+        #[arg(conflicts_with = "files")]
+        target: Vec<String>,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Do not fail when an object is already gone
+        #[arg(long)]
+        ignore_not_found: bool,
+    },
+    /// Print client and server versions
+    Version,
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Namespace {
+    /// Namespace [default: default]
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+fn default_data_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".ketch").join("data")
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KETCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let conn = cli.conn;
+    match cli.command {
+        Command::Server {
+            data_dir,
+            listen,
+            advertise,
+        } => commands::server(&conn, data_dir, listen, advertise).await,
+        Command::Apply { files, ns } => {
+            commands::apply(&conn, &files, ns.namespace.as_deref()).await
+        }
+        Command::Get {
+            kind,
+            name,
+            ns,
+            all_namespaces,
+            selector,
+            field_selector,
+            output,
+            watch,
+        } => {
+            commands::get(
+                &conn,
+                commands::GetArgs {
+                    kind,
+                    name,
+                    namespace: ns.namespace,
+                    all_namespaces,
+                    selector,
+                    field_selector,
+                    output,
+                    watch,
+                },
+            )
+            .await
+        }
+        Command::Describe { kind, name, ns } => {
+            commands::describe(&conn, &kind, &name, ns.namespace.as_deref()).await
+        }
+        Command::Delete {
+            files,
+            target,
+            ns,
+            ignore_not_found,
+        } => {
+            commands::delete(
+                &conn,
+                &files,
+                &target,
+                ns.namespace.as_deref(),
+                ignore_not_found,
+            )
+            .await
+        }
+        Command::Version => commands::version(&conn).await,
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "ketch", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The REST API over raw HTTP: status codes, Status bodies, subresources, finalizers.
+
+use serde_json::{Value, json};
+
+use crate::support::Server;
+
+fn cm(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+async fn send(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut rb = s
+        .http()
+        .request(method, format!("{}{path}", s.url))
+        .bearer_auth(&s.token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let resp = rb.send().await.unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_compare_and_set_and_errors_are_kubernetes_status_objects() {
+    let s = Server::start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, created) = send(&s, reqwest::Method::POST, path, Some(cm("a"))).await;
+    assert_eq!(code, 201, "{created}");
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        created["metadata"]["uid"].is_string()
+            && created["metadata"]["creationTimestamp"].is_string()
+    );
+
+    let (code, status) = send(&s, reqwest::Method::POST, path, Some(cm("a"))).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (409, Some("AlreadyExists")),
+        "{status}"
+    );
+    assert_eq!(status["kind"], "Status");
+
+    let mut update = created.clone();
+    update["data"]["k"] = json!("v2");
+    let (code, updated) = send(
+        &s,
+        reqwest::Method::PUT,
+        &format!("{path}/a"),
+        Some(update.clone()),
+    )
+    .await;
+    assert_eq!(code, 200, "{updated}");
+    let rv2: u64 = updated["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv2 > rv);
+    // Writing again with the old resourceVersion is stale.
+    let (code, status) = send(&s, reqwest::Method::PUT, &format!("{path}/a"), Some(update)).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{status}"
+    );
+
+    let (code, status) = send(&s, reqwest::Method::GET, &format!("{path}/missing"), None).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (404, Some("NotFound")),
+        "{status}"
+    );
+    assert_eq!(status["message"], "configmaps \"missing\" not found");
+
+    let mut invalid = cm("b");
+    invalid["metadata"]["labels"] = json!({"bad key!": "x"});
+    let (code, status) = send(&s, reqwest::Method::POST, path, Some(invalid)).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (422, Some("Invalid")),
+        "{status}"
+    );
+    assert!(
+        status["details"]["causes"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("metadata.labels"),
+        "{status}"
+    );
+
+    let (code, _) = send(
+        &s,
+        reqwest::Method::GET,
+        "/apis/apps/v1/namespaces/default/widgets",
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    let (code, status) = send(
+        &s,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/nowhere/configmaps",
+        Some(cm("c")),
+    )
+    .await;
+    assert_eq!(code, 404, "{status}");
+
+    // Merge patch.
+    let resp = s
+        .http()
+        .patch(format!("{}{path}/a", s.url))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"data":{"extra":"1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let patched: Value = resp.json().await.unwrap();
+    assert_eq!(patched["data"], json!({"k": "v2", "extra": "1"}));
+    let resp = s
+        .http()
+        .patch(format!("{}{path}/a", s.url))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/strategic-merge-patch+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_without_the_token_are_unauthorized_and_oversized_bodies_rejected() {
+    let s = Server::start();
+    let url = format!("{}/api/v1/namespaces/default/configmaps", s.url);
+    let resp = s.http().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "Unauthorized");
+    let resp = s
+        .http()
+        .get(&url)
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // Health is public; the API and metrics need no more than the token.
+    assert_eq!(
+        s.http()
+            .get(format!("{}/healthz", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let mut big = cm("big");
+    big["data"]["k"] = json!("x".repeat(4 << 20));
+    let resp = s
+        .http()
+        .post(&url)
+        .bearer_auth(&s.token)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["reason"], "RequestEntityTooLarge");
+
+    let resp = s
+        .http()
+        .post(&url)
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body("{\"apiVersion\": \"v1\",\n \"kind\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("line 2"),
+        "{body}"
+    );
+    // The server is still healthy and lost nothing.
+    let resp = s
+        .http()
+        .get(format!("{}/readyz", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_is_written_only_through_the_subresource_and_spec_changes_bump_generation() {
+    let s = Server::start();
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "file:./hello.wasm"}]}}},
+        "status": {"replicas": 99}});
+    let (code, created) = send(&s, reqwest::Method::POST, path, Some(deploy)).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(
+        created
+            .get("status")
+            .is_none_or(|st| st.get("replicas").is_none()),
+        "status set on create: {created}"
+    );
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    let (code, after) = send(
+        &s,
+        reqwest::Method::PUT,
+        &format!("{path}/web/status"),
+        Some(with_status),
+    )
+    .await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["status"]["readyReplicas"], 1);
+    assert_eq!(after["metadata"]["generation"], 1);
+
+    let mut spec_change = after.clone();
+    spec_change["spec"]["replicas"] = json!(3);
+    spec_change["status"] = json!({"replicas": 42});
+    let (code, after2) = send(
+        &s,
+        reqwest::Method::PUT,
+        &format!("{path}/web"),
+        Some(spec_change),
+    )
+    .await;
+    assert_eq!(code, 200, "{after2}");
+    assert_eq!(after2["metadata"]["generation"], 2);
+    assert_eq!(
+        after2["status"]["readyReplicas"], 1,
+        "main-resource PUT must not change status"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_waits_for_finalizers_and_completes_when_they_are_removed() {
+    let s = Server::start();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let mut obj = cm("held");
+    obj["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, _) = send(&s, reqwest::Method::POST, path, Some(obj)).await;
+    assert_eq!(code, 201);
+    let (code, marked) = send(&s, reqwest::Method::DELETE, &format!("{path}/held"), None).await;
+    assert_eq!(code, 200);
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let (code, still) = send(&s, reqwest::Method::GET, &format!("{path}/held"), None).await;
+    assert_eq!(code, 200, "{still}");
+    let mut release = still.clone();
+    release["metadata"]["finalizers"] = json!([]);
+    let (code, _) = send(
+        &s,
+        reqwest::Method::PUT,
+        &format!("{path}/held"),
+        Some(release),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = send(&s, reqwest::Method::GET, &format!("{path}/held"), None).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_selectors_metrics_and_discovery_answer() {
+    let s = Server::start();
+    let c = s.client();
+    let pods = ketch_api::resource::lookup("pods").unwrap();
+    for (name, node) in [("a", "n1"), ("b", "n2"), ("c", "n1")] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "x", "n": node}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "file:./x.wasm"}]}});
+        c.create(pods, Some("default"), &pod).await.unwrap();
+    }
+    let params = ketch_client::ListParams {
+        field_selector: Some("spec.nodeName=n1".into()),
+        ..Default::default()
+    };
+    let list = c.list(pods, Some("default"), &params).await.unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list["kind"], "PodList");
+    let params = ketch_client::ListParams {
+        label_selector: Some("n notin (n1)".into()),
+        ..Default::default()
+    };
+    let list = c.list(pods, None, &params).await.unwrap();
+    assert_eq!(list["items"][0]["metadata"]["name"], "b");
+    let bad = ketch_client::ListParams {
+        field_selector: Some("spec.image=x".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.list(pods, None, &bad).await.unwrap_err().code(),
+        Some(400)
+    );
+
+    let metrics = s
+        .http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "ketch_apiserver_requests_total",
+        "ketch_apiserver_request_duration_seconds",
+        "ketch_raft_term",
+        "ketch_store_size_bytes",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from /metrics:\n{metrics}"
+        );
+    }
+    let disco = c.get_path("/apis/apps/v1").await.unwrap();
+    assert!(
+        disco["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "deployments")
+    );
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: each one drives the real `ketch` binary (a server process on a free
+//! loopback port, and CLI invocations against it).
+
+mod api;
+mod cli;
+mod durability;
+mod support;
+mod watch;

@@ -1,0 +1,226 @@
+//! Test harness: start the real `ketch` binary on a free loopback port with its own data
+//! dir and client config, run CLI commands against it, and stop it by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
+
+/// A running `ketch server` owned by one test.
+pub struct Server {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    pub port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, free_port())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// Start (or restart) a server on `port` with its data in `dir`.
+    pub fn start_in(dir: tempfile::TempDir, port: u16) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(KETCH)
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("KETCH_CONFIG", dir.path().join("config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ketch server");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(resp) = blocking_get(&format!("{url}/readyz"))
+                && resp == 200
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become ready: {}",
+                Self::log_of(dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            child,
+            dir,
+            url,
+            token,
+            port,
+        }
+    }
+
+    fn log_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn log(&self) -> String {
+        Self::log_of(self.dir.path())
+    }
+
+    /// Run `ketch ARGS` against this server (through its client config file).
+    pub fn ketch(&self, args: &[&str]) -> Output {
+        self.ketch_stdin(args, None)
+    }
+
+    pub fn ketch_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(KETCH)
+            .args(args)
+            .env("KETCH_CONFIG", self.config_path())
+            .env_remove("KETCH_SERVER")
+            .env_remove("KETCH_TOKEN")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run `ketch ARGS`, assert success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ketch(args);
+        assert!(
+            out.status.success(),
+            "ketch {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run `ketch ARGS`, assert failure, return stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.ketch(args);
+        assert!(
+            !out.status.success(),
+            "ketch {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn client(&self) -> ketch_client::Client {
+        ketch_client::Client::new(&self.url, &self.token).unwrap()
+    }
+
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// kill -9 and wait; returns the data dir for a restart.
+    pub fn kill9(mut self) -> (tempfile::TempDir, u16) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, port)
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> (tempfile::TempDir, u16) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "server exited with {status}: {}",
+                    self.log()
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let port = self.port;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A dependency-free status probe for readiness polling.
+fn blocking_get(url: &str) -> std::io::Result<u16> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok(code)
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
