@@ -22,6 +22,9 @@ pub struct WatchEvent {
     /// Store key: `{plural}/{namespace}/{name}`.
     pub key: String,
     pub object: Value,
+    /// For MODIFIED: the object before this change, so a filtered watch can tell an object
+    /// entering its selection (sent as ADDED) or leaving it (sent as DELETED).
+    pub previous: Option<Value>,
     line: OnceLock<bytes::Bytes>,
 }
 
@@ -32,24 +35,57 @@ impl WatchEvent {
             event,
             key,
             object,
+            previous: None,
             line: OnceLock::new(),
+        }
+    }
+
+    /// Attach the object as it was before a MODIFIED change.
+    pub fn with_previous(mut self, previous: Option<Value>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// What a watch whose filter is `matches` should receive for this event, if anything:
+    /// Kubernetes semantics, where a modified object entering the selection is ADDED and
+    /// one leaving it is DELETED.
+    pub fn for_filter(&self, matches: impl Fn(&Value) -> bool) -> Option<bytes::Bytes> {
+        let now = matches(&self.object);
+        let as_type = match self.event {
+            EventType::Added | EventType::Deleted => now.then_some(self.event)?,
+            EventType::Modified => {
+                let before = self.previous.as_ref().is_none_or(&matches);
+                match (before, now) {
+                    (true, true) => EventType::Modified,
+                    (false, true) => EventType::Added,
+                    (true, false) => EventType::Deleted,
+                    (false, false) => return None,
+                }
+            }
+        };
+        if as_type == self.event {
+            Some(self.line())
+        } else {
+            Some(encode_line(as_type, &self.object))
         }
     }
 
     /// The newline-terminated JSON line a watch stream sends; serialized once, shared.
     pub fn line(&self) -> bytes::Bytes {
         self.line
-            .get_or_init(|| {
-                let mut buf = serde_json::to_vec(&serde_json::json!({
-                    "type": self.event.as_str(),
-                    "object": self.object,
-                }))
-                .expect("JSON values always serialize");
-                buf.push(b'\n');
-                buf.into()
-            })
+            .get_or_init(|| encode_line(self.event, &self.object))
             .clone()
     }
+}
+
+fn encode_line(event: EventType, object: &Value) -> bytes::Bytes {
+    let mut buf = serde_json::to_vec(&serde_json::json!({
+        "type": event.as_str(),
+        "object": object,
+    }))
+    .expect("JSON values always serialize");
+    buf.push(b'\n');
+    buf.into()
 }
 
 /// A watch asked for history the hub no longer holds.
@@ -206,6 +242,31 @@ mod tests {
                 oldest: 100
             })
         );
+    }
+
+    #[test]
+    fn a_filtered_watch_sees_objects_enter_and_leave_its_selection() {
+        let matches = |v: &Value| v["l"] == "yes";
+        let modified = |before: &str, after: &str| {
+            WatchEvent::new(2, EventType::Modified, "k".into(), json!({"l": after}))
+                .with_previous(Some(json!({"l": before})))
+        };
+        let kind = |b: Option<bytes::Bytes>| {
+            b.map(|b| serde_json::from_slice::<Value>(&b).unwrap()["type"].clone())
+        };
+        assert_eq!(
+            kind(modified("yes", "yes").for_filter(matches)),
+            Some(json!("MODIFIED"))
+        );
+        assert_eq!(
+            kind(modified("no", "yes").for_filter(matches)),
+            Some(json!("ADDED"))
+        );
+        assert_eq!(
+            kind(modified("yes", "no").for_filter(matches)),
+            Some(json!("DELETED"))
+        );
+        assert_eq!(kind(modified("no", "no").for_filter(matches)), None);
     }
 
     #[test]

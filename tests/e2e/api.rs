@@ -160,6 +160,33 @@ async fn requests_without_the_token_are_unauthorized_and_oversized_bodies_reject
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    // YAML when asked for.
+    let resp = s
+        .http()
+        .get(&url)
+        .bearer_auth(&s.token)
+        .header("accept", "application/yaml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/yaml");
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .starts_with("apiVersion: v1\nkind: ConfigMapList")
+    );
+    // YAML request bodies are accepted too.
+    let resp = s
+        .http()
+        .post(&url)
+        .bearer_auth(&s.token)
+        .header("content-type", "application/yaml")
+        .body("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
     // Health is public; the API and metrics need no more than the token.
     assert_eq!(
         s.http()

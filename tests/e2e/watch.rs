@@ -140,8 +140,57 @@ async fn a_watch_delivers_every_change_in_order_and_resumes_without_gaps_or_dupl
     let mut buf = Vec::new();
     let evs = read_events(&mut resp, &mut buf, 1).await;
     assert_eq!(evs[0]["object"]["metadata"]["name"], "pick");
+    // Relabelling takes the object out of this watch's selection: DELETED for it; and back.
+    let relabel = |v: &str| json!({"metadata": {"labels": {"pick": v}}});
+    c.merge_patch(configmaps(), Some("default"), "pick", &relabel("no"), false)
+        .await
+        .unwrap();
+    c.merge_patch(
+        configmaps(),
+        Some("default"),
+        "skip",
+        &relabel("yes"),
+        false,
+    )
+    .await
+    .unwrap();
+    let evs = read_events(&mut resp, &mut buf, 2).await;
+    let seen: Vec<(&str, &str)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, vec![("DELETED", "pick"), ("ADDED", "skip")]);
 }
 
+#[test]
+fn get_watch_prints_a_line_per_change() {
+    use std::io::BufRead as _;
+    let s = Server::start();
+    let cm_file = |name: &str| {
+        let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+        crate::support::write_file(s.dir.path(), &format!("{name}.yaml"), &text)
+    };
+    s.ok(&["apply", "-f", cm_file("listed").to_str().unwrap()]);
+    let mut child = std::process::Command::new(crate::support::KETCH)
+        .args(["get", "cm", "-w", "-o", "name"])
+        .env("KETCH_CONFIG", s.config_path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // The first line comes from the list; after it, only the watch can print.
+    assert_eq!(lines.next().unwrap().unwrap(), "configmap/listed");
+    s.ok(&["apply", "-f", cm_file("watched").to_str().unwrap()]);
+    assert_eq!(lines.next().unwrap().unwrap(), "configmap/watched");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_from_a_compacted_version_is_gone_and_the_watcher_relists_across_a_restart() {
     let s = Server::start();

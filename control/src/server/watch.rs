@@ -63,12 +63,17 @@ pub async fn watch(
     let st2 = st.clone();
     st.metrics.watchers.inc();
     tokio::spawn(async move {
-        let matches = |key: &str, obj: &serde_json::Value| {
-            (if exact {
-                key == prefix
+        // Scope by key; then the event as this watch's selectors see it (an object leaving
+        // the selection is DELETED for this watch, one entering it ADDED).
+        let select = |ev: &crate::watch::WatchEvent| {
+            let in_scope = if exact {
+                ev.key == prefix
             } else {
-                key.starts_with(&prefix)
-            }) && filter.matches(obj)
+                ev.key.starts_with(&prefix)
+            };
+            in_scope
+                .then(|| ev.for_filter(|o| filter.matches(o)))
+                .flatten()
         };
         let mut last = from;
         let run = async {
@@ -77,8 +82,8 @@ pub async fn watch(
             }
             for ev in sub.backlog {
                 last = ev.revision;
-                if matches(&ev.key, &ev.object) {
-                    tx.send(ev.line()).await.ok()?;
+                if let Some(line) = select(&ev) {
+                    tx.send(line).await.ok()?;
                 }
             }
             let mut live = sub.live;
@@ -97,8 +102,8 @@ pub async fn watch(
                             continue;
                         }
                         last = ev.revision;
-                        if matches(&ev.key, &ev.object) {
-                            tx.send(ev.line()).await.ok()?;
+                        if let Some(line) = select(&ev) {
+                            tx.send(line).await.ok()?;
                         }
                     }
                     // Fell too far behind the broadcast: end the stream; the client resumes

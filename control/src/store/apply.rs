@@ -37,7 +37,10 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
             let mut object = object.clone();
             let meta = meta_mut(&mut object);
             meta.insert("resourceVersion".into(), rv_value(revision));
-            meta.insert("generation".into(), Value::from(1));
+            // Kubernetes tracks generation only for objects with a spec.
+            if object.get("spec").is_some() {
+                meta_mut(&mut object).insert("generation".into(), Value::from(1));
+            }
             changed(object, EventType::Added)
         }
         Write::Update { object, scope, .. } => {
@@ -262,7 +265,11 @@ mod tests {
 
     #[test]
     fn create_sets_revision_and_generation_and_refuses_a_taken_key() {
-        let (res, m) = apply_write(None, &create(json!({"metadata": {"name": "a"}})), 7);
+        let (res, m) = apply_write(
+            None,
+            &create(json!({"metadata": {"name": "a"}, "spec": {}})),
+            7,
+        );
         let applied = res.unwrap();
         assert_eq!(applied.event, Some(EventType::Added));
         assert_eq!(applied.object["metadata"]["resourceVersion"], "7");

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::{Mutation, apply_write};
-use super::command::{Batch, BatchResult};
+use super::command::{Batch, BatchResult, EventType};
 use super::db::{DbError, blocking, get_json, put_json};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -168,12 +168,18 @@ fn apply_entries(
                         if let Ok(applied) = &result
                             && let Some(event) = applied.event
                         {
-                            events.push(WatchEvent::new(
-                                revision,
-                                event,
-                                key.to_string(),
-                                applied.object.clone(),
-                            ));
+                            let previous = (event == EventType::Modified)
+                                .then(|| current.clone())
+                                .flatten();
+                            events.push(
+                                WatchEvent::new(
+                                    revision,
+                                    event,
+                                    key.to_string(),
+                                    applied.object.clone(),
+                                )
+                                .with_previous(previous),
+                            );
                         }
                         out.push(result);
                     }
