@@ -2,6 +2,7 @@
 //! Kubernetes-shaped API server in front of it. Scheduler and controllers join here; they
 //! talk to the store only through the API.
 
+pub mod attrs;
 pub mod server;
 pub mod store;
 pub mod watch;

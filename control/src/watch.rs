@@ -9,48 +9,65 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::attrs::{Attrs, attrs_of, plural_of_key};
 use crate::store::command::EventType;
 
-/// One change, shared by every watcher that receives it.
+/// One change, shared by every watcher that receives it. Holds the object as the JSON
+/// bytes sent on the wire plus the small [`Attrs`] view filters need, so a history of many
+/// thousands of events stays compact.
 #[derive(Debug)]
 pub struct WatchEvent {
     pub revision: u64,
     pub event: EventType,
     /// Store key: `{plural}/{namespace}/{name}`.
     pub key: String,
-    pub object: Value,
-    /// For MODIFIED: the object before this change, so a filtered watch can tell an object
-    /// entering its selection (sent as ADDED) or leaving it (sent as DELETED).
-    pub previous: Option<Value>,
-    line: OnceLock<bytes::Bytes>,
+    /// The object, serialized once.
+    pub object: Bytes,
+    pub attrs: Attrs,
+    /// For MODIFIED: the view of the object before this change, so a filtered watch can
+    /// tell an object entering its selection (sent as ADDED) or leaving it (DELETED).
+    pub previous: Option<Attrs>,
+    line: OnceLock<Bytes>,
 }
 
 impl WatchEvent {
-    pub fn new(revision: u64, event: EventType, key: String, object: Value) -> Self {
+    pub fn new(revision: u64, event: EventType, key: String, object: &Value) -> Self {
+        let attrs = attrs_of(plural_of_key(&key), object);
         Self {
             revision,
             event,
+            object: serde_json::to_vec(object)
+                .expect("JSON values always serialize")
+                .into(),
+            attrs,
             key,
-            object,
             previous: None,
             line: OnceLock::new(),
         }
     }
 
     /// Attach the object as it was before a MODIFIED change.
-    pub fn with_previous(mut self, previous: Option<Value>) -> Self {
-        self.previous = previous;
+    pub fn with_previous(mut self, previous: Option<&Value>) -> Self {
+        self.previous = previous.map(|p| attrs_of(plural_of_key(&self.key), p));
         self
+    }
+
+    /// The newline-terminated JSON line a watch stream sends; built once, shared.
+    pub fn line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| encode_line(self.event, &self.object))
+            .clone()
     }
 
     /// What a watch whose filter is `matches` should receive for this event, if anything:
     /// Kubernetes semantics, where a modified object entering the selection is ADDED and
     /// one leaving it is DELETED.
-    pub fn for_filter(&self, matches: impl Fn(&Value) -> bool) -> Option<bytes::Bytes> {
-        let now = matches(&self.object);
+    pub fn for_filter(&self, matches: impl Fn(&Attrs) -> bool) -> Option<Bytes> {
+        let now = matches(&self.attrs);
         let as_type = match self.event {
             EventType::Added | EventType::Deleted => now.then_some(self.event)?,
             EventType::Modified => {
@@ -69,22 +86,18 @@ impl WatchEvent {
             Some(encode_line(as_type, &self.object))
         }
     }
-
-    /// The newline-terminated JSON line a watch stream sends; serialized once, shared.
-    pub fn line(&self) -> bytes::Bytes {
-        self.line
-            .get_or_init(|| encode_line(self.event, &self.object))
-            .clone()
-    }
 }
 
-fn encode_line(event: EventType, object: &Value) -> bytes::Bytes {
-    let mut buf = serde_json::to_vec(&serde_json::json!({
-        "type": event.as_str(),
-        "object": object,
-    }))
-    .expect("JSON values always serialize");
-    buf.push(b'\n');
+/// `{"type":"ADDED","object":<object>}\n` without re-serializing the object.
+pub fn encode_line(event: EventType, object: &[u8]) -> Bytes {
+    let head = br#"{"type":""#;
+    let mid = br#"","object":"#;
+    let mut buf = Vec::with_capacity(object.len() + 40);
+    buf.extend_from_slice(head);
+    buf.extend_from_slice(event.as_str().as_bytes());
+    buf.extend_from_slice(mid);
+    buf.extend_from_slice(object);
+    buf.extend_from_slice(b"}\n");
     buf.into()
 }
 
@@ -212,7 +225,7 @@ mod tests {
     use serde_json::json;
 
     fn ev(rev: u64) -> WatchEvent {
-        WatchEvent::new(rev, EventType::Added, format!("pods/d/p{rev}"), json!({}))
+        WatchEvent::new(rev, EventType::Added, format!("pods/d/p{rev}"), &json!({}))
     }
 
     #[test]
@@ -246,12 +259,13 @@ mod tests {
 
     #[test]
     fn a_filtered_watch_sees_objects_enter_and_leave_its_selection() {
-        let matches = |v: &Value| v["l"] == "yes";
+        let matches = |a: &Attrs| a.labels.get("l").is_some_and(|v| v == "yes");
+        let labelled = |v: &str| json!({"metadata": {"name": "x", "labels": {"l": v}}});
         let modified = |before: &str, after: &str| {
-            WatchEvent::new(2, EventType::Modified, "k".into(), json!({"l": after}))
-                .with_previous(Some(json!({"l": before})))
+            WatchEvent::new(2, EventType::Modified, "pods/d/x".into(), &labelled(after))
+                .with_previous(Some(&labelled(before)))
         };
-        let kind = |b: Option<bytes::Bytes>| {
+        let kind = |b: Option<Bytes>| {
             b.map(|b| serde_json::from_slice::<Value>(&b).unwrap()["type"].clone())
         };
         assert_eq!(
@@ -267,6 +281,9 @@ mod tests {
             Some(json!("DELETED"))
         );
         assert_eq!(kind(modified("no", "no").for_filter(matches)), None);
+        let line = modified("no", "yes").for_filter(matches).unwrap();
+        let parsed: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(parsed["object"]["metadata"]["name"], "x");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Kubernetes supports for the kinds ketch serves. Anything else is refused by name rather
 //! than silently matching everything.
 
-use serde_json::Value;
+use crate::attrs::{Attrs, supported_field};
 
 use super::error::ApiError;
 
@@ -16,26 +16,6 @@ struct Term {
 /// A parsed field selector; the empty selector matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<Term>);
-
-/// Fields every kind supports, plus per-kind ones (by plural).
-fn supported(plural: &str, path: &str) -> bool {
-    matches!(path, "metadata.name" | "metadata.namespace")
-        || match plural {
-            "pods" => matches!(
-                path,
-                "spec.nodeName" | "spec.restartPolicy" | "status.phase" | "status.podIP"
-            ),
-            "events" => {
-                path.starts_with("involvedObject.")
-                    || matches!(path, "reason" | "type" | "source" | "reportingComponent")
-            }
-            "nodes" => path == "spec.unschedulable",
-            "namespaces" => path == "status.phase",
-            "secrets" => path == "type",
-            "replicasets" | "deployments" => path == "status.replicas",
-            _ => false,
-        }
-}
 
 impl FieldSelector {
     /// # Errors
@@ -55,7 +35,7 @@ impl FieldSelector {
                 )));
             };
             let path = path.trim();
-            if !supported(plural, path) {
+            if !supported_field(plural, path) {
                 return Err(ApiError::BadRequest(format!(
                     "fieldSelector: field label not supported for {plural}: {path}"
                 )));
@@ -73,35 +53,35 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|t| {
-            let pointer = format!("/{}", t.path.replace('.', "/"));
-            let actual = match object.pointer(&pointer) {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            };
-            (actual == t.value) == t.equal
-        })
+    pub fn matches(&self, attrs: &Attrs) -> bool {
+        self.0
+            .iter()
+            .all(|t| (attrs.field(&t.path) == t.value) == t.equal)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::attrs_of;
     use serde_json::json;
 
     #[test]
     fn node_name_and_phase_select_pods() {
         let s = FieldSelector::parse("pods", "spec.nodeName=n1,status.phase!=Failed").unwrap();
-        assert!(s.matches(&json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})));
-        assert!(!s.matches(&json!({"spec": {"nodeName": "n2"}})));
-        assert!(!s.matches(&json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Failed"}})));
+        let pod = |v: serde_json::Value| attrs_of("pods", &v);
+        assert!(s.matches(&pod(
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})
+        )));
+        assert!(!s.matches(&pod(json!({"spec": {"nodeName": "n2"}}))));
+        assert!(!s.matches(&pod(
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Failed"}})
+        )));
         // An unset field compares as the empty string, as in Kubernetes.
         assert!(
             FieldSelector::parse("pods", "spec.nodeName=")
                 .unwrap()
-                .matches(&json!({}))
+                .matches(&pod(json!({})))
         );
     }
 

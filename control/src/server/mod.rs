@@ -130,6 +130,10 @@ async fn api_groups() -> axum::Json<serde_json::Value> {
     axum::Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 
+/// Events kept for resuming watches. A watcher that falls further behind relists (410).
+/// Each event holds the object's JSON plus a small selector view (~1 KiB for a Pod).
+pub const WATCH_HISTORY: usize = 50_000;
+
 /// How to start a server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -227,13 +231,13 @@ impl Server {
                 source,
             })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
-        let hub = Arc::new(WatchHub::new(100_000));
+        let hub = Arc::new(WatchHub::new(WATCH_HISTORY));
         let store = Store::open(
             StoreConfig {
                 data_dir: opts.data_dir.clone(),
                 node_id,
                 advertise_addr: opts.advertise.clone().unwrap_or_else(|| addr.to_string()),
-                watch_history: 100_000,
+                watch_history: WATCH_HISTORY,
             },
             hub.clone(),
         )

@@ -15,6 +15,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::handlers::{Filter, Params};
 use super::path::ResourcePath;
+use crate::store::command::EventType;
+use crate::watch::encode_line;
 
 /// Idle time after which a stream that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
@@ -41,12 +43,20 @@ pub async fn watch(
         Some(rv) => (Vec::new(), rv),
         None => {
             st.store.read_barrier().await?;
-            let (rev, items) = st.store.list(&prefix)?;
-            let lines = items
-                .into_iter()
-                .filter(|o| (!exact || key_matches(&prefix, o, path)) && filter.matches(o))
-                .map(|o| line(&json!({"type": "ADDED", "object": o})))
-                .collect();
+            let (rev, raw) = st.store.list_raw(&prefix)?;
+            let mut lines = Vec::new();
+            for bytes in raw {
+                let wanted = exact || !filter.is_empty();
+                if wanted {
+                    let obj: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                        ApiError::Internal(format!("stored object is not JSON: {e}"))
+                    })?;
+                    if (exact && !key_matches(&obj, path)) || !filter.matches(&obj) {
+                        continue;
+                    }
+                }
+                lines.push(encode_line(EventType::Added, &bytes));
+            }
             (lines, rev)
         }
     };
@@ -72,7 +82,7 @@ pub async fn watch(
                 ev.key.starts_with(&prefix)
             };
             in_scope
-                .then(|| ev.for_filter(|o| filter.matches(o)))
+                .then(|| ev.for_filter(|a| filter.matches_attrs(a)))
                 .flatten()
         };
         let mut last = from;
@@ -142,9 +152,9 @@ pub async fn watch(
         .into_response())
 }
 
-fn key_matches(key: &str, obj: &serde_json::Value, path: &ResourcePath) -> bool {
-    let name = obj.pointer("/metadata/name").and_then(|v| v.as_str());
-    key.ends_with(&format!("/{}", name.unwrap_or_default())) && path.name.as_deref() == name
+/// A named watch lists with the name as a key prefix; keep only the exact name.
+fn key_matches(obj: &serde_json::Value, path: &ResourcePath) -> bool {
+    obj.pointer("/metadata/name").and_then(|v| v.as_str()) == path.name.as_deref()
 }
 
 fn line(v: &serde_json::Value) -> Bytes {

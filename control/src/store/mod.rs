@@ -272,6 +272,14 @@ impl Store {
         Ok(state_machine::read_prefix(&*self.db()?, prefix)?)
     }
 
+    /// As [`Store::list`], with each object as its stored JSON bytes.
+    ///
+    /// # Errors
+    /// The database failed or the store is shut down.
+    pub fn list_raw(&self, prefix: &str) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+        Ok(state_machine::read_prefix_raw(&*self.db()?, prefix)?)
+    }
+
     /// Current applied revision.
     ///
     /// # Errors

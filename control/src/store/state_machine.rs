@@ -87,6 +87,17 @@ pub(crate) fn read_object(db: &Database, key: &str) -> Result<Option<Value>, DbE
 
 /// Every object whose key starts with `prefix`, and the revision of that same read.
 pub(crate) fn read_prefix(db: &Database, prefix: &str) -> Result<(u64, Vec<Value>), DbError> {
+    let (revision, raw) = read_prefix_raw(db, prefix)?;
+    let objects = raw
+        .iter()
+        .map(|bytes| serde_json::from_slice(bytes))
+        .collect::<Result<_, _>>()?;
+    Ok((revision, objects))
+}
+
+/// As [`read_prefix`], with each object as its stored JSON bytes (no parsing: an
+/// unfiltered LIST splices them straight into the response).
+pub(crate) fn read_prefix_raw(db: &Database, prefix: &str) -> Result<(u64, Vec<Vec<u8>>), DbError> {
     let txn = db.begin_read()?;
     let revision = get_json(&txn.open_table(SM_META)?, REVISION)?.unwrap_or(0);
     let objects = txn.open_table(OBJECTS)?;
@@ -96,7 +107,7 @@ pub(crate) fn read_prefix(db: &Database, prefix: &str) -> Result<(u64, Vec<Value
         if !k.value().starts_with(prefix) {
             break;
         }
-        out.push(serde_json::from_slice(v.value())?);
+        out.push(v.value().to_vec());
     }
     Ok((revision, out))
 }
@@ -168,17 +179,11 @@ fn apply_entries(
                         if let Ok(applied) = &result
                             && let Some(event) = applied.event
                         {
-                            let previous = (event == EventType::Modified)
-                                .then(|| current.clone())
-                                .flatten();
+                            let previous =
+                                current.as_ref().filter(|_| event == EventType::Modified);
                             events.push(
-                                WatchEvent::new(
-                                    revision,
-                                    event,
-                                    key.to_string(),
-                                    applied.object.clone(),
-                                )
-                                .with_previous(previous),
+                                WatchEvent::new(revision, event, key.to_string(), &applied.object)
+                                    .with_previous(previous),
                             );
                         }
                         out.push(result);

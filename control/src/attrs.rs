@@ -1,0 +1,119 @@
+//! What a list or watch can select an object by: its labels and the fields Kubernetes
+//! supports in field selectors for its kind. Computed once per stored change, so a watch
+//! history holds this small view instead of a parsed object, and every watcher's filter
+//! runs against it without parsing JSON.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Labels and selectable fields of one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attrs {
+    pub labels: BTreeMap<String, String>,
+    /// (field path, value as a string); unset fields are absent.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Attrs {
+    /// A field's value as field selectors compare it: unset is the empty string.
+    pub fn field(&self, path: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+const COMMON: &[&str] = &["metadata.name", "metadata.namespace"];
+
+/// Field paths a kind (by plural) can be selected by, beyond metadata.name/namespace.
+fn kind_fields(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "pods" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "status.phase",
+            "status.podIP",
+        ],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "type",
+            "source",
+            "reportingComponent",
+        ],
+        "nodes" => &["spec.unschedulable"],
+        "namespaces" => &["status.phase"],
+        "secrets" => &["type"],
+        "replicasets" | "deployments" => &["status.replicas"],
+        _ => &[],
+    }
+}
+
+/// Whether `path` can be used in a field selector for `plural`.
+pub fn supported_field(plural: &str, path: &str) -> bool {
+    COMMON.contains(&path) || kind_fields(plural).contains(&path)
+}
+
+/// The selectable view of `object`, a stored object of kind `plural`.
+pub fn attrs_of(plural: &str, object: &Value) -> Attrs {
+    let labels = object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut fields = Vec::new();
+    for path in COMMON.iter().chain(kind_fields(plural)) {
+        // `source` on Events means `source.component`, as in Kubernetes.
+        let pointer = if *path == "source" {
+            "/source/component".to_string()
+        } else {
+            format!("/{}", path.replace('.', "/"))
+        };
+        let value = match object.pointer(&pointer) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        fields.push((*path, value));
+    }
+    Attrs { labels, fields }
+}
+
+/// The kind (plural) of a store key `{plural}/{namespace}/{name}`.
+pub fn plural_of_key(key: &str) -> &str {
+    key.split('/').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn attrs_hold_labels_and_the_kinds_selectable_fields() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "d", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": []}, "status": {"phase": "Running"}});
+        let a = attrs_of("pods", &pod);
+        assert_eq!(a.labels["app"], "web");
+        assert_eq!(a.field("spec.nodeName"), "n1");
+        assert_eq!(a.field("status.phase"), "Running");
+        assert_eq!(a.field("status.podIP"), "");
+        let node = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
+        assert_eq!(attrs_of("nodes", &node).field("spec.unschedulable"), "true");
+        let ev = json!({"metadata": {"name": "e"}, "source": {"component": "scheduler"}});
+        assert_eq!(attrs_of("events", &ev).field("source"), "scheduler");
+    }
+}
