@@ -16,6 +16,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::apply::{Mutation, apply_write};
 use super::command::{Batch, BatchResult, EventType};
@@ -43,7 +44,9 @@ struct SnapshotBlob {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     revision: u64,
-    objects: Vec<(String, Value)>,
+    /// Objects as their stored JSON text: a snapshot copies bytes, it never builds a
+    /// parsed tree of every object (which would cost many times the data in memory).
+    objects: Vec<(String, Box<RawValue>)>,
 }
 
 /// The state machine; cheap to clone (it is also its own snapshot builder).
@@ -211,7 +214,10 @@ fn build_snapshot(db: &Database) -> Result<(SnapshotMeta, Vec<u8>), DbError> {
         let mut all = Vec::new();
         for item in objects.iter()? {
             let (k, v) = item?;
-            all.push((k.value().to_string(), serde_json::from_slice(v.value())?));
+            let text = String::from_utf8(v.value().to_vec()).map_err(|e| {
+                serde_json::Error::io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })?;
+            all.push((k.value().to_string(), RawValue::from_string(text)?));
         }
         SnapshotBlob {
             last_applied: get_json(&meta, LAST_APPLIED)?.flatten(),
@@ -256,7 +262,7 @@ fn install_snapshot(db: &Database, meta: &SnapshotMeta, data: Vec<u8>) -> Result
     {
         let mut objects = txn.open_table(OBJECTS)?;
         for (key, object) in &blob.objects {
-            objects.insert(key.as_str(), serde_json::to_vec(object)?.as_slice())?;
+            objects.insert(key.as_str(), object.get().as_bytes())?;
         }
         let mut table = txn.open_table(SM_META)?;
         put_json(&mut table, LAST_APPLIED, &meta.last_log_id)?;
