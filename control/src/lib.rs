@@ -3,6 +3,8 @@
 //! talk to the store only through the API.
 
 pub mod attrs;
+pub mod controllers;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod watch;

@@ -1,0 +1,123 @@
+use std::time::{Duration, Instant};
+
+use ketch_test_guests::{HELLO, LOOPER, MEMBOMB, TRAPPER};
+use ketch_wasm::{AppConfig, InvokeError};
+
+use crate::support::{get, get_request, handler};
+
+async fn expect_err(h: &ketch_wasm::Handler, path: &str) -> InvokeError {
+    match h.handle(get_request(path)).await {
+        Ok(resp) => panic!("expected an error, got status {}", resp.status()),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_guest_times_out_on_budget_while_hello_still_answers_fast() {
+    let budget = Duration::from_millis(300);
+    let looper = handler(
+        LOOPER,
+        AppConfig {
+            request_timeout: budget,
+            ..AppConfig::default()
+        },
+    )
+    .await;
+    let hello = handler(HELLO, AppConfig::default()).await;
+    get(&hello, "/warm-up").await;
+
+    // More loopers than worker threads: only yielding at epoch ticks keeps hello serviceable.
+    let started = Instant::now();
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let looper = looper.clone();
+            tokio::spawn(async move { looper.handle(get_request("/")).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let t = Instant::now();
+    let (status, _) = get(&hello, "/").await;
+    let hello_latency = t.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        hello_latency < Duration::from_millis(150),
+        "hello took {hello_latency:?} next to busy loopers"
+    );
+
+    for l in loops {
+        let result = l.await.expect("join");
+        assert!(matches!(result, Err(InvokeError::Timeout)), "{result:?}");
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= budget, "finished before its budget: {elapsed:?}");
+    assert!(
+        elapsed < budget + Duration::from_millis(700),
+        "overran its budget: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_its_limit_and_the_next_request_is_fine() {
+    let limit = 16 << 20;
+    let bomb = handler(
+        MEMBOMB,
+        AppConfig {
+            memory_limit: Some(limit),
+            ..AppConfig::default()
+        },
+    )
+    .await;
+    let err = expect_err(&bomb, "/").await;
+    assert!(
+        matches!(err, InvokeError::MemoryLimit { limit: l } if l == limit),
+        "{err}"
+    );
+
+    let hello = handler(HELLO, AppConfig::default()).await;
+    assert_eq!(get(&hello, "/").await.0, 200);
+    // The same handler keeps working for the next request too (it just fails again).
+    assert!(matches!(
+        expect_err(&bomb, "/").await,
+        InvokeError::MemoryLimit { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_panicking_guest_is_reported_as_a_trap() {
+    let h = handler(TRAPPER, AppConfig::default()).await;
+    let err = expect_err(&h, "/").await;
+    let InvokeError::Trap(msg) = &err else {
+        panic!("expected a trap, got {err:?}");
+    };
+    assert!(msg.contains("unreachable"), "{msg}");
+
+    let err = expect_err(&h, "/?unreachable").await;
+    assert!(matches!(err, InvokeError::Trap(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn requests_beyond_max_concurrency_are_rejected_as_overloaded() {
+    let h = handler(
+        LOOPER,
+        AppConfig {
+            request_timeout: Duration::from_millis(300),
+            max_concurrency: Some(1),
+            ..AppConfig::default()
+        },
+    )
+    .await;
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move { h.handle(get_request("/")).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = expect_err(&h, "/").await;
+    assert!(matches!(second, InvokeError::Overloaded), "{second:?}");
+    assert!(matches!(
+        first.await.expect("join"),
+        Err(InvokeError::Timeout)
+    ));
+    // The slot is free again once the first request ended.
+    assert!(matches!(expect_err(&h, "/").await, InvokeError::Timeout));
+}
