@@ -11,7 +11,10 @@ use ketch_client::{Client, ClientConfig, Event, ListParams, printer};
 use ketch_control::server::{Server, ServerOptions};
 use serde_json::Value;
 
-use crate::{Connection, Output};
+use ketch_control::runner::{ControlOptions, ControlPlane};
+use ketch_runtime::{Agent, AgentConfig};
+
+use crate::{AgentArgs, Connection, Output};
 
 fn config_path(conn: &Connection) -> PathBuf {
     conn.config
@@ -19,7 +22,8 @@ fn config_path(conn: &Connection) -> PathBuf {
         .unwrap_or_else(ClientConfig::default_path)
 }
 
-fn client(conn: &Connection) -> anyhow::Result<Client> {
+/// The server URL and token: flags/environment first, then the client config file.
+fn server_and_token(conn: &Connection) -> anyhow::Result<(String, String)> {
     let file = if conn.server.is_none() || conn.token.is_none() {
         let path = config_path(conn);
         Some(ClientConfig::load(&path).with_context(|| {
@@ -38,6 +42,11 @@ fn client(conn: &Connection) -> anyhow::Result<Client> {
         .clone()
         .or_else(|| file.as_ref().map(|f| f.token.clone()))
         .ok_or_else(|| anyhow!("no token configured"))?;
+    Ok((server, token))
+}
+
+fn client(conn: &Connection) -> anyhow::Result<Client> {
+    let (server, token) = server_and_token(conn)?;
     Ok(Client::new(&server, &token)?)
 }
 
@@ -59,6 +68,7 @@ pub async fn server(
     data_dir: PathBuf,
     listen: SocketAddr,
     advertise: Option<String>,
+    agent: Option<AgentArgs>,
 ) -> anyhow::Result<()> {
     let server = Server::start(ServerOptions {
         data_dir: data_dir.clone(),
@@ -74,6 +84,24 @@ pub async fn server(
     }
     .save(&path)
     .context("writing the client config")?;
+    // The scheduler and controllers talk to the store only through the API, like any client.
+    let control = ControlPlane::start(Client::new(&url, &server.token)?, ControlOptions::default());
+    let agent = match agent {
+        Some(args) => {
+            let listen = args
+                .agent_listen
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
+            let cfg = agent_config(
+                args,
+                url.clone(),
+                server.token.clone(),
+                data_dir.join("agent"),
+                listen,
+            )?;
+            Some(Agent::start(cfg).await.context("starting the node agent")?)
+        }
+        None => None,
+    };
     println!(
         "ketch server {} (id {}) listening on {url}",
         env!("CARGO_PKG_VERSION"),
@@ -85,9 +113,185 @@ pub async fn server(
         path.display(),
         data_dir.display()
     );
+    match &agent {
+        Some(a) => println!("  node agent:    {}", a.endpoint()),
+        None => println!("  node agent:    none (--no-agent)"),
+    }
     wait_for_signal().await?;
     println!("shutting down");
+    if let Some(a) = agent {
+        a.stop().await;
+    }
+    control.stop().await;
     server.stop().await?;
+    Ok(())
+}
+
+fn agent_config(
+    args: AgentArgs,
+    server: String,
+    token: String,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+) -> anyhow::Result<AgentConfig> {
+    let node_name = match args.node_name {
+        Some(n) => n,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the hostname for the node name (pass --name)")?
+            .trim()
+            .to_lowercase(),
+    };
+    Ok(AgentConfig {
+        server,
+        token,
+        node_name,
+        listen,
+        advertise: None,
+        data_dir,
+        labels: args.node_labels.into_iter().collect(),
+        cpu_millis: None,
+        memory_bytes: None,
+        max_wasm_instances: args.max_wasm_instances,
+    })
+}
+
+pub async fn agent(conn: &Connection, args: AgentArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    let (server, token) = server_and_token(conn)?;
+    let listen = args
+        .agent_listen
+        .unwrap_or_else(|| "0.0.0.0:10250".parse().expect("valid address"));
+    let cfg = agent_config(args, server.clone(), token, data_dir, listen)?;
+    let name = cfg.node_name.clone();
+    let agent = Agent::start(cfg).await.context("starting the node agent")?;
+    println!(
+        "ketch agent {}: node {name} joined {server}; endpoint {}",
+        env!("CARGO_PKG_VERSION"),
+        agent.endpoint()
+    );
+    wait_for_signal().await?;
+    println!("shutting down");
+    agent.stop().await;
+    Ok(())
+}
+
+pub async fn logs(
+    conn: &Connection,
+    pod: &str,
+    namespace: Option<&str>,
+    opts: ketch_client::LogOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let client = client(conn)?;
+    let mut resp = client
+        .pod_log(namespace.unwrap_or("default"), pod, &opts)
+        .await?;
+    let mut out = std::io::stdout();
+    while let Some(chunk) = resp.chunk().await.context("reading the log stream")? {
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `deploy/web`, `deployment/web` or `deployments.apps/web` → the Deployment's name.
+fn deployment_name(target: &str) -> anyhow::Result<String> {
+    let (kind, name) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow!("expected deploy/NAME, got {target:?}"))?;
+    let info = resolve_kind(kind)?;
+    if info.kind != "Deployment" {
+        bail!("rollout status supports Deployments, not {}", info.plural);
+    }
+    Ok(name.to_string())
+}
+
+pub async fn rollout_status(
+    conn: &Connection,
+    target: &str,
+    namespace: Option<&str>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
+    let name = deployment_name(target)?;
+    let ns = namespace.unwrap_or("default").to_string();
+    let client = client(conn)?;
+    let info = resolve_kind("deployments")?;
+    // Fail fast with the server's own error when the Deployment does not exist.
+    client.get(info, Some(&ns), &name).await?;
+    let params = ListParams {
+        label_selector: None,
+        field_selector: Some(format!("metadata.name={name}")),
+    };
+    let api = client.api::<ketch_api::apps::Deployment>(Some(&ns));
+    let mut stream = Box::pin(api.watcher(params, None));
+    let follow = async {
+        let mut last = String::new();
+        while let Some(ev) = stream.next().await {
+            let deployments = match ev {
+                Ok(Event::Added(d) | Event::Modified(d)) => vec![d],
+                Ok(Event::Restarted(ds)) => ds,
+                Ok(Event::Deleted(_)) => bail!("deployment {name:?} was deleted"),
+                Err(e) => {
+                    eprintln!("watch: {e}; retrying");
+                    continue;
+                }
+            };
+            for d in deployments {
+                let status = rollout_status(&d);
+                let message = status.message(&name);
+                if message != last {
+                    println!("{message}");
+                    last = message;
+                }
+                match status {
+                    RolloutStatus::Complete => return Ok(()),
+                    RolloutStatus::Failed(m) => bail!("{m}"),
+                    RolloutStatus::Progressing(_) => {}
+                }
+            }
+        }
+        bail!("the watch ended")
+    };
+    if timeout == 0 {
+        follow.await
+    } else {
+        tokio::time::timeout(std::time::Duration::from_secs(timeout), follow)
+            .await
+            .map_err(|_| anyhow!("timed out after {timeout}s waiting for the rollout"))?
+    }
+}
+
+pub async fn scale(
+    conn: &Connection,
+    target: &str,
+    replicas: i32,
+    namespace: Option<&str>,
+) -> anyhow::Result<()> {
+    let (kind, name) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow!("expected deploy/NAME or rs/NAME, got {target:?}"))?;
+    let info = resolve_kind(kind)?;
+    if !matches!(info.kind, "Deployment" | "ReplicaSet") {
+        bail!(
+            "scale supports Deployments and ReplicaSets, not {}",
+            info.plural
+        );
+    }
+    if replicas < 0 {
+        bail!("--replicas: must be 0 or more, got {replicas}");
+    }
+    let client = client(conn)?;
+    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+    client
+        .merge_patch(
+            info,
+            Some(namespace.unwrap_or("default")),
+            name,
+            &patch,
+            false,
+        )
+        .await?;
+    println!("{} scaled", display_name(info, name));
     Ok(())
 }
 
@@ -127,6 +331,7 @@ pub async fn apply(
     Ok(())
 }
 
+#[derive(Clone)]
 pub struct GetArgs {
     pub kind: String,
     pub name: Option<String>,
@@ -139,6 +344,30 @@ pub struct GetArgs {
 }
 
 pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<()> {
+    // `ketch get deploy,rs,pods`: one table per kind, like kubectl.
+    if args.kind.contains(',') {
+        if args.watch || args.name.is_some() {
+            bail!(
+                "watching or naming an object takes one kind, not {:?}",
+                args.kind
+            );
+        }
+        let kinds: Vec<String> = args.kind.split(',').map(str::to_string).collect();
+        for (i, kind) in kinds.into_iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            Box::pin(get(
+                conn,
+                GetArgs {
+                    kind,
+                    ..args.clone()
+                },
+            ))
+            .await?;
+        }
+        return Ok(());
+    }
     let info = resolve_kind(&args.kind)?;
     let client = client(conn)?;
     let all = args.all_namespaces && args.name.is_none();

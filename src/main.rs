@@ -50,6 +50,50 @@ enum Command {
         /// Address other servers and agents use to reach this one [default: the listen address]
         #[arg(long)]
         advertise: Option<String>,
+        /// Don't run a node agent in this process (control plane only)
+        #[arg(long)]
+        no_agent: bool,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Run a node agent that joins a server and runs the Pods bound to this node
+    Agent {
+        #[command(flatten)]
+        agent: AgentArgs,
+        /// Where the agent keeps logs and the compiled-Wasm cache
+        #[arg(long, default_value_os_t = default_agent_dir())]
+        data_dir: PathBuf,
+    },
+    /// Print a container's logs
+    Logs {
+        /// Pod name
+        pod: String,
+        /// Container name (required when the Pod has several)
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep streaming new lines
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines
+        #[arg(long)]
+        tail: Option<u64>,
+        #[command(flatten)]
+        ns: Namespace,
+    },
+    /// Manage rollouts
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Set the number of replicas of a Deployment or ReplicaSet
+    Scale {
+        /// deploy/NAME or rs/NAME
+        target: String,
+        /// The new replica count
+        #[arg(long)]
+        replicas: i32,
+        #[command(flatten)]
+        ns: Namespace,
     },
     /// Create or update objects from manifest files, directories or stdin
     Apply {
@@ -113,6 +157,49 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Follow a Deployment's rollout until it completes (exit 0) or fails (exit 1)
+    Status {
+        /// deploy/NAME
+        target: String,
+        #[command(flatten)]
+        ns: Namespace,
+        /// Give up after this many seconds (0: wait forever)
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+}
+
+/// Node agent settings (shared by `ketch agent` and the agent inside `ketch server`).
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Node name [default: this machine's hostname]
+    #[arg(long = "name")]
+    node_name: Option<String>,
+    /// Address the agent's endpoint (logs, pod proxy) listens on
+    /// [default: 127.0.0.1:0 inside `ketch server`, 0.0.0.0:10250 for `ketch agent`]
+    #[arg(long = "agent-listen")]
+    agent_listen: Option<SocketAddr>,
+    /// Node label KEY=VALUE (repeatable)
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// Most Wasm instances alive at once on this node
+    #[arg(long, default_value_t = 1000)]
+    max_wasm_instances: u32,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn default_agent_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".ketch").join("agent")
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Namespace {
     /// Namespace [default: default]
@@ -168,7 +255,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             listen,
             advertise,
-        } => commands::server(&conn, data_dir, listen, advertise).await,
+            no_agent,
+            agent,
+        } => {
+            let agent = (!no_agent).then_some(agent);
+            commands::server(&conn, data_dir, listen, advertise, agent).await
+        }
+        Command::Agent { agent, data_dir } => commands::agent(&conn, agent, data_dir).await,
+        Command::Logs {
+            pod,
+            container,
+            follow,
+            tail,
+            ns,
+        } => {
+            let opts = ketch_client::LogOptions {
+                container,
+                follow,
+                tail_lines: tail,
+            };
+            commands::logs(&conn, &pod, ns.namespace.as_deref(), opts).await
+        }
+        Command::Rollout {
+            command:
+                RolloutCommand::Status {
+                    target,
+                    ns,
+                    timeout,
+                },
+        } => commands::rollout_status(&conn, &target, ns.namespace.as_deref(), timeout).await,
+        Command::Scale {
+            target,
+            replicas,
+            ns,
+        } => commands::scale(&conn, &target, replicas, ns.namespace.as_deref()).await,
         Command::Apply { files, ns } => {
             commands::apply(&conn, &files, ns.namespace.as_deref()).await
         }

@@ -6,3 +6,4 @@ mod cli;
 mod durability;
 mod support;
 mod watch;
+mod workloads;

@@ -62,6 +62,17 @@ pub struct ListParams {
     pub field_selector: Option<String>,
 }
 
+/// What `pod_log` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Required when the Pod has more than one container.
+    pub container: Option<String>,
+    /// Keep streaming new lines.
+    pub follow: bool,
+    /// Only the last N lines.
+    pub tail_lines: Option<u64>,
+}
+
 /// A client for one server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -272,6 +283,48 @@ impl Client {
             &resource_path(info, ns, Some(name)),
         );
         self.send(url, rb).await
+    }
+
+    /// Stream a container's log from its node (through the API server): the response body
+    /// is the log text.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 for an unknown pod or container, 503 when its node is
+    /// unreachable), or a transport error.
+    pub async fn pod_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        opts: &LogOptions,
+    ) -> Result<reqwest::Response, Error> {
+        let info = ketch_api::resource::lookup("pods").expect("pods are registered");
+        let path = format!("{}/log", resource_path(info, Some(namespace), Some(pod)));
+        let (url, rb) = self.request(reqwest::Method::GET, &path);
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(c) = &opts.container {
+            q.push(("container", c.clone()));
+        }
+        if opts.follow {
+            q.push(("follow", "true".into()));
+        }
+        if let Some(n) = opts.tail_lines {
+            q.push(("tailLines", n.to_string()));
+        }
+        let resp = rb.query(&q).send().await.map_err(|source| Error::Http {
+            url: url.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(decode::<Value>(url, resp)
+                .await
+                .err()
+                .unwrap_or_else(|| Error::Decode {
+                    url: String::new(),
+                    message: "error status with a success body".into(),
+                }))
+        }
     }
 
     /// Open one watch stream from `resource_version` (`None`: current state as ADDED first).

@@ -105,6 +105,57 @@ pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Manifest>, Error>
         .collect()
 }
 
+/// Whether an image names a local Wasm file (`file:...` or a path ending in `.wasm`).
+pub fn is_local_image(image: &str) -> bool {
+    image.starts_with("file:")
+        || (!image.contains("://") && image.ends_with(".wasm") && !image.contains('@'))
+}
+
+/// Rewrite local `file:` images of a workload manifest to absolute paths, resolved against
+/// `base` (the manifest's directory), so the node agent finds them whatever its working
+/// directory. A local image that does not exist is an error naming the field.
+///
+/// # Errors
+/// [`Error::Config`] naming the field and path of a missing file.
+pub fn resolve_local_images(m: &mut Manifest, base: &Path) -> Result<(), Error> {
+    let pointer = match m.info.plural {
+        "pods" => "/spec",
+        "deployments" | "replicasets" => "/spec/template/spec",
+        _ => return Ok(()),
+    };
+    let field_prefix = pointer.trim_start_matches('/').replace('/', ".");
+    let Some(spec) = m.object.pointer_mut(pointer) else {
+        return Ok(());
+    };
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for (i, c) in containers.iter_mut().enumerate() {
+            let Some(image) = c.get("image").and_then(Value::as_str) else {
+                continue;
+            };
+            if !is_local_image(image) {
+                continue;
+            }
+            let path = image
+                .strip_prefix("file://")
+                .or_else(|| image.strip_prefix("file:"))
+                .unwrap_or(image);
+            let full = base.join(path);
+            let canonical = std::fs::canonicalize(&full).map_err(|e| {
+                Error::Config(format!(
+                    "{}: {field_prefix}.{list}[{i}].image: {image:?} does not exist ({}: {e})",
+                    m.source,
+                    full.display()
+                ))
+            })?;
+            c["image"] = Value::String(format!("file:{}", canonical.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Read and parse every manifest the `-f` arguments name.
 ///
 /// # Errors
@@ -113,7 +164,14 @@ pub fn load(args: &[PathBuf]) -> Result<Vec<Manifest>, Error> {
     let mut out = Vec::new();
     for path in expand_paths(args)? {
         let (source, text) = read_source(&path)?;
-        out.extend(parse_manifests(&source, &text)?);
+        let base = match path.parent() {
+            Some(p) if path.as_os_str() != "-" && !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        for mut m in parse_manifests(&source, &text)? {
+            resolve_local_images(&mut m, &base)?;
+            out.push(m);
+        }
     }
     Ok(out)
 }
@@ -158,8 +216,42 @@ pub fn display_name(info: &ResourceInfo, name: &str) -> String {
     }
 }
 
-/// Create the object, or replace it when it exists (compare-and-set on the version just
-/// read; retried on a concurrent write). `default_ns` applies when the object names none.
+/// The annotation holding the manifest as last applied (kubectl's name, so habits and
+/// tools carry over). It lets `apply` delete fields removed from the manifest while keeping
+/// fields that others (controllers, `ketch scale`) set.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A JSON merge patch that turns what was last applied into `desired`: every field of
+/// `desired`, plus `null` for fields the last applied manifest had and `desired` dropped.
+/// Fields nobody applied (set by controllers or other clients) are not touched.
+pub fn three_way_patch(last: Option<&Value>, desired: &Value) -> Value {
+    match desired {
+        Value::Object(want) => {
+            let had = last.and_then(Value::as_object);
+            let mut patch = serde_json::Map::new();
+            for (k, v) in want {
+                let prev = had.and_then(|h| h.get(k));
+                let entry = if v.is_object() {
+                    three_way_patch(prev, v)
+                } else {
+                    v.clone()
+                };
+                patch.insert(k.clone(), entry);
+            }
+            if let Some(had) = had {
+                for k in had.keys().filter(|k| !want.contains_key(*k)) {
+                    patch.insert(k.clone(), Value::Null);
+                }
+            }
+            Value::Object(patch)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Create the object, or update it when it exists with a three-way merge (see
+/// [`three_way_patch`]) as a compare-and-set on the version just read, retried on a
+/// concurrent write. `default_ns` applies when the object names none.
 ///
 /// # Errors
 /// The server's refusal ([`Error::Api`]) or a transport error.
@@ -172,16 +264,32 @@ pub async fn apply(
         .info
         .namespaced
         .then(|| m.namespace().unwrap_or(default_ns).to_string());
+    let mut desired = m.object.clone();
+    if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.remove(LAST_APPLIED);
+        }
+    }
+    let record = serde_json::to_string(&desired).expect("JSON values serialize");
+    if let Some(a) = desired
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.insert(LAST_APPLIED.into(), Value::String(record));
+    }
     let Some(name) = m.name().filter(|n| !n.is_empty()) else {
         // generateName objects are always new.
-        client.create(m.info, ns.as_deref(), &m.object).await?;
+        client.create(m.info, ns.as_deref(), &desired).await?;
         return Ok(Applied::Created);
     };
     for _ in 0..5 {
         let existing = match client.get(m.info, ns.as_deref(), name).await {
             Ok(v) => v,
             Err(e) if e.code() == Some(404) => {
-                match client.create(m.info, ns.as_deref(), &m.object).await {
+                match client.create(m.info, ns.as_deref(), &desired).await {
                     Ok(_) => return Ok(Applied::Created),
                     Err(e) if e.code() == Some(409) => continue,
                     Err(e) => return Err(e),
@@ -189,15 +297,23 @@ pub async fn apply(
             }
             Err(e) => return Err(e),
         };
+        let last: Option<Value> = existing
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(LAST_APPLIED))
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str(s).ok());
         let rv = existing
             .pointer("/metadata/resourceVersion")
             .cloned()
             .unwrap_or(Value::Null);
-        let mut desired = m.object.clone();
-        if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut patch = three_way_patch(last.as_ref(), &desired);
+        if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), rv.clone());
         }
-        match client.replace(m.info, ns.as_deref(), name, &desired).await {
+        match client
+            .merge_patch(m.info, ns.as_deref(), name, &patch, false)
+            .await
+        {
             Ok(updated) => {
                 let same = updated.pointer("/metadata/resourceVersion") == Some(&rv);
                 return Ok(if same {
@@ -244,6 +360,57 @@ mod tests {
             .to_string();
         assert!(err.starts_with("bad.yaml: line "), "{err}");
         assert!(err.contains("column"), "{err}");
+    }
+
+    #[test]
+    fn local_wasm_images_resolve_against_the_manifest_directory() {
+        let dir = std::env::temp_dir().join(format!("ketch-manifest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app.wasm"), b"\0asm").unwrap();
+        let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: a, image: file:./app.wasm}\n      - {name: b, image: registry.example/x:1}\n";
+        let mut m = parse_manifests("app.yaml", text).unwrap().remove(0);
+        resolve_local_images(&mut m, &dir).unwrap();
+        let image = m
+            .object
+            .pointer("/spec/template/spec/containers/0/image")
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            image,
+            format!(
+                "file:{}",
+                dir.canonicalize().unwrap().join("app.wasm").display()
+            )
+        );
+        assert_eq!(
+            m.object
+                .pointer("/spec/template/spec/containers/1/image")
+                .unwrap(),
+            "registry.example/x:1"
+        );
+        let missing = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: nope.wasm}\n";
+        let mut m = parse_manifests("pod.yaml", missing).unwrap().remove(0);
+        let err = resolve_local_images(&mut m, &dir).unwrap_err().to_string();
+        assert!(
+            err.contains("pod.yaml: spec.containers[0].image: \"nope.wasm\" does not exist"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_three_way_patch_sets_desired_fields_and_deletes_only_what_was_applied_before() {
+        use serde_json::json;
+        let last = json!({"spec": {"replicas": 3, "paused": false}, "metadata": {"labels": {"a": "1", "b": "2"}}});
+        let desired = json!({"spec": {"replicas": 4}, "metadata": {"labels": {"a": "1"}}});
+        let patch = three_way_patch(Some(&last), &desired);
+        assert_eq!(
+            patch,
+            json!({"spec": {"replicas": 4, "paused": null}, "metadata": {"labels": {"a": "1", "b": null}}})
+        );
+        // Without a record, nothing is deleted: fields set by others survive.
+        assert_eq!(three_way_patch(None, &desired), desired);
     }
 
     #[test]

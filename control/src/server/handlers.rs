@@ -20,7 +20,7 @@ use super::auth::Attributes;
 use super::error::ApiError;
 use super::fields::FieldSelector;
 use super::metrics::{RequestLabels, VerbLabels};
-use super::path::{ResourcePath, key_of, parse};
+use super::path::{PodSub, ResourcePath, key_of, parse};
 use crate::attrs::{Attrs, attrs_of};
 use crate::store::command::{Applied, UpdateScope, Write};
 
@@ -148,18 +148,37 @@ async fn dispatch(
         }
         let path = parse(core, &rest)?;
         let params = Params::parse(query.as_deref())?;
-        verb = verb_of(&method, path.name.as_deref(), params.watch);
+        verb = match &path.pod_sub {
+            Some(PodSub::Proxy(_)) => "proxy",
+            _ => verb_of(&method, path.name.as_deref(), params.watch),
+        };
         st.authz.authorize(
             &user,
             &Attributes {
                 verb,
                 group: path.info.group,
                 resource: path.info.plural,
-                subresource: path.status.then_some("status"),
+                subresource: match &path.pod_sub {
+                    Some(PodSub::Log) => Some("log"),
+                    Some(PodSub::Proxy(_)) => Some("proxy"),
+                    None => path.status.then_some("status"),
+                },
                 namespace: path.namespace.as_deref(),
                 name: path.name.as_deref(),
             },
         )?;
+        if let Some(sub) = &path.pod_sub {
+            return super::proxy::pod_subresource(
+                &st,
+                &path,
+                sub,
+                &method,
+                query.as_deref(),
+                &headers,
+                body,
+            )
+            .await;
+        }
         if params.dry_run {
             return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
         }
@@ -717,6 +736,97 @@ async fn delete(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    /// Prepares a Foreground or Orphan delete: adds `finalizer` to the object (compare-and-set,
+    /// retried on a concurrent write unless the caller gave a resourceVersion precondition) and
+    /// returns the precondition the delete itself must carry, so nothing slips in between and the
+    /// delete only sets `deletionTimestamp`. Nothing is added when the object is terminating
+    /// already, when a precondition fails (the delete reports the conflict), or when no object
+    /// names it as an owner: with no dependents there is nothing to wait for or orphan, and a
+    /// finalizer would only wait for a collector that may not watch this kind.
+    async fn add_deletion_finalizer(
+        st: &ApiState,
+        path: &ResourcePath,
+        name: &str,
+        finalizer: &str,
+        precondition_rv: Option<u64>,
+    ) -> Result<Option<u64>, ApiError> {
+        let stored_rv =
+            |o: &Value| meta_str(o, "resourceVersion").and_then(|s| s.parse::<u64>().ok());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            st.store.read_barrier().await?;
+            let current = st
+                .store
+                .get(&path.key())?
+                .ok_or_else(|| ApiError::not_found(path.info, name))?;
+            if precondition_rv.is_some_and(|want| stored_rv(&current) != Some(want))
+                || current.pointer("/metadata/deletionTimestamp").is_some()
+            {
+                return Ok(precondition_rv);
+            }
+            let mut finalizers: Vec<Value> = current
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if finalizers.iter().any(|f| f == finalizer) {
+                return Ok(stored_rv(&current));
+            }
+            let uid = meta_str(&current, "uid").unwrap_or_default();
+            if !has_dependents(st, path, uid)? {
+                return Ok(precondition_rv);
+            }
+            finalizers.push(json!(finalizer));
+            let mut next = current.clone();
+            meta_mut(&mut next)?.insert("finalizers".into(), Value::Array(finalizers));
+            let result = submit(
+                st,
+                Write::Update {
+                    key: path.key(),
+                    object: next,
+                    scope: scope_for(path),
+                },
+                path.info,
+                name,
+            )
+            .await;
+            match result {
+                Ok(applied) => return Ok(stored_rv(&applied.object)),
+                Err(ApiError::Conflict { .. }) if precondition_rv.is_none() && attempts < 5 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether any object names `uid` as an owner. Dependents of a namespaced owner live in its
+    /// namespace; a cluster-scoped owner may own anything. A scan, but only for the rare
+    /// Foreground and Orphan deletes.
+    fn has_dependents(st: &ApiState, path: &ResourcePath, uid: &str) -> Result<bool, ApiError> {
+        if uid.is_empty() {
+            return Ok(false);
+        }
+        let ns = path.namespace.as_deref().filter(|_| path.info.namespaced);
+        for info in RESOURCES.iter() {
+            if ns.is_some() && !info.namespaced {
+                continue;
+            }
+            let (_, objects) = st.store.list(&key_of(info, ns, None))?;
+            let owns = |o: &Value| {
+                o.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                    })
+            };
+            if objects.iter().any(owns) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ApiError::TooLarge {
@@ -738,20 +848,19 @@ async fn delete(
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| params.propagation_policy.clone());
-    match policy.as_deref() {
-        None | Some("Background") => {}
-        Some(p @ ("Foreground" | "Orphan")) => {
-            return Err(ApiError::BadRequest(format!(
-                "propagationPolicy: {p} is not supported yet (garbage collection arrives with the controllers); use Background"
-            )));
-        }
+    // Foreground and Orphan are carried out by the garbage collector, which acts on the
+    // finalizer the object gets here (and removes it when done).
+    let finalizer = match policy.as_deref() {
+        None | Some("Background") => None,
+        Some("Foreground") => Some(crate::controllers::FOREGROUND_FINALIZER),
+        Some("Orphan") => Some(crate::controllers::ORPHAN_FINALIZER),
         Some(p) => {
             return Err(ApiError::BadRequest(format!(
                 "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
             )));
         }
-    }
-    let precondition_rv = match options
+    };
+    let mut precondition_rv = match options
         .pointer("/preconditions/resourceVersion")
         .and_then(Value::as_str)
     {
@@ -770,6 +879,18 @@ async fn delete(
         precondition_rv,
     };
     if path.info.plural != "namespaces" {
+        let own = match finalizer {
+            Some(f) => {
+                precondition_rv =
+                    add_deletion_finalizer(st, path, &name, f, precondition_rv).await?;
+                Write::Delete {
+                    key: path.key(),
+                    now: now.clone(),
+                    precondition_rv,
+                }
+            }
+            None => own,
+        };
         let applied = submit(st, own, path.info, &name).await?;
         return Ok(json_response(headers, StatusCode::OK, &applied.object));
     }

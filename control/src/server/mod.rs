@@ -10,6 +10,7 @@ pub mod fields;
 pub mod handlers;
 pub mod metrics;
 pub mod path;
+pub mod proxy;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -40,6 +41,10 @@ pub struct ApiState {
     pub authn: Authenticator,
     pub authz: Box<dyn Authorizer>,
     pub metrics: Metrics,
+    /// Client for forwarding pod log/proxy requests to node agents.
+    pub http: reqwest::Client,
+    /// Bearer token presented to node agents (the admin token until node credentials exist).
+    pub agent_token: String,
 }
 
 /// The whole HTTP surface of a server.
@@ -251,6 +256,11 @@ impl Server {
             authn: Authenticator::new(token.clone()),
             authz: Box::new(auth::AdminOnly),
             metrics: Metrics::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
+            agent_token: token.clone(),
         });
         ensure_default_namespace(&batcher).await?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

@@ -13,6 +13,16 @@ pub struct ResourcePath {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub status: bool,
+    /// `pods/{name}/log` or `pods/{name}/proxy/{path}`: served by the Pod's node agent.
+    pub pod_sub: Option<PodSub>,
+}
+
+/// Pod subresources the API server proxies to the node agent running the Pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSub {
+    Log,
+    /// The path after `proxy/` (without a leading slash).
+    Proxy(String),
 }
 
 impl ResourcePath {
@@ -69,17 +79,18 @@ pub fn parse(core: bool, rest: &str) -> Result<ResourcePath, ApiError> {
                     info.plural
                 )));
             }
-            let (name, status) = name_and_sub(tail, rest)?;
+            let (name, status, pod_sub) = name_and_sub(tail, rest)?;
             ResourcePath {
                 info,
                 namespace: owned(ns),
                 name,
                 status,
+                pod_sub,
             }
         }
         [plural, tail @ ..] if !plural.is_empty() => {
             let info = lookup(plural)?;
-            let (name, status) = name_and_sub(tail, rest)?;
+            let (name, status, pod_sub) = name_and_sub(tail, rest)?;
             if info.namespaced && name.is_some() {
                 return Err(ApiError::BadRequest(format!(
                     "{} is namespaced: use .../namespaces/{{namespace}}/{}/{{name}}",
@@ -91,21 +102,29 @@ pub fn parse(core: bool, rest: &str) -> Result<ResourcePath, ApiError> {
                 namespace: None,
                 name,
                 status,
+                pod_sub,
             }
         }
         _ => return Err(not_found_path(rest)),
     };
-    if path.status && !path.info.has_status {
+    if (path.status && !path.info.has_status)
+        || (path.pod_sub.is_some() && path.info.plural != "pods")
+    {
         return Err(not_found_path(rest));
     }
     Ok(path)
 }
 
-fn name_and_sub(tail: &[&str], rest: &str) -> Result<(Option<String>, bool), ApiError> {
+type NameAndSub = (Option<String>, bool, Option<PodSub>);
+
+fn name_and_sub(tail: &[&str], rest: &str) -> Result<NameAndSub, ApiError> {
+    let name = |n: &str| Some(n.to_string());
     match tail {
-        [] => Ok((None, false)),
-        [name] => Ok((Some((*name).to_string()), false)),
-        [name, "status"] => Ok((Some((*name).to_string()), true)),
+        [] => Ok((None, false, None)),
+        [n] => Ok((name(n), false, None)),
+        [n, "status"] => Ok((name(n), true, None)),
+        [n, "log"] => Ok((name(n), false, Some(PodSub::Log))),
+        [n, "proxy", path @ ..] => Ok((name(n), false, Some(PodSub::Proxy(path.join("/"))))),
         _ => Err(not_found_path(rest)),
     }
 }
@@ -170,5 +189,16 @@ mod tests {
             Err(ApiError::BadRequest(_))
         ));
         assert!(parse(true, "v1/configmaps/x/status").is_err());
+        assert!(parse(true, "v1/namespaces/d/services/x/log").is_err());
+    }
+
+    #[test]
+    fn pod_log_and_proxy_subresources_parse() {
+        let p = parse(true, "v1/namespaces/d/pods/web/log").unwrap();
+        assert_eq!(p.pod_sub, Some(PodSub::Log));
+        let p = parse(true, "v1/namespaces/d/pods/web/proxy/a/b").unwrap();
+        assert_eq!(p.pod_sub, Some(PodSub::Proxy("a/b".into())));
+        let p = parse(true, "v1/namespaces/d/pods/web/proxy").unwrap();
+        assert_eq!(p.pod_sub, Some(PodSub::Proxy(String::new())));
     }
 }

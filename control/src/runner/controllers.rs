@@ -1,0 +1,343 @@
+//! The ReplicaSet, Deployment and garbage-collector reconcilers: gather a plan's inputs from
+//! the informers, call the pure `plan`, execute it, and wait until the caches show the writes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ketch_api::apps::{Deployment, ReplicaSet};
+use ketch_api::core::Pod;
+use ketch_api::meta::{ObjectMeta, OwnerReference};
+use ketch_api::resource::Resource;
+use ketch_api::selector::Selector;
+use ketch_client::Client;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::actions::{self, Outcome, info_of};
+use super::informer::{Change, Informer, key_of};
+use super::queue::{Reconciler, Requeue, WorkQueue};
+use super::{Error, now};
+use crate::controllers::gc::GcObject;
+use crate::controllers::{Action, controller_ref, deployment, gc, replicaset};
+
+/// How long a reconcile waits for the caches to show its own writes before giving up and
+/// planning again later.
+const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The informers the controllers share.
+#[derive(Clone)]
+pub struct Caches {
+    pub pods: Informer<Pod>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+}
+
+impl Caches {
+    /// Waits until each cache reflects what `out` wrote.
+    async fn catch_up(&self, out: &Outcome) -> bool {
+        let t = READ_YOUR_WRITES_TIMEOUT;
+        self.pods.wait_for(out.rv(Pod::INFO.kind), t).await
+            && self
+                .replica_sets
+                .wait_for(out.rv(ReplicaSet::INFO.kind), t)
+                .await
+            && self
+                .deployments
+                .wait_for(out.rv(Deployment::INFO.kind), t)
+                .await
+    }
+
+    /// Finishes a reconcile: waits for the caches, then reports the plan's outcome.
+    async fn finish(&self, out: Outcome) -> Result<Requeue, Error> {
+        let caught_up = self.catch_up(&out).await;
+        if let Some(e) = out.error {
+            return Err(e);
+        }
+        if !caught_up {
+            return Err(Error::StaleCache);
+        }
+        Ok(out
+            .requeue_after
+            .map_or(Requeue::AwaitChange, Requeue::After))
+    }
+}
+
+fn as_json<K: serde::Serialize>(k: &K) -> Value {
+    serde_json::to_value(k).expect("API objects serialize")
+}
+
+pub struct ReplicaSetController {
+    pub client: Client,
+    pub caches: Caches,
+}
+
+impl Reconciler for ReplicaSetController {
+    const NAME: &'static str = "replicaset";
+
+    async fn reconcile(self: Arc<Self>, key: String) -> Result<Requeue, Error> {
+        let Some(rs) = self.caches.replica_sets.get(&key) else {
+            return Ok(Requeue::AwaitChange);
+        };
+        let pods = self.caches.pods.list_owned(Some(rs.metadata.namespace()));
+        let plan = replicaset::plan(&rs, &pods, &now());
+        if plan.is_empty() {
+            return Ok(Requeue::AwaitChange);
+        }
+        let out = actions::execute_plan(&self.client, plan, Some(&as_json(&*rs))).await;
+        self.caches.finish(out).await
+    }
+}
+
+pub struct DeploymentController {
+    pub client: Client,
+    pub caches: Caches,
+}
+
+impl Reconciler for DeploymentController {
+    const NAME: &'static str = "deployment";
+
+    async fn reconcile(self: Arc<Self>, key: String) -> Result<Requeue, Error> {
+        let Some(d) = self.caches.deployments.get(&key) else {
+            return Ok(Requeue::AwaitChange);
+        };
+        let ns = d.metadata.namespace();
+        let rss = self.caches.replica_sets.list_owned(Some(ns));
+        let pods = self.caches.pods.list_owned(Some(ns));
+        let plan = deployment::plan(&d, &rss, &pods, &now());
+        if plan.is_empty() {
+            return Ok(Requeue::AwaitChange);
+        }
+        let out = actions::execute_plan(&self.client, plan, Some(&as_json(&*d))).await;
+        self.caches.finish(out).await
+    }
+}
+
+/// The kinds the collector sees; owner references to any other kind are left alone.
+const GC_KINDS: [(&str, &str); 3] = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ReplicaSet"),
+    ("v1", "Pod"),
+];
+
+fn collected_kind(r: &OwnerReference) -> bool {
+    GC_KINDS
+        .iter()
+        .any(|(v, k)| r.api_version == *v && r.kind == *k)
+}
+
+/// The garbage collector runs one plan over the whole snapshot; its queue has one key.
+pub struct GcController {
+    pub client: Client,
+    pub caches: Caches,
+}
+
+pub const GC_KEY: &str = "gc";
+
+impl GcController {
+    /// One [`GcObject`] per cached object. An object with an owner reference to a kind the
+    /// collector does not watch cannot be judged (the owner would look missing), so it takes
+    /// part only as a possible owner: its references are hidden from the plan.
+    fn snapshot(&self) -> Vec<GcObject> {
+        fn add(objects: &mut Vec<GcObject>, api_version: &str, kind: &str, meta: &ObjectMeta) {
+            let mut o = GcObject::new(api_version, kind, meta);
+            if !o.owner_references.iter().all(collected_kind) {
+                o.owner_references.clear();
+            }
+            objects.push(o);
+        }
+        let mut objects = Vec::new();
+        for d in self.caches.deployments.list(None) {
+            add(&mut objects, "apps/v1", "Deployment", &d.metadata);
+        }
+        for rs in self.caches.replica_sets.list(None) {
+            add(&mut objects, "apps/v1", "ReplicaSet", &rs.metadata);
+        }
+        for p in self.caches.pods.list(None) {
+            add(&mut objects, "v1", "Pod", &p.metadata);
+        }
+        objects
+    }
+
+    /// Whether the owner `r` of a dependent in `namespace` exists, asked of the API: the three
+    /// caches are not one snapshot, so an owner missing from its cache may just be late (as
+    /// Kubernetes' collector, this looks the owner up before acting on its absence).
+    async fn owner_exists(&self, namespace: &str, r: &OwnerReference) -> Result<bool, Error> {
+        let info = info_of(&r.api_version, &r.kind)?;
+        let ns = Some(namespace).filter(|n| info.namespaced && !n.is_empty());
+        match self.client.get(info, ns, &r.name).await {
+            Ok(o) => Ok(o.pointer("/metadata/uid").and_then(Value::as_str) == Some(&r.uid)),
+            Err(e) if e.code() == Some(404) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks, before a dependent is deleted or loses references, that each owner the plan
+    /// judged missing is really gone.
+    async fn verify(
+        &self,
+        action: &Action,
+        by_uid: &HashMap<&str, &GcObject>,
+    ) -> Result<(), Error> {
+        let (object, kept): (_, Option<&[OwnerReference]>) = match action {
+            Action::Delete { object, .. } => (object, None),
+            Action::SetOwnerReferences {
+                object,
+                owner_references,
+            } => (object, Some(owner_references.as_slice())),
+            _ => return Ok(()),
+        };
+        let Some(dep) = by_uid.get(object.uid.as_str()) else {
+            return Ok(());
+        };
+        for r in &dep.owner_references {
+            let dropped = kept.is_none_or(|k| !k.iter().any(|x| x.uid == r.uid));
+            if dropped
+                && !by_uid.contains_key(r.uid.as_str())
+                && self.owner_exists(&object.namespace, r).await?
+            {
+                return Err(Error::StaleCache);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Reconciler for GcController {
+    const NAME: &'static str = "garbage-collector";
+
+    async fn reconcile(self: Arc<Self>, _key: String) -> Result<Requeue, Error> {
+        let objects = self.snapshot();
+        let plan = gc::plan(&objects);
+        if plan.is_empty() {
+            return Ok(Requeue::AwaitChange);
+        }
+        let by_uid: HashMap<&str, &GcObject> = objects
+            .iter()
+            .filter(|o| !o.key.uid.is_empty())
+            .map(|o| (o.key.uid.as_str(), o))
+            .collect();
+        let mut out = Outcome::default();
+        for action in plan {
+            let r = match self.verify(&action, &by_uid).await {
+                Ok(()) => actions::execute(&self.client, action, None, &mut out).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                out.error = Some(e);
+                break;
+            }
+        }
+        self.caches.finish(out).await
+    }
+}
+
+// Triggers: which keys a change of a watched object enqueues.
+
+fn versions<K>(c: &Change<K>) -> impl Iterator<Item = &Arc<K>> {
+    let (a, b) = match c {
+        Change::Upsert { old, new } => (old.as_ref(), Some(new)),
+        Change::Delete(o) => (None, Some(o)),
+    };
+    a.into_iter().chain(b)
+}
+
+/// The key of `meta`'s controller when it is of `kind`.
+fn controller_key(meta: &ObjectMeta, kind: &str) -> Option<String> {
+    controller_ref(meta)
+        .filter(|r| r.kind == kind)
+        .map(|r| format!("{}/{}", meta.namespace(), r.name))
+}
+
+/// Keys of the selector owners in `meta`'s namespace that could adopt it (it has no
+/// controller and is not terminating).
+fn adopters<O: Resource>(
+    meta: &ObjectMeta,
+    owners: &Informer<O>,
+    selector: impl Fn(&O) -> Option<&ketch_api::selector::LabelSelector>,
+) -> Vec<String> {
+    if controller_ref(meta).is_some() || meta.deletion_timestamp.is_some() {
+        return Vec::new();
+    }
+    owners
+        .list(Some(meta.namespace()))
+        .iter()
+        .filter(|o| {
+            selector(o)
+                .and_then(|s| Selector::from_label_selector(s).ok())
+                .is_some_and(|s| !s.is_empty() && s.matches(&meta.labels))
+        })
+        .map(|o| key_of(&**o))
+        .collect()
+}
+
+/// Feeds `queue` from `rx`, mapping each change to keys with `keys`.
+pub async fn feed<K>(
+    mut rx: mpsc::UnboundedReceiver<Change<K>>,
+    queue: Arc<WorkQueue>,
+    keys: impl Fn(&Change<K>) -> HashSet<String>,
+) {
+    while let Some(c) = rx.recv().await {
+        for k in keys(&c) {
+            queue.add(k);
+        }
+    }
+}
+
+/// Any change of a collected kind enqueues the collector's single key.
+pub fn gc_keys<K>(_: &Change<K>) -> HashSet<String> {
+    HashSet::from([GC_KEY.to_string()])
+}
+
+/// A ReplicaSet change enqueues that ReplicaSet.
+pub fn rs_keys_of_rs(c: &Change<ReplicaSet>) -> HashSet<String> {
+    HashSet::from([key_of(&**c.object())])
+}
+
+/// A pod change enqueues its controlling ReplicaSet (before and after the change) and, for an
+/// orphan, every ReplicaSet whose selector matches it.
+pub fn rs_keys_of_pod(c: &Change<Pod>, rss: &Informer<ReplicaSet>) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for p in versions(c) {
+        keys.extend(controller_key(&p.metadata, ReplicaSet::INFO.kind));
+    }
+    if let Change::Upsert { new, .. } = c {
+        keys.extend(adopters(&new.metadata, rss, |rs| {
+            rs.spec.as_ref().map(|s| &s.selector)
+        }));
+    }
+    keys
+}
+
+/// A Deployment change enqueues that Deployment.
+pub fn deployment_keys_of_deployment(c: &Change<Deployment>) -> HashSet<String> {
+    HashSet::from([key_of(&**c.object())])
+}
+
+/// A ReplicaSet change enqueues its controlling Deployment and, for an orphan, every
+/// Deployment whose selector matches it.
+pub fn deployment_keys_of_rs(c: &Change<ReplicaSet>, ds: &Informer<Deployment>) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for rs in versions(c) {
+        keys.extend(controller_key(&rs.metadata, Deployment::INFO.kind));
+    }
+    if let Change::Upsert { new, .. } = c {
+        keys.extend(adopters(&new.metadata, ds, |d| {
+            d.spec.as_ref().map(|s| &s.selector)
+        }));
+    }
+    keys
+}
+
+/// A pod that is gone enqueues the Deployment of its ReplicaSet: `Recreate` waits for the old
+/// pods to disappear, which no ReplicaSet status change reports.
+pub fn deployment_keys_of_pod(c: &Change<Pod>, rss: &Informer<ReplicaSet>) -> HashSet<String> {
+    let Change::Delete(p) = c else {
+        return HashSet::new();
+    };
+    controller_key(&p.metadata, ReplicaSet::INFO.kind)
+        .and_then(|k| rss.get(&k))
+        .and_then(|rs| controller_key(&rs.metadata, Deployment::INFO.kind))
+        .into_iter()
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! The IO half of the scheduler and the controllers: informers (watch-fed caches), a work
+//! queue and reconcile loop in kube-runtime's shape, and the runners that feed the pure
+//! planners (`crate::scheduler`, `crate::controllers`) and execute what they decide.
+//!
+//! Everything talks to the store only through the API, with [`ketch_client`]. A
+//! [`ControlPlane`] runs it all in one process.
+//!
+//! # Consistency
+//!
+//! The planners require that a snapshot never lags behind the runner's own writes. Every write
+//! returns the object's new `resourceVersion`, a global revision of the linearizable store;
+//! after executing a plan, a reconcile waits until each informer it wrote to has applied that
+//! revision (see [`informer::Informer::wait_for`]) before it returns, so the next plan of any
+//! key sees the writes. The scheduler instead keeps its placements as *assumed* until the pod
+//! cache shows them.
+//!
+//! # Leadership
+//!
+//! Exactly one `ControlPlane` may run per cluster: with a single API server that server is the
+//! leader. Running several (HA) needs leader election over a `Lease` first; until then a second
+//! instance would fight the first (duplicate pods on a scale-up race, double bindings refused
+//! only by compare-and-set).
+
+pub mod actions;
+pub mod controllers;
+pub mod informer;
+pub mod queue;
+pub mod scheduler;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ketch_api::core::Node;
+use ketch_client::Client;
+use tokio::task::JoinSet;
+
+use self::controllers::{
+    Caches, DeploymentController, GC_KEY, GcController, ReplicaSetController, feed,
+};
+use self::informer::{Informer, key_of};
+use self::queue::{Reconciler, WorkQueue};
+use crate::scheduler::ScoringStrategy;
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ketch_client::Error),
+    /// A plan named a kind the API does not serve.
+    #[error("unknown kind {kind} in {api_version}")]
+    UnknownKind { api_version: String, kind: String },
+    /// The caches did not show this controller's writes in time, or an owner the collector
+    /// took for deleted still exists: plan again shortly.
+    #[error("the cache is behind the API; planning again")]
+    StaleCache,
+}
+
+impl Error {
+    /// A failure that resolves by planning again from a fresher cache: a failed precondition
+    /// (409 Conflict), a target that vanished (404), or a stale cache. Retried soon, quietly.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Api(e) => matches!(e.code(), Some(404 | 409)),
+            Error::StaleCache => true,
+            Error::UnknownKind { .. } => false,
+        }
+    }
+}
+
+/// The current time as the planners want it (RFC 3339, seconds, `Z`).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// How the control plane behaves.
+#[derive(Debug, Clone, Default)]
+pub struct ControlOptions {
+    /// How the scheduler ranks nodes that fit.
+    pub scoring: ScoringStrategy,
+}
+
+/// Workers per keyed controller: different keys reconcile in parallel.
+const WORKERS: usize = 4;
+
+/// The running scheduler, ReplicaSet and Deployment controllers and garbage collector.
+pub struct ControlPlane {
+    /// Trigger feeds and the scheduler: they run until aborted.
+    tasks: JoinSet<()>,
+    /// One task per keyed controller: each ends once its queue is closed.
+    controllers: JoinSet<()>,
+    queues: Vec<Arc<WorkQueue>>,
+    caches: Caches,
+    nodes: Informer<Node>,
+}
+
+impl ControlPlane {
+    /// Starts everything on the current tokio runtime. Controllers begin work once their
+    /// informers have listed; the API must be reachable (the informers retry until it is).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(client: Client, opts: ControlOptions) -> ControlPlane {
+        let caches = Caches {
+            pods: Informer::start(&client),
+            replica_sets: Informer::start(&client),
+            deployments: Informer::start(&client),
+        };
+        let nodes = Informer::<Node>::start(&client);
+        let mut tasks = JoinSet::new();
+        let mut ctrls = JoinSet::new();
+
+        // ReplicaSets: their own changes and their pods'.
+        let rs_queue = WorkQueue::new();
+        tasks.spawn(feed(
+            caches.replica_sets.subscribe(),
+            rs_queue.clone(),
+            controllers::rs_keys_of_rs,
+        ));
+        let rss = caches.replica_sets.clone();
+        tasks.spawn(feed(caches.pods.subscribe(), rs_queue.clone(), move |c| {
+            controllers::rs_keys_of_pod(c, &rss)
+        }));
+
+        // Deployments: their own changes, their ReplicaSets', and pods going away.
+        let d_queue = WorkQueue::new();
+        tasks.spawn(feed(
+            caches.deployments.subscribe(),
+            d_queue.clone(),
+            controllers::deployment_keys_of_deployment,
+        ));
+        let ds = caches.deployments.clone();
+        tasks.spawn(feed(
+            caches.replica_sets.subscribe(),
+            d_queue.clone(),
+            move |c| controllers::deployment_keys_of_rs(c, &ds),
+        ));
+        let rss = caches.replica_sets.clone();
+        tasks.spawn(feed(caches.pods.subscribe(), d_queue.clone(), move |c| {
+            controllers::deployment_keys_of_pod(c, &rss)
+        }));
+
+        // The collector: any change of any collected kind.
+        let gc_queue = WorkQueue::new();
+        tasks.spawn(feed(
+            caches.pods.subscribe(),
+            gc_queue.clone(),
+            controllers::gc_keys,
+        ));
+        tasks.spawn(feed(
+            caches.replica_sets.subscribe(),
+            gc_queue.clone(),
+            controllers::gc_keys,
+        ));
+        tasks.spawn(feed(
+            caches.deployments.subscribe(),
+            gc_queue.clone(),
+            controllers::gc_keys,
+        ));
+
+        let rs = Arc::new(ReplicaSetController {
+            client: client.clone(),
+            caches: caches.clone(),
+        });
+        let initial = caches.replica_sets.clone();
+        start_controller(
+            &mut ctrls,
+            rs,
+            rs_queue.clone(),
+            caches.clone(),
+            move || initial.list(None).iter().map(|o| key_of(&**o)).collect(),
+        );
+        let d = Arc::new(DeploymentController {
+            client: client.clone(),
+            caches: caches.clone(),
+        });
+        let initial = caches.deployments.clone();
+        start_controller(&mut ctrls, d, d_queue.clone(), caches.clone(), move || {
+            initial.list(None).iter().map(|o| key_of(&**o)).collect()
+        });
+        let gc = Arc::new(GcController {
+            client: client.clone(),
+            caches: caches.clone(),
+        });
+        start_controller(&mut ctrls, gc, gc_queue.clone(), caches.clone(), || {
+            vec![GC_KEY.to_string()]
+        });
+
+        let sched =
+            scheduler::Scheduler::new(client, caches.pods.clone(), nodes.clone(), opts.scoring);
+        tasks.spawn(sched.run());
+
+        ControlPlane {
+            tasks,
+            controllers: ctrls,
+            queues: vec![rs_queue, d_queue, gc_queue],
+            caches,
+            nodes,
+        }
+    }
+
+    /// Stops every loop and watch. In-flight reconciles get a moment to finish their current
+    /// write sequence; each write is atomic on the server, so an abandoned plan is simply
+    /// re-planned by the next leader.
+    pub async fn stop(mut self) {
+        for q in &self.queues {
+            q.close();
+        }
+        let drained = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.controllers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!("control plane stop: abandoning in-flight reconciles");
+        }
+        self.controllers.shutdown().await;
+        self.tasks.shutdown().await;
+        self.caches.pods.stop();
+        self.caches.replica_sets.stop();
+        self.caches.deployments.stop();
+        self.nodes.stop();
+    }
+}
+
+/// Spawns a controller's workers once the caches have listed, after queueing every existing
+/// key (changes seen before the subscription existed are covered by this initial pass).
+fn start_controller<R: Reconciler>(
+    tasks: &mut JoinSet<()>,
+    reconciler: Arc<R>,
+    queue: Arc<WorkQueue>,
+    caches: Caches,
+    initial: impl FnOnce() -> Vec<String> + Send + 'static,
+) {
+    tasks.spawn(async move {
+        caches.pods.synced().await;
+        caches.replica_sets.synced().await;
+        caches.deployments.synced().await;
+        for k in initial() {
+            queue.add(k);
+        }
+        let mut workers = JoinSet::new();
+        queue::run(reconciler, queue, WORKERS, &mut workers);
+        while workers.join_next().await.is_some() {}
+    });
+}

@@ -1,0 +1,113 @@
+//! `pods/{name}/log` and `pods/{name}/proxy/...`: the API server finds the Pod's node and
+//! forwards the request to that node's agent (as the Kubernetes API server does to the
+//! kubelet), streaming both ways. The agent's URL is the Node annotation
+//! `ketch.dev/agent-endpoint`, written by the agent when it registers.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt as _;
+use serde_json::Value;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::path::{PodSub, ResourcePath, key_of};
+
+/// The Node annotation holding the agent's base URL.
+pub const AGENT_ENDPOINT_ANNOTATION: &str = "ketch.dev/agent-endpoint";
+
+/// Request headers passed on to the agent; everything else (auth, hop-by-hop) is not.
+const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::USER_AGENT,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+];
+
+pub async fn pod_subresource(
+    st: &ApiState,
+    path: &ResourcePath,
+    sub: &PodSub,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let namespace = path.namespace.as_deref().unwrap_or_default();
+    let name = path.name.as_deref().unwrap_or_default();
+    if matches!(sub, PodSub::Log) && method != Method::GET {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "pods/log supports GET only, not {method}"
+        )));
+    }
+    st.store.read_barrier().await?;
+    let pod = st
+        .store
+        .get(&path.key())?
+        .ok_or_else(|| ApiError::not_found(path.info, name))?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("pod \"{name}\" is not scheduled to a node yet"))
+        })?;
+    let nodes = ketch_api::resource::lookup("nodes").expect("nodes are registered");
+    let node_obj = st
+        .store
+        .get(&key_of(nodes, None, Some(node)))?
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!("node \"{node}\" of pod \"{name}\" is gone"))
+        })?;
+    let endpoint = node_obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(AGENT_ENDPOINT_ANNOTATION))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "node \"{node}\" has no agent endpoint (annotation {AGENT_ENDPOINT_ANNOTATION})"
+            ))
+        })?;
+    let mut url = match sub {
+        PodSub::Log => format!(
+            "{}/pods/{namespace}/{name}/log",
+            endpoint.trim_end_matches('/')
+        ),
+        PodSub::Proxy(rest) => format!(
+            "{}/pods/{namespace}/{name}/proxy/{rest}",
+            endpoint.trim_end_matches('/')
+        ),
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    let mut req = st
+        .http
+        .request(method.clone(), &url)
+        .bearer_auth(&st.agent_token);
+    for h in FORWARDED_REQUEST_HEADERS {
+        if let Some(v) = headers.get(&h) {
+            req = req.header(h, v);
+        }
+    }
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        req = req.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let resp = req.send().await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "reaching the agent of node \"{node}\" at {endpoint}: {e}"
+        ))
+    })?;
+    let mut out = Response::builder().status(resp.status().as_u16());
+    for (k, v) in resp.headers() {
+        if k != header::CONNECTION && k != header::TRANSFER_ENCODING {
+            out = out.header(k, v);
+        }
+    }
+    let stream = resp.bytes_stream().map_err(std::io::Error::other);
+    out.body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(format!("building the proxied response: {e}")))
+        .map(IntoResponse::into_response)
+}

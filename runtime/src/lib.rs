@@ -1,0 +1,334 @@
+//! `ketch-runtime` is ketch's node agent. It registers its Node (capacity, the runtimes it
+//! offers, the URL of its HTTP endpoint), renews a Lease in `kube-node-lease`, watches the
+//! Pods bound to it, runs their containers through a [`WorkloadRuntime`] (Wasm, in-process,
+//! for now), restarts failed ones with kubelet-style [`Backoff`], reports Pod status and
+//! aggregated Events, keeps size-bounded CRI-format logs, and serves logs and a Pod proxy
+//! over HTTP. [`Agent::invoke`] is the in-process path the gateway uses.
+//!
+//! Decisions are pure and unit-tested ([`backoff`], [`env`], [`status`], [`events`]'s
+//! aggregator, [`logs`] formatting); IO sits at the edges (the API client, wasmtime via
+//! [`wasm`], files, HTTP).
+//!
+//! Known gaps: no containerd runtime yet (non-Wasm images report `ErrImagePull`), no OCI
+//! pulls, no probes (a running Wasm container is ready), no init containers, the agent
+//! authenticates with the cluster token (node credentials come with RBAC), and marking a
+//! silent node NotReady is the (future) node lifecycle controller's job.
+
+pub mod backoff;
+pub mod env;
+mod error;
+pub mod events;
+pub mod format;
+pub mod logs;
+pub mod node;
+mod pods;
+mod server;
+pub mod status;
+pub mod wasm;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+
+pub use backoff::Backoff;
+pub use error::AgentError;
+pub use wasm::WasmRuntime;
+pub use workload::{
+    InvokeFailure, OutputSink, OutputStream, StartError, StartReason, Started, Workload,
+    WorkloadExit, WorkloadRuntime, WorkloadSpec,
+};
+
+use crate::events::{EventType, PodRef, Recorder};
+use crate::pods::Ctx;
+
+/// How the agent is started.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// API server URL.
+    pub server: String,
+    /// Bearer token for the API server; the agent's own endpoint requires the same token.
+    pub token: String,
+    pub node_name: String,
+    /// Agent HTTP endpoint (logs, proxy); port 0 picks one.
+    pub listen: SocketAddr,
+    /// URL others use to reach `listen`; default `http://{bound address}`.
+    pub advertise: Option<String>,
+    /// Holds `logs/` and `wasm-cache/`.
+    pub data_dir: PathBuf,
+    /// Extra Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Default: logical CPUs × 1000.
+    pub cpu_millis: Option<i64>,
+    /// Default: `MemTotal`.
+    pub memory_bytes: Option<i64>,
+    /// Wasm instances alive at once (sizes the pooling allocator); default 1000.
+    pub max_wasm_instances: u32,
+}
+
+impl AgentConfig {
+    /// A config with defaults: listen on `127.0.0.1:0`, detected resources, 1000 instances.
+    pub fn new(
+        server: impl Into<String>,
+        token: impl Into<String>,
+        node_name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            token: token.into(),
+            node_name: node_name.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            data_dir: data_dir.into(),
+            labels: BTreeMap::new(),
+            cpu_millis: None,
+            memory_bytes: None,
+            max_wasm_instances: 1000,
+        }
+    }
+}
+
+/// A running node agent.
+pub struct Agent {
+    ctx: Arc<Ctx>,
+    endpoint: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
+    events: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.ctx.node)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn api_err(context: impl Into<String>) -> impl FnOnce(ketch_client::Error) -> AgentError {
+    let context = context.into();
+    move |source| AgentError::Api { context, source }
+}
+
+/// The host part of an `http://host:port` URL.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h))
+}
+
+impl Agent {
+    /// Registers the Node, starts the heartbeat and Pod loops, and serves HTTP.
+    ///
+    /// # Errors
+    /// [`AgentError::Config`] for an unusable setting, [`AgentError::Io`] when `listen` cannot
+    /// be bound, [`AgentError::Engine`] when the Wasm engine cannot be created,
+    /// [`AgentError::Api`] when registration fails.
+    pub async fn start(cfg: AgentConfig) -> Result<Agent, AgentError> {
+        if cfg.node_name.is_empty() {
+            return Err(AgentError::Config("node_name must not be empty".into()));
+        }
+        if cfg.max_wasm_instances == 0 {
+            return Err(AgentError::Config("max_wasm_instances must be > 0".into()));
+        }
+        let client = ketch_client::Client::new(&cfg.server, &cfg.token)
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| AgentError::Io {
+                context: format!("listening on {}", cfg.listen),
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| AgentError::Io {
+            context: "reading the bound address".into(),
+            source,
+        })?;
+        let endpoint = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_string();
+        let internal_ip = url_host(&endpoint)
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            .filter(|ip| !ip.is_unspecified())
+            .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
+        let memory = cfg.memory_bytes.unwrap_or_else(node::detect_memory_bytes);
+        let runtime = WasmRuntime::new(
+            cfg.data_dir.join("wasm-cache"),
+            cfg.max_wasm_instances,
+            u64::try_from(memory).unwrap_or(1 << 30),
+        )
+        .map_err(AgentError::Engine)?;
+        let facts = node::NodeFacts {
+            name: cfg.node_name.clone(),
+            labels: cfg.labels.clone(),
+            endpoint: endpoint.clone(),
+            internal_ip: internal_ip.clone(),
+            hostname: node::detect_hostname().unwrap_or_else(|| cfg.node_name.clone()),
+            cpu_millis: cfg.cpu_millis.unwrap_or_else(node::detect_cpu_millis),
+            memory_bytes: memory,
+            max_wasm_instances: cfg.max_wasm_instances,
+            kernel: node::detect_kernel(),
+            runtime_handlers: vec![runtime.name().to_string()],
+        };
+        node::register(&client, &facts)
+            .await
+            .map_err(api_err(format!("registering node {}", cfg.node_name)))?;
+        node::ensure_lease_namespace(&client)
+            .await
+            .map_err(api_err("creating namespace kube-node-lease"))?;
+        node::renew_lease(&client, &cfg.node_name)
+            .await
+            .map_err(api_err("creating the node lease"))?;
+
+        let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
+        let ctx = Arc::new(Ctx {
+            client: client.clone(),
+            node: cfg.node_name.clone(),
+            host_ip: internal_ip,
+            logs_root: cfg.data_dir.join("logs"),
+            runtime: Arc::new(runtime),
+            recorder,
+            registry: RwLock::new(Default::default()),
+        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(node::heartbeat_loop(
+                client,
+                cfg.node_name.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(pods::run(ctx.clone(), stop_rx.clone())),
+        ];
+        let app = server::router(server::HttpState {
+            ctx: ctx.clone(),
+            token: Arc::from(cfg.token.as_str()),
+        });
+        let mut http_stop = stop_rx;
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "agent HTTP server");
+            }
+        });
+        tracing::info!(node = %cfg.node_name, %endpoint, "ketch agent started");
+        Ok(Agent {
+            ctx,
+            endpoint,
+            stop,
+            tasks,
+            http,
+            events,
+        })
+    }
+
+    /// The advertised agent URL (`ketch.dev/agent-endpoint` on the Node).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Routes an HTTP request to a running Pod on this node, in-process.
+    ///
+    /// # Errors
+    /// [`AgentError::PodNotFound`], [`AgentError::PodNotRunning`], or
+    /// [`AgentError::Invoke`] when the workload failed the request (a `RequestFailed` event
+    /// is recorded for the workload's own failures).
+    pub async fn invoke(
+        &self,
+        namespace: &str,
+        pod: &str,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, AgentError> {
+        self.ctx.invoke(namespace, pod, req).await
+    }
+
+    /// Stops the loops and the HTTP server; Wasm instances are dropped. The Node object stays:
+    /// a restarted agent re-registers and re-creates its Pods.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        // Following log streams end once their Pod leaves the registry (done above); give
+        // in-flight requests a moment, then cut the rest.
+        let mut http = self.http;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut http)
+            .await
+            .is_err()
+        {
+            http.abort();
+        }
+        self.events.abort();
+    }
+}
+
+impl Ctx {
+    pub(crate) async fn invoke(
+        &self,
+        namespace: &str,
+        pod: &str,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, AgentError> {
+        let entry = self
+            .lookup(namespace, pod)
+            .ok_or_else(|| AgentError::PodNotFound {
+                namespace: namespace.into(),
+                pod: pod.into(),
+            })?;
+        let workload = entry
+            .containers
+            .iter()
+            .find_map(|(_, w)| w.clone())
+            .ok_or_else(|| AgentError::PodNotRunning {
+                namespace: namespace.into(),
+                pod: pod.into(),
+            })?;
+        match workload.invoke(req).await {
+            Ok(r) => Ok(r),
+            Err(failure) => {
+                if failure.is_workload_failure() {
+                    let pref = PodRef {
+                        namespace: namespace.into(),
+                        name: pod.into(),
+                        uid: entry.uid.clone(),
+                    };
+                    self.recorder.record(
+                        &pref,
+                        EventType::Warning,
+                        "RequestFailed",
+                        failure.to_string(),
+                    );
+                }
+                Err(AgentError::Invoke {
+                    namespace: namespace.into(),
+                    pod: pod.into(),
+                    failure,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_internal_ip_comes_from_the_advertised_url_host() {
+        assert_eq!(url_host("http://10.0.0.5:8080"), Some("10.0.0.5"));
+        assert_eq!(url_host("http://node-a:8080/x"), Some("node-a"));
+        assert_eq!(url_host("http://[::1]:80"), Some("::1"));
+    }
+}

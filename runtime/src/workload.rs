@@ -1,0 +1,212 @@
+//! The workload-runtime trait the agent drives. The agent core knows Pods, not engines: a
+//! runtime turns a [`WorkloadSpec`] into a running [`Workload`], and nothing here names a
+//! wasmtime (or, later, containerd) type. [`crate::wasm::WasmRuntime`] is the first
+//! implementation.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use futures_util::future::BoxFuture;
+
+/// Which output stream a guest or process wrote to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    /// The CRI log spelling: `stdout` / `stderr`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Receives a workload's stdout/stderr.
+///
+/// # Invariants for implementors
+///
+/// Called synchronously on the workload's execution path: never block (buffer or drop).
+pub trait OutputSink: Send + Sync + 'static {
+    fn write(&self, stream: OutputStream, bytes: &[u8]);
+}
+
+/// Everything a runtime needs to start one container of a Pod; references (ConfigMaps,
+/// Secrets, field refs) are already resolved.
+#[derive(Clone)]
+pub struct WorkloadSpec {
+    pub namespace: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+    pub container: String,
+    /// The image as written in the Pod (`file:/abs.wasm`, `./x.wasm`, `registry/app:tag`).
+    pub image: String,
+    /// The container's whole environment.
+    pub env: Vec<(String, String)>,
+    /// `resources.limits.memory` in bytes.
+    pub memory_limit: Option<u64>,
+    /// `ketch.dev/request-timeout`.
+    pub request_timeout: Option<Duration>,
+    /// `ketch.dev/max-concurrency`.
+    pub max_concurrency: Option<usize>,
+    /// `ketch.dev/allowed-outbound-hosts`.
+    pub allowed_outbound_hosts: Vec<String>,
+    pub output: Arc<dyn OutputSink>,
+}
+
+impl fmt::Debug for WorkloadSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkloadSpec")
+            .field("namespace", &self.namespace)
+            .field("pod_name", &self.pod_name)
+            .field("container", &self.container)
+            .field("image", &self.image)
+            .field("memory_limit", &self.memory_limit)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a container could not start; `reason` is the Kubernetes-style waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct StartError {
+    pub reason: StartReason,
+    pub message: String,
+}
+
+/// Waiting reasons a runtime can report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartReason {
+    /// The image could not be fetched (missing file, unsupported registry).
+    ErrImagePull,
+    /// The bytes are not a valid component.
+    InvalidComponent,
+    /// A valid component that is not a `wasi:http` handler.
+    NotHttpComponent,
+    /// The container's settings are not acceptable to the runtime (limits out of range, ...).
+    CreateContainerError,
+    /// The container's configuration references something missing (env sources,
+    /// annotations); produced by the agent before the runtime is called.
+    CreateContainerConfigError,
+}
+
+impl StartReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartReason::ErrImagePull => "ErrImagePull",
+            StartReason::InvalidComponent => "InvalidComponent",
+            StartReason::NotHttpComponent => "NotHttpComponent",
+            StartReason::CreateContainerError => "CreateContainerError",
+            StartReason::CreateContainerConfigError => "CreateContainerConfigError",
+        }
+    }
+
+    /// Retrying cannot help without a new image: with `restartPolicy: Never` the container
+    /// terminates (as a container whose process cannot be exec'd does); otherwise it is
+    /// retried with back-off. The other reasons are retried whatever the policy (the pod
+    /// stays Pending), as the kubelet does for image pulls and config errors.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            StartReason::InvalidComponent | StartReason::NotHttpComponent
+        )
+    }
+}
+
+impl fmt::Display for StartReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A started container.
+pub struct Started {
+    pub workload: Arc<dyn Workload>,
+    /// `sha256:<hex>` of the image content.
+    pub image_id: String,
+    /// Unique id for status, e.g. `wasm://<digest12>/<pod uid>`.
+    pub container_id: String,
+    /// For the `Pulled` event, e.g. "Loaded Wasm component sha256:… in 1.2ms (compiled)".
+    pub detail: String,
+}
+
+/// How a workload ended by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadExit {
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: Option<String>,
+}
+
+/// Why one request failed; maps to an HTTP status in [`crate::error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeFailure {
+    #[error("too many concurrent requests")]
+    Overloaded,
+    #[error("request exceeded the {} CPU deadline", crate::format::duration(*.budget))]
+    Timeout { budget: Duration },
+    #[error("request exceeded the memory limit of {}", crate::format::bytes(*.limit))]
+    MemoryLimit { limit: u64 },
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    #[error("guest returned an error instead of a response: {0}")]
+    Guest(String),
+    #[error("guest returned without sending a response")]
+    NoResponse,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("this container does not serve HTTP")]
+    NotHttp,
+}
+
+impl InvokeFailure {
+    /// Whether the failure is the workload's fault and worth a `RequestFailed` event (not
+    /// overload or a malformed request).
+    pub fn is_workload_failure(&self) -> bool {
+        matches!(
+            self,
+            InvokeFailure::Timeout { .. }
+                | InvokeFailure::MemoryLimit { .. }
+                | InvokeFailure::Trap(_)
+                | InvokeFailure::Guest(_)
+                | InvokeFailure::NoResponse
+        )
+    }
+}
+
+/// One running container.
+pub trait Workload: Send + Sync {
+    /// Serves one HTTP request, bodies streaming both ways.
+    ///
+    /// # Errors
+    /// [`InvokeFailure`]; one failed request never stops the workload.
+    fn invoke(
+        &self,
+        req: http::Request<Body>,
+    ) -> BoxFuture<'_, Result<http::Response<Body>, InvokeFailure>>;
+
+    /// Resolves when the workload exits by itself (never, for request-driven Wasm).
+    fn exited(&self) -> BoxFuture<'static, WorkloadExit>;
+
+    /// Stops the workload; in-flight requests may finish.
+    fn stop(&self) -> BoxFuture<'_, ()>;
+}
+
+/// Starts workloads of one kind (Wasm now, containers later).
+pub trait WorkloadRuntime: Send + Sync {
+    /// `wasm`, `runc`: the Node's runtime handler name.
+    fn name(&self) -> &str;
+
+    /// Starts one container.
+    ///
+    /// # Errors
+    /// [`StartError`] with the waiting reason to report.
+    fn start(&self, spec: WorkloadSpec) -> BoxFuture<'_, Result<Started, StartError>>;
+}

@@ -1,0 +1,259 @@
+//! Wasm Pods end to end through the real binary: `ketch server` (API, scheduler,
+//! controllers and a node agent in one process) runs Deployments of wasi:http components,
+//! heals, scales, rolls out, serves requests through `pods/proxy`, and keeps misbehaving
+//! guests from hurting anything but their own request.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Server, write_file};
+
+/// Poll `check` until it returns Some, or fail with `what` after `secs`.
+fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn pods(s: &Server, selector: &str) -> Vec<Value> {
+    let out = s.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn running_ready(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p.pointer("/metadata/deletionTimestamp").is_none()
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Wait until exactly `n` Pods match and all are Running and Ready; return their names.
+fn wait_running(s: &Server, selector: &str, n: usize) -> Vec<String> {
+    eventually(60, &format!("{n} running pods ({selector})"), || {
+        let ps = pods(s, selector);
+        (ps.len() == n && ps.iter().all(running_ready)).then(|| {
+            ps.iter()
+                .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+    })
+}
+
+/// A request to a Pod through the API server's pods/proxy (API → node agent → in-process Wasm).
+fn proxy(s: &Server, pod: &str, path: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/namespaces/default/pods/{pod}/proxy/{path}",
+                s.url
+            ))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+fn deployment(name: &str, image: &str, replicas: u32, greeting: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  strategy:\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: app\n        image: file:{image}\n        env:\n        - {{name: GREETING, value: \"{greeting}\"}}\n"
+    )
+}
+
+#[test]
+fn a_wasm_deployment_runs_heals_scales_rolls_out_and_is_deleted() {
+    let s = Server::start();
+    let dir = s.dir.path();
+    let hello = ketch_test_guests::HELLO;
+    let f = write_file(dir, "hello.yaml", &deployment("hello", hello, 3, "one"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let first = wait_running(&s, "app=hello", 3);
+
+    // Each Pod answers in-process through the API's pods/proxy.
+    let (code, body) = proxy(&s, &first[0], "greet");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("hello from ketch") && body.contains("greeting: one"),
+        "{body}"
+    );
+    // Its stdout went to the Pod's log.
+    let logs = eventually(10, "the request in the pod's log", || {
+        let out = s.ok(&["logs", &first[0]]);
+        out.contains("hello: /greet").then_some(out)
+    });
+    assert!(logs.contains("hello: /greet"), "{logs}");
+
+    // Self-healing: a deleted Pod is replaced.
+    s.ok(&["delete", "pod", &first[0]]);
+    let healed = eventually(60, "a replacement pod", || {
+        let ps = pods(&s, "app=hello");
+        let names: Vec<String> = ps
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (ps.len() == 3 && ps.iter().all(running_ready) && !names.contains(&first[0]))
+            .then_some(names)
+    });
+    assert_eq!(healed.len(), 3);
+
+    s.ok(&["scale", "deploy/hello", "--replicas", "5"]);
+    wait_running(&s, "app=hello", 5);
+    s.ok(&["scale", "deploy/hello", "--replicas", "0"]);
+    eventually(60, "scale to zero", || {
+        pods(&s, "app=hello").is_empty().then_some(())
+    });
+    s.ok(&["scale", "deploy/hello", "--replicas", "3"]);
+    let before = wait_running(&s, "app=hello", 3);
+
+    // A template change rolls out; `rollout status` follows it to the end.
+    let f2 = write_file(dir, "hello2.yaml", &deployment("hello", hello, 3, "two"));
+    s.ok(&["apply", "-f", f2.to_str().unwrap()]);
+    let out = s.ok(&["rollout", "status", "deploy/hello", "--timeout", "90"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let after = wait_running(&s, "app=hello", 3);
+    assert!(
+        after.iter().all(|n| !before.contains(n)),
+        "old pods survived the rollout: {before:?} {after:?}"
+    );
+    let (code, body) = proxy(&s, &after[0], "");
+    assert_eq!(code, 200);
+    assert!(body.contains("greeting: two"), "{body}");
+    let rs = s.ok(&["get", "rs", "-o", "json"]);
+    let rs: Value = serde_json::from_str(&rs).unwrap();
+    assert_eq!(
+        rs["items"].as_array().unwrap().len(),
+        2,
+        "one ReplicaSet per template"
+    );
+
+    // Deleting the Deployment removes its ReplicaSets and Pods.
+    s.ok(&["delete", "deploy", "hello"]);
+    eventually(60, "garbage collection", || {
+        let rs: Value = serde_json::from_str(&s.ok(&["get", "rs", "-o", "json"])).unwrap();
+        (pods(&s, "app=hello").is_empty() && rs["items"].as_array().unwrap().is_empty())
+            .then_some(())
+    });
+    let node = s.ok(&["get", "nodes"]);
+    assert!(node.contains("Ready") && node.contains("wasm"), "{node}");
+}
+
+fn pod_manifest(name: &str, image: &str, extra_meta: &str, limits: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{role: guest}}\n{extra_meta}spec:\n  restartPolicy: Never\n  containers:\n  - name: app\n    image: file:{image}\n{limits}"
+    )
+}
+
+#[test]
+fn misbehaving_guests_fail_their_own_request_and_the_node_keeps_serving() {
+    let s = Server::start();
+    let dir = s.dir.path();
+    let timeout = "  annotations: {ketch.dev/request-timeout: 1s}\n";
+    let memory = "    resources:\n      limits: {memory: 32Mi}\n";
+    let docs = [
+        pod_manifest("hello", ketch_test_guests::HELLO, "", ""),
+        pod_manifest("looper", ketch_test_guests::LOOPER, timeout, ""),
+        pod_manifest("membomb", ketch_test_guests::MEMBOMB, "", memory),
+        pod_manifest("trapper", ketch_test_guests::TRAPPER, "", ""),
+    ];
+    let f = write_file(dir, "guests.yaml", &docs.join("---\n"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "role=guest", 4);
+
+    let started = Instant::now();
+    let (code, body) = proxy(&s, "looper", "");
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the loop was not cut at its deadline"
+    );
+    let (code, body) = proxy(&s, "membomb", "");
+    assert_eq!(code, 500, "{body}");
+    assert!(body.to_lowercase().contains("memory"), "{body}");
+    let (code, body) = proxy(&s, "trapper", "");
+    assert_eq!(code, 500, "{body}");
+    // The node, and every other Pod, is fine.
+    let (code, body) = proxy(&s, "hello", "");
+    assert_eq!(
+        (code, body.contains("hello from ketch")),
+        (200, true),
+        "{body}"
+    );
+    wait_running(&s, "role=guest", 4);
+    // Each failure is an Event on its Pod, naming the limit or the trap.
+    for (pod, needle) in [
+        ("looper", "deadline"),
+        ("membomb", "memory"),
+        ("trapper", "trap"),
+    ] {
+        let described = eventually(10, &format!("a RequestFailed event on {pod}"), || {
+            let d = s.ok(&["describe", "pod", pod]);
+            d.contains("RequestFailed").then_some(d)
+        });
+        assert!(
+            described.to_lowercase().contains(needle),
+            "{pod}: {described}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_component_fails_its_pod_with_the_reason_and_nothing_else() {
+    let s = Server::start();
+    let dir = s.dir.path();
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"this is not wasm at all").unwrap();
+    let docs = [
+        pod_manifest("broken", junk.to_str().unwrap(), "", ""),
+        pod_manifest("fine", ketch_test_guests::HELLO, "", ""),
+    ];
+    let f = write_file(dir, "pods.yaml", &docs.join("---\n"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let described = eventually(60, "the broken pod to fail", || {
+        let p: Value =
+            serde_json::from_str(&s.ok(&["get", "pod", "broken", "-o", "json"])).unwrap();
+        (p["status"]["phase"] == "Failed").then(|| s.ok(&["describe", "pod", "broken"]))
+    });
+    assert!(described.contains("InvalidComponent"), "{described}");
+    eventually(60, "the healthy pod", || {
+        let p: Value = serde_json::from_str(&s.ok(&["get", "pod", "fine", "-o", "json"])).unwrap();
+        running_ready(&p).then_some(())
+    });
+    assert_eq!(proxy(&s, "fine", "").0, 200);
+}
+
+#[test]
+fn a_pod_no_node_can_take_stays_pending_with_the_reason() {
+    let s = Server::start();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: picky\nspec:\n  nodeSelector: {{disk: ssd}}\n  containers:\n  - name: app\n    image: file:{}\n",
+        ketch_test_guests::HELLO
+    );
+    let f = write_file(s.dir.path(), "picky.yaml", &manifest);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let message = eventually(30, "PodScheduled=False", || {
+        let p: Value = serde_json::from_str(&s.ok(&["get", "pod", "picky", "-o", "json"])).unwrap();
+        p["status"]["conditions"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+        })
+    });
+    assert!(message.starts_with("0/1 nodes are available"), "{message}");
+}
