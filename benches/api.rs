@@ -52,7 +52,7 @@ fn fsync_baseline(dir: &std::path::Path) -> Duration {
 
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "bench"}},
-        "spec": {"containers": [{"name": "app", "image": "file:./hello.wasm",
+        "spec": {"nodeName": "bench-node", "containers": [{"name": "app", "image": "file:./hello.wasm",
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
 }
 
@@ -70,7 +70,10 @@ async fn main() {
         .port();
     let mut child = Command::new(KETCH)
         .args([
+            // API and store only: no node agent; the benchmark's Pods are pre-bound to a
+            // node that does not exist, so the scheduler and controllers leave them alone.
             "server",
+            "--no-agent",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",

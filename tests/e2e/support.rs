@@ -38,8 +38,17 @@ impl Server {
         self.dir.path().join("config")
     }
 
+    /// Start a server with extra `ketch server` flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        Self::start_full(tempfile::tempdir().unwrap(), free_port(), args)
+    }
+
     /// Start (or restart) a server on `port` with its data in `dir`.
     pub fn start_in(dir: tempfile::TempDir, port: u16) -> Server {
+        Self::start_full(dir, port, &[])
+    }
+
+    fn start_full(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -53,6 +62,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
+            .args(extra)
             .env("KETCH_CONFIG", dir.path().join("config"))
             .stdout(Stdio::null())
             .stderr(log)

@@ -257,3 +257,46 @@ fn a_pod_no_node_can_take_stays_pending_with_the_reason() {
     });
     assert!(message.starts_with("0/1 nodes are available"), "{message}");
 }
+
+#[test]
+fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
+    let s = Server::start_with(&["--no-agent"]);
+    let nodes = s.ok(&["get", "nodes", "-o", "name"]);
+    assert_eq!(nodes.trim(), "", "a --no-agent server registers no node");
+    let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
+    let mut agent = std::process::Command::new(crate::support::KETCH)
+        .args([
+            "agent", "--server", &s.url, "--token", &s.token, "--name", "remote-1",
+        ])
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--node-label",
+            "zone=b",
+            "--data-dir",
+        ])
+        .arg(s.dir.path().join("agent"))
+        .env("KETCH_CONFIG", s.dir.path().join("no-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually(30, "node remote-1 Ready", || {
+        let out = s.ok(&["get", "nodes", "-l", "zone=b"]);
+        (out.contains("remote-1") && out.contains("Ready")).then_some(())
+    });
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: remote-hello\n  labels: {{app: remote}}\nspec:\n  nodeSelector: {{zone: b}}\n  containers:\n  - name: app\n    image: file:{}\n",
+        ketch_test_guests::HELLO
+    );
+    let f = write_file(s.dir.path(), "remote.yaml", &manifest);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=remote", 1);
+    let pod: Value =
+        serde_json::from_str(&s.ok(&["get", "pod", "remote-hello", "-o", "json"])).unwrap();
+    assert_eq!(pod["spec"]["nodeName"], "remote-1");
+    let (code, body) = proxy(&s, "remote-hello", "");
+    assert_eq!(code, 200, "{body}");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
