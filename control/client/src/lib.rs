@@ -310,21 +310,7 @@ impl Client {
         if let Some(n) = opts.tail_lines {
             q.push(("tailLines", n.to_string()));
         }
-        let resp = rb.query(&q).send().await.map_err(|source| Error::Http {
-            url: url.clone(),
-            source,
-        })?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(decode::<Value>(url, resp)
-                .await
-                .err()
-                .unwrap_or_else(|| Error::Decode {
-                    url: String::new(),
-                    message: "error status with a success body".into(),
-                }))
-        }
+        send_streaming(url, rb.query(&q)).await
     }
 
     /// Open one watch stream from `resource_version` (`None`: current state as ADDED first).
@@ -346,22 +332,30 @@ impl Client {
         if let Some(rv) = resource_version {
             q.push(("resourceVersion", rv.to_string()));
         }
-        let resp = rb.query(&q).send().await.map_err(|source| Error::Http {
-            url: url.clone(),
-            source,
-        })?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(decode::<Value>(url, resp)
-                .await
-                .err()
-                .unwrap_or_else(|| Error::Decode {
-                    url: String::new(),
-                    message: "error status with a success body".into(),
-                }))
-        }
+        send_streaming(url, rb.query(&q)).await
     }
+}
+
+/// Send a request whose successful body is a stream (a watch, a log); a failure answers
+/// with the server's `Status`.
+async fn send_streaming(
+    url: String,
+    rb: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    let resp = rb.send().await.map_err(|source| Error::Http {
+        url: url.clone(),
+        source,
+    })?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    Err(decode::<Value>(url, resp)
+        .await
+        .err()
+        .unwrap_or_else(|| Error::Decode {
+            url: String::new(),
+            message: "error status with a success body".into(),
+        }))
 }
 
 fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {

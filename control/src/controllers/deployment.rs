@@ -22,7 +22,7 @@ use ketch_api::meta::ObjectMeta;
 use ketch_api::selector::Selector;
 
 use super::{
-    Action, ObjectKey, Plan, Propagation, controller_owner_ref, controller_ref, is_controlled_by,
+    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, is_controlled_by,
     parse_time, pod_phase,
 };
 
@@ -244,7 +244,6 @@ pub fn plan(d: &Deployment, replicasets: &[ReplicaSet], pods: &[Pod], now: &str)
         _ => return Vec::new(),
     };
     let ns = d.metadata.namespace();
-    let d_uid = d.metadata.uid.as_deref().unwrap_or("");
     let deleting = d.metadata.deletion_timestamp.is_some();
     let paused = spec.paused == Some(true);
     let replicas = spec.replicas.unwrap_or(1).max(0);
@@ -252,40 +251,15 @@ pub fn plan(d: &Deployment, replicasets: &[ReplicaSet], pods: &[Pod], now: &str)
     let mut actions = Vec::new();
 
     // Claim ReplicaSets: adopt matching orphans, release owned ones that stopped matching.
-    let mut owned: Vec<&ReplicaSet> = Vec::new();
-    for rs in replicasets.iter().filter(|r| r.metadata.namespace() == ns) {
-        let matches = selector.matches(&rs.metadata.labels);
-        let rs_deleting = rs.metadata.deletion_timestamp.is_some();
-        match controller_ref(&rs.metadata) {
-            Some(r) if r.uid == d_uid => {
-                if matches {
-                    owned.push(rs);
-                } else if !rs_deleting {
-                    actions.push(Action::SetOwnerReferences {
-                        object: ObjectKey::replica_set(&rs.metadata),
-                        owner_references: rs
-                            .metadata
-                            .owner_references
-                            .iter()
-                            .filter(|r| r.uid != d_uid)
-                            .cloned()
-                            .collect(),
-                    });
-                }
-            }
-            Some(_) => {}
-            None if matches && !rs_deleting && !deleting => {
-                let mut refs = rs.metadata.owner_references.clone();
-                refs.push(controller_owner_ref("apps/v1", "Deployment", &d.metadata));
-                actions.push(Action::SetOwnerReferences {
-                    object: ObjectKey::replica_set(&rs.metadata),
-                    owner_references: refs,
-                });
-                owned.push(rs);
-            }
-            None => {}
-        }
-    }
+    let mut owned: Vec<&ReplicaSet> = claim(
+        replicasets.iter().filter(|r| r.metadata.namespace() == ns),
+        |r: &ReplicaSet| &r.metadata,
+        ObjectKey::replica_set,
+        &selector,
+        &controller_owner_ref("apps/v1", "Deployment", &d.metadata),
+        deleting,
+        &mut actions,
+    );
     owned.sort_by(|a, b| {
         let t = |r: &ReplicaSet| {
             r.metadata

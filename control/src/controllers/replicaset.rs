@@ -14,8 +14,8 @@ use ketch_api::meta::ObjectMeta;
 use ketch_api::selector::Selector;
 
 use super::{
-    Action, ObjectKey, Plan, Propagation, controller_owner_ref, controller_ref, parse_time,
-    pod_is_active, pod_is_available, pod_phase, pod_ready_since,
+    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, parse_time, pod_is_active,
+    pod_is_available, pod_phase, pod_ready_since,
 };
 
 /// The most pods one plan creates or deletes, like Kubernetes' `burstReplicas`: a scale from 0
@@ -35,48 +35,20 @@ pub fn plan(rs: &ReplicaSet, pods: &[Pod], now: &str) -> Plan {
         _ => return Vec::new(),
     };
     let now_t = parse_time(now);
-    let rs_uid = rs.metadata.uid.as_deref().unwrap_or("");
     let rs_deleting = rs.metadata.deletion_timestamp.is_some();
     let mut actions = Vec::new();
 
     // Claim: the pods this ReplicaSet controls after adoption and release.
-    let mut claimed: Vec<&Pod> = Vec::new();
-    for pod in pods
-        .iter()
-        .filter(|p| p.metadata.namespace() == rs.metadata.namespace())
-    {
-        let matches = selector.matches(&pod.metadata.labels);
-        let deleting = pod.metadata.deletion_timestamp.is_some();
-        match controller_ref(&pod.metadata) {
-            Some(r) if r.uid == rs_uid => {
-                if matches {
-                    claimed.push(pod);
-                } else if !deleting {
-                    actions.push(Action::SetOwnerReferences {
-                        object: ObjectKey::pod(&pod.metadata),
-                        owner_references: pod
-                            .metadata
-                            .owner_references
-                            .iter()
-                            .filter(|r| r.uid != rs_uid)
-                            .cloned()
-                            .collect(),
-                    });
-                }
-            }
-            Some(_) => {}
-            None if matches && !deleting && !rs_deleting => {
-                let mut refs = pod.metadata.owner_references.clone();
-                refs.push(owner_ref(rs));
-                actions.push(Action::SetOwnerReferences {
-                    object: ObjectKey::pod(&pod.metadata),
-                    owner_references: refs,
-                });
-                claimed.push(pod);
-            }
-            None => {}
-        }
-    }
+    let claimed: Vec<&Pod> = claim(
+        pods.iter()
+            .filter(|p| p.metadata.namespace() == rs.metadata.namespace()),
+        |p: &Pod| &p.metadata,
+        ObjectKey::pod,
+        &selector,
+        &owner_ref(rs),
+        rs_deleting,
+        &mut actions,
+    );
 
     let active: Vec<&Pod> = claimed.into_iter().filter(|p| pod_is_active(p)).collect();
     let desired = spec.replicas.unwrap_or(1).max(0) as usize;
