@@ -69,6 +69,7 @@ pub async fn server(
     listen: SocketAddr,
     advertise: Option<String>,
     agent: Option<AgentArgs>,
+    node_grace: std::time::Duration,
 ) -> anyhow::Result<()> {
     let server = Server::start(ServerOptions {
         data_dir: data_dir.clone(),
@@ -85,7 +86,13 @@ pub async fn server(
     .save(&path)
     .context("writing the client config")?;
     // The scheduler and controllers talk to the store only through the API, like any client.
-    let control = ControlPlane::start(Client::new(&url, &server.token)?, ControlOptions::default());
+    let control = ControlPlane::start(
+        Client::new(&url, &server.token)?,
+        ControlOptions {
+            node_grace: Some(node_grace),
+            ..ControlOptions::default()
+        },
+    );
     let agent = match agent {
         Some(args) => {
             let listen = args

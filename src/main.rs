@@ -53,6 +53,9 @@ enum Command {
         /// Don't run a node agent in this process (control plane only)
         #[arg(long)]
         no_agent: bool,
+        /// Seconds a node may go without renewing its Lease before it is marked not Ready
+        #[arg(long, default_value_t = 40)]
+        node_grace_period: u64,
         #[command(flatten)]
         agent: AgentArgs,
     },
@@ -256,10 +259,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             advertise,
             no_agent,
+            node_grace_period,
             agent,
         } => {
             let agent = (!no_agent).then_some(agent);
-            commands::server(&conn, data_dir, listen, advertise, agent).await
+            let grace = std::time::Duration::from_secs(node_grace_period);
+            commands::server(&conn, data_dir, listen, advertise, agent, grace).await
         }
         Command::Agent { agent, data_dir } => commands::agent(&conn, agent, data_dir).await,
         Command::Logs {

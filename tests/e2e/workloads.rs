@@ -300,3 +300,38 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
+
+#[test]
+fn a_node_whose_agent_dies_stops_being_ready() {
+    let s = Server::start_with(&["--no-agent", "--node-grace-period", "3"]);
+    let mut agent = std::process::Command::new(crate::support::KETCH)
+        .args([
+            "agent", "--server", &s.url, "--token", &s.token, "--name", "doomed",
+        ])
+        .args(["--agent-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(s.dir.path().join("agent"))
+        .env("KETCH_CONFIG", s.dir.path().join("no-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = |s: &Server| {
+        let out = s.ketch(&["get", "node", "doomed", "-o", "json"]);
+        let n: Value = serde_json::from_slice(&out.stdout).ok()?;
+        n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    };
+    eventually(30, "node doomed Ready", || {
+        (ready(&s).as_deref() == Some("True")).then_some(())
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    eventually(30, "node doomed not Ready", || {
+        (ready(&s).as_deref() == Some("Unknown")).then_some(())
+    });
+    let table = s.ok(&["get", "nodes"]);
+    assert!(table.contains("NotReady"), "{table}");
+}

@@ -24,6 +24,7 @@
 
 pub mod deployment;
 pub mod gc;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 use std::collections::BTreeMap;

@@ -33,6 +33,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ketch_api::coordination::Lease;
 use ketch_api::core::Node;
 use ketch_client::Client;
 use tokio::task::JoinSet;
@@ -42,6 +43,7 @@ use self::controllers::{
 };
 use self::informer::{Informer, key_of};
 use self::queue::{Reconciler, WorkQueue};
+use crate::controllers::node_lifecycle;
 use crate::scheduler::ScoringStrategy;
 
 /// Why a reconcile failed.
@@ -80,6 +82,9 @@ pub fn now() -> String {
 pub struct ControlOptions {
     /// How the scheduler ranks nodes that fit.
     pub scoring: ScoringStrategy,
+    /// How long a node may go without renewing its Lease before it is marked not Ready
+    /// (`None`: Kubernetes' 40 s).
+    pub node_grace: Option<Duration>,
 }
 
 /// Workers per keyed controller: different keys reconcile in parallel.
@@ -94,6 +99,7 @@ pub struct ControlPlane {
     queues: Vec<Arc<WorkQueue>>,
     caches: Caches,
     nodes: Informer<Node>,
+    leases: Informer<Lease>,
 }
 
 impl ControlPlane {
@@ -188,6 +194,14 @@ impl ControlPlane {
             vec![GC_KEY.to_string()]
         });
 
+        let leases = Informer::<Lease>::start(&client);
+        tasks.spawn(node_lifecycle(
+            client.clone(),
+            nodes.clone(),
+            leases.clone(),
+            opts.node_grace.unwrap_or(node_lifecycle::DEFAULT_GRACE),
+        ));
+
         let sched =
             scheduler::Scheduler::new(client, caches.pods.clone(), nodes.clone(), opts.scoring);
         tasks.spawn(sched.run());
@@ -198,6 +212,7 @@ impl ControlPlane {
             queues: vec![rs_queue, d_queue, gc_queue],
             caches,
             nodes,
+            leases,
         }
     }
 
@@ -221,6 +236,36 @@ impl ControlPlane {
         self.caches.replica_sets.stop();
         self.caches.deployments.stop();
         self.nodes.stop();
+        self.leases.stop();
+    }
+}
+
+/// How often silent nodes are looked for.
+const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
+
+/// Marks nodes whose agents went silent as not Ready (see `controllers::node_lifecycle`).
+async fn node_lifecycle(
+    client: Client,
+    nodes: Informer<Node>,
+    leases: Informer<Lease>,
+    grace: Duration,
+) {
+    nodes.synced().await;
+    leases.synced().await;
+    let info = ketch_api::resource::lookup("nodes").expect("nodes are registered");
+    let mut tick = tokio::time::interval(NODE_MONITOR_PERIOD);
+    loop {
+        tick.tick().await;
+        let (ns, ls) = (nodes.list_owned(None), leases.list_owned(None));
+        for (name, conditions) in node_lifecycle::plan(&ns, &ls, &now(), grace) {
+            let patch = serde_json::json!({"status": {"conditions": conditions}});
+            match client.merge_patch(info, None, &name, &patch, true).await {
+                Ok(_) => {
+                    tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown")
+                }
+                Err(e) => tracing::debug!(node = %name, error = %e, "marking node not ready"),
+            }
+        }
     }
 }
 
