@@ -201,6 +201,58 @@ pub(crate) fn pod_is_available(
     }
 }
 
+/// Kubernetes' ControllerRefManager in one pure function: of `candidates` (same namespace as
+/// the owner), keep those the owner controls and whose labels still match `selector`;
+/// release (drop the owner's reference from) controlled ones that stopped matching; adopt
+/// matching orphans (add `owner_ref` as their controller) unless the owner is being
+/// deleted. Objects controlled by someone else are left alone. Releases and adoptions are
+/// pushed onto `actions` as `SetOwnerReferences`.
+pub fn claim<'a, T>(
+    candidates: impl IntoIterator<Item = &'a T>,
+    meta: impl Fn(&T) -> &ObjectMeta,
+    key: impl Fn(&ObjectMeta) -> ObjectKey,
+    selector: &ketch_api::selector::Selector,
+    owner_ref: &OwnerReference,
+    owner_deleting: bool,
+    actions: &mut Vec<Action>,
+) -> Vec<&'a T> {
+    let mut claimed = Vec::new();
+    for item in candidates {
+        let m = meta(item);
+        let matches = selector.matches(&m.labels);
+        let deleting = m.deletion_timestamp.is_some();
+        match controller_ref(m) {
+            Some(r) if r.uid == owner_ref.uid => {
+                if matches {
+                    claimed.push(item);
+                } else if !deleting {
+                    actions.push(Action::SetOwnerReferences {
+                        object: key(m),
+                        owner_references: m
+                            .owner_references
+                            .iter()
+                            .filter(|r| r.uid != owner_ref.uid)
+                            .cloned()
+                            .collect(),
+                    });
+                }
+            }
+            Some(_) => {}
+            None if matches && !deleting && !owner_deleting => {
+                let mut refs = m.owner_references.clone();
+                refs.push(owner_ref.clone());
+                actions.push(Action::SetOwnerReferences {
+                    object: key(m),
+                    owner_references: refs,
+                });
+                claimed.push(item);
+            }
+            None => {}
+        }
+    }
+    claimed
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Builders shared by the controller tests.
@@ -270,56 +322,4 @@ pub(crate) mod testing {
         p.metadata.owner_references.push(owner);
         p
     }
-}
-
-/// Kubernetes' ControllerRefManager in one pure function: of `candidates` (same namespace as
-/// the owner), keep those the owner controls and whose labels still match `selector`;
-/// release (drop the owner's reference from) controlled ones that stopped matching; adopt
-/// matching orphans (add `owner_ref` as their controller) unless the owner is being
-/// deleted. Objects controlled by someone else are left alone. Releases and adoptions are
-/// pushed onto `actions` as `SetOwnerReferences`.
-pub fn claim<'a, T>(
-    candidates: impl IntoIterator<Item = &'a T>,
-    meta: impl Fn(&T) -> &ObjectMeta,
-    key: impl Fn(&ObjectMeta) -> ObjectKey,
-    selector: &ketch_api::selector::Selector,
-    owner_ref: &OwnerReference,
-    owner_deleting: bool,
-    actions: &mut Vec<Action>,
-) -> Vec<&'a T> {
-    let mut claimed = Vec::new();
-    for item in candidates {
-        let m = meta(item);
-        let matches = selector.matches(&m.labels);
-        let deleting = m.deletion_timestamp.is_some();
-        match controller_ref(m) {
-            Some(r) if r.uid == owner_ref.uid => {
-                if matches {
-                    claimed.push(item);
-                } else if !deleting {
-                    actions.push(Action::SetOwnerReferences {
-                        object: key(m),
-                        owner_references: m
-                            .owner_references
-                            .iter()
-                            .filter(|r| r.uid != owner_ref.uid)
-                            .cloned()
-                            .collect(),
-                    });
-                }
-            }
-            Some(_) => {}
-            None if matches && !deleting && !owner_deleting => {
-                let mut refs = m.owner_references.clone();
-                refs.push(owner_ref.clone());
-                actions.push(Action::SetOwnerReferences {
-                    object: key(m),
-                    owner_references: refs,
-                });
-                claimed.push(item);
-            }
-            None => {}
-        }
-    }
-    claimed
 }
