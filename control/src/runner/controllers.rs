@@ -284,9 +284,37 @@ pub async fn feed<K>(
     }
 }
 
-/// Any change of a collected kind enqueues the collector's single key.
-pub fn gc_keys<K>(_: &Change<K>) -> HashSet<String> {
-    HashSet::from([GC_KEY.to_string()])
+/// Which changes of a collected kind enqueue the collector's single key.
+///
+/// Only changes the collector can act on count: a deletion (its dependents may now be
+/// orphans), a new object that names owners (one may be gone), and a change of owner
+/// references, finalizers or the deletion mark. Spec and status updates — nearly all
+/// writes under load — do not re-run the collector's whole-cluster pass.
+pub fn gc_keys<K: Resource>(c: &Change<K>) -> HashSet<String> {
+    if gc_relevant(c) {
+        HashSet::from([GC_KEY.to_string()])
+    } else {
+        HashSet::new()
+    }
+}
+
+fn gc_relevant<K: Resource>(c: &Change<K>) -> bool {
+    match c {
+        Change::Delete(_) => true,
+        Change::Upsert { old: None, new } => {
+            let m = new.metadata();
+            !m.owner_references.is_empty() || m.deletion_timestamp.is_some()
+        }
+        Change::Upsert {
+            old: Some(old),
+            new,
+        } => {
+            let (a, b) = (old.metadata(), new.metadata());
+            a.owner_references != b.owner_references
+                || a.finalizers != b.finalizers
+                || a.deletion_timestamp != b.deletion_timestamp
+        }
+    }
 }
 
 /// A ReplicaSet change enqueues that ReplicaSet.
@@ -340,4 +368,41 @@ pub fn deployment_keys_of_pod(c: &Change<Pod>, rss: &Informer<ReplicaSet>) -> Ha
         .and_then(|rs| controller_key(&rs.metadata, Deployment::INFO.kind))
         .into_iter()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_owner_finalizer_and_deletion_changes_wake_the_collector() {
+        use ketch_api::core::Pod;
+        use ketch_api::meta::{ObjectMeta, OwnerReference};
+        let pod = |owners: usize, status: &str| {
+            let mut p = Pod {
+                metadata: ObjectMeta {
+                    name: Some("p".into()),
+                    owner_references: (0..owners)
+                        .map(|_| OwnerReference {
+                            uid: "u".into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            p.status = Some(ketch_api::core::PodStatus {
+                phase: Some(status.into()),
+                ..Default::default()
+            });
+            Arc::new(p)
+        };
+        let up = |old: Option<Arc<Pod>>, new: Arc<Pod>| Change::Upsert { old, new };
+        assert!(gc_keys(&Change::Delete(pod(0, "Running"))).contains(GC_KEY));
+        assert!(!gc_keys(&up(Some(pod(1, "Pending")), pod(1, "Running"))).contains(GC_KEY));
+        assert!(gc_keys(&up(Some(pod(1, "Running")), pod(0, "Running"))).contains(GC_KEY));
+        assert!(gc_keys(&up(None, pod(1, "Pending"))).contains(GC_KEY));
+        assert!(!gc_keys(&up(None, pod(0, "Pending"))).contains(GC_KEY));
+    }
 }

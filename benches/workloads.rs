@@ -1,0 +1,292 @@
+//! Workload benchmark: drives a real all-in-one `ketch server` (API, scheduler, controllers
+//! and a node agent in one process; release build) and prints apply→Running latency for a
+//! 1-replica Deployment of the HELLO guest, and the server's RSS holding 1,000 running Wasm
+//! Pods. Run: `cargo bench --bench workloads`.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use ketch_client::{Client, Event, ListParams};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
+const HELLO: &str = ketch_test_guests::HELLO;
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn deployment(name: &str, replicas: u32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": format!("file:{HELLO}")}]}}}})
+}
+
+fn running_and_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Follows all Pods in `default`; sends (app label, instant) the first time each Pod is
+/// Running and Ready.
+fn watch_ready(client: Client, from: String) -> mpsc::UnboundedReceiver<(String, Instant)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pods = ketch_api::resource::lookup("pods").unwrap();
+    tokio::spawn(async move {
+        let stream = ketch_client::watcher::<Value>(
+            client,
+            pods,
+            Some("default".into()),
+            ListParams::default(),
+            Some(from),
+        );
+        futures_util::pin_mut!(stream);
+        let mut seen: HashSet<String> = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            let objs = match ev {
+                Ok(Event::Added(p) | Event::Modified(p)) => vec![p],
+                Ok(Event::Restarted(ps)) => ps,
+                Ok(Event::Deleted(_)) => continue,
+                Err(e) => {
+                    eprintln!("watch error: {e}");
+                    continue;
+                }
+            };
+            for p in objs {
+                if !running_and_ready(&p) {
+                    continue;
+                }
+                let name = p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if seen.insert(name) {
+                    let app = p["metadata"]["labels"]["app"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if tx.send((app, now)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(KETCH)
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--name",
+            "bench-node",
+            "--max-wasm-instances",
+            "2000",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("KETCH_CONFIG", dir.path().join("config"))
+        .env("KETCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = Client::new(&url, &token).unwrap();
+    let deploys = ketch_api::resource::lookup("deployments").unwrap();
+    let nodes = ketch_api::resource::lookup("nodes").unwrap();
+    let pods = ketch_api::resource::lookup("pods").unwrap();
+
+    // Wait for the agent's Node to be Ready.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = client.list(nodes, None, &Default::default()).await.unwrap();
+        let ready = list["items"].as_array().is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+        });
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node did not become Ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "machine: {} cores (server, agent and this load generator share them)",
+        std::thread::available_parallelism().unwrap()
+    );
+
+    let head = client
+        .list(pods, Some("default"), &Default::default())
+        .await
+        .unwrap();
+    let from = head["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ready = watch_ready(client.clone(), from);
+
+    // (a) apply → Running+Ready, one 1-replica Deployment at a time.
+    let mut run = async |name: &str| -> Duration {
+        let t = Instant::now();
+        client
+            .create(deploys, Some("default"), &deployment(name, 1))
+            .await
+            .unwrap();
+        loop {
+            let (app, at) = tokio::time::timeout(Duration::from_secs(60), ready.recv())
+                .await
+                .expect("pod Running within 60 s")
+                .expect("watcher alive");
+            if app == name {
+                return at.saturating_duration_since(t);
+            }
+        }
+    };
+    let first = run("warmup").await;
+    println!(
+        "first apply→Running (cold: the agent compiles HELLO): {}",
+        ms(first)
+    );
+    let n = 20;
+    let mut lat = Vec::new();
+    for i in 0..n {
+        lat.push(run(&format!("apply-{i}")).await);
+    }
+    lat.sort();
+    println!(
+        "apply→Running+Ready, 1-replica Deployment, {n} runs (artifact cached): p50 {} p99 {} min {} max {}",
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99)),
+        ms(lat[0]),
+        ms(lat[n - 1])
+    );
+
+    // (b) one Deployment scaled 1 → 1,000 replicas: time to all Running, RSS before/after.
+    let name = "mem";
+    let t = Instant::now();
+    client
+        .create(deploys, Some("default"), &deployment(name, 1))
+        .await
+        .unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    while counts.get(name).copied().unwrap_or(0) < 1 {
+        let (app, _) = ready.recv().await.unwrap();
+        *counts.entry(app).or_default() += 1;
+    }
+    println!(
+        "mem deployment with 1 replica Running after {}",
+        ms(t.elapsed())
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = child.id();
+    let before = rss_kib(pid);
+    let replicas = 1000;
+    let t = Instant::now();
+    client
+        .merge_patch(
+            deploys,
+            Some("default"),
+            name,
+            &json!({"spec": {"replicas": replicas}}),
+            false,
+        )
+        .await
+        .unwrap();
+    let mut last_print = Instant::now();
+    while counts.get(name).copied().unwrap_or(0) < replicas {
+        match tokio::time::timeout(Duration::from_secs(120), ready.recv()).await {
+            Ok(Some((app, _))) => *counts.entry(app).or_default() += 1,
+            _ => panic!(
+                "stalled at {} Running after {:?}",
+                counts.get(name).copied().unwrap_or(0),
+                t.elapsed()
+            ),
+        }
+        if last_print.elapsed() > Duration::from_secs(5) {
+            println!(
+                "  … {} Running after {:.1} s",
+                counts[name],
+                t.elapsed().as_secs_f64()
+            );
+            last_print = Instant::now();
+        }
+    }
+    let scale = t.elapsed();
+    let after_immediate = rss_kib(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = rss_kib(pid);
+    println!(
+        "scale 1→{replicas} replicas: all Running+Ready after {:.2} s ({:.0} pods/s)",
+        scale.as_secs_f64(),
+        (replicas - 1) as f64 / scale.as_secs_f64()
+    );
+    println!(
+        "server RSS (API + store + scheduler + controllers + agent, one process): before {} MiB, at 1,000 Running {} MiB, 5 s later {} MiB; per Pod {:.1} KiB ({} other Running Pods also present)",
+        before / 1024,
+        after_immediate / 1024,
+        after / 1024,
+        (after as f64 - before as f64) / (replicas - 1) as f64,
+        n + 1
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
