@@ -5,36 +5,15 @@
 //! commit), watch delay (write acknowledged → event at a watcher), LIST of 10,000 Pods and
 //! the server's RSS holding them. A raw fsync on the same disk is measured as the anchor.
 
+mod support;
+
+use support::{BenchServer, ms, pct, rss_kib};
+
 use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn fsync_baseline(dir: &std::path::Path) -> Duration {
     let path = dir.join("fsync-probe");
@@ -59,50 +38,9 @@ fn pod(name: &str) -> Value {
 #[tokio::main]
 async fn main() {
     // A real disk (not tmpfs) so durability costs what it costs.
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(&base).unwrap();
-    let fsync = fsync_baseline(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(KETCH)
-        .args([
-            // API and store only: no node agent; the benchmark's Pods are pre-bound to a
-            // node that does not exist, so the scheduler and controllers leave them alone.
-            "server",
-            "--no-agent",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("KETCH_CONFIG", dir.path().join("config"))
-        .env("KETCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{url}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let client = ketch_client::Client::new(&url, &token).unwrap();
+    let server = BenchServer::start(&["--no-agent"]).await;
+    let client = server.client.clone();
+    let fsync = fsync_baseline(server.dir());
     let cms = ketch_api::resource::lookup("configmaps").unwrap();
     let pods = ketch_api::resource::lookup("pods").unwrap();
 
@@ -222,7 +160,7 @@ async fn main() {
     );
 
     // 4. 10,000 Pods: LIST latency and server RSS.
-    let rss_before = rss_kib(child.id());
+    let rss_before = rss_kib(server.pid());
     let mut tasks = Vec::new();
     for w in 0..32 {
         let c = client.clone();
@@ -252,7 +190,7 @@ async fn main() {
         assert_eq!(list["items"].as_array().unwrap().len(), 10_000);
     }
     lat.sort();
-    let rss = rss_kib(child.id());
+    let rss = rss_kib(server.pid());
     println!(
         "LIST 10,000 Pods (client-side, incl. JSON decode), 20 runs: p50 {} p99 {}; server RSS {} MiB (before the Pods: {} MiB; 34,000 ConfigMaps also stored)",
         ms(pct(&lat, 0.5)),
@@ -260,10 +198,8 @@ async fn main() {
         rss / 1024,
         rss_before / 1024
     );
-    let size = std::fs::metadata(dir.path().join("data/raft.redb"))
+    let size = std::fs::metadata(server.dir().join("data/raft.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
     println!("store file: {} MiB", size >> 20);
-    let _ = child.kill();
-    let _ = child.wait();
 }

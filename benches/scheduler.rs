@@ -5,31 +5,21 @@
 //! Run: `cargo bench --bench scheduler`. Sizes: `KETCH_BENCH_NODES` (5000),
 //! `KETCH_BENCH_PODS` (50000), `KETCH_BENCH_TIMEOUT_S` (600, for binding all Pods).
 
+mod support;
+
+use support::{BenchServer, ms, pct, rss_kib};
+
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use ketch_client::{Client, Event, ListParams};
+use ketch_client::{Event, ListParams};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
 const CONCURRENCY: usize = 64;
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -82,47 +72,8 @@ async fn main() {
     let n_pods = env_usize("KETCH_BENCH_PODS", 50_000);
     let timeout = Duration::from_secs(env_usize("KETCH_BENCH_TIMEOUT_S", 600) as u64);
 
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(&base).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(KETCH)
-        .args([
-            "server",
-            "--no-agent",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("KETCH_CONFIG", dir.path().join("config"))
-        .env("KETCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{url}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let client = Client::new(&url, &token).unwrap();
+    let server = BenchServer::start(&["--no-agent"]).await;
+    let client = server.client.clone();
     let nodes = ketch_api::resource::lookup("nodes").unwrap();
     let pods = ketch_api::resource::lookup("pods").unwrap();
     let leases = ketch_api::resource::lookup("leases").unwrap();
@@ -416,17 +367,8 @@ async fn main() {
         ms(pct(&hb, 0.5)),
         ms(pct(&hb, 0.99))
     );
-    println!("server RSS at the end: {} MiB", rss_kib(child.id()) / 1024);
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    println!(
+        "server RSS at the end: {} MiB",
+        rss_kib(server.pid()) / 1024
+    );
 }

@@ -3,8 +3,11 @@
 //! 1-replica Deployment of the HELLO guest, and the server's RSS holding 1,000 running Wasm
 //! Pods. Run: `cargo bench --bench workloads`.
 
+mod support;
+
+use support::{BenchServer, ms, pct, rss_kib};
+
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -12,30 +15,7 @@ use ketch_client::{Client, Event, ListParams};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
 const HELLO: &str = ketch_test_guests::HELLO;
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn deployment(name: &str, replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
@@ -103,50 +83,9 @@ fn watch_ready(client: Client, from: String) -> mpsc::UnboundedReceiver<(String,
 
 #[tokio::main]
 async fn main() {
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
-    std::fs::create_dir_all(&base).unwrap();
-    let dir = tempfile::tempdir_in(&base).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(KETCH)
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--name",
-            "bench-node",
-            "--max-wasm-instances",
-            "2000",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("KETCH_CONFIG", dir.path().join("config"))
-        .env("KETCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(format!("{url}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    let client = Client::new(&url, &token).unwrap();
+    let server =
+        BenchServer::start(&["--name", "bench-node", "--max-wasm-instances", "2000"]).await;
+    let client = server.client.clone();
     let deploys = ketch_api::resource::lookup("deployments").unwrap();
     let nodes = ketch_api::resource::lookup("nodes").unwrap();
     let pods = ketch_api::resource::lookup("pods").unwrap();
@@ -237,7 +176,7 @@ async fn main() {
         ms(t.elapsed())
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let pid = child.id();
+    let pid = server.pid();
     let before = rss_kib(pid);
     let replicas = 1000;
     let t = Instant::now();
@@ -287,6 +226,4 @@ async fn main() {
         (after as f64 - before as f64) / (replicas - 1) as f64,
         n + 1
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
