@@ -12,11 +12,11 @@ use ketch_control::server::{Server, ServerOptions};
 use serde_json::Value;
 
 use ketch_control::runner::{ControlOptions, ControlPlane};
-use ketch_runtime::{Agent, AgentConfig};
+use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
-use crate::{AgentArgs, Connection, Output};
+use crate::{AgentArgs, Connection, GatewayArgs, Output};
 
-fn config_path(conn: &Connection) -> PathBuf {
+pub fn config_path(conn: &Connection) -> PathBuf {
     conn.config
         .clone()
         .unwrap_or_else(ClientConfig::default_path)
@@ -63,75 +63,121 @@ fn resolve_kind(kind: &str) -> anyhow::Result<&'static ResourceInfo> {
     })
 }
 
-pub async fn server(
-    conn: &Connection,
-    data_dir: PathBuf,
-    listen: SocketAddr,
-    advertise: Option<String>,
-    agent: Option<AgentArgs>,
-    node_grace: std::time::Duration,
-) -> anyhow::Result<()> {
-    let server = Server::start(ServerOptions {
-        data_dir: data_dir.clone(),
-        listen,
-        advertise,
-    })
-    .await?;
-    let url = format!("http://{}", server.addr);
-    let path = config_path(conn);
-    ClientConfig {
-        servers: vec![url.clone()],
-        token: server.token.clone(),
-    }
-    .save(&path)
-    .context("writing the client config")?;
-    // The scheduler and controllers talk to the store only through the API, like any client.
-    let control = ControlPlane::start(
-        Client::new(&url, &server.token)?,
-        ControlOptions {
-            node_grace: Some(node_grace),
-            ..ControlOptions::default()
-        },
-    );
-    let agent = match agent {
-        Some(args) => {
-            let listen = args
-                .agent_listen
-                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
-            let cfg = agent_config(
-                args,
-                url.clone(),
-                server.token.clone(),
-                data_dir.join("agent"),
-                listen,
-            )?;
-            Some(Agent::start(cfg).await.context("starting the node agent")?)
+/// A server, its control plane and (optionally) its node agent in this process: what
+/// `ketch server` and `ketch up` run.
+pub struct AllInOne {
+    pub server: Server,
+    pub control: ControlPlane,
+    pub agent: Option<Agent>,
+    pub url: String,
+    pub config_path: PathBuf,
+}
+
+/// How to start an [`AllInOne`].
+pub struct AllInOneOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub agent: Option<AgentArgs>,
+    pub node_grace: std::time::Duration,
+    /// Gateway address when `--gateway` is not given.
+    pub default_gateway: SocketAddr,
+}
+
+impl AllInOne {
+    pub async fn start(conn: &Connection, opts: AllInOneOptions) -> anyhow::Result<AllInOne> {
+        let server = Server::start(ServerOptions {
+            data_dir: opts.data_dir.clone(),
+            listen: opts.listen,
+            advertise: opts.advertise,
+        })
+        .await?;
+        let url = format!("http://{}", server.addr);
+        let config_path = config_path(conn);
+        ClientConfig {
+            servers: vec![url.clone()],
+            token: server.token.clone(),
         }
-        None => None,
-    };
+        .save(&config_path)
+        .context("writing the client config")?;
+        // The scheduler and controllers talk to the store only through the API, like any
+        // client.
+        let control = ControlPlane::start(
+            Client::new(&url, &server.token)?,
+            ControlOptions {
+                node_grace: Some(opts.node_grace),
+                ..ControlOptions::default()
+            },
+        );
+        let agent = match opts.agent {
+            Some(args) => {
+                let listen = args
+                    .agent_listen
+                    .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
+                let cfg = agent_config(
+                    args,
+                    url.clone(),
+                    server.token.clone(),
+                    opts.data_dir.join("agent"),
+                    listen,
+                    opts.default_gateway,
+                )?;
+                Some(Agent::start(cfg).await.context("starting the node agent")?)
+            }
+            None => None,
+        };
+        Ok(AllInOne {
+            server,
+            control,
+            agent,
+            url,
+            config_path,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(a) = self.agent {
+            a.stop().await;
+        }
+        self.control.stop().await;
+        self.server.stop().await?;
+        Ok(())
+    }
+}
+
+pub async fn server(conn: &Connection, opts: AllInOneOptions) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let data_dir = opts.data_dir.clone();
+    let all = AllInOne::start(conn, opts).await?;
     println!(
-        "ketch server {} (id {}) listening on {url}",
+        "ketch server {} (id {}) listening on {}",
         env!("CARGO_PKG_VERSION"),
-        server.node_id
+        all.server.node_id,
+        all.url
     );
     println!("  data dir:      {}", data_dir.display());
     println!(
         "  client config: {} (token in {}/admin.token)",
-        path.display(),
+        all.config_path.display(),
         data_dir.display()
     );
-    match &agent {
-        Some(a) => println!("  node agent:    {}", a.endpoint()),
+    match &all.agent {
+        Some(a) => {
+            println!("  node agent:    {}", a.endpoint());
+            match a.gateway_addr() {
+                Some(addr) => println!(
+                    "  gateway:       http://{addr} (Services at http://<service>.<namespace>.{}:{})",
+                    a.gateway_domain(),
+                    addr.port()
+                ),
+                None => println!("  gateway:       none (--no-gateway)"),
+            }
+        }
         None => println!("  node agent:    none (--no-agent)"),
     }
-    wait_for_signal().await?;
+    signals.wait().await;
     println!("shutting down");
-    if let Some(a) = agent {
-        a.stop().await;
-    }
-    control.stop().await;
-    server.stop().await?;
-    Ok(())
+    all.stop().await
 }
 
 fn agent_config(
@@ -140,6 +186,7 @@ fn agent_config(
     token: String,
     data_dir: PathBuf,
     listen: SocketAddr,
+    default_gateway: SocketAddr,
 ) -> anyhow::Result<AgentConfig> {
     let node_name = match args.node_name {
         Some(n) => n,
@@ -159,15 +206,41 @@ fn agent_config(
         cpu_millis: None,
         memory_bytes: None,
         max_wasm_instances: args.max_wasm_instances,
+        gateway: gateway_config(args.gateway, default_gateway),
     })
 }
 
+fn gateway_config(args: GatewayArgs, default_listen: SocketAddr) -> GatewayConfig {
+    GatewayConfig {
+        listen: if args.no_gateway {
+            None
+        } else {
+            Some(args.gateway.unwrap_or(default_listen))
+        },
+        advertise: args.gateway_advertise,
+        domain: args.gateway_domain,
+        max_body: args.gateway_max_body,
+        timeout: args.gateway_timeout,
+        access_log: args.access_log,
+    }
+}
+
 pub async fn agent(conn: &Connection, args: AgentArgs, data_dir: PathBuf) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
     let (server, token) = server_and_token(conn)?;
     let listen = args
         .agent_listen
         .unwrap_or_else(|| "0.0.0.0:10250".parse().expect("valid address"));
-    let cfg = agent_config(args, server.clone(), token, data_dir, listen)?;
+    let cfg = agent_config(
+        args,
+        server.clone(),
+        token,
+        data_dir,
+        listen,
+        ketch_runtime::GatewayConfig::default()
+            .listen
+            .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid address")),
+    )?;
     let name = cfg.node_name.clone();
     let agent = Agent::start(cfg).await.context("starting the node agent")?;
     println!(
@@ -175,7 +248,10 @@ pub async fn agent(conn: &Connection, args: AgentArgs, data_dir: PathBuf) -> any
         env!("CARGO_PKG_VERSION"),
         agent.endpoint()
     );
-    wait_for_signal().await?;
+    if let Some(addr) = agent.gateway_addr() {
+        println!("  gateway: http://{addr}");
+    }
+    signals.wait().await;
     println!("shutting down");
     agent.stop().await;
     Ok(())
@@ -302,15 +378,29 @@ pub async fn scale(
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this is created: create it before starting
+/// anything, so a signal during startup stops the process cleanly instead of killing it.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    /// Resolves at the first SIGTERM or SIGINT (including one that came before the call).
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 pub async fn apply(

@@ -2,6 +2,7 @@
 //! the work happens in `ketch-control` (server), `ketch-client` (CLI verbs) and `ketch-api`.
 
 mod commands;
+mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,24 @@ enum Command {
         /// Seconds a node may go without renewing its Lease before it is marked not Ready
         #[arg(long, default_value_t = 40)]
         node_grace_period: u64,
+        #[command(flatten)]
+        agent: AgentArgs,
+    },
+    /// Run an app for development: start a server + agent (state in --data-dir), build the app
+    /// if DIR/ketch.toml says how, apply DIR's manifests, wait, print URLs, stream logs
+    Up {
+        /// The app directory (its *.yaml manifests and optional ketch.toml)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the store and the agent's data live (kept for the next run)
+        #[arg(long, default_value = ".ketch")]
+        data_dir: PathBuf,
+        /// Address the API listens on
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Run the ketch.toml build command even when the app's files exist
+        #[arg(long)]
+        build: bool,
         #[command(flatten)]
         agent: AgentArgs,
     },
@@ -190,6 +209,48 @@ pub struct AgentArgs {
     /// Most Wasm instances alive at once on this node
     #[arg(long, default_value_t = 1000)]
     max_wasm_instances: u32,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// The node gateway: Services over HTTP.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Address the gateway listens on (HTTP/1.1 and h2c) [default: 0.0.0.0:8080; 127.0.0.1:8080 for `ketch up`]
+    #[arg(long = "gateway")]
+    gateway: Option<SocketAddr>,
+    /// Run no gateway listener (Wasm apps can still call Services by name)
+    #[arg(long, conflicts_with = "gateway")]
+    no_gateway: bool,
+    /// Service hosts are <service>.<namespace>.<domain>
+    #[arg(long, default_value = ketch_runtime::gateway::DEFAULT_DOMAIN)]
+    gateway_domain: String,
+    /// URL other nodes' gateways use to reach this one [default: http://<node IP>:<port>]
+    #[arg(long)]
+    gateway_advertise: Option<String>,
+    /// Deadline for a response from the app, e.g. 60s or 500ms
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    gateway_timeout: std::time::Duration,
+    /// Largest request body the gateway accepts, e.g. 16Mi
+    #[arg(long, default_value = "16Mi", value_parser = parse_bytes)]
+    gateway_max_body: u64,
+    /// Log one line per gateway request (target ketch::access)
+    #[arg(long)]
+    access_log: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    ketch_runtime::format::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 60s or 500ms)"))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    ketch_api::quantity::Quantity::new(s)
+        .value()
+        .ok()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("invalid size {s:?} (use e.g. 16Mi or 1048576)"))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -224,12 +285,20 @@ fn default_data_dir() -> PathBuf {
 }
 
 fn main() -> std::process::ExitCode {
+    use std::io::IsTerminal as _;
     let cli = Cli::parse();
+    // `ketch up` is interactive: its own output (progress, URLs, app logs) matters more than
+    // the server's info lines.
+    let default_filter = match cli.command {
+        Command::Up { .. } => "warn",
+        _ => "info,openraft=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KETCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -262,11 +331,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             node_grace_period,
             agent,
         } => {
-            let agent = (!no_agent).then_some(agent);
-            let grace = std::time::Duration::from_secs(node_grace_period);
-            commands::server(&conn, data_dir, listen, advertise, agent, grace).await
+            let opts = commands::AllInOneOptions {
+                data_dir,
+                listen,
+                advertise,
+                agent: (!no_agent).then_some(agent),
+                node_grace: std::time::Duration::from_secs(node_grace_period),
+                default_gateway: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            };
+            commands::server(&conn, opts).await
         }
         Command::Agent { agent, data_dir } => commands::agent(&conn, agent, data_dir).await,
+        Command::Up {
+            dir,
+            data_dir,
+            listen,
+            build,
+            agent,
+        } => {
+            let args = up::UpArgs {
+                dir,
+                data_dir,
+                listen,
+                build,
+                agent,
+            };
+            up::up(&conn, args).await
+        }
         Command::Logs {
             pod,
             container,

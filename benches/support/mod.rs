@@ -31,6 +31,12 @@ impl BenchServer {
         let child = Command::new(env!("CARGO_BIN_EXE_ketch"))
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .args(
+                (!extra.iter().any(|a| a.contains("gateway")))
+                    .then_some(["--gateway", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("KETCH_CONFIG", dir.path().join("config"))

@@ -54,6 +54,36 @@ pub enum AgentError {
     /// Missing or wrong bearer token.
     #[error("unauthorized")]
     Unauthorized,
+    /// The agent is stopping.
+    #[error("the node agent is shutting down")]
+    ShuttingDown,
+    /// Gateway: no Service host, Ingress rule or path prefix matches.
+    #[error(
+        "no route for host {host:?} path {path:?}: use Host <service>.<namespace>.{domain}, an Ingress, or a NodePort"
+    )]
+    NoRoute {
+        host: String,
+        path: String,
+        domain: String,
+    },
+    /// Gateway: a route names a Service that does not exist.
+    #[error("service {namespace}/{service} not found")]
+    ServiceNotFound { namespace: String, service: String },
+    /// Gateway: the Service has no Ready endpoint.
+    #[error("service {namespace}/{service} has no ready endpoints")]
+    NoEndpoints { namespace: String, service: String },
+    /// Gateway: no response head within the deadline.
+    #[error("{service} did not respond within {}", crate::format::duration(*.budget))]
+    Deadline {
+        service: String,
+        budget: std::time::Duration,
+    },
+    /// Gateway: the request body is over the limit.
+    #[error("request body larger than the gateway limit of {}", crate::format::bytes(*.limit))]
+    BodyTooLarge { limit: u64 },
+    /// Gateway: the node hosting the endpoint could not be reached.
+    #[error("node {node}: {message}")]
+    Upstream { node: String, message: String },
 }
 
 fn status_json(code: StatusCode, reason: &str, message: String) -> Response {
@@ -109,6 +139,18 @@ impl IntoResponse for AgentError {
                 InvokeFailure::BadRequest(_) => plain(StatusCode::BAD_REQUEST, msg),
                 InvokeFailure::NotHttp => plain(StatusCode::NOT_IMPLEMENTED, msg),
             },
+            AgentError::NoRoute { .. } | AgentError::ServiceNotFound { .. } => {
+                plain(StatusCode::NOT_FOUND, msg)
+            }
+            AgentError::NoEndpoints { .. } | AgentError::ShuttingDown => {
+                let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, msg);
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+            AgentError::Deadline { .. } => plain(StatusCode::GATEWAY_TIMEOUT, msg),
+            AgentError::BodyTooLarge { .. } => plain(StatusCode::PAYLOAD_TOO_LARGE, msg),
+            AgentError::Upstream { .. } => plain(StatusCode::BAD_GATEWAY, msg),
             AgentError::Config(_)
             | AgentError::Api { .. }
             | AgentError::Engine(_)
@@ -164,6 +206,44 @@ mod tests {
         assert_eq!(
             InvokeFailure::MemoryLimit { limit: 64 << 20 }.to_string(),
             "request exceeded the memory limit of 64Mi"
+        );
+    }
+
+    #[test]
+    fn gateway_errors_map_to_proxy_statuses() {
+        let code = |e: AgentError| e.into_response().status();
+        let r = AgentError::NoEndpoints {
+            namespace: "default".into(),
+            service: "hello".into(),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(r.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(
+            code(AgentError::Deadline {
+                service: "default/hello".into(),
+                budget: Duration::from_secs(60)
+            }),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            code(AgentError::BodyTooLarge { limit: 1 << 20 }),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            code(AgentError::NoRoute {
+                host: "x".into(),
+                path: "/".into(),
+                domain: "ketch.localhost".into()
+            }),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            code(AgentError::Upstream {
+                node: "n2".into(),
+                message: "refused".into()
+            }),
+            StatusCode::BAD_GATEWAY
         );
     }
 

@@ -19,6 +19,7 @@ pub mod env;
 mod error;
 pub mod events;
 pub mod format;
+pub mod gateway;
 pub mod logs;
 pub mod node;
 mod pods;
@@ -36,10 +37,11 @@ use axum::body::Body;
 
 pub use backoff::Backoff;
 pub use error::AgentError;
+pub use gateway::GatewayConfig;
 pub use wasm::WasmRuntime;
 pub use workload::{
-    InvokeFailure, OutputSink, OutputStream, StartError, StartReason, Started, Workload,
-    WorkloadExit, WorkloadRuntime, WorkloadSpec,
+    InvokeFailure, OutputSink, OutputStream, ServiceCaller, StartError, StartReason, Started,
+    Workload, WorkloadExit, WorkloadRuntime, WorkloadSpec,
 };
 
 use crate::events::{EventType, PodRef, Recorder};
@@ -67,10 +69,13 @@ pub struct AgentConfig {
     pub memory_bytes: Option<i64>,
     /// Wasm instances alive at once (sizes the pooling allocator); default 1000.
     pub max_wasm_instances: u32,
+    /// The node gateway (Services over HTTP).
+    pub gateway: GatewayConfig,
 }
 
 impl AgentConfig {
-    /// A config with defaults: listen on `127.0.0.1:0`, detected resources, 1000 instances.
+    /// A config with defaults: endpoint and gateway on `127.0.0.1:0`, detected resources,
+    /// 1000 instances.
     pub fn new(
         server: impl Into<String>,
         token: impl Into<String>,
@@ -88,6 +93,11 @@ impl AgentConfig {
             cpu_millis: None,
             memory_bytes: None,
             max_wasm_instances: 1000,
+            // Like the endpoint: a free loopback port, so embedded agents never collide.
+            gateway: GatewayConfig {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                ..GatewayConfig::default()
+            },
         }
     }
 }
@@ -96,6 +106,8 @@ impl AgentConfig {
 pub struct Agent {
     ctx: Arc<Ctx>,
     endpoint: String,
+    gateway: Option<gateway::Listener>,
+    gateway_url: Option<String>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -169,17 +181,60 @@ impl Agent {
             u64::try_from(memory).unwrap_or(1 << 30),
         )
         .map_err(AgentError::Engine)?;
+        let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
+        let token: Arc<str> = Arc::from(cfg.token.as_str());
+        let ctx = Arc::new_cyclic(|weak| Ctx {
+            client: client.clone(),
+            node: cfg.node_name.clone(),
+            host_ip: internal_ip.clone(),
+            logs_root: cfg.data_dir.join("logs"),
+            runtime: Arc::new(runtime),
+            recorder,
+            registry: RwLock::new(Default::default()),
+            gateway: Arc::new(gateway::Dispatcher::new(
+                weak.clone(),
+                token.clone(),
+                cfg.gateway.clone(),
+                &cfg.node_name,
+            )),
+        });
+        // The gateway listens before the Node is registered, so the Node can advertise it.
+        let gateway = match cfg.gateway.listen {
+            Some(addr) => Some(
+                gateway::Listener::bind(ctx.gateway.clone(), addr, None)
+                    .await
+                    .map_err(|source| AgentError::Io {
+                        context: format!("gateway: listening on {addr}"),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let gateway_url = gateway.as_ref().map(|l| {
+            cfg.gateway.advertise.clone().unwrap_or_else(|| {
+                let ip = if l.addr.ip().is_unspecified() {
+                    internal_ip.clone()
+                } else {
+                    l.addr.ip().to_string()
+                };
+                match ip.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V6(v6)) => format!("http://[{v6}]:{}", l.addr.port()),
+                    _ => format!("http://{ip}:{}", l.addr.port()),
+                }
+            })
+        });
         let facts = node::NodeFacts {
             name: cfg.node_name.clone(),
             labels: cfg.labels.clone(),
             endpoint: endpoint.clone(),
+            gateway_endpoint: gateway_url.clone(),
             internal_ip: internal_ip.clone(),
             hostname: node::detect_hostname().unwrap_or_else(|| cfg.node_name.clone()),
             cpu_millis: cfg.cpu_millis.unwrap_or_else(node::detect_cpu_millis),
             memory_bytes: memory,
             max_wasm_instances: cfg.max_wasm_instances,
             kernel: node::detect_kernel(),
-            runtime_handlers: vec![runtime.name().to_string()],
+            runtime_handlers: vec![ctx.runtime.name().to_string()],
         };
         node::register(&client, &facts)
             .await
@@ -191,28 +246,31 @@ impl Agent {
             .await
             .map_err(api_err("creating the node lease"))?;
 
-        let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
-        let ctx = Arc::new(Ctx {
-            client: client.clone(),
-            node: cfg.node_name.clone(),
-            host_ip: internal_ip,
-            logs_root: cfg.data_dir.join("logs"),
-            runtime: Arc::new(runtime),
-            recorder,
-            registry: RwLock::new(Default::default()),
-        });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(node::heartbeat_loop(
-                client,
+                client.clone(),
                 cfg.node_name.clone(),
                 stop_rx.clone(),
             )),
             tokio::spawn(pods::run(ctx.clone(), stop_rx.clone())),
+            tokio::spawn(gateway::reflect(
+                client.clone(),
+                ctx.gateway.clone(),
+                cfg.node_name.clone(),
+                stop_rx.clone(),
+            )),
         ];
+        if let Some(l) = &gateway {
+            tasks.push(tokio::spawn(gateway::node_ports(
+                ctx.gateway.clone(),
+                l.addr.ip(),
+                stop_rx.clone(),
+            )));
+        }
         let app = server::router(server::HttpState {
             ctx: ctx.clone(),
-            token: Arc::from(cfg.token.as_str()),
+            token,
         });
         let mut http_stop = stop_rx;
         let http = tokio::spawn(async move {
@@ -224,9 +282,14 @@ impl Agent {
             }
         });
         tracing::info!(node = %cfg.node_name, %endpoint, "ketch agent started");
+        if let Some(url) = &gateway_url {
+            tracing::info!(node = %cfg.node_name, gateway = %url, "gateway listening");
+        }
         Ok(Agent {
             ctx,
             endpoint,
+            gateway,
+            gateway_url,
             stop,
             tasks,
             http,
@@ -237,6 +300,26 @@ impl Agent {
     /// The advertised agent URL (`ketch.dev/agent-endpoint` on the Node).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The gateway's bound address, when it listens.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().map(|l| l.addr)
+    }
+
+    /// The gateway URL other nodes use (`ketch.dev/gateway-endpoint` on the Node).
+    pub fn gateway_url(&self) -> Option<&str> {
+        self.gateway_url.as_deref()
+    }
+
+    /// The Service host suffix (`ketch.localhost`).
+    pub fn gateway_domain(&self) -> &str {
+        &self.ctx.gateway.config().domain
+    }
+
+    /// The gateway's Prometheus metrics (also served on the agent endpoint's `/metrics`).
+    pub fn gateway_metrics(&self) -> String {
+        self.ctx.gateway.metrics.encode()
     }
 
     /// Routes an HTTP request to a running Pod on this node, in-process.
@@ -258,6 +341,9 @@ impl Agent {
     /// a restarted agent re-registers and re-creates its Pods.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        if let Some(l) = self.gateway {
+            l.stop().await;
+        }
         for t in self.tasks {
             let _ = t.await;
         }
@@ -295,10 +381,24 @@ impl Ctx {
                 namespace: namespace.into(),
                 pod: pod.into(),
             })?;
+        self.invoke_workload(namespace, pod, &workload, req).await
+    }
+
+    /// Invokes a workload already looked up; records `RequestFailed` for the workload's own
+    /// failures.
+    pub(crate) async fn invoke_workload(
+        &self,
+        namespace: &str,
+        pod: &str,
+        workload: &Arc<dyn Workload>,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, AgentError> {
         match workload.invoke(req).await {
             Ok(r) => Ok(r),
             Err(failure) => {
-                if failure.is_workload_failure() {
+                if failure.is_workload_failure()
+                    && let Some(entry) = self.lookup(namespace, pod)
+                {
                     let pref = PodRef {
                         namespace: namespace.into(),
                         name: pod.into(),

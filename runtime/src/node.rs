@@ -37,6 +37,8 @@ pub struct NodeFacts {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub endpoint: String,
+    /// The gateway URL (`ketch.dev/gateway-endpoint`), when the node runs one.
+    pub gateway_endpoint: Option<String>,
     pub internal_ip: String,
     pub hostname: String,
     pub cpu_millis: i64,
@@ -114,7 +116,13 @@ pub fn node_metadata(f: &NodeFacts) -> ObjectMeta {
     ObjectMeta {
         name: Some(f.name.clone()),
         labels,
-        annotations: BTreeMap::from([(ENDPOINT_ANNOTATION.to_string(), f.endpoint.clone())]),
+        annotations: BTreeMap::from_iter(
+            std::iter::once((ENDPOINT_ANNOTATION.to_string(), f.endpoint.clone())).chain(
+                f.gateway_endpoint
+                    .clone()
+                    .map(|g| (crate::gateway::ANN_GATEWAY_ENDPOINT.to_string(), g)),
+            ),
+        ),
         ..ObjectMeta::default()
     }
 }
@@ -342,6 +350,7 @@ mod tests {
             name: "n1".into(),
             labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
             endpoint: "http://127.0.0.1:1234".into(),
+            gateway_endpoint: Some("http://127.0.0.1:8080".into()),
             internal_ip: "127.0.0.1".into(),
             hostname: "box".into(),
             cpu_millis: 2000,

@@ -59,6 +59,9 @@ pub(crate) struct Ctx {
     pub runtime: Arc<dyn WorkloadRuntime>,
     pub recorder: Recorder,
     pub registry: Registry,
+    /// Routes requests to Services: the gateway listener's handler and the in-cluster caller
+    /// given to workloads.
+    pub gateway: Arc<crate::gateway::Dispatcher>,
 }
 
 impl Ctx {
@@ -68,6 +71,18 @@ impl Ctx {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(ns.to_string(), pod.to_string()))
             .cloned()
+    }
+
+    /// The running workload of a Pod (its first running container), without copying the
+    /// registry entry: the gateway's per-request lookup.
+    pub fn workload(&self, key: &(String, String)) -> Option<Arc<dyn Workload>> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)?
+            .containers
+            .iter()
+            .find_map(|(_, w)| w.clone())
     }
 }
 
@@ -623,6 +638,7 @@ impl Worker {
             max_concurrency,
             allowed_outbound_hosts,
             output: c.sink.clone(),
+            services: Some(self.ctx.gateway.clone() as Arc<dyn crate::workload::ServiceCaller>),
         })
     }
 

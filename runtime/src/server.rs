@@ -35,12 +35,14 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/pods/{ns}/{pod}/proxy/", any(proxy_root))
         .route("/pods/{ns}/{pod}/proxy/{*path}", any(proxy))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
 
 async fn auth(State(st): State<HttpState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    // Health and metrics are readable without the token, as Prometheus scrapes them.
+    if matches!(req.uri().path(), "/healthz" | "/metrics") {
         return next.run(req).await;
     }
     let ok = req
@@ -56,7 +58,18 @@ async fn auth(State(st): State<HttpState>, req: Request, next: Next) -> Response
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+async fn metrics(State(st): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.ctx.gateway.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -11,14 +11,16 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
+use http_body_util::BodyExt as _;
 use ketch_wasm::{
-    AppConfig, Engine, EngineConfig, Handler, InvokeError, LogSink, Stream, WasmError,
+    AppConfig, BodyError, Engine, EngineConfig, Handler, InvokeError, LogSink, OutboundBody,
+    OutboundResolver, Resolution, Stream, WasmError,
 };
 use sync_wrapper::SyncWrapper;
 
 use crate::workload::{
-    InvokeFailure, OutputSink, OutputStream, StartError, StartReason, Started, Workload,
-    WorkloadExit, WorkloadRuntime, WorkloadSpec,
+    InvokeFailure, OutputSink, OutputStream, ServiceCaller, StartError, StartReason, Started,
+    Workload, WorkloadExit, WorkloadRuntime, WorkloadSpec,
 };
 
 /// Per-request budget when `ketch.dev/request-timeout` is not set.
@@ -150,7 +152,12 @@ impl WorkloadRuntime for WasmRuntime {
                     request_timeout: spec.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                     max_concurrency: spec.max_concurrency,
                     allowed_outbound_hosts: spec.allowed_outbound_hosts.clone(),
-                    outbound_resolver: None,
+                    outbound_resolver: spec.services.clone().map(|services| {
+                        Arc::new(ClusterResolver {
+                            services,
+                            namespace: spec.namespace.clone(),
+                        }) as Arc<dyn OutboundResolver>
+                    }),
                     log_sink: Some(Arc::new(SinkAdapter(spec.output.clone()))),
                 })
                 .map_err(|e| StartError {
@@ -189,6 +196,36 @@ fn absolute(p: &Path) -> PathBuf {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Sends a guest's requests for in-cluster names (`http://svc.ns/…`) to the node's gateway
+/// dispatcher, before the allow-list sees them: a Service of the cluster needs no
+/// `allowed-outbound-hosts` entry, and nothing leaves the process for a local endpoint.
+struct ClusterResolver {
+    services: Arc<dyn ServiceCaller>,
+    namespace: String,
+}
+
+fn to_outbound(b: Body) -> OutboundBody {
+    b.map_err(|e| BodyError::new(e.to_string())).boxed_unsync()
+}
+
+impl OutboundResolver for ClusterResolver {
+    fn resolve(
+        &self,
+        req: http::Request<OutboundBody>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Resolution> + Send>> {
+        let Some(host) = req.uri().authority().map(|a| a.as_str().to_string()) else {
+            return Box::pin(futures_util::future::ready(Resolution::Pass(req)));
+        };
+        let req = req.map(Body::new);
+        match self.services.clone().call(&self.namespace, &host, req) {
+            Ok(fut) => Box::pin(fut.map(|resp| Resolution::Respond(resp.map(to_outbound)))),
+            Err(req) => Box::pin(futures_util::future::ready(Resolution::Pass(
+                (*req).map(to_outbound),
+            ))),
+        }
     }
 }
 

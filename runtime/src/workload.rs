@@ -57,6 +57,24 @@ pub struct WorkloadSpec {
     /// `ketch.dev/allowed-outbound-hosts`.
     pub allowed_outbound_hosts: Vec<String>,
     pub output: Arc<dyn OutputSink>,
+    /// Serves the workload's calls to in-cluster Service names (`http://svc.ns`).
+    pub services: Option<Arc<dyn ServiceCaller>>,
+}
+
+/// Calls in-cluster Services on behalf of a workload (the gateway's dispatcher implements it).
+pub trait ServiceCaller: Send + Sync + 'static {
+    /// The response of one of the Service's Ready endpoints, or the gateway's error response
+    /// (503 when none is Ready, 404 for a `*.svc.cluster.local` name that does not exist).
+    ///
+    /// # Errors
+    /// Gives `req` back when `host` (port allowed) is not an in-cluster name as seen from
+    /// `from_namespace`: the caller's own outbound policy decides then.
+    fn call(
+        self: Arc<Self>,
+        from_namespace: &str,
+        host: &str,
+        req: http::Request<Body>,
+    ) -> Result<BoxFuture<'static, http::Response<Body>>, Box<http::Request<Body>>>;
 }
 
 impl fmt::Debug for WorkloadSpec {

@@ -4,6 +4,8 @@
 mod api;
 mod cli;
 mod durability;
+mod gateway;
+mod services;
 mod support;
 mod watch;
 mod workloads;

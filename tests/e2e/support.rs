@@ -2,6 +2,8 @@
 //! dir and client config, run CLI commands against it, and stop it by PID.
 
 use std::path::{Path, PathBuf};
+
+use serde_json::Value;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,13 @@ impl Server {
             ])
             .arg(dir.path().join("data"))
             .args(extra)
+            // Tests run in parallel: every gateway on a free loopback port.
+            .args(
+                (!extra.iter().any(|a| a.contains("gateway")))
+                    .then_some(["--gateway", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("KETCH_CONFIG", dir.path().join("config"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -163,6 +172,41 @@ impl Server {
         ketch_client::Client::new(&self.url, &self.token).unwrap()
     }
 
+    /// The gateway URL of node `node` (its `ketch.dev/gateway-endpoint` annotation), once
+    /// the node has registered.
+    pub fn gateway_of(&self, node: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.ketch(&["get", "node", node, "-o", "json"]);
+            if out.status.success() {
+                let n: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if let Some(url) =
+                    n["metadata"]["annotations"]["ketch.dev/gateway-endpoint"].as_str()
+                {
+                    return url.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {node} has no gateway endpoint"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The gateway of the server's own node (the only node unless a test adds agents).
+    pub fn gateway(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let names = self.ok(&["get", "nodes", "-o", "name"]);
+            if let Some(first) = names.lines().next() {
+                return self.gateway_of(first.trim().trim_start_matches("node/"));
+            }
+            assert!(Instant::now() < deadline, "no node registered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::new()
     }
@@ -233,4 +277,83 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// Poll `check` until it returns Some, or fail with `what` after `secs`.
+pub fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn pods(s: &Server, selector: &str) -> Vec<Value> {
+    let out = s.ok(&["get", "pods", "-l", selector, "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn running_ready(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p.pointer("/metadata/deletionTimestamp").is_none()
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Wait until exactly `n` Pods match and all are Running and Ready; return their names.
+pub fn wait_running(s: &Server, selector: &str, n: usize) -> Vec<String> {
+    eventually(60, &format!("{n} running pods ({selector})"), || {
+        let ps = pods(s, selector);
+        (ps.len() == n && ps.iter().all(running_ready)).then(|| {
+            ps.iter()
+                .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+    })
+}
+
+/// A plain HTTP request from the test (a fresh current-thread runtime per call, as tests
+/// are synchronous): `(status, headers, body)`.
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    try_http(method, url, headers, body).unwrap_or_else(|| panic!("{method} {url}: no response"))
+}
+
+/// [`http`], or `None` when no response came (connection refused, reset).
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, reqwest::header::HeaderMap, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.ok()?;
+        let code = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        Some((code, headers, resp.text().await.ok()?))
+    })
 }

@@ -7,49 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, write_file};
-
-/// Poll `check` until it returns Some, or fail with `what` after `secs`.
-fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn pods(s: &Server, selector: &str) -> Vec<Value> {
-    let out = s.ok(&["get", "pods", "-l", selector, "-o", "json"]);
-    let list: Value = serde_json::from_str(&out).unwrap();
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn running_ready(p: &Value) -> bool {
-    p["status"]["phase"] == "Running"
-        && p.pointer("/metadata/deletionTimestamp").is_none()
-        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-/// Wait until exactly `n` Pods match and all are Running and Ready; return their names.
-fn wait_running(s: &Server, selector: &str, n: usize) -> Vec<String> {
-    eventually(60, &format!("{n} running pods ({selector})"), || {
-        let ps = pods(s, selector);
-        (ps.len() == n && ps.iter().all(running_ready)).then(|| {
-            ps.iter()
-                .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-                .collect()
-        })
-    })
-}
+use crate::support::{Server, eventually, pods, running_ready, wait_running, write_file};
 
 /// A request to a Pod through the API server's pods/proxy (API → node agent → in-process Wasm).
 fn proxy(s: &Server, pod: &str, path: &str) -> (u16, String) {
@@ -271,6 +229,8 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
         .args([
             "--agent-listen",
             "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
             "--node-label",
             "zone=b",
             "--data-dir",
@@ -308,7 +268,13 @@ fn a_node_whose_agent_dies_stops_being_ready() {
         .args([
             "agent", "--server", &s.url, "--token", &s.token, "--name", "doomed",
         ])
-        .args(["--agent-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--gateway",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(s.dir.path().join("agent"))
         .env("KETCH_CONFIG", s.dir.path().join("no-config"))
         .stdout(std::process::Stdio::null())

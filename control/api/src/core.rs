@@ -1,4 +1,5 @@
-//! Core (`v1`) kinds: Namespace, Pod, Service, ConfigMap, Secret, Node, Event.
+//! Core (`v1`) kinds: Namespace, Pod, Service, ConfigMap, Secret, Node, Event, and the shared
+//! reference types (`ObjectReference`, `TypedLocalObjectReference`).
 //!
 //! Only fields ketch implements are declared; everything else is rejected at admission by name,
 //! so a manifest never silently loses behaviour it asked for.
@@ -868,6 +869,19 @@ pub struct ObjectReference {
     pub resource_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_path: Option<String>,
+}
+
+/// A reference to an object of any kind in the same namespace (`apiGroup` unset for the core
+/// group), as Ingress resource backends use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TypedLocalObjectReference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_group: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

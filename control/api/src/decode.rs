@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::apps::{Deployment, ReplicaSet};
 use crate::coordination::Lease;
 use crate::core::{ConfigMap, Event, Namespace, Node, Pod, Secret, Service};
+use crate::discovery::EndpointSlice;
 use crate::meta::{Status, StatusCause, StatusDetails};
+use crate::networking::Ingress;
 use crate::resource::{Resource, ResourceInfo};
 use crate::validation::{self as v, FieldError};
 
@@ -312,6 +314,8 @@ pub fn admit(info: &ResourceInfo, mut value: Value) -> Result<Value, Invalid> {
         "Deployment" => run::<Deployment>(&value, v::validate_deployment, |_| {}),
         "ReplicaSet" => run::<ReplicaSet>(&value, v::validate_replica_set, |_| {}),
         "Lease" => run::<Lease>(&value, v::validate_lease, |_| {}),
+        "EndpointSlice" => run::<EndpointSlice>(&value, v::validate_endpoint_slice, |_| {}),
+        "Ingress" => run::<Ingress>(&value, v::validate_ingress, |_| {}),
         other => Err(vec![FieldError::not_supported(
             "kind",
             other,
@@ -620,6 +624,34 @@ mod tests {
             vec![
                 "spec.ports[0].nodePort: Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767"
             ]
+        );
+    }
+
+    #[test]
+    fn endpoint_slices_and_ingresses_are_admitted_under_their_groups() {
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}]});
+        let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web"}, "spec": {"rules": [{"host": "example.com",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}});
+        for doc in [slice, ing] {
+            let out = admit(info_of(&doc), doc.clone()).unwrap();
+            assert_eq!(out, doc);
+        }
+        let err = admit(
+            &crate::resource::INGRESSES,
+            json!({"metadata": {"name": "web"}, "spec": {"rules": [{"http": {"paths": [
+                {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web"}}}]}}],
+                "tls": [{"secretName": "c"}]}}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Ingress.networking.k8s.io \"web\" is invalid: [spec.rules[0].http.paths[0].backend: \
+             Required value: port name or number is required, spec.tls: Unsupported value: TLS \
+             termination is not supported yet]"
         );
     }
 

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use crate::apps::{Deployment, ReplicaSet};
 use crate::coordination::Lease;
 use crate::core::{ConfigMap, Event, Namespace, Node, Pod, Secret, Service};
+use crate::discovery::EndpointSlice;
 use crate::meta::ObjectMeta;
+use crate::networking::Ingress;
 
 /// Static description of one served resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,24 @@ pub const LEASES: ResourceInfo = info(
     true,
     false,
 );
+pub const ENDPOINTSLICES: ResourceInfo = info(
+    "discovery.k8s.io",
+    "EndpointSlice",
+    "endpointslices",
+    "endpointslice",
+    &[],
+    true,
+    false,
+);
+pub const INGRESSES: ResourceInfo = info(
+    "networking.k8s.io",
+    "Ingress",
+    "ingresses",
+    "ingress",
+    &["ing"],
+    true,
+    true,
+);
 
 /// Every served resource, in the order `ketch api-resources` lists them.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -144,6 +164,8 @@ pub static RESOURCES: &[ResourceInfo] = &[
     DEPLOYMENTS,
     REPLICASETS,
     LEASES,
+    ENDPOINTSLICES,
+    INGRESSES,
 ];
 
 /// The resource served at `/api/v1/<plural>` (group `""`) or `/apis/<group>/<version>/<plural>`.
@@ -219,6 +241,8 @@ impl_resource!(
     Deployment => DEPLOYMENTS,
     ReplicaSet => REPLICASETS,
     Lease => LEASES,
+    EndpointSlice => ENDPOINTSLICES,
+    Ingress => INGRESSES,
 );
 
 #[cfg(test)]
@@ -253,6 +277,11 @@ mod tests {
             Some("Lease")
         );
         assert_eq!(lookup("CM").map(|r| r.kind), Some("ConfigMap"));
+        assert_eq!(lookup("ing").map(|r| r.kind), Some("Ingress"));
+        assert_eq!(
+            lookup("endpointslices.discovery.k8s.io").map(|r| r.kind),
+            Some("EndpointSlice")
+        );
         assert_eq!(lookup("pods.apps"), None);
         assert_eq!(lookup("widgets"), None);
     }
@@ -266,12 +295,20 @@ mod tests {
         assert_eq!(by_path("", "v1", "deployments"), None);
         assert_eq!(by_kind("v1", "Secret").map(|r| r.plural), Some("secrets"));
         assert_eq!(by_kind("apps/v1", "Pod"), None);
+        assert_eq!(
+            by_path("discovery.k8s.io", "v1", "endpointslices").map(|r| r.kind),
+            Some("EndpointSlice")
+        );
+        assert_eq!(
+            by_kind("networking.k8s.io/v1", "Ingress").map(|r| r.has_status),
+            Some(true)
+        );
     }
 
     #[test]
     fn the_trait_constant_points_at_the_table_entry() {
         assert_eq!(<Deployment as Resource>::INFO.plural, "deployments");
-        assert_eq!(RESOURCES.len(), 10);
+        assert_eq!(RESOURCES.len(), 12);
         assert!(!<Node as Resource>::INFO.namespaced);
     }
 }

@@ -20,6 +20,8 @@ pub fn headers(info: &ResourceInfo, wide: bool, all_namespaces: bool) -> Vec<&'s
         "namespaces" => &["NAME", "STATUS", "AGE"],
         "events" => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         "leases" => &["NAME", "HOLDER", "AGE"],
+        "endpointslices" => &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+        "ingresses" => &["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
         _ => &["NAME", "AGE"],
     });
     if wide {
@@ -83,7 +85,28 @@ fn containers(v: &Value, field: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One table row for `obj`.
+/// At most `max` items joined by commas, then ` + N more...`; `<unset>` when empty (kubectl's
+/// `listWithMoreString`).
+fn list_with_more(items: impl Iterator<Item = String>, max: usize) -> String {
+    let all: Vec<String> = items.collect();
+    if all.is_empty() {
+        return "<unset>".into();
+    }
+    let shown = all[..all.len().min(max)].join(",");
+    if all.len() > max {
+        format!("{shown} + {} more...", all.len() - max)
+    } else {
+        shown
+    }
+}
+
+fn array<'a>(v: &'a Value, pointer: &str) -> &'a [Value] {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// One table row for `obj`./// One table row for `obj`.
 pub fn row(
     info: &ResourceInfo,
     obj: &Value,
@@ -308,6 +331,66 @@ pub fn row(
             or_none(s(obj, "/spec/holderIdentity").into()),
             created,
         ]),
+        "endpointslices" => {
+            // A port without a number (an unresolved named targetPort) shows its name.
+            let ports = array(obj, "/ports").iter().map(|p| match p.get("port") {
+                Some(n) if n.is_i64() => n.to_string(),
+                _ => p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("*")
+                    .to_string(),
+            });
+            // Only ready addresses: what traffic can reach (an unset condition means ready).
+            let addresses = array(obj, "/endpoints")
+                .iter()
+                .filter(|e| e.pointer("/conditions/ready") != Some(&Value::Bool(false)))
+                .flat_map(|e| array(e, "/addresses"))
+                .filter_map(|a| a.as_str().map(str::to_string));
+            r.extend([
+                name,
+                s(obj, "/addressType").into(),
+                list_with_more(ports, 3),
+                list_with_more(addresses, 3),
+                created,
+            ]);
+        }
+        "ingresses" => {
+            let rules = array(obj, "/spec/rules");
+            let hosts: Vec<&str> = rules
+                .iter()
+                .map(|r| s(r, "/host"))
+                .filter(|h| !h.is_empty())
+                .collect();
+            let hosts = match hosts.len() {
+                0 => "*".to_string(),
+                n if n > 3 => format!("{} + {} more...", hosts[..3].join(","), n - 3),
+                _ => hosts.join(","),
+            };
+            let address = array(obj, "/status/loadBalancer/ingress")
+                .iter()
+                .map(|i| {
+                    let ip = s(i, "/ip");
+                    if ip.is_empty() { s(i, "/hostname") } else { ip }
+                })
+                .filter(|a| !a.is_empty())
+                .collect::<Vec<_>>()
+                .join(",");
+            let ports = if array(obj, "/spec/tls").is_empty() {
+                "80"
+            } else {
+                "80, 443"
+            };
+            r.extend([
+                name,
+                or_none(s(obj, "/spec/ingressClassName").into()),
+                hosts,
+                address,
+                ports.into(),
+                created,
+            ]);
+        }
         _ => r.extend([name, created]),
     }
     r
@@ -373,5 +456,72 @@ mod tests {
         assert_eq!(&r[..4], &["web-1", "1/2", "CrashLoopBackOff", "3"]);
         let table = render(&headers(info, false, false), &[r]);
         assert!(table.starts_with("NAME    READY   STATUS"), "{table}");
+    }
+
+    fn info(plural: &str) -> &'static ResourceInfo {
+        ketch_api::resource::lookup(plural).unwrap()
+    }
+
+    #[test]
+    fn a_service_row_shows_its_type_and_node_ports() {
+        let svc = json!({"metadata": {"name": "web"}, "spec": {"type": "NodePort", "ports": [
+            {"port": 80, "nodePort": 30080}, {"port": 53, "protocol": "UDP"}]}});
+        let r = row(info("svc"), &svc, false, false, chrono::Utc::now());
+        assert_eq!(&r[..3], &["web", "NodePort", "80:30080/TCP,53/UDP"]);
+    }
+
+    #[test]
+    fn an_endpoint_slice_row_lists_ready_addresses_and_ports_like_kubectl() {
+        let ep = |ip: &str, ready: bool| json!({"addresses": [ip], "conditions": {"ready": ready}});
+        let slice = json!({"metadata": {"name": "web"}, "addressType": "IPv4",
+            "ports": [{"name": "", "port": 8080}, {"name": "metrics"}],
+            "endpoints": [ep("10.0.0.1", true), ep("10.0.0.2", false), ep("10.0.0.3", true),
+                {"addresses": ["10.0.0.4"]}, ep("10.0.0.5", true)]});
+        let h = headers(info("endpointslices"), false, false);
+        assert_eq!(h, ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
+        let r = row(
+            info("endpointslices"),
+            &slice,
+            false,
+            false,
+            chrono::Utc::now(),
+        );
+        assert_eq!(
+            &r[..4],
+            &[
+                "web",
+                "IPv4",
+                "8080,metrics",
+                "10.0.0.1,10.0.0.3,10.0.0.4 + 1 more..."
+            ]
+        );
+        let empty = json!({"metadata": {"name": "ext"}, "addressType": "IPv4", "endpoints": []});
+        let r = row(
+            info("endpointslices"),
+            &empty,
+            false,
+            false,
+            chrono::Utc::now(),
+        );
+        assert_eq!(&r[2..4], &["<unset>", "<unset>"]);
+    }
+
+    #[test]
+    fn an_ingress_row_shows_class_hosts_address_and_ports() {
+        let ing = json!({"metadata": {"name": "web"}, "spec": {"ingressClassName": "ketch",
+            "rules": [{"host": "a.example"}, {"host": "b.example"}, {}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}});
+        assert_eq!(
+            headers(info("ing"), false, false),
+            ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+        );
+        let r = row(info("ing"), &ing, false, false, chrono::Utc::now());
+        assert_eq!(
+            &r[..5],
+            &["web", "ketch", "a.example,b.example", "127.0.0.1", "80"]
+        );
+        let bare = json!({"metadata": {"name": "x"}, "spec": {"defaultBackend": {}}});
+        let r = row(info("ing"), &bare, false, false, chrono::Utc::now());
+        assert_eq!(&r[..5], &["x", "<none>", "*", "", "80"]);
     }
 }

@@ -1020,6 +1020,9 @@ mod tests {
                     } => self.rs_mut(&replica_set.uid).status = Some(status),
                     Action::UpdateDeploymentStatus { status, .. } => self.d.status = Some(*status),
                     Action::RequeueAfter(_) | Action::RemoveFinalizer { .. } => {}
+                    Action::CreateEndpointSlice(_) | Action::UpdateEndpointSlice { .. } => {
+                        panic!("a Deployment plan never touches EndpointSlices: {action:?}")
+                    }
                 }
             }
         }

@@ -23,6 +23,7 @@
 //! Timestamps (`now`, `creationTimestamp`, condition times) are RFC 3339 strings.
 
 pub mod deployment;
+pub mod endpointslice;
 pub mod gc;
 pub mod node_lifecycle;
 pub mod replicaset;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ketch_api::apps::{DeploymentStatus, ReplicaSet, ReplicaSetStatus};
 use ketch_api::core::Pod;
+use ketch_api::discovery::EndpointSlice;
 use ketch_api::meta::{ObjectMeta, OwnerReference};
 
 /// Identifies the object an action applies to. `uid` is a precondition for the write.
@@ -67,6 +69,10 @@ impl ObjectKey {
     pub fn deployment(meta: &ObjectMeta) -> Self {
         Self::new("apps/v1", "Deployment", meta)
     }
+
+    pub fn endpoint_slice(meta: &ObjectMeta) -> Self {
+        Self::new("discovery.k8s.io/v1", "EndpointSlice", meta)
+    }
 }
 
 /// How a delete treats the object's dependents (`deleteOptions.propagationPolicy`).
@@ -85,6 +91,13 @@ pub enum Action {
     /// Create a pod (usually with `generateName`, so the server picks the name).
     CreatePod(Box<Pod>),
     CreateReplicaSet(Box<ReplicaSet>),
+    CreateEndpointSlice(Box<EndpointSlice>),
+    /// Make `slice` carry `desired`'s labels (added; others are kept), address type,
+    /// endpoints and ports.
+    UpdateEndpointSlice {
+        slice: ObjectKey,
+        desired: Box<EndpointSlice>,
+    },
     /// Set `spec.replicas` of a ReplicaSet.
     ScaleReplicaSet {
         replica_set: ObjectKey,

@@ -103,6 +103,26 @@ pub async fn execute(
                 .await?;
             out.record(info.kind, &created);
         }
+        Action::CreateEndpointSlice(slice) => {
+            let info = &ketch_api::resource::ENDPOINTSLICES;
+            // A 409 AlreadyExists means the cache has not shown an earlier create yet: the
+            // error requeues, and the next plan updates it instead.
+            let created = client
+                .create(info, slice.metadata.namespace.as_deref(), &to_value(&slice))
+                .await?;
+            out.record(info.kind, &created);
+        }
+        Action::UpdateEndpointSlice { slice, desired } => {
+            // Lists are replaced whole by a merge patch, so an emptied list must be sent as
+            // `[]` (the object's serializer would omit it).
+            let p = json!({
+                "metadata": {"uid": slice.uid, "labels": desired.metadata.labels},
+                "addressType": desired.address_type,
+                "endpoints": desired.endpoints,
+                "ports": desired.ports,
+            });
+            patch(client, &slice, p, out).await?;
+        }
         Action::ScaleReplicaSet {
             replica_set,
             replicas,

@@ -1,12 +1,14 @@
-//! The ReplicaSet, Deployment and garbage-collector reconcilers: gather a plan's inputs from
-//! the informers, call the pure `plan`, execute it, and wait until the caches show the writes.
+//! The ReplicaSet, Deployment, EndpointSlice and garbage-collector reconcilers: gather a
+//! plan's inputs from the informers, call the pure `plan`, execute it, and wait until the
+//! caches show the writes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ketch_api::apps::{Deployment, ReplicaSet};
-use ketch_api::core::Pod;
+use ketch_api::core::{Pod, Service};
+use ketch_api::discovery::EndpointSlice;
 use ketch_api::meta::{ObjectMeta, OwnerReference};
 use ketch_api::resource::Resource;
 use ketch_api::selector::Selector;
@@ -19,7 +21,7 @@ use super::informer::{Change, Informer, key_of};
 use super::queue::{Reconciler, Requeue, WorkQueue};
 use super::{Error, now};
 use crate::controllers::gc::GcObject;
-use crate::controllers::{Action, controller_ref, deployment, gc, replicaset};
+use crate::controllers::{Action, controller_ref, deployment, endpointslice, gc, replicaset};
 
 /// How long a reconcile waits for the caches to show its own writes before giving up and
 /// planning again later.
@@ -31,9 +33,40 @@ pub struct Caches {
     pub pods: Informer<Pod>,
     pub replica_sets: Informer<ReplicaSet>,
     pub deployments: Informer<Deployment>,
+    pub services: Informer<Service>,
+    pub endpoint_slices: Informer<EndpointSlice>,
 }
 
 impl Caches {
+    /// Starts every informer.
+    pub fn start(client: &Client) -> Caches {
+        Caches {
+            pods: Informer::start(client),
+            replica_sets: Informer::start(client),
+            deployments: Informer::start(client),
+            services: Informer::start(client),
+            endpoint_slices: Informer::start(client),
+        }
+    }
+
+    /// Waits until every informer has listed.
+    pub async fn synced(&self) {
+        self.pods.synced().await;
+        self.replica_sets.synced().await;
+        self.deployments.synced().await;
+        self.services.synced().await;
+        self.endpoint_slices.synced().await;
+    }
+
+    /// Stops every informer's watch.
+    pub fn stop(&self) {
+        self.pods.stop();
+        self.replica_sets.stop();
+        self.deployments.stop();
+        self.services.stop();
+        self.endpoint_slices.stop();
+    }
+
     /// Waits until each cache reflects what `out` wrote.
     async fn catch_up(&self, out: &Outcome) -> bool {
         let t = READ_YOUR_WRITES_TIMEOUT;
@@ -45,6 +78,11 @@ impl Caches {
             && self
                 .deployments
                 .wait_for(out.rv(Deployment::INFO.kind), t)
+                .await
+            && self.services.wait_for(out.rv(Service::INFO.kind), t).await
+            && self
+                .endpoint_slices
+                .wait_for(out.rv(EndpointSlice::INFO.kind), t)
                 .await
     }
 
@@ -113,11 +151,40 @@ impl Reconciler for DeploymentController {
     }
 }
 
+pub struct EndpointSliceController {
+    pub client: Client,
+    pub caches: Caches,
+}
+
+impl Reconciler for EndpointSliceController {
+    const NAME: &'static str = "endpointslice";
+
+    /// `key` is a Service's `namespace/name`. A Service that is gone needs nothing: its
+    /// slice is controlled by it, so the garbage collector deletes the slice.
+    async fn reconcile(self: Arc<Self>, key: String) -> Result<Requeue, Error> {
+        let Some(svc) = self.caches.services.get(&key) else {
+            return Ok(Requeue::AwaitChange);
+        };
+        let ns = svc.metadata.namespace();
+        let pods = self.caches.pods.list(Some(ns));
+        let slices = self.caches.endpoint_slices.list(Some(ns));
+        let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+        let plan = endpointslice::plan(&svc, pods.iter().map(|p| &**p), &slices);
+        if plan.is_empty() {
+            return Ok(Requeue::AwaitChange);
+        }
+        let out = actions::execute_plan(&self.client, plan, None).await;
+        self.caches.finish(out).await
+    }
+}
+
 /// The kinds the collector sees; owner references to any other kind are left alone.
-const GC_KINDS: [(&str, &str); 3] = [
+const GC_KINDS: [(&str, &str); 5] = [
     ("apps/v1", "Deployment"),
     ("apps/v1", "ReplicaSet"),
     ("v1", "Pod"),
+    ("v1", "Service"),
+    ("discovery.k8s.io/v1", "EndpointSlice"),
 ];
 
 fn collected_kind(r: &OwnerReference) -> bool {
@@ -155,6 +222,17 @@ impl GcController {
         }
         for p in self.caches.pods.list(None) {
             add(&mut objects, "v1", "Pod", &p.metadata);
+        }
+        for svc in self.caches.services.list(None) {
+            add(&mut objects, "v1", "Service", &svc.metadata);
+        }
+        for s in self.caches.endpoint_slices.list(None) {
+            add(
+                &mut objects,
+                "discovery.k8s.io/v1",
+                "EndpointSlice",
+                &s.metadata,
+            );
         }
         objects
     }
@@ -367,6 +445,50 @@ pub fn deployment_keys_of_pod(c: &Change<Pod>, rss: &Informer<ReplicaSet>) -> Ha
         .and_then(|k| rss.get(&k))
         .and_then(|rs| controller_key(&rs.metadata, Deployment::INFO.kind))
         .into_iter()
+        .collect()
+}
+
+/// A Service change enqueues that Service.
+pub fn service_keys_of_service(c: &Change<Service>) -> HashSet<String> {
+    HashSet::from([key_of(&**c.object())])
+}
+
+/// A change of a slice the controller manages enqueues its Service, so an edited or deleted
+/// slice is put back. Users' slices enqueue nothing.
+pub fn service_keys_of_slice(c: &Change<EndpointSlice>) -> HashSet<String> {
+    versions(c)
+        .filter(|s| endpointslice::is_managed(s))
+        .filter_map(|s| {
+            endpointslice::service_name(s).map(|svc| format!("{}/{svc}", s.metadata.namespace()))
+        })
+        .collect()
+}
+
+/// A Pod change enqueues the Services of its namespace whose selector matches its labels
+/// before or after the change (so a Pod that stops matching leaves the slice too). Updates
+/// that change nothing a slice shows are skipped. The Services of one namespace are a range
+/// of the informer's ordered map, so this is a scan of that namespace's Services only.
+pub fn service_keys_of_pod(c: &Change<Pod>, services: &Informer<Service>) -> HashSet<String> {
+    if let Change::Upsert {
+        old: Some(old),
+        new,
+    } = c
+        && !endpointslice::pod_change_matters(old, new)
+    {
+        return HashSet::new();
+    }
+    let ns = c.object().metadata.namespace();
+    let pods: Vec<&Arc<Pod>> = versions(c).collect();
+    services
+        .list(Some(ns))
+        .iter()
+        .filter(|svc| {
+            endpointslice::service_selector(svc).is_some_and(|sel| {
+                pods.iter()
+                    .any(|p| endpointslice::selects(sel, &p.metadata.labels))
+            })
+        })
+        .map(|svc| key_of(&**svc))
         .collect()
 }
 

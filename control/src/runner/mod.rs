@@ -39,7 +39,8 @@ use ketch_client::Client;
 use tokio::task::JoinSet;
 
 use self::controllers::{
-    Caches, DeploymentController, GC_KEY, GcController, ReplicaSetController, feed,
+    Caches, DeploymentController, EndpointSliceController, GC_KEY, GcController,
+    ReplicaSetController, feed,
 };
 use self::informer::{Informer, key_of};
 use self::queue::{Reconciler, WorkQueue};
@@ -90,7 +91,8 @@ pub struct ControlOptions {
 /// Workers per keyed controller: different keys reconcile in parallel.
 const WORKERS: usize = 4;
 
-/// The running scheduler, ReplicaSet and Deployment controllers and garbage collector.
+/// The running scheduler, ReplicaSet, Deployment and EndpointSlice controllers and garbage
+/// collector.
 pub struct ControlPlane {
     /// Trigger feeds and the scheduler: they run until aborted.
     tasks: JoinSet<()>,
@@ -109,11 +111,7 @@ impl ControlPlane {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn start(client: Client, opts: ControlOptions) -> ControlPlane {
-        let caches = Caches {
-            pods: Informer::start(&client),
-            replica_sets: Informer::start(&client),
-            deployments: Informer::start(&client),
-        };
+        let caches = Caches::start(&client);
         let nodes = Informer::<Node>::start(&client);
         let mut tasks = JoinSet::new();
         let mut ctrls = JoinSet::new();
@@ -148,6 +146,24 @@ impl ControlPlane {
             controllers::deployment_keys_of_pod(c, &rss)
         }));
 
+        // EndpointSlices, keyed by Service: Service changes, changes of the slices the
+        // controller manages, and Pods that (stop to) match a Service's selector.
+        let eps_queue = WorkQueue::new();
+        tasks.spawn(feed(
+            caches.services.subscribe(),
+            eps_queue.clone(),
+            controllers::service_keys_of_service,
+        ));
+        tasks.spawn(feed(
+            caches.endpoint_slices.subscribe(),
+            eps_queue.clone(),
+            controllers::service_keys_of_slice,
+        ));
+        let svcs = caches.services.clone();
+        tasks.spawn(feed(caches.pods.subscribe(), eps_queue.clone(), move |c| {
+            controllers::service_keys_of_pod(c, &svcs)
+        }));
+
         // The collector: any change of any collected kind.
         let gc_queue = WorkQueue::new();
         tasks.spawn(feed(
@@ -162,6 +178,16 @@ impl ControlPlane {
         ));
         tasks.spawn(feed(
             caches.deployments.subscribe(),
+            gc_queue.clone(),
+            controllers::gc_keys,
+        ));
+        tasks.spawn(feed(
+            caches.services.subscribe(),
+            gc_queue.clone(),
+            controllers::gc_keys,
+        ));
+        tasks.spawn(feed(
+            caches.endpoint_slices.subscribe(),
             gc_queue.clone(),
             controllers::gc_keys,
         ));
@@ -186,6 +212,18 @@ impl ControlPlane {
         start_controller(&mut ctrls, d, d_queue.clone(), caches.clone(), move || {
             initial.list(None).iter().map(|o| key_of(&**o)).collect()
         });
+        let eps = Arc::new(EndpointSliceController {
+            client: client.clone(),
+            caches: caches.clone(),
+        });
+        let initial = caches.services.clone();
+        start_controller(
+            &mut ctrls,
+            eps,
+            eps_queue.clone(),
+            caches.clone(),
+            move || initial.list(None).iter().map(|o| key_of(&**o)).collect(),
+        );
         let gc = Arc::new(GcController {
             client: client.clone(),
             caches: caches.clone(),
@@ -209,7 +247,7 @@ impl ControlPlane {
         ControlPlane {
             tasks,
             controllers: ctrls,
-            queues: vec![rs_queue, d_queue, gc_queue],
+            queues: vec![rs_queue, d_queue, eps_queue, gc_queue],
             caches,
             nodes,
             leases,
@@ -232,9 +270,7 @@ impl ControlPlane {
         }
         self.controllers.shutdown().await;
         self.tasks.shutdown().await;
-        self.caches.pods.stop();
-        self.caches.replica_sets.stop();
-        self.caches.deployments.stop();
+        self.caches.stop();
         self.nodes.stop();
         self.leases.stop();
     }
@@ -279,9 +315,7 @@ fn start_controller<R: Reconciler>(
     initial: impl FnOnce() -> Vec<String> + Send + 'static,
 ) {
     tasks.spawn(async move {
-        caches.pods.synced().await;
-        caches.replica_sets.synced().await;
-        caches.deployments.synced().await;
+        caches.synced().await;
         for k in initial() {
             queue.add(k);
         }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ketch_api::apps::{Deployment, ReplicaSet};
 use ketch_api::core::{Event, Pod};
-use ketch_api::resource::{CONFIGMAPS, DEPLOYMENTS, NODES, PODS};
+use ketch_api::discovery::EndpointSlice;
+use ketch_api::resource::{CONFIGMAPS, DEPLOYMENTS, NODES, PODS, SERVICES};
 use ketch_client::{Client, ListParams};
 use serde_json::{Value, json};
 
@@ -169,6 +170,7 @@ async fn kubelet(client: Client) {
                     "metadata": {"resourceVersion": p.metadata.resource_version},
                     "status": {
                         "phase": "Running",
+                        "podIP": "127.0.0.1",
                         "startTime": now,
                         "conditions": conditions,
                         "containerStatuses": [{
@@ -491,5 +493,143 @@ async fn foreground_and_orphan_deletion_are_carried_out_by_the_collector() {
     .await;
     // The orphaned ReplicaSet keeps its pod.
     assert_eq!(c.pods().await.len(), 1);
+    c.stop().await;
+}
+
+fn service(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+fn node_ports(svc: &Value) -> Vec<i64> {
+    svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["nodePort"].as_i64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ports_are_unique_under_concurrent_creates_and_survive_a_reapply() {
+    let c = Cluster::start().await;
+    // Concurrent creates are group-committed into the same raft entries: each still gets its
+    // own port, the lowest ones free.
+    let creates = (0..8).map(|i| {
+        let client = c.client.clone();
+        async move {
+            let spec = json!({"type": "NodePort", "ports": [{"port": 80}]});
+            client
+                .create(
+                    &SERVICES,
+                    Some("default"),
+                    &service(&format!("np-{i}"), spec),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    let created = futures_util::future::join_all(creates).await;
+    let mut ports: Vec<i64> = created.iter().flat_map(node_ports).collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (30000..30008).collect::<Vec<_>>());
+
+    // An explicit port another Service holds is refused, naming the field.
+    let taken = json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30003}]});
+    let err = c
+        .client
+        .create(&SERVICES, Some("default"), &service("dup", taken))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(422));
+    assert!(
+        err.to_string().contains(
+            "spec.ports[0].nodePort: Invalid value: 30003: provided port is already allocated"
+        ),
+        "{err}"
+    );
+
+    // Re-applying the ports without node ports (a merge patch replaces the list) keeps them.
+    let before = node_ports(
+        &c.client
+            .get(&SERVICES, Some("default"), "np-0")
+            .await
+            .unwrap(),
+    );
+    let patched = c
+        .client
+        .merge_patch(
+            &SERVICES,
+            Some("default"),
+            "np-0",
+            &json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(node_ports(&patched), before);
+    // Turning it into a ClusterIP Service drops the node port instead of failing validation.
+    let patched = c
+        .client
+        .merge_patch(
+            &SERVICES,
+            Some("default"),
+            "np-0",
+            &json!({"spec": {"type": "ClusterIP"}}),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(node_ports(&patched).is_empty(), "{patched}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_slice_follows_the_ready_pods_of_a_service_and_goes_with_it() {
+    let c = Cluster::start().await;
+    c.client
+        .create(&DEPLOYMENTS, Some("default"), &deployment("web", 2, "1"))
+        .await
+        .unwrap();
+    let spec = json!({"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]});
+    c.client
+        .create(&SERVICES, Some("default"), &service("web", spec))
+        .await
+        .unwrap();
+    let slices = c.client.api::<EndpointSlice>(Some("default"));
+    let slice = eventually("a slice with two ready endpoints", || async {
+        let s = slices.get("web").await.ok()?;
+        (s.endpoints.len() == 2 && s.endpoints.iter().all(|e| e.is_ready())).then_some(s)
+    })
+    .await;
+    assert_eq!(slice.ports[0].port, Some(8080));
+    // Converged: the controller does not keep rewriting an up-to-date slice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = slices.get("web").await.unwrap();
+    assert_eq!(
+        later.metadata.resource_version,
+        slice.metadata.resource_version
+    );
+    assert!(slice.endpoints.iter().all(|e| {
+        e.node_name.is_some()
+            && e.target_ref
+                .as_ref()
+                .and_then(|t| t.name.as_ref())
+                .is_some()
+    }));
+
+    // Deleting the Service deletes its slice (the collector follows the owner reference).
+    c.client
+        .delete(&SERVICES, Some("default"), "web")
+        .await
+        .unwrap();
+    eventually("the slice collected", || async {
+        slices
+            .get("web")
+            .await
+            .err()
+            .filter(|e| e.code() == Some(404))
+    })
+    .await;
     c.stop().await;
 }

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use ketch_api::FieldError;
 use ketch_api::decode::Invalid;
 use ketch_api::resource::ResourceInfo;
 use serde_json::json;
@@ -66,6 +67,15 @@ impl ApiError {
                 message,
             },
             WriteError::Invalid(message) => ApiError::BadRequest(message),
+            WriteError::FieldInvalid {
+                field,
+                value,
+                detail,
+            } => ApiError::Invalid(Invalid {
+                kind: info.group_kind(),
+                name: name.to_string(),
+                errors: vec![FieldError::invalid(field, value, detail)],
+            }),
         }
     }
 

@@ -10,8 +10,9 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ketch_api::decode::{admit, parse_documents};
-use ketch_api::resource::{RESOURCES, ResourceInfo};
+use ketch_api::core::Service;
+use ketch_api::decode::{Invalid, admit, parse_documents};
+use ketch_api::resource::{RESOURCES, ResourceInfo, SERVICES};
 use ketch_api::selector::Selector;
 use serde_json::{Value, json};
 
@@ -20,6 +21,7 @@ use super::auth::Attributes;
 use super::error::ApiError;
 use super::fields::FieldSelector;
 use super::metrics::{RequestLabels, VerbLabels};
+use super::nodeports;
 use super::path::{PodSub, ResourcePath, key_of, parse};
 use crate::attrs::{Attrs, attrs_of};
 use crate::store::command::{Applied, UpdateScope, Write};
@@ -452,7 +454,8 @@ async fn create(
         .is_none_or(str::is_empty)
         .then(|| meta_str(&obj, "generateName").map(str::to_string))
         .flatten();
-    // A generated name can collide; retry a few times as Kubernetes' clients would.
+    // A generated name can collide, and so can a node port chosen concurrently with another
+    // write: retry a few times, as Kubernetes' clients would.
     for attempt in 0..5 {
         let mut candidate = obj.clone();
         if let Some(prefix) = &generate {
@@ -461,6 +464,7 @@ async fn create(
         }
         let admitted = admit(path.info, candidate)?;
         let name = meta_str(&admitted, "name").unwrap_or_default().to_string();
+        let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, true).await?;
         let key = key_of(path.info, path.namespace.as_deref(), Some(&name));
         match submit(
             st,
@@ -474,6 +478,7 @@ async fn create(
         .await
         {
             Err(ApiError::AlreadyExists { .. }) if generate.is_some() && attempt < 4 => continue,
+            Err(e) if lost_node_port_race(&e) && attempt < 4 => continue,
             Err(e) => return Err(e),
             Ok(applied) => return Ok(json_response(headers, StatusCode::CREATED, &applied.object)),
         }
@@ -619,19 +624,113 @@ async fn update(
     place_in_namespace(&mut obj, path)?;
     let name = path.name.clone().unwrap_or_default();
     meta_mut(&mut obj)?.insert("name".into(), json!(name));
+    if is_service_spec(path) {
+        st.store.read_barrier().await?;
+        if let Some(current) = st.store.get(&path.key())? {
+            nodeports::drop_stale_node_ports(&mut obj, &current);
+        }
+    }
     let admitted = admit(path.info, obj)?;
-    let applied = submit(
-        st,
-        Write::Update {
-            key: path.key(),
-            object: admitted,
-            scope: scope_for(path),
-        },
-        path.info,
-        &name,
-    )
-    .await?;
-    Ok(json_response(headers, StatusCode::OK, &applied.object))
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (object, _reserved) =
+            assign_node_ports(st, path, &name, admitted.clone(), false).await?;
+        let result = submit(
+            st,
+            Write::Update {
+                key: path.key(),
+                object,
+                scope: scope_for(path),
+            },
+            path.info,
+            &name,
+        )
+        .await;
+        match result {
+            Err(e) if lost_node_port_race(&e) && attempt < 5 => continue,
+            Err(e) => return Err(e),
+            Ok(applied) => return Ok(json_response(headers, StatusCode::OK, &applied.object)),
+        }
+    }
+}
+
+/// A write through the main endpoint of `services` (the only kind with node ports).
+fn is_service_spec(path: &ResourcePath) -> bool {
+    path.info.plural == SERVICES.plural && !path.status
+}
+
+/// For a Service spec write, fills in node ports (see [`nodeports`]) from a fresh read of
+/// every stored Service, and reserves the ones it chose until the returned guard is dropped
+/// (keep it until the write's result is in). Anything else passes through. `creating`
+/// ignores a stored namesake (the create fails on it anyway) instead of inheriting its ports.
+async fn assign_node_ports<'s>(
+    st: &'s ApiState,
+    path: &ResourcePath,
+    name: &str,
+    admitted: Value,
+    creating: bool,
+) -> Result<(Value, nodeports::Reserved<'s>), ApiError> {
+    let nothing = || st.node_ports.hold(Vec::new());
+    if !is_service_spec(path) {
+        return Ok((admitted, nothing()));
+    }
+    let mut svc: Service = serde_json::from_value(admitted)
+        .map_err(|e| ApiError::Internal(format!("an admitted Service does not decode: {e}")))?;
+    let node_port = svc
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.type_.as_deref() == Some("NodePort"));
+    let reserved = if node_port {
+        st.store.read_barrier().await?;
+        // The read and the choice happen under the lock (no await inside), so a concurrent
+        // write either sees our reservation or, once it is released, our stored result.
+        let mut reservations = st.node_ports.lock();
+        let (_, stored) = st.store.list(&key_of(path.info, None, None))?;
+        let ns = path.namespace.as_deref().unwrap_or("");
+        let mut held = nodeports::held_by_others(&stored, (ns, name));
+        held.extend(reservations.iter().copied());
+        let previous: Option<Service> = if creating {
+            None
+        } else {
+            st.store
+                .get(&path.key())?
+                .and_then(|v| serde_json::from_value(v).ok())
+        };
+        let assigned = nodeports::assign(&mut svc, previous.as_ref(), &held).map_err(|e| {
+            ApiError::Invalid(Invalid {
+                kind: path.info.group_kind(),
+                name: name.to_string(),
+                errors: vec![e.field_error()],
+            })
+        })?;
+        let ports: Vec<i64> = svc
+            .spec
+            .as_ref()
+            .map(|s| {
+                assigned
+                    .iter()
+                    .filter_map(|i| s.ports.get(*i)?.node_port.map(i64::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        reservations.extend(ports.iter().copied());
+        drop(reservations);
+        st.node_ports.hold(ports)
+    } else {
+        nothing()
+    };
+    let value = serde_json::to_value(&svc)
+        .map_err(|e| ApiError::Internal(format!("encoding a Service: {e}")))?;
+    Ok((value, reserved))
+}
+
+/// Whether the store refused a write because another write took one of its node ports
+/// between our read and its commit: choosing again from a fresh read resolves it (and an
+/// explicitly requested port is then reported by the pre-check in [`assign_node_ports`]).
+fn lost_node_port_race(e: &ApiError) -> bool {
+    matches!(e, ApiError::Invalid(inv)
+        if inv.errors.iter().any(|f| f.detail == crate::store::apply::NODE_PORT_ALLOCATED))
 }
 
 /// RFC 7386 JSON merge patch.
@@ -709,7 +808,11 @@ async fn patch(
         }
         check_name(&next, path)?;
         place_in_namespace(&mut next, path)?;
+        if is_service_spec(path) {
+            nodeports::drop_stale_node_ports(&mut next, &current);
+        }
         let admitted = admit(path.info, next)?;
+        let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, false).await?;
         let result = submit(
             st,
             Write::Update {
@@ -723,6 +826,7 @@ async fn patch(
         .await;
         match result {
             Err(ApiError::Conflict { .. }) if !explicit_rv && attempts < 5 => continue,
+            Err(e) if lost_node_port_race(&e) && attempts < 5 => continue,
             Err(e) => return Err(e),
             Ok(applied) => return Ok(json_response(headers, StatusCode::OK, &applied.object)),
         }

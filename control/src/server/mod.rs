@@ -9,6 +9,7 @@ pub mod error;
 pub mod fields;
 pub mod handlers;
 pub mod metrics;
+pub mod nodeports;
 pub mod path;
 pub mod proxy;
 pub mod watch;
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub http: reqwest::Client,
     /// Bearer token presented to node agents (the admin token until node credentials exist).
     pub agent_token: String,
+    /// Node ports chosen for Service writes in flight (see [`nodeports`]).
+    pub node_ports: nodeports::Reservations,
 }
 
 /// The whole HTTP surface of a server.
@@ -119,12 +122,16 @@ async fn api_versions() -> axum::Json<serde_json::Value> {
 }
 
 async fn api_groups() -> axum::Json<serde_json::Value> {
-    let mut groups: Vec<(&str, &str)> = ketch_api::resource::RESOURCES
+    // First occurrence order, without assuming a group's kinds are adjacent in the table.
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in ketch_api::resource::RESOURCES
         .iter()
         .filter(|r| !r.group.is_empty())
-        .map(|r| (r.group, r.version))
-        .collect();
-    groups.dedup();
+    {
+        if !groups.contains(&(r.group, r.version)) {
+            groups.push((r.group, r.version));
+        }
+    }
     let groups: Vec<_> = groups
         .into_iter()
         .map(|(g, v)| {
@@ -261,6 +268,7 @@ impl Server {
                 .build()
                 .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
             agent_token: token.clone(),
+            node_ports: nodeports::Reservations::default(),
         });
         ensure_default_namespace(&batcher).await?;
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

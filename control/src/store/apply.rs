@@ -102,6 +102,62 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
     }
 }
 
+/// What Kubernetes says when a Service asks for a nodePort another Service holds.
+pub const NODE_PORT_ALLOCATED: &str = "provided port is already allocated";
+
+/// Store keys of Services start with this (`services/{namespace}/{name}`).
+pub const SERVICES_PREFIX: &str = "services/";
+
+/// The `(index, nodePort)` pairs a write claims: only a spec write of a Service claims node
+/// ports (a `/status` write keeps the stored spec).
+///
+/// Node ports are unique across all Services, a cross-object invariant the per-key
+/// [`apply_write`] cannot see. The state machine checks it with [`check_node_ports`] in the
+/// same (raft-ordered) apply, so two concurrent creates that picked the same port cannot both
+/// succeed; the API server's allocation is only a best guess made before proposing.
+pub fn claimed_node_ports(write: &Write) -> Vec<(usize, i64)> {
+    let object = match write {
+        Write::Create { key, object } if key.starts_with(SERVICES_PREFIX) => object,
+        Write::Update {
+            key, object, scope, ..
+        } if key.starts_with(SERVICES_PREFIX) && *scope != UpdateScope::Status => object,
+        _ => return Vec::new(),
+    };
+    node_ports_of(object)
+}
+
+/// The `(index, nodePort)` pairs of a stored Service (`spec.ports[*].nodePort`, 0 = none).
+pub fn node_ports_of(service: &Value) -> Vec<(usize, i64)> {
+    service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| Some((i, p.get("nodePort")?.as_i64()?)))
+                .filter(|(_, np)| *np != 0)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Refuses a write claiming a node port in `held_by_others` (the node ports of every other
+/// stored Service), naming the first offending field.
+pub fn check_node_ports(
+    claimed: &[(usize, i64)],
+    held_by_others: &std::collections::HashSet<i64>,
+) -> Result<(), WriteError> {
+    match claimed.iter().find(|(_, np)| held_by_others.contains(np)) {
+        Some((i, np)) => Err(WriteError::FieldInvalid {
+            field: format!("spec.ports[{i}].nodePort"),
+            value: np.to_string(),
+            detail: NODE_PORT_ALLOCATED.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 fn changed(object: Value, event: EventType) -> Decision {
     Ok((
         Applied {
@@ -363,6 +419,36 @@ mod tests {
         let (res, m) = apply_write(Some(&marked), &w, 6);
         assert_eq!(res.unwrap().event, Some(EventType::Deleted));
         assert_eq!(m, Some(Mutation::Remove));
+    }
+
+    #[test]
+    fn only_service_spec_writes_claim_node_ports_and_a_held_port_is_refused_by_field() {
+        let svc = json!({"metadata": {"name": "b"}, "spec": {"type": "NodePort", "ports": [
+            {"port": 80, "nodePort": 30001}, {"port": 81}, {"port": 82, "nodePort": 30080}]}});
+        let create = Write::Create {
+            key: "services/default/b".into(),
+            object: svc.clone(),
+        };
+        assert_eq!(claimed_node_ports(&create), vec![(0, 30001), (2, 30080)]);
+        let status = Write::Update {
+            key: "services/default/b".into(),
+            object: svc.clone(),
+            scope: UpdateScope::Status,
+        };
+        assert!(claimed_node_ports(&status).is_empty());
+        let not_a_service = Write::Create {
+            key: "configmaps/default/b".into(),
+            object: svc,
+        };
+        assert!(claimed_node_ports(&not_a_service).is_empty());
+
+        let held = std::collections::HashSet::from([30080]);
+        let err = check_node_ports(&claimed_node_ports(&create), &held).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.ports[2].nodePort: Invalid value: 30080: provided port is already allocated"
+        );
+        assert!(check_node_ports(&[(0, 30001)], &held).is_ok());
     }
 
     #[test]

@@ -96,6 +96,15 @@ pub enum WriteError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A field whose value conflicts with other stored objects (a Service's nodePort another
+    /// Service holds), reported like a validation error: `{field}: Invalid value: {value}:
+    /// {detail}`.
+    #[error("{field}: Invalid value: {value}: {detail}")]
+    FieldInvalid {
+        field: String,
+        value: String,
+        detail: String,
+    },
 }
 
 /// What applying one [`Batch`] returns: one result per write, in order.

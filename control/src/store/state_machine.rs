@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::apply::{Mutation, apply_write};
+use super::apply::{self, Mutation, apply_write};
 use super::command::{Batch, BatchResult, EventType};
 use super::db::{DbError, blocking, get_json, put_json};
 use super::types::{
@@ -162,6 +162,14 @@ fn apply_entries(
                     let mut out = Vec::with_capacity(writes.len());
                     for write in writes {
                         let key = write.key();
+                        let claimed = apply::claimed_node_ports(&write);
+                        if !claimed.is_empty() {
+                            let held = node_ports_held_by_others(&objects, key)?;
+                            if let Err(e) = apply::check_node_ports(&claimed, &held) {
+                                out.push(Err(e));
+                                continue;
+                            }
+                        }
                         let current: Option<Value> = match objects.get(key)? {
                             Some(v) => Some(serde_json::from_slice(v.value())?),
                             None => None,
@@ -204,6 +212,30 @@ fn apply_entries(
     }
     txn.commit()?;
     Ok((results, events))
+}
+
+/// The node ports of every stored Service except the one at `own_key`. A scan of the
+/// Services, paid only by Service writes that carry node ports (rare, and Services are few
+/// next to Pods); it runs inside the apply transaction, so it sees the earlier writes of the
+/// same batch.
+fn node_ports_held_by_others(
+    objects: &impl ReadableTable<&'static str, &'static [u8]>,
+    own_key: &str,
+) -> Result<std::collections::HashSet<i64>, DbError> {
+    let mut held = std::collections::HashSet::new();
+    for item in objects.range::<&str>(apply::SERVICES_PREFIX..)? {
+        let (k, v) = item?;
+        let k = k.value();
+        if !k.starts_with(apply::SERVICES_PREFIX) {
+            break;
+        }
+        if k == own_key {
+            continue;
+        }
+        let service: Value = serde_json::from_slice(v.value())?;
+        held.extend(apply::node_ports_of(&service).into_iter().map(|(_, np)| np));
+    }
+    Ok(held)
 }
 
 fn build_snapshot(db: &Database) -> Result<(SnapshotMeta, Vec<u8>), DbError> {

@@ -358,3 +358,47 @@ async fn a_learner_catches_up_over_http_from_a_snapshot_and_the_log() {
     h1.abort();
     h2.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_port_is_held_by_one_service_even_within_one_batch() {
+    let dir = TempDir::new().unwrap();
+    let (store, _hub) = open_single(dir.path()).await;
+    let svc = |ns: &str, name: &str, node_port: i64| Write::Create {
+        key: format!("services/{ns}/{name}"),
+        object: json!({"kind": "Service", "metadata": {"name": name, "namespace": ns},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]}}),
+    };
+    // Two creates that picked the same port from the same read travel in one entry.
+    let res = store
+        .propose(Batch(vec![
+            svc("a", "web", 30080),
+            svc("b", "web", 30080),
+            svc("b", "api", 30081),
+        ]))
+        .await
+        .unwrap();
+    assert!(res.0[0].is_ok());
+    assert_eq!(
+        res.0[1],
+        Err(WriteError::FieldInvalid {
+            field: "spec.ports[0].nodePort".into(),
+            value: "30080".into(),
+            detail: "provided port is already allocated".into(),
+        })
+    );
+    assert!(res.0[2].is_ok());
+    assert!(store.get("services/b/web").unwrap().is_none());
+    // A Service keeps its own port when it is updated.
+    let mut web = store.get("services/a/web").unwrap().unwrap();
+    web["spec"]["ports"][0]["targetPort"] = json!(8080);
+    let res = store
+        .propose(Batch(vec![Write::Update {
+            key: "services/a/web".into(),
+            object: web,
+            scope: UpdateScope::Spec,
+        }]))
+        .await
+        .unwrap();
+    assert!(res.0[0].is_ok(), "{:?}", res.0[0]);
+    store.shutdown().await.unwrap();
+}

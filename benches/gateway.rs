@@ -1,0 +1,543 @@
+//! Gateway benchmark: ketch's request path against `wasmtime serve`, measured with wrk.
+//!
+//! 1. The hello component (the HELLO test guest) through the ketch gateway vs `wasmtime
+//!    serve` of the same .wasm, both with the pooling allocator: requests/s, p50/p99, and the
+//!    server's CPU time per request. Runs alternate A B A B.
+//! 2. The same with 10 different apps (the guest with 10 distinct digests): one gateway
+//!    routing by Host vs 10 `wasmtime serve` processes (each wrk'd with a tenth of the
+//!    connections, summed).
+//! 3. Gateway overhead: a native hyper hello-world hit directly vs through the gateway (a
+//!    selector-less Service with a hand-written EndpointSlice), at 1 connection (latency)
+//!    and at the main connection count (throughput).
+//! 4. Deploy-to-first-response: create a hello Deployment + Service, poll the gateway until
+//!    the first 200; 20 runs.
+//!
+//! Servers are pinned to CPU 0 and wrk to CPU 1 (`taskset`) when the machine has 2+ CPUs.
+//! Needs `wrk` on PATH and wasmtime-cli 48.0.8 as `$WASMTIME` (default: `wasmtime` on PATH,
+//! then /work/tools/bin/wasmtime); the peer runs are skipped, saying so, without it.
+//! Run: `cargo bench --bench gateway` (env: `SECS` per run, default 10; `CONNS`, default 32).
+
+mod support;
+
+use support::{BenchServer, ms, pct};
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const HELLO: &str = ketch_test_guests::HELLO;
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins every thread of `pid` to `cpu` (no-op on a 1-CPU machine).
+fn pin(pid: u32, cpu: usize) {
+    if cpus() < 2 {
+        return;
+    }
+    let _ = Command::new("taskset")
+        .args(["-a", "-cp", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// utime + stime of a process, seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Wrk {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    requests: f64,
+    errors: f64,
+}
+
+fn parse_latency(v: &str) -> f64 {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1000.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(0.0) * mult
+}
+
+fn parse_wrk(out: &str) -> Wrk {
+    let mut w = Wrk::default();
+    for line in out.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            w.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            w.p50_us = parse_latency(v);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            w.p99_us = parse_latency(v);
+        } else if line.contains("requests in") {
+            w.requests = line
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0.0);
+        } else if line.starts_with("Non-2xx") || line.starts_with("Socket errors") {
+            w.errors += line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+    }
+    w
+}
+
+/// Starts wrk (pinned to CPU 1) against `url`; `script` is a Lua file for per-request Host
+/// headers.
+fn spawn_wrk(url: &str, conns: u32, secs: u32, host: Option<&str>, script: Option<&str>) -> Child {
+    let mut cmd = if cpus() >= 2 {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", "wrk"]);
+        c
+    } else {
+        Command::new("wrk")
+    };
+    cmd.args([
+        "-t1",
+        "-c",
+        &conns.to_string(),
+        "-d",
+        &format!("{secs}s"),
+        "--latency",
+    ]);
+    if let Some(h) = host {
+        cmd.args(["-H", &format!("Host: {h}")]);
+    }
+    if let Some(s) = script {
+        cmd.args(["-s", s]);
+    }
+    cmd.arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("wrk on PATH (apt-get install wrk)")
+}
+
+fn finish_wrk(child: Child) -> Wrk {
+    let out = child.wait_with_output().expect("wrk ran");
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// One wrk run against a server process; returns wrk's figures and the server's CPU µs per
+/// request.
+fn measure(pids: &[u32], runs: Vec<Child>) -> (Wrk, f64) {
+    let cpu0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let results: Vec<Wrk> = runs.into_iter().map(finish_wrk).collect();
+    let cpu1: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let total = Wrk {
+        rps: results.iter().map(|w| w.rps).sum(),
+        p50_us: results.iter().map(|w| w.p50_us).fold(0.0, f64::max),
+        p99_us: results.iter().map(|w| w.p99_us).fold(0.0, f64::max),
+        requests: results.iter().map(|w| w.requests).sum(),
+        errors: results.iter().map(|w| w.errors).sum(),
+    };
+    let cpu_us = if total.requests > 0.0 {
+        (cpu1 - cpu0) * 1e6 / total.requests
+    } else {
+        0.0
+    };
+    (total, cpu_us)
+}
+
+fn row(label: &str, w: Wrk, cpu_us: f64) {
+    println!(
+        "  {label:<28} {:>9.0} req/s   p50 {:>7.0} µs   p99 {:>7.0} µs   cpu {:>6.1} µs/req{}",
+        w.rps,
+        w.p50_us,
+        w.p99_us,
+        cpu_us,
+        if w.errors > 0.0 {
+            format!("   ({} errors)", w.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+fn wasmtime_bin() -> Option<String> {
+    let candidates = [
+        std::env::var("WASMTIME").ok(),
+        Some("wasmtime".to_string()),
+        Some("/work/tools/bin/wasmtime".to_string()),
+    ];
+    candidates.into_iter().flatten().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// `wasmtime serve` of `wasm` on `port`, pooling allocator on, pinned to CPU 0.
+fn wasmtime_serve(bin: &str, wasm: &str, port: u16) -> Child {
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "-O",
+            "pooling-allocator=y",
+            "-S",
+            "cli=y",
+            wasm,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn wasmtime serve");
+    pin(child.id(), 0);
+    child
+}
+
+/// Waits until `url` (with `host`) answers 200.
+async fn wait_200(http: &reqwest::Client, url: &str, host: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut req = http.get(url);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        if req.send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} ({host:?}) never answered 200"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn deployment(name: &str, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": format!("file:{image}")}]}}}})
+}
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
+}
+
+async fn deploy(server: &BenchServer, name: &str, image: &str) {
+    let c = &server.client;
+    let deployments = ketch_api::resource::lookup("deployments").unwrap();
+    let services = ketch_api::resource::lookup("services").unwrap();
+    c.create(deployments, Some("default"), &deployment(name, image))
+        .await
+        .unwrap();
+    c.create(services, Some("default"), &service(name))
+        .await
+        .unwrap();
+}
+
+/// `wasm` with a custom section appended: a valid component with a different digest, so
+/// each "app" is compiled and cached on its own.
+fn variant(wasm: &[u8], i: usize, dir: &std::path::Path) -> String {
+    let name = b"ketch-bench";
+    let payload = format!("variant {i}");
+    let mut section = vec![u8::try_from(name.len()).unwrap()];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(u8::try_from(section.len()).unwrap()); // LEB128 size (< 128)
+    out.extend_from_slice(&section);
+    let path = dir.join(format!("hello-{i}.wasm"));
+    std::fs::write(&path, out).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Child-process mode: a native hyper HTTP/1.1 hello-world on `port`.
+fn native_server(port: u16) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(b"hello from ketch\n"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+fn main() {
+    if let Ok(port) = std::env::var("KETCH_BENCH_NATIVE_PORT") {
+        native_server(port.parse().unwrap());
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let secs: u32 = env_or("SECS", 10);
+    let conns: u32 = env_or("CONNS", 32);
+    let http = reqwest::Client::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let wasmtime = wasmtime_bin();
+    println!(
+        "gateway benchmark: {} CPUs, servers on CPU 0, wrk on CPU 1, {conns} connections, {secs}s per run",
+        cpus()
+    );
+
+    // ketch: one all-in-one server with its gateway.
+    let gw_port = free_port();
+    let server = BenchServer::start(&["--gateway", &format!("127.0.0.1:{gw_port}")]).await;
+    pin(server.pid(), 0);
+    let gw = format!("http://127.0.0.1:{gw_port}/");
+    deploy(&server, "hello", HELLO).await;
+    wait_200(&http, &gw, Some("hello.default.ketch.localhost")).await;
+
+    // 1. hello: ketch vs wasmtime serve, A B A B.
+    println!("\n1. hello component, one app");
+    let wt_port = free_port();
+    let mut wt = wasmtime
+        .as_ref()
+        .map(|bin| wasmtime_serve(bin, HELLO, wt_port));
+    if wt.is_some() {
+        wait_200(&http, &format!("http://127.0.0.1:{wt_port}/"), None).await;
+    } else {
+        println!("  wasmtime-cli not found ($WASMTIME, PATH, /work/tools/bin): peer runs skipped");
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let (k, kcpu) = measure(
+            &[server.pid()],
+            vec![spawn_wrk(
+                &gw,
+                conns,
+                secs,
+                Some("hello.default.ketch.localhost"),
+                None,
+            )],
+        );
+        row(&format!("A{round} ketch gateway"), k, kcpu);
+        if let Some(w) = &wt {
+            let (p, pcpu) = measure(
+                &[w.id()],
+                vec![spawn_wrk(
+                    &format!("http://127.0.0.1:{wt_port}/"),
+                    conns,
+                    secs,
+                    None,
+                    None,
+                )],
+            );
+            row(&format!("B{round} wasmtime serve"), p, pcpu);
+            ratios.push(k.rps / p.rps);
+        }
+    }
+    if !ratios.is_empty() {
+        let r: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+        println!("  ratio ketch / wasmtime serve (req/s): {}", r.join(", "));
+    }
+    if let Some(mut w) = wt.take() {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+
+    // 2. Ten apps routed by Host vs ten wasmtime serve processes.
+    println!("\n2. ten different apps");
+    let bytes = std::fs::read(HELLO).unwrap();
+    let apps: Vec<String> = (0..10)
+        .map(|i| variant(&bytes, i, scratch.path()))
+        .collect();
+    for (i, wasm) in apps.iter().enumerate() {
+        deploy(&server, &format!("app{i}"), wasm).await;
+    }
+    for i in 0..10 {
+        wait_200(&http, &gw, Some(&format!("app{i}.default.ketch.localhost"))).await;
+    }
+    let lua = scratch.path().join("hosts.lua");
+    std::fs::write(
+        &lua,
+        "local i = 0\nrequest = function()\n  i = (i + 1) % 10\n  wrk.headers[\"Host\"] = \"app\" .. i .. \".default.ketch.localhost\"\n  return wrk.format()\nend\n",
+    )
+    .unwrap();
+    let lua = lua.to_string_lossy().into_owned();
+    let peers: Vec<(Child, u16)> = match &wasmtime {
+        Some(bin) => apps
+            .iter()
+            .map(|wasm| {
+                let port = free_port();
+                (wasmtime_serve(bin, wasm, port), port)
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    for (_, port) in &peers {
+        wait_200(&http, &format!("http://127.0.0.1:{port}/"), None).await;
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let (k, kcpu) = measure(
+            &[server.pid()],
+            vec![spawn_wrk(&gw, conns, secs, None, Some(&lua))],
+        );
+        row(&format!("A{round} ketch, 10 apps by Host"), k, kcpu);
+        if !peers.is_empty() {
+            let per = (conns / 10).max(1);
+            let runs = peers
+                .iter()
+                .map(|(_, port)| {
+                    spawn_wrk(&format!("http://127.0.0.1:{port}/"), per, secs, None, None)
+                })
+                .collect();
+            let pids: Vec<u32> = peers.iter().map(|(c, _)| c.id()).collect();
+            let (p, pcpu) = measure(&pids, runs);
+            row(&format!("B{round} 10× wasmtime serve"), p, pcpu);
+            ratios.push(k.rps / p.rps);
+        }
+    }
+    if !ratios.is_empty() {
+        let r: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+        println!("  ratio ketch / wasmtime serve (req/s): {}", r.join(", "));
+    }
+    for (mut c, _) in peers {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    // 3. Gateway overhead on a native backend.
+    println!("\n3. gateway overhead: native hyper hello-world, direct vs through the gateway");
+    let native_port = free_port();
+    let mut native = Command::new(std::env::current_exe().unwrap())
+        .env("KETCH_BENCH_NATIVE_PORT", native_port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    pin(native.id(), 0);
+    let direct = format!("http://127.0.0.1:{native_port}/");
+    wait_200(&http, &direct, None).await;
+    let slices = ketch_api::resource::lookup("endpointslices").unwrap();
+    let services = ketch_api::resource::lookup("services").unwrap();
+    server
+        .client
+        .create(
+            services,
+            Some("default"),
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "native"},
+                "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap();
+    server
+        .client
+        .create(
+            slices,
+            Some("default"),
+            &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "native-1", "labels": {"kubernetes.io/service-name": "native"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+                "ports": [{"port": native_port}]}),
+        )
+        .await
+        .unwrap();
+    wait_200(&http, &gw, Some("native.default.ketch.localhost")).await;
+    for c in [1, conns] {
+        let mut added = Vec::new();
+        for round in 1..=2 {
+            let (d, dcpu) = measure(
+                &[native.id()],
+                vec![spawn_wrk(&direct, c, secs, None, None)],
+            );
+            row(&format!("A{round} direct, {c} conn"), d, dcpu);
+            let (g, gcpu) = measure(
+                &[server.pid(), native.id()],
+                vec![spawn_wrk(
+                    &gw,
+                    c,
+                    secs,
+                    Some("native.default.ketch.localhost"),
+                    None,
+                )],
+            );
+            row(&format!("B{round} via gateway, {c} conn"), g, gcpu);
+            added.push(g.p50_us - d.p50_us);
+        }
+        let a: Vec<String> = added.iter().map(|a| format!("{a:.0} µs")).collect();
+        println!("  added p50 latency at {c} conn: {}", a.join(", "));
+    }
+    let _ = native.kill();
+    let _ = native.wait();
+
+    // 4. Deploy to first response.
+    println!(
+        "\n4. deploy-to-first-response (create Deployment + Service → first 200 via the gateway)"
+    );
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let name = format!("d2f{i}");
+        let host = format!("{name}.default.ketch.localhost");
+        let t0 = Instant::now();
+        deploy(&server, &name, HELLO).await;
+        wait_200(&http, &gw, Some(&host)).await;
+        samples.push(t0.elapsed());
+    }
+    samples.sort();
+    println!(
+        "  20 runs: p50 {}, p99 {}, min {}, max {}",
+        ms(pct(&samples, 0.5)),
+        ms(pct(&samples, 0.99)),
+        ms(samples[0]),
+        ms(samples[samples.len() - 1])
+    );
+}

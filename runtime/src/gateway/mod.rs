@@ -1,0 +1,567 @@
+//! The node gateway: an HTTP/1.1 + HTTP/2 (h2c) listener on every node that routes requests
+//! to Services by Host (`<svc>.<ns>.<domain>`), Ingress rules, `ketch.dev/path-prefix`
+//! annotations and NodePorts, and load-balances them round robin over the Ready endpoints.
+//!
+//! A Wasm endpoint on this node is invoked in-process (no socket hop); an endpoint on another
+//! node is proxied to that node's gateway, which invokes it there (the `x-ketch-pod` header,
+//! authenticated by the cluster token, says which Pod). The same [`Dispatcher`] serves Wasm
+//! guests' outbound calls to in-cluster names (`http://svc.ns`), so those never leave the
+//! process either when the endpoint is local.
+//!
+//! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
+//! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
+
+mod metrics;
+mod reflect;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::watch;
+
+pub use metrics::GatewayMetrics;
+pub use routes::{
+    ANN_GATEWAY_ENDPOINT, ANN_PATH_PREFIX, Backend, Route, RouteTable, ServiceRoute, Target,
+};
+
+use crate::error::AgentError;
+use crate::pods::Ctx;
+use crate::workload::ServiceCaller;
+
+/// Peer gateways name the Pod to invoke with this header...
+pub const X_KETCH_POD: HeaderName = HeaderName::from_static("x-ketch-pod");
+/// ...and prove they are part of the cluster with this one (the cluster token).
+pub const X_KETCH_GATEWAY_TOKEN: HeaderName = HeaderName::from_static("x-ketch-gateway-token");
+/// Request id: kept when the client sends one, generated otherwise; echoed on the response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Default request body limit.
+pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
+/// Default time to the response head.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default Service host suffix; browsers and curl resolve `*.localhost` to loopback.
+pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
+
+/// How the gateway is set up.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen; `None` runs no listener (in-cluster calls from Wasm still work).
+    pub listen: Option<SocketAddr>,
+    /// URL other nodes' gateways use to reach this one; default `http://<node ip>:<port>`.
+    pub advertise: Option<String>,
+    /// Service host suffix: `<svc>.<ns>.<domain>`.
+    pub domain: String,
+    /// Largest request body accepted (413 above it).
+    pub max_body: u64,
+    /// Deadline for the response head (504 after it).
+    pub timeout: Duration,
+    /// One log line per request (target `ketch::access`).
+    pub access_log: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            advertise: None,
+            domain: DEFAULT_DOMAIN.to_string(),
+            max_body: DEFAULT_MAX_BODY,
+            timeout: DEFAULT_TIMEOUT,
+            access_log: false,
+        }
+    }
+}
+
+/// Routes requests to Service endpoints: the gateway listener's handler and the in-cluster
+/// caller Wasm guests use.
+pub(crate) struct Dispatcher {
+    ctx: Weak<Ctx>,
+    table: RwLock<Arc<RouteTable>>,
+    published: watch::Sender<Arc<RouteTable>>,
+    token: Arc<str>,
+    cfg: GatewayConfig,
+    client: HttpClient<HttpConnector, Body>,
+    pub metrics: GatewayMetrics,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+/// Where one request goes after routing.
+enum Pick {
+    Local(Arc<dyn crate::workload::Workload>, (String, String)),
+    /// Another node's gateway, the node, and the Pod it should invoke.
+    Remote(Arc<str>, String, (String, String)),
+    /// A plain HTTP address.
+    Address(Arc<str>),
+}
+
+impl Dispatcher {
+    pub(crate) fn new(ctx: Weak<Ctx>, token: Arc<str>, cfg: GatewayConfig, node: &str) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        let table = Arc::new(RouteTable::build(&Default::default(), node, &cfg.domain));
+        let (published, _) = watch::channel(table.clone());
+        Self {
+            ctx,
+            table: RwLock::new(table),
+            published,
+            token,
+            cfg,
+            client,
+            metrics: GatewayMetrics::new(),
+            id_prefix: format!("{:08x}", rand::random::<u32>()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &GatewayConfig {
+        &self.cfg
+    }
+
+    /// The current table.
+    pub(crate) fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in a new table (called by the reflector).
+    pub(crate) fn publish(&self, table: RouteTable) {
+        let table = Arc::new(table);
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table.clone();
+        self.published.send_replace(table);
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<RouteTable>> {
+        self.published.subscribe()
+    }
+
+    fn request_id(&self) -> HeaderValue {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{}-{n:x}", self.id_prefix))
+            .unwrap_or(HeaderValue::from_static("-"))
+    }
+
+    /// Chooses a backend of `svc`: local ones must be running here; remote ones are trusted
+    /// to their gateway. `None` when nothing is Ready.
+    fn pick(&self, ctx: &Ctx, svc: &ServiceRoute) -> Option<Pick> {
+        svc.pick().find_map(|b| match &b.target {
+            Target::Local => ctx.workload(&b.pod).map(|w| Pick::Local(w, b.pod.clone())),
+            Target::Remote { gateway, node } => {
+                Some(Pick::Remote(gateway.clone(), node.clone(), b.pod.clone()))
+            }
+            Target::Address { authority } => Some(Pick::Address(authority.clone())),
+            Target::Unreachable { .. } => None,
+        })
+    }
+
+    /// Sends `req` to one Ready endpoint of `svc`, within the gateway deadline.
+    async fn dispatch(
+        &self,
+        svc: &ServiceRoute,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, AgentError> {
+        let ctx = self.ctx.upgrade().ok_or(AgentError::ShuttingDown)?;
+        let pick = self
+            .pick(&ctx, svc)
+            .ok_or_else(|| AgentError::NoEndpoints {
+                namespace: svc.namespace.clone(),
+                service: svc.name.clone(),
+            })?;
+        let fut = match pick {
+            Pick::Local(w, (ns, pod)) => {
+                async move { ctx.invoke_workload(&ns, &pod, &w, req).await }.boxed()
+            }
+            Pick::Remote(gateway, node, pod) => self.forward(gateway, node, Some(pod), req).boxed(),
+            Pick::Address(authority) => {
+                let url: Arc<str> = Arc::from(format!("http://{authority}"));
+                self.forward(url, authority.to_string(), None, req).boxed()
+            }
+        };
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(AgentError::Deadline {
+                service: svc.key.clone(),
+                budget: self.cfg.timeout,
+            }),
+        }
+    }
+
+    /// Proxies to the gateway of the node running `pod` (which it names in `x-ketch-pod`,
+    /// with the cluster token), or, without a Pod, to a plain address.
+    async fn forward(
+        &self,
+        gateway: Arc<str>,
+        node: String,
+        pod: Option<(String, String)>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, AgentError> {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri: http::Uri =
+            format!("{gateway}{pq}")
+                .parse()
+                .map_err(|e| AgentError::Upstream {
+                    node: node.clone(),
+                    message: format!("bad gateway URL {gateway:?}: {e}"),
+                })?;
+        // The peer speaks HTTP/1.1 to us whatever the client spoke (h2 needs the authority
+        // in the URI; HTTP/1.1 keeps it in Host).
+        if req.headers().get(header::HOST).is_none()
+            && let Some(a) = req.uri().authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        if let Some((ns, pod)) = pod {
+            let h = req.headers_mut();
+            h.insert(
+                X_KETCH_POD,
+                HeaderValue::try_from(format!("{ns}/{pod}")).map_err(|e| AgentError::Upstream {
+                    node: node.clone(),
+                    message: e.to_string(),
+                })?,
+            );
+            if let Ok(v) = HeaderValue::from_str(&self.token) {
+                h.insert(X_KETCH_GATEWAY_TOKEN, v);
+            }
+        }
+        match self.client.request(req).await {
+            Ok(resp) => Ok(resp.map(Body::new)),
+            Err(e) => Err(AgentError::Upstream {
+                node,
+                message: format!("proxying to {gateway}: {}", error_chain(&e)),
+            }),
+        }
+    }
+
+    /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
+    /// listeners (every request goes to that port's Service).
+    pub(crate) async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        node_port: Option<u16>,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) => v.clone(),
+            None => self.request_id(),
+        };
+        let method = req.method().clone();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let path = req.uri().path().to_string();
+        let in_flight = self.metrics.in_flight.clone();
+        in_flight.inc();
+
+        let (label, result) = self
+            .route_and_invoke(req, &id, &host, peer, node_port)
+            .await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => axum::response::IntoResponse::into_response(e),
+        };
+        resp.headers_mut().insert(X_REQUEST_ID, id.clone());
+        let code = resp.status().as_u16();
+        let elapsed = start.elapsed();
+        self.metrics.observe(&label, code, elapsed);
+        if self.cfg.access_log {
+            tracing::info!(
+                target: "ketch::access",
+                request_id = id.to_str().unwrap_or("-"),
+                %peer, %method, %host, %path, code,
+                service = %label,
+                micros = elapsed.as_micros() as u64,
+            );
+        }
+        // In flight until the response body is done, not just its head.
+        resp.map(|b| Body::new(metrics::InFlightBody::new(b, in_flight)))
+    }
+
+    async fn route_and_invoke(
+        &self,
+        req: Request<Incoming>,
+        id: &HeaderValue,
+        host: &str,
+        peer: SocketAddr,
+        node_port: Option<u16>,
+    ) -> (String, Result<Response<Body>, AgentError>) {
+        if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
+            && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
+            && n > self.cfg.max_body
+        {
+            return (
+                "-".into(),
+                Err(AgentError::BodyTooLarge {
+                    limit: self.cfg.max_body,
+                }),
+            );
+        }
+        let max = usize::try_from(self.cfg.max_body).unwrap_or(usize::MAX);
+        let mut req = req.map(|b| Body::new(http_body_util::Limited::new(b, max)));
+        let h = req.headers_mut();
+        h.insert(X_REQUEST_ID, id.clone());
+
+        // A peer gateway delivering to a Pod of ours.
+        if let Some(target) = h.remove(X_KETCH_POD) {
+            let token = h.remove(X_KETCH_GATEWAY_TOKEN);
+            let ok = token.is_some_and(|t| {
+                crate::server::constant_time_eq(t.as_bytes(), self.token.as_bytes())
+            });
+            if !ok {
+                return ("-".into(), Err(AgentError::Unauthorized));
+            }
+            let Some((ns, pod)) = target.to_str().ok().and_then(|t| t.split_once('/')) else {
+                return ("-".into(), Err(AgentError::Unauthorized));
+            };
+            let Some(ctx) = self.ctx.upgrade() else {
+                return ("-".into(), Err(AgentError::ShuttingDown));
+            };
+            let label = format!("{ns}/{pod}@forwarded");
+            let r = match tokio::time::timeout(self.cfg.timeout, ctx.invoke(ns, pod, req)).await {
+                Ok(r) => r,
+                Err(_) => Err(AgentError::Deadline {
+                    service: label.clone(),
+                    budget: self.cfg.timeout,
+                }),
+            };
+            return (label, r);
+        }
+        h.remove(X_KETCH_GATEWAY_TOKEN);
+        if let Ok(v) = HeaderValue::try_from(peer.ip().to_string()) {
+            h.append(X_FORWARDED_FOR, v);
+        }
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(X_FORWARDED_HOST, v);
+        }
+
+        let table = self.table();
+        let route = match node_port {
+            Some(p) => table
+                .node_port(p)
+                .map_or(Route::None, |s| Route::Service(s.clone())),
+            None => table.route(host, req.uri().path()),
+        };
+        match route {
+            Route::Service(svc) => {
+                let r = self.dispatch(&svc, req).await;
+                (svc.key.clone(), r)
+            }
+            Route::MissingService { namespace, name } => (
+                format!("{namespace}/{name}"),
+                Err(AgentError::ServiceNotFound {
+                    namespace,
+                    service: name,
+                }),
+            ),
+            Route::None => (
+                "-".into(),
+                Err(AgentError::NoRoute {
+                    host: host.to_string(),
+                    path: req.uri().path().to_string(),
+                    domain: table.domain().to_string(),
+                }),
+            ),
+        }
+    }
+}
+
+impl ServiceCaller for Dispatcher {
+    fn call(
+        self: Arc<Self>,
+        from_namespace: &str,
+        host: &str,
+        req: Request<Body>,
+    ) -> Result<BoxFuture<'static, Response<Body>>, Box<Request<Body>>> {
+        let table = self.table();
+        let svc = match table.resolve_cluster_name(from_namespace, host) {
+            None => return Err(Box::new(req)),
+            Some(Ok(svc)) => svc,
+            Some(Err((namespace, service))) => {
+                let e = AgentError::ServiceNotFound { namespace, service };
+                return Ok(futures_util::future::ready(
+                    axum::response::IntoResponse::into_response(e),
+                )
+                .boxed());
+            }
+        };
+        let me = self;
+        Ok(async move {
+            let start = Instant::now();
+            let r = me.dispatch(&svc, req).await;
+            let resp = match r {
+                Ok(r) => r,
+                Err(e) => axum::response::IntoResponse::into_response(e),
+            };
+            me.metrics
+                .observe(&svc.key, resp.status().as_u16(), start.elapsed());
+            resp
+        }
+        .boxed())
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A bound gateway listener (the main one or a NodePort).
+pub(crate) struct Listener {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` and serves it until [`Listener::stop`].
+    pub(crate) async fn bind(
+        dispatcher: Arc<Dispatcher>,
+        addr: SocketAddr,
+        node_port: Option<u16>,
+    ) -> std::io::Result<Listener> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, dispatcher, node_port, stop_rx));
+        Ok(Listener { addr, stop, task })
+    }
+
+    /// Stops accepting; open connections finish their in-flight requests (2 s at most).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    node_port: Option<u16>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
+        TokioExecutor::new(),
+    ));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "gateway accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let d = dispatcher.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let d = d.clone();
+                async move { Ok::<_, Infallible>(d.serve(req, peer, node_port).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Keeps one listener per NodePort in the route table, on the gateway's IP.
+pub(crate) async fn node_ports(
+    dispatcher: Arc<Dispatcher>,
+    ip: std::net::IpAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tables = dispatcher.subscribe();
+    let mut open: std::collections::BTreeMap<u16, Listener> = Default::default();
+    loop {
+        let want: std::collections::BTreeSet<u16> = tables
+            .borrow_and_update()
+            .node_ports()
+            .map(|(p, _)| p)
+            .collect();
+        let gone: Vec<u16> = open.keys().filter(|p| !want.contains(p)).copied().collect();
+        for p in gone {
+            if let Some(l) = open.remove(&p) {
+                l.stop().await;
+            }
+        }
+        for p in want {
+            if open.contains_key(&p) {
+                continue;
+            }
+            match Listener::bind(dispatcher.clone(), SocketAddr::new(ip, p), Some(p)).await {
+                Ok(l) => {
+                    tracing::info!(port = p, "gateway: NodePort listening");
+                    open.insert(p, l);
+                }
+                Err(e) => {
+                    tracing::warn!(port = p, error = %e, "gateway: cannot listen on NodePort")
+                }
+            }
+        }
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            r = tables.changed() => if r.is_err() { break },
+        }
+    }
+    for (_, l) in open {
+        l.stop().await;
+    }
+}
+
+pub(crate) use reflect::run as reflect;
+
+/// Resolves once `stop` is set (the guard `wait_for` returns is dropped here, so callers'
+/// futures stay `Send`).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

@@ -1,0 +1,414 @@
+//! Services over HTTP through the real binary: the node gateway routes by Host, Ingress path
+//! and NodePort, spreads requests over Ready endpoints, answers 503 while a Service has
+//! none, and Wasm apps call other Services by name while other hosts stay denied.
+
+use std::collections::BTreeSet;
+use std::io::BufRead as _;
+use std::time::{Duration, Instant};
+
+use crate::support::{
+    KETCH, Server, eventually, free_port, http, try_http, wait_running, write_file,
+};
+
+const HELLO_HOST: &str = "hello.default.ketch.localhost";
+
+/// A Deployment of the hello test guest that greets with its Pod name, and its Service.
+fn hello_app(replicas: u32, node_port: Option<u16>) -> String {
+    let svc_type = match node_port {
+        Some(p) => format!("  type: NodePort\n  ports:\n  - port: 80\n    nodePort: {p}\n"),
+        None => "  ports:\n  - port: 80\n".to_string(),
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: hello\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: hello}}\n  template:\n    metadata:\n      labels: {{app: hello}}\n    spec:\n      containers:\n      - name: app\n        image: file:{}\n        env:\n        - name: GREETING\n          valueFrom:\n            fieldRef: {{fieldPath: metadata.name}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: hello\nspec:\n  selector: {{app: hello}}\n{svc_type}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec:\n  rules:\n  - http:\n      paths:\n      - path: /hello\n        pathType: Prefix\n        backend:\n          service:\n            name: hello\n            port: {{number: 80}}\n",
+        ketch_test_guests::HELLO
+    )
+}
+
+/// Ready endpoints of a Service's EndpointSlice.
+fn ready_endpoints(s: &Server, svc: &str) -> usize {
+    let out = s.ketch(&["get", "endpointslices", svc, "-o", "json"]);
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return 0;
+    };
+    v["endpoints"].as_array().map_or(0, |eps| {
+        eps.iter()
+            .filter(|e| e["conditions"]["ready"] != false)
+            .count()
+    })
+}
+
+/// A NodePort in the Service range that is free on loopback right now.
+fn free_node_port() -> u16 {
+    let seed = u16::try_from(std::process::id() % 2000).unwrap();
+    (0..2767)
+        .map(|i| 30000 + (seed + i) % 2767)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 30000-32767")
+}
+
+#[test]
+fn services_are_served_by_host_ingress_path_and_node_port_and_spread_over_pods() {
+    let s = Server::start();
+    let gw = s.gateway();
+    let node_port = free_node_port();
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(1, Some(node_port)));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=hello", 1);
+    eventually(30, "1 ready endpoint", || {
+        (ready_endpoints(&s, "hello") == 1).then_some(())
+    });
+
+    // By Host: the body is the guest's, with a request id added by the gateway.
+    let (code, headers, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello from ketch"), "{body}");
+    assert!(headers.contains_key("x-request-id"));
+    // A client's own request id is kept.
+    let (_, headers, _) = http(
+        "GET",
+        &format!("{gw}/"),
+        &[("host", HELLO_HOST), ("x-request-id", "abc-123")],
+        None,
+    );
+    assert_eq!(headers["x-request-id"], "abc-123");
+    // Request bodies stream through to the guest and back.
+    let (code, _, body) = http(
+        "POST",
+        &format!("{gw}/echo"),
+        &[("host", HELLO_HOST)],
+        Some("ping through the gateway"),
+    );
+    assert_eq!((code, body.as_str()), (200, "ping through the gateway"));
+    // By Ingress path on any host, element-wise: /hello and /hello/x, not /hellox.
+    let (code, _, body) = http("GET", &format!("{gw}/hello/x"), &[], None);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http("GET", &format!("{gw}/hellox"), &[], None);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("no route"), "{body}");
+    // By NodePort.
+    let np = format!("http://127.0.0.1:{node_port}");
+    let (code, _, body) = eventually(30, "the NodePort listener", || {
+        try_http("GET", &format!("{np}/"), &[], None)
+    });
+    assert_eq!(code, 200, "{body}");
+
+    // Scale to 3: requests spread over all three Pods (the guest greets with its Pod name).
+    s.ok(&["scale", "deploy/hello", "--replicas", "3"]);
+    let names: BTreeSet<String> = wait_running(&s, "app=hello", 3).into_iter().collect();
+    eventually(30, "3 ready endpoints", || {
+        (ready_endpoints(&s, "hello") == 3).then_some(())
+    });
+    let mut served = BTreeSet::new();
+    for _ in 0..30 {
+        let (code, _, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+        assert_eq!(code, 200, "{body}");
+        if let Some(pod) = names.iter().find(|n| body.contains(n.as_str())) {
+            served.insert(pod.clone());
+        }
+    }
+    assert_eq!(served, names, "round robin reaches every Pod");
+    // ...and the gateway counted them by Service and code.
+    let agent = agent_endpoint(&s);
+    let (_, _, metrics) = http("GET", &format!("{agent}/metrics"), &[], None);
+    let count = metric(
+        &metrics,
+        "ketch_gateway_requests_total{service=\"default/hello\",code=\"200\"}",
+    );
+    assert!(count >= 33.0, "{metrics}");
+
+    // No Ready endpoint: 503 with a clear body, then recovery.
+    s.ok(&["scale", "deploy/hello", "--replicas", "0"]);
+    eventually(30, "503 without endpoints", || {
+        let (code, headers, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+        (code == 503).then(|| {
+            assert!(
+                body.contains("service default/hello has no ready endpoints"),
+                "{body}"
+            );
+            assert!(headers.contains_key("retry-after"));
+        })
+    });
+    s.ok(&["scale", "deploy/hello", "--replicas", "2"]);
+    eventually(30, "200 after scaling back up", || {
+        let (code, _, _) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+        (code == 200).then_some(())
+    });
+    // Deleting every Pod: the ReplicaSet replaces them and the Service recovers; in between a
+    // client sees only 200 or 503, never another error.
+    let pods = wait_running(&s, "app=hello", 2);
+    let mut args = vec!["delete", "pod"];
+    args.extend(pods.iter().map(String::as_str));
+    s.ok(&args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recovered = false;
+    while Instant::now() < deadline {
+        let (code, _, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+        assert!(code == 200 || code == 503, "{code}: {body}");
+        if code == 200 && !pods.iter().any(|p| body.contains(p.as_str())) {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(recovered, "served by a replacement Pod within 30s");
+
+    // Unknown Service host: 404 naming the convention.
+    let (code, _, body) = http(
+        "GET",
+        &format!("{gw}/"),
+        &[("host", "nope.default.ketch.localhost")],
+        None,
+    );
+    assert_eq!(code, 404, "{body}");
+}
+
+fn agent_endpoint(s: &Server) -> String {
+    let names = s.ok(&["get", "nodes", "-o", "name"]);
+    let node = names
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .trim_start_matches("node/");
+    let out = s.ok(&["get", "node", node, "-o", "json"]);
+    let n: serde_json::Value = serde_json::from_str(&out).unwrap();
+    n["metadata"]["annotations"]["ketch.dev/agent-endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn wasm_apps_call_services_by_name_and_other_hosts_stay_denied() {
+    let s = Server::start();
+    let gw = s.gateway();
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(1, None));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let caller = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: caller\n  labels: {{app: caller}}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: caller\nspec:\n  selector: {{app: caller}}\n  ports:\n  - port: 80\n",
+        ketch_test_guests::OUTBOUND
+    );
+    let f = write_file(s.dir.path(), "caller.yaml", &caller);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=hello", 1);
+    wait_running(&s, "app=caller", 1);
+    eventually(30, "endpoints", || {
+        (ready_endpoints(&s, "hello") == 1 && ready_endpoints(&s, "caller") == 1).then_some(())
+    });
+    let call = |url: &str| {
+        http(
+            "GET",
+            &format!("{gw}/?url={url}"),
+            &[("host", "caller.default.ketch.localhost")],
+            None,
+        )
+    };
+    for url in [
+        "http://hello/",
+        "http://hello.default/",
+        "http://hello.default.svc/",
+        "http://hello.default.svc.cluster.local/",
+    ] {
+        let (code, _, body) = call(url);
+        assert_eq!(code, 200, "{url}: {body}");
+        assert!(
+            body.contains("status: 200") && body.contains("hello from ketch"),
+            "{url}: {body}"
+        );
+    }
+    // A cluster-domain name of no Service: the gateway's 404, not a lookup on the network.
+    let (code, _, body) = call("http://nope.default.svc.cluster.local/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("status: 404"), "{body}");
+
+    // A host the Pod does not allow: denied, and nothing reaches it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (code, _, body) = call(&format!("http://127.0.0.1:{port}/"));
+    assert_eq!(code, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert!(listener.accept().is_err(), "no connection was made");
+}
+
+#[test]
+fn ketch_up_runs_the_hello_example_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    let api = free_port();
+    let gw_port = free_port();
+    let mut child = std::process::Command::new(KETCH)
+        .arg("up")
+        .arg(&example)
+        .arg("--data-dir")
+        .arg(dir.path().join("state"))
+        .args(["--listen", &format!("127.0.0.1:{api}")])
+        .args(["--gateway", &format!("127.0.0.1:{gw_port}")])
+        .env("KETCH_CONFIG", dir.path().join("config"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The first run may build the example (cargo, wasm32-wasip2): allow for it.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let url = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no service URL printed; output so far:\n{}\n{}",
+                    seen.join("\n"),
+                    std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
+                )
+            });
+        seen.push(line.clone());
+        if let Some(u) = line.trim().strip_prefix("service default/hello: ") {
+            break u.to_string();
+        }
+    };
+    assert_eq!(url, format!("http://{HELLO_HOST}:{gw_port}/"));
+    let (code, _, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{gw_port}/"),
+        &[("host", HELLO_HOST)],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.starts_with("Hello from ketch!"), "{body}");
+    // The Pods' logs stream to ketch up's output.
+    eventually(30, "the request's log line", || {
+        while let Ok(l) = rx.try_recv() {
+            seen.push(l);
+        }
+        seen.iter()
+            .any(|l| l.contains("] GET / served by"))
+            .then_some(())
+    });
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "ketch up did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "ketch up exited with {status}");
+}
+
+#[test]
+fn endpoints_on_another_node_are_proxied_to_that_nodes_gateway() {
+    let s = Server::start();
+    let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
+    let mut agent = std::process::Command::new(KETCH)
+        .args([
+            "agent", "--server", &s.url, "--token", &s.token, "--name", "far",
+        ])
+        .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+        .args(["--node-label", "zone=far", "--data-dir"])
+        .arg(s.dir.path().join("far-agent"))
+        .env("KETCH_CONFIG", s.dir.path().join("no-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let far_gateway = s.gateway_of("far");
+    let app = hello_app(1, None).replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector: {zone: far}\n      containers:",
+    );
+    let f = write_file(s.dir.path(), "hello.yaml", &app);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=hello", 1);
+    eventually(30, "1 ready endpoint", || {
+        (ready_endpoints(&s, "hello") == 1).then_some(())
+    });
+    // Through the server node's gateway, whose node does not run the Pod.
+    let own = s.gateway_of(&node_other_than(&s, "far"));
+    assert_ne!(own, far_gateway);
+    let (code, _, body) = http("GET", &format!("{own}/"), &[("host", HELLO_HOST)], None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello from ketch"), "{body}");
+    // A peer-delivery header without the cluster token is refused.
+    let (code, _, _) = http(
+        "GET",
+        &format!("{far_gateway}/"),
+        &[("x-ketch-pod", "default/whatever")],
+        None,
+    );
+    assert_eq!(code, 401);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+fn node_other_than(s: &Server, name: &str) -> String {
+    s.ok(&["get", "nodes", "-o", "name"])
+        .lines()
+        .map(|l| l.trim().trim_start_matches("node/").to_string())
+        .find(|n| n != name)
+        .expect("another node")
+}
+
+/// A one-thread HTTP/1.1 server answering every request with `body` (keep-alive off).
+fn tiny_http_server(body: &'static str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_selectorless_service_routes_to_the_endpoints_written_by_hand() {
+    let s = Server::start();
+    let gw = s.gateway();
+    let port = tiny_http_server("native backend\n");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: native\nspec:\n  ports:\n  - port: 80\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: native-1\n  labels:\n    kubernetes.io/service-name: native\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\nports:\n- port: {port}\n"
+    );
+    let f = write_file(s.dir.path(), "native.yaml", &manifest);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let (code, _, body) = eventually(30, "the hand-written endpoint", || {
+        let r = http(
+            "GET",
+            &format!("{gw}/"),
+            &[("host", "native.default.ketch.localhost")],
+            None,
+        );
+        (r.0 == 200).then_some(r)
+    });
+    assert_eq!((code, body.as_str()), (200, "native backend\n"));
+}
