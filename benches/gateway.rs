@@ -12,7 +12,7 @@
 //! 4. Deploy-to-first-response: create a hello Deployment + Service, poll the gateway until
 //!    the first 200; 20 runs.
 //!
-//! Servers are pinned to CPU 0 and wrk to CPU 1 (`taskset`) when the machine has 2+ CPUs.
+//! Servers are started on CPU 0 and wrk on CPU 1 (`taskset -c`) when the machine has 2+ CPUs.
 //! Needs `wrk` on PATH and wasmtime-cli 48.0.8 as `$WASMTIME` (default: `wasmtime` on PATH,
 //! then /work/tools/bin/wasmtime); the peer runs are skipped, saying so, without it.
 //! Run: `cargo bench --bench gateway` (env: `SECS` per run, default 10; `CONNS`, default 32).
@@ -47,15 +47,22 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Pins every thread of `pid` to `cpu` (no-op on a 1-CPU machine).
-fn pin(pid: u32, cpu: usize) {
-    if cpus() < 2 {
-        return;
+/// The CPU servers run on: CPU 0 when there is another one for wrk.
+fn server_cpu() -> Option<usize> {
+    (cpus() >= 2).then_some(0)
+}
+
+/// `program` confined to the server CPU from its start (`taskset -c 0`), so its async
+/// runtime sizes itself for one CPU, as a pinned production server would.
+fn pinned(program: &str) -> Command {
+    match server_cpu() {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), program]);
+            c
+        }
+        None => Command::new(program),
     }
-    let _ = Command::new("taskset")
-        .args(["-a", "-cp", &cpu.to_string(), &pid.to_string()])
-        .stdout(Stdio::null())
-        .status();
 }
 
 /// utime + stime of a process, seconds.
@@ -206,7 +213,7 @@ fn wasmtime_bin() -> Option<String> {
 
 /// `wasmtime serve` of `wasm` on `port`, pooling allocator on, pinned to CPU 0.
 fn wasmtime_serve(bin: &str, wasm: &str, port: u16) -> Child {
-    let child = Command::new(bin)
+    pinned(bin)
         .args([
             "serve",
             "--addr",
@@ -220,9 +227,7 @@ fn wasmtime_serve(bin: &str, wasm: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn wasmtime serve");
-    pin(child.id(), 0);
-    child
+        .expect("spawn wasmtime serve")
 }
 
 /// Waits until `url` (with `host`) answers 200.
@@ -340,8 +345,8 @@ async fn run() {
 
     // ketch: one all-in-one server with its gateway.
     let gw_port = free_port();
-    let server = BenchServer::start(&["--gateway", &format!("127.0.0.1:{gw_port}")]).await;
-    pin(server.pid(), 0);
+    let server =
+        BenchServer::start_on(&["--gateway", &format!("127.0.0.1:{gw_port}")], server_cpu()).await;
     let gw = format!("http://127.0.0.1:{gw_port}/");
     deploy(&server, "hello", HELLO).await;
     wait_200(&http, &gw, Some("hello.default.ketch.localhost")).await;
@@ -459,12 +464,11 @@ async fn run() {
     // 3. Gateway overhead on a native backend.
     println!("\n3. gateway overhead: native hyper hello-world, direct vs through the gateway");
     let native_port = free_port();
-    let mut native = Command::new(std::env::current_exe().unwrap())
+    let mut native = pinned(&std::env::current_exe().unwrap().to_string_lossy())
         .env("KETCH_BENCH_NATIVE_PORT", native_port.to_string())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    pin(native.id(), 0);
     let direct = format!("http://127.0.0.1:{native_port}/");
     wait_200(&http, &direct, None).await;
     let slices = ketch_api::resource::lookup("endpointslices").unwrap();
@@ -500,8 +504,9 @@ async fn run() {
                 vec![spawn_wrk(&direct, c, secs, None, None)],
             );
             row(&format!("A{round} direct, {c} conn"), d, dcpu);
+            // CPU of the gateway process alone: what the hop costs on top of the backend.
             let (g, gcpu) = measure(
-                &[server.pid(), native.id()],
+                &[server.pid()],
                 vec![spawn_wrk(
                     &gw,
                     c,

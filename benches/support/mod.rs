@@ -20,6 +20,12 @@ impl BenchServer {
     /// Start `ketch server` with `extra` flags and wait until it is ready. The data dir is
     /// under `target/bench-data` (a real disk, not tmpfs, so durability costs what it costs).
     pub async fn start(extra: &[&str]) -> BenchServer {
+        Self::start_on(extra, None).await
+    }
+
+    /// [`BenchServer::start`] with the process confined to one CPU from its first
+    /// instruction (`taskset -c CPU`), so its runtimes size themselves for that one CPU.
+    pub async fn start_on(extra: &[&str], cpu: Option<usize>) -> BenchServer {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
         std::fs::create_dir_all(&base).unwrap();
         let dir = tempfile::tempdir_in(&base).unwrap();
@@ -28,7 +34,15 @@ impl BenchServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_ketch"))
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", &c.to_string(), env!("CARGO_BIN_EXE_ketch")]);
+                t
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ketch")),
+        };
+        let child = cmd
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .args(

@@ -412,3 +412,76 @@ fn a_selectorless_service_routes_to_the_endpoints_written_by_hand() {
     });
     assert_eq!((code, body.as_str()), (200, "native backend\n"));
 }
+
+#[test]
+fn the_gateway_enforces_its_deadline_and_body_limit_and_speaks_h2c() {
+    let s = Server::start_with(&[
+        "--gateway",
+        "127.0.0.1:0",
+        "--gateway-timeout",
+        "500ms",
+        "--gateway-max-body",
+        "1Ki",
+    ]);
+    let gw = s.gateway();
+    let app = |name: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  containers:\n  - name: app\n    image: file:{image}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: {name}}}\n  ports:\n  - port: 80\n"
+        )
+    };
+    let manifest = format!(
+        "{}---\n{}",
+        app("looper", ketch_test_guests::LOOPER),
+        app("hello", ketch_test_guests::HELLO)
+    );
+    let f = write_file(s.dir.path(), "apps.yaml", &manifest);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    eventually(60, "endpoints", || {
+        (ready_endpoints(&s, "looper") == 1 && ready_endpoints(&s, "hello") == 1).then_some(())
+    });
+    // A guest that never answers: 504 at the gateway deadline, well before its CPU budget.
+    let t0 = Instant::now();
+    let (code, _, body) = http(
+        "GET",
+        &format!("{gw}/"),
+        &[("host", "looper.default.ketch.localhost")],
+        None,
+    );
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("did not respond within 500ms"), "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // Over the body limit: 413, the app never sees it.
+    let big = "x".repeat(2048);
+    let (code, _, body) = http(
+        "POST",
+        &format!("{gw}/echo"),
+        &[("host", HELLO_HOST)],
+        Some(&big),
+    );
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("1Ki"), "{body}");
+    let (code, _, body) = http("POST", &format!("{gw}/echo"), &[("host", HELLO_HOST)], Some("small"));
+    assert_eq!((code, body.as_str()), (200, "small"));
+    // HTTP/2 with prior knowledge (h2c): the authority routes like Host.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (version, code, body) = rt.block_on(async {
+        let port = gw.rsplit(':').next().unwrap();
+        let c = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .resolve(HELLO_HOST, format!("127.0.0.1:{port}").parse().unwrap())
+            .build()
+            .unwrap();
+        let r = c
+            .get(format!("http://{HELLO_HOST}:{port}/"))
+            .send()
+            .await
+            .unwrap();
+        (r.version(), r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("hello from ketch"), "{body}");
+}

@@ -266,7 +266,11 @@ impl Dispatcher {
             Some(v) => v.clone(),
             None => self.request_id(),
         };
-        let method = req.method().clone();
+        // Only the access log needs these after the request is handed on.
+        let logged = self
+            .cfg
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
         let host = req
             .headers()
             .get(header::HOST)
@@ -274,7 +278,6 @@ impl Dispatcher {
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default();
-        let path = req.uri().path().to_string();
         let in_flight = self.metrics.in_flight.clone();
         in_flight.inc();
 
@@ -289,7 +292,7 @@ impl Dispatcher {
         let code = resp.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics.observe(&label, code, elapsed);
-        if self.cfg.access_log {
+        if let Some((method, path)) = logged {
             tracing::info!(
                 target: "ketch::access",
                 request_id = id.to_str().unwrap_or("-"),

@@ -1,7 +1,10 @@
 //! [`App`] (a loaded component), [`AppConfig`] and [`Handler`] (one per Pod), and the
 //! per-request invoke path.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -194,22 +197,19 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// Aborts the guest task if the caller goes away before the response head arrives.
-struct AbortOnDrop(Option<tokio::task::AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(h) = self.0.take() {
-            h.abort();
-        }
-    }
-}
+/// One request's guest: instantiate, call the handler, classify the outcome.
+type GuestFuture = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 impl Handler {
     /// Runs one request in a fresh instance and returns the guest's response as soon as the
-    /// guest sets it; the body streams while the guest keeps writing (the guest runs in its
-    /// own task until it returns or the request budget is spent). The request body streams
-    /// into the guest as it reads it.
+    /// guest sets it; the body streams while the guest keeps writing. The request body
+    /// streams into the guest as it reads it.
+    ///
+    /// The guest runs inside the returned future, on the caller's task, until its response
+    /// head is set: no task spawn or thread hop for a guest that answers at once. If it is
+    /// still running then (streaming a body, or doing work after responding), it moves to
+    /// a task of its own and runs until it returns or the request budget is spent, whether
+    /// or not the body is read. Dropping the future before the head arrives drops the guest.
     ///
     /// A request without an authority in its URI or a `Host` header is given
     /// `Host: localhost`.
@@ -256,10 +256,10 @@ impl Handler {
             body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
         });
 
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
         let pre = self.inner.app.loaded.proxy_pre.clone();
         let memory_limit = self.inner.memory_limit;
-        let task = tokio::spawn(async move {
+        let guest: GuestFuture = Box::pin(async move {
             let _permit = permit; // held until the guest returns, body streaming included
             let run = async {
                 let req = store.data_mut().http().new_incoming_request(scheme, req)?;
@@ -277,25 +277,55 @@ impl Handler {
                 Err(_) => Err(InvokeError::Timeout),
             }
         });
-        let mut guard = AbortOnDrop(Some(task.abort_handle()));
 
-        match rx.await {
+        // The guest runs inside this future (no task of its own) until its response head
+        // is known: no task spawn and no cross-thread wake-up per request. Dropping this
+        // future (the caller went away) drops the guest. A guest only ends (and drops the
+        // outparam, resolving `rx`) once its store is dropped, so once it has returned
+        // `rx` is ready on the same poll.
+        let mut guest = Some(guest);
+        let mut finished = None;
+        let head = std::future::poll_fn(|cx| {
+            if let Some(g) = guest.as_mut()
+                && let Poll::Ready(result) = g.as_mut().poll(cx)
+            {
+                guest = None;
+                finished = Some(result);
+            }
+            Pin::new(&mut rx).poll(cx)
+        })
+        .await;
+
+        match head {
             Ok(Ok(resp)) => {
-                guard.0 = None; // the guest keeps running to stream the body
-                tokio::spawn(async move {
-                    if let Ok(Err(e)) = task.await {
-                        tracing::debug!(error = %e, "guest failed after sending its response head");
-                    }
-                });
+                if let Some(guest) = guest {
+                    // Still writing its body (or doing other work): give it its own task,
+                    // so it keeps running, and its deadline keeps being enforced, whether
+                    // or not the caller reads the body.
+                    tokio::spawn(async move {
+                        if let Err(e) = guest.await {
+                            tracing::debug!(error = %e, "guest failed after sending its response head");
+                        }
+                    });
+                } else if let Some(Err(e)) = finished {
+                    tracing::debug!(error = %e, "guest failed after sending its response head");
+                }
                 Ok(resp.map(|body| body.map_err(|e| BodyError(e.to_string())).boxed_unsync()))
             }
             Ok(Err(code)) => Err(InvokeError::Guest(format!("{code:?}"))),
-            // The guest dropped the outparam: it returned, trapped or timed out.
-            Err(_) => match task.await {
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(InvokeError::NoResponse),
-                Err(join) => Err(InvokeError::Trap(format!("guest task failed: {join}"))),
-            },
+            // The guest dropped the outparam: it returned, trapped or timed out (or dropped
+            // it and is still running: then wait for the outcome).
+            Err(_) => {
+                let result = match (finished, guest) {
+                    (Some(result), _) => result,
+                    (None, Some(guest)) => guest.await,
+                    (None, None) => Ok(()),
+                };
+                match result {
+                    Err(e) => Err(e),
+                    Ok(()) => Err(InvokeError::NoResponse),
+                }
+            }
         }
     }
 

@@ -1,13 +1,17 @@
 //! Per-request host state: WASI (deny-by-default), wasi:http with ketch's outbound hooks, the
 //! memory limiter, and the adapter from guest stdout/stderr to the caller's [`LogSink`].
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -112,6 +116,17 @@ impl IsTerminal for SinkStream {
 }
 
 impl StdoutStream for SinkStream {
+    /// The stream a `wasi:cli` guest writes to. Overridden because the default wraps
+    /// [`Self::async_stream`] in wasmtime-wasi's `AsyncWriteStream`, which spawns a tokio
+    /// task per stream and hands every write to it through channels (two task hops per
+    /// `println!`). A [`LogSink`] never blocks, so the write completes synchronously.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(SinkWriter {
+            sink: self.sink.clone(),
+            stream: self.stream,
+        })
+    }
+
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(SinkWriter {
             sink: self.sink.clone(),
@@ -120,9 +135,46 @@ impl StdoutStream for SinkStream {
     }
 }
 
+/// Budget offered to a guest per `check-write`; a write is at most this long.
+const SINK_WRITE_BUDGET: usize = 64 * 1024;
+
 struct SinkWriter {
     sink: Option<Arc<dyn LogSink>>,
     stream: Stream,
+}
+
+impl SinkWriter {
+    fn write_bytes(&self, bytes: &[u8]) {
+        if let Some(sink) = &self.sink {
+            sink.write(self.stream, bytes);
+        }
+    }
+}
+
+impl OutputStream for SinkWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_bytes(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(SINK_WRITE_BUDGET)
+    }
+}
+
+impl Pollable for SinkWriter {
+    // The expanded form of `#[async_trait] async fn ready(&mut self) {}`: always ready.
+    fn ready<'a, 'b>(&'a mut self) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 impl tokio::io::AsyncWrite for SinkWriter {
@@ -131,9 +183,7 @@ impl tokio::io::AsyncWrite for SinkWriter {
         _cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if let Some(sink) = &self.sink {
-            sink.write(self.stream, buf);
-        }
+        self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }
 

@@ -121,3 +121,49 @@ async fn requests_beyond_max_concurrency_are_rejected_as_overloaded() {
     // The slot is free again once the first request ended.
     assert!(matches!(expect_err(&h, "/").await, InvokeError::Timeout));
 }
+
+#[tokio::test]
+async fn dirty_page_reset_is_off_by_default_and_when_on_requests_still_start_clean() {
+    use std::path::Path;
+
+    use ketch_wasm::Engine;
+
+    use crate::support::small_config;
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ketch-wasm-shared-cache");
+    assert!(
+        !Engine::new(small_config(&dir))
+            .expect("engine")
+            .resets_dirty_pages_only()
+    );
+
+    // On (where the node allows it): a memory bomb that dirties its whole budget, then
+    // hello in the same slots, several times; every request behaves as on a fresh slot.
+    let mut config = small_config(&dir);
+    config.max_instances = 2;
+    config.reset_dirty_pages_only = true;
+    let engine = Engine::new(config).expect("engine");
+    let limit = 8 << 20;
+    let bomb = engine
+        .load_file(Path::new(MEMBOMB), None)
+        .await
+        .expect("load")
+        .handler(AppConfig {
+            memory_limit: Some(limit),
+            ..AppConfig::default()
+        })
+        .expect("handler");
+    let hello = engine
+        .load_file(Path::new(HELLO), None)
+        .await
+        .expect("load")
+        .handler(AppConfig::default())
+        .expect("handler");
+    for _ in 0..3 {
+        assert!(matches!(
+            expect_err(&bomb, "/").await,
+            InvokeError::MemoryLimit { .. }
+        ));
+        assert_eq!(get(&hello, "/").await, (200, "hello from ketch\n".into()));
+    }
+}
