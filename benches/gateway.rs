@@ -345,8 +345,11 @@ async fn run() {
 
     // ketch: one all-in-one server with its gateway.
     let gw_port = free_port();
-    let server =
-        BenchServer::start_on(&["--gateway", &format!("127.0.0.1:{gw_port}")], server_cpu()).await;
+    let server = BenchServer::start_on(
+        &["--gateway", &format!("127.0.0.1:{gw_port}")],
+        server_cpu(),
+    )
+    .await;
     let gw = format!("http://127.0.0.1:{gw_port}/");
     deploy(&server, "hello", HELLO).await;
     wait_200(&http, &gw, Some("hello.default.ketch.localhost")).await;

@@ -460,7 +460,12 @@ fn the_gateway_enforces_its_deadline_and_body_limit_and_speaks_h2c() {
     );
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("1Ki"), "{body}");
-    let (code, _, body) = http("POST", &format!("{gw}/echo"), &[("host", HELLO_HOST)], Some("small"));
+    let (code, _, body) = http(
+        "POST",
+        &format!("{gw}/echo"),
+        &[("host", HELLO_HOST)],
+        Some("small"),
+    );
     assert_eq!((code, body.as_str()), (200, "small"));
     // HTTP/2 with prior knowledge (h2c): the authority routes like Host.
     let rt = tokio::runtime::Builder::new_current_thread()
