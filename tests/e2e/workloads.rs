@@ -7,26 +7,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, eventually, pods, running_ready, wait_running, write_file};
+use crate::support::{Server, eventually, http, pods, running_ready, wait_running, write_file};
 
 /// A request to a Pod through the API server's pods/proxy (API → node agent → in-process Wasm).
 fn proxy(s: &Server, pod: &str, path: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::Client::new()
-            .get(format!(
-                "{}/api/v1/namespaces/default/pods/{pod}/proxy/{path}",
-                s.url
-            ))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
-    })
+    let url = format!(
+        "{}/api/v1/namespaces/default/pods/{pod}/proxy/{path}",
+        s.url
+    );
+    let auth = format!("Bearer {}", s.token);
+    let (code, _, body) = http("GET", &url, &[("authorization", auth.as_str())], None);
+    (code, body)
 }
 
 fn deployment(name: &str, image: &str, replicas: u32, greeting: &str) -> String {

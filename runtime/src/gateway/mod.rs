@@ -107,7 +107,7 @@ enum Pick {
     Local(Arc<dyn crate::workload::Workload>, (String, String)),
     /// Another node's gateway, the node, and the Pod it should invoke.
     Remote(Arc<str>, String, (String, String)),
-    /// A plain HTTP address.
+    /// A plain HTTP address (`http://host:port`).
     Address(Arc<str>),
 }
 
@@ -167,7 +167,7 @@ impl Dispatcher {
             Target::Remote { gateway, node } => {
                 Some(Pick::Remote(gateway.clone(), node.clone(), b.pod.clone()))
             }
-            Target::Address { authority } => Some(Pick::Address(authority.clone())),
+            Target::Address { url } => Some(Pick::Address(url.clone())),
             Target::Unreachable { .. } => None,
         })
     }
@@ -190,9 +190,9 @@ impl Dispatcher {
                 async move { ctx.invoke_workload(&ns, &pod, &w, req).await }.boxed()
             }
             Pick::Remote(gateway, node, pod) => self.forward(gateway, node, Some(pod), req).boxed(),
-            Pick::Address(authority) => {
-                let url: Arc<str> = Arc::from(format!("http://{authority}"));
-                self.forward(url, authority.to_string(), None, req).boxed()
+            Pick::Address(url) => {
+                let to = url.to_string();
+                self.forward(url, to, None, req).boxed()
             }
         };
         match tokio::time::timeout(self.cfg.timeout, fut).await {

@@ -44,8 +44,8 @@ pub enum Target {
     /// On another node whose gateway is unknown (no annotation yet): skipped.
     Unreachable { node: String },
     /// An address without a Pod (a hand-written EndpointSlice of a selector-less Service):
-    /// proxied to `host:port` over HTTP/1.1.
-    Address { authority: Arc<str> },
+    /// proxied over HTTP/1.1 to `url` (`http://host:port`, built once with the table).
+    Address { url: Arc<str> },
 }
 
 /// A routable Service and its Ready endpoints.
@@ -224,14 +224,14 @@ impl RouteTable {
                     .and_then(|r| r.name.clone())
                 else {
                     if let (Some(addr), Some(port)) = (ep.addresses.first(), port) {
-                        let authority: Arc<str> = if addr.contains(':') {
-                            Arc::from(format!("[{addr}]:{port}"))
+                        let url: Arc<str> = if addr.contains(':') {
+                            Arc::from(format!("http://[{addr}]:{port}"))
                         } else {
-                            Arc::from(format!("{addr}:{port}"))
+                            Arc::from(format!("http://{addr}:{port}"))
                         };
                         let b = Backend {
-                            pod: (ns.clone(), authority.to_string()),
-                            target: Target::Address { authority },
+                            pod: (ns.clone(), url.to_string()),
+                            target: Target::Address { url },
                         };
                         if !list.contains(&b) {
                             list.push(b);
@@ -663,7 +663,7 @@ mod tests {
         assert_eq!(
             s.backends[0].target,
             Target::Address {
-                authority: Arc::from("127.0.0.1:9000")
+                url: Arc::from("http://127.0.0.1:9000")
             }
         );
     }
