@@ -201,12 +201,19 @@ fn agent_config(
         node_name,
         listen,
         advertise: None,
-        data_dir,
+        data_dir: data_dir.clone(),
         labels: args.node_labels.into_iter().collect(),
         cpu_millis: None,
         memory_bytes: None,
         max_wasm_instances: args.max_wasm_instances,
         gateway: gateway_config(args.gateway, default_gateway),
+        containerd: (!args.containers.no_containerd).then_some(args.containers.containerd),
+        insecure_registries: args.containers.insecure_registries,
+        pod_network: Some(ketch_runtime::container::network::NetworkConfig {
+            bridge: args.containers.pod_bridge,
+            subnet: args.containers.pod_subnet,
+            ..ketch_runtime::container::network::NetworkConfig::new(data_dir.join("cni"))
+        }),
     })
 }
 

@@ -211,6 +211,28 @@ pub struct AgentArgs {
     max_wasm_instances: u32,
     #[command(flatten)]
     gateway: GatewayArgs,
+    #[command(flatten)]
+    containers: ContainerArgs,
+}
+
+/// Linux containers through containerd.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// containerd's socket; without a containerd answering there the node runs Wasm only
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    containerd: PathBuf,
+    /// Do not run Linux containers on this node
+    #[arg(long, conflicts_with = "containerd")]
+    no_containerd: bool,
+    /// Pull from this registry (HOST:PORT) over plain HTTP; loopback registries always are (repeatable)
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// The Linux bridge container Pods attach to (two agents on one machine need two)
+    #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_BRIDGE)]
+    pod_bridge: String,
+    /// Addresses of container Pods on this node (CIDR)
+    #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_SUBNET)]
+    pod_subnet: String,
 }
 
 /// The node gateway: Services over HTTP.

@@ -133,9 +133,9 @@ impl IntoResponse for AgentError {
                 InvokeFailure::MemoryLimit { .. } | InvokeFailure::Trap(_) => {
                     plain(StatusCode::INTERNAL_SERVER_ERROR, msg)
                 }
-                InvokeFailure::Guest(_) | InvokeFailure::NoResponse => {
-                    plain(StatusCode::BAD_GATEWAY, msg)
-                }
+                InvokeFailure::Guest(_)
+                | InvokeFailure::NoResponse
+                | InvokeFailure::Unreachable(_) => plain(StatusCode::BAD_GATEWAY, msg),
                 InvokeFailure::BadRequest(_) => plain(StatusCode::BAD_REQUEST, msg),
                 InvokeFailure::NotHttp => plain(StatusCode::NOT_IMPLEMENTED, msg),
             },

@@ -1,7 +1,7 @@
 //! `ketch-runtime` is ketch's node agent. It registers its Node (capacity, the runtimes it
 //! offers, the URL of its HTTP endpoint), renews a Lease in `kube-node-lease`, watches the
-//! Pods bound to it, runs their containers through a [`WorkloadRuntime`] (Wasm, in-process,
-//! for now), restarts failed ones with kubelet-style [`Backoff`], reports Pod status and
+//! Pods bound to it, runs their containers through a [`WorkloadRuntime`] (Wasm in-process,
+//! or Linux containers through containerd), restarts failed ones with kubelet-style [`Backoff`], reports Pod status and
 //! aggregated Events, keeps size-bounded CRI-format logs, and serves logs and a Pod proxy
 //! over HTTP. [`Agent::invoke`] is the in-process path the gateway uses.
 //!
@@ -9,12 +9,14 @@
 //! aggregator, [`logs`] formatting); IO sits at the edges (the API client, wasmtime via
 //! [`wasm`], files, HTTP).
 //!
-//! Known gaps: no containerd runtime yet (non-Wasm images report `ErrImagePull`), no OCI
-//! pulls, no probes (a running Wasm container is ready), no init containers, the agent
-//! authenticates with the cluster token (node credentials come with RBAC), and marking a
-//! silent node NotReady is the (future) node lifecycle controller's job.
+//! Linux containers run through containerd ([`container`]) when the node has it.
+//!
+//! Known gaps: no OCI pulls of Wasm images, no probes (a running container is ready), no
+//! init containers, containers cannot call Services by name yet, the agent authenticates
+//! with the cluster token (node credentials come with RBAC).
 
 pub mod backoff;
+pub mod container;
 pub mod env;
 mod error;
 pub mod events;
@@ -71,6 +73,13 @@ pub struct AgentConfig {
     pub max_wasm_instances: u32,
     /// The node gateway (Services over HTTP).
     pub gateway: GatewayConfig,
+    /// containerd's socket: Linux containers run when it answers (and the CNI plugins are
+    /// installed); `None` turns the container runtime off.
+    pub containerd: Option<PathBuf>,
+    /// Registries (`host:port`) pulled from over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// The Pod network (bridge, subnet); state lives under `data_dir/cni`.
+    pub pod_network: Option<container::network::NetworkConfig>,
 }
 
 impl AgentConfig {
@@ -98,6 +107,9 @@ impl AgentConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 ..GatewayConfig::default()
             },
+            containerd: None,
+            insecure_registries: Vec::new(),
+            pod_network: None,
         }
     }
 }
@@ -136,6 +148,46 @@ fn url_host(url: &str) -> Option<&str> {
         return v6.split(']').next();
     }
     Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h))
+}
+
+/// Connects to containerd and prepares the Pod network; `None` (logged) when either is
+/// missing, so the node simply does not offer Linux containers.
+async fn start_containers(
+    cfg: &AgentConfig,
+    socket: &std::path::Path,
+) -> Option<(
+    Arc<container::ContainerRuntime>,
+    Arc<container::network::PodNetwork>,
+)> {
+    let net_cfg = cfg
+        .pod_network
+        .clone()
+        .unwrap_or_else(|| container::network::NetworkConfig::new(cfg.data_dir.join("cni")));
+    let network = match container::network::PodNetwork::new(net_cfg) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "Linux containers are off: the pod network is unavailable");
+            return None;
+        }
+    };
+    let rt = container::ContainerRuntime::connect(container::ContainerConfig {
+        socket: socket.to_path_buf(),
+        state_dir: cfg.data_dir.join("containers"),
+        insecure_registries: cfg.insecure_registries.clone(),
+        node: cfg.node_name.clone(),
+        pids_limit: container::DEFAULT_PIDS_LIMIT,
+    })
+    .await;
+    match rt {
+        Ok(rt) => {
+            tracing::info!(socket = %socket.display(), version = %rt.version, "Linux containers through containerd");
+            Some((Arc::new(rt), Arc::new(network)))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "Linux containers are off");
+            None
+        }
+    }
 }
 
 impl Agent {
@@ -181,6 +233,10 @@ impl Agent {
             u64::try_from(memory).unwrap_or(1 << 30),
         )
         .map_err(AgentError::Engine)?;
+        let containers = match &cfg.containerd {
+            Some(socket) => start_containers(&cfg, socket).await,
+            None => None,
+        };
         let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
         let token: Arc<str> = Arc::from(cfg.token.as_str());
         let ctx = Arc::new_cyclic(|weak| Ctx {
@@ -188,7 +244,8 @@ impl Agent {
             node: cfg.node_name.clone(),
             host_ip: internal_ip.clone(),
             logs_root: cfg.data_dir.join("logs"),
-            runtime: Arc::new(runtime),
+            wasm: Arc::new(runtime),
+            containers,
             recorder,
             registry: RwLock::new(Default::default()),
             gateway: Arc::new(gateway::Dispatcher::new(
@@ -234,7 +291,7 @@ impl Agent {
             memory_bytes: memory,
             max_wasm_instances: cfg.max_wasm_instances,
             kernel: node::detect_kernel(),
-            runtime_handlers: vec![ctx.runtime.name().to_string()],
+            runtime_handlers: ctx.runtime_names(),
         };
         node::register(&client, &facts)
             .await

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
+use crate::container::ContainerRuntime;
+use crate::container::network::{Attachment, PodNetwork};
 use crate::env::{self, EnvSources};
 use crate::events::{EventType, PodRef, Recorder};
 use crate::logs::{self, FileSink};
@@ -56,7 +58,9 @@ pub(crate) struct Ctx {
     pub node: String,
     pub host_ip: String,
     pub logs_root: PathBuf,
-    pub runtime: Arc<dyn WorkloadRuntime>,
+    pub wasm: Arc<dyn WorkloadRuntime>,
+    /// Linux containers, when containerd (and the CNI plugins) are there.
+    pub containers: Option<(Arc<ContainerRuntime>, Arc<PodNetwork>)>,
     pub recorder: Recorder,
     pub registry: Registry,
     /// Routes requests to Services: the gateway listener's handler and the in-cluster caller
@@ -65,6 +69,29 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The runtime handler names this node offers.
+    pub fn runtime_names(&self) -> Vec<String> {
+        let mut v = vec![self.wasm.name().to_string()];
+        if let Some((c, _)) = &self.containers {
+            v.push(c.name().to_string());
+        }
+        v
+    }
+
+    /// Removes containers and Pod networks no Pod bound here claims (after a restart).
+    async fn reap(&self, live: &std::collections::HashSet<String>) {
+        if let Some((rt, net)) = &self.containers {
+            rt.reap(live).await;
+            for uid in net.list() {
+                if !live.contains(&uid)
+                    && let Err(e) = net.detach(&uid).await
+                {
+                    tracing::warn!(error = %e, pod_uid = %uid, "removing a stale pod network");
+                }
+            }
+        }
+    }
+
     pub fn lookup(&self, ns: &str, pod: &str) -> Option<PodEntry> {
         self.registry
             .read()
@@ -110,6 +137,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let stream = ctx.client.api::<Pod>(None).watcher(params, None);
     let mut stream = std::pin::pin!(stream);
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    let mut reaped = false;
     loop {
         let ev = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -138,6 +166,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
                 });
                 for p in list {
                     upsert(&ctx, &mut workers, p);
+                }
+                if !reaped {
+                    reaped = true;
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move { ctx.reap(&live).await });
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "watching pods (retrying)"),
@@ -204,6 +237,10 @@ struct Worker {
     containers: Vec<CState>,
     last_written: Option<Value>,
     exits: mpsc::UnboundedSender<(usize, u64, WorkloadExit)>,
+    /// Wasm or Linux containers (a Pod never mixes them: validation rejects it).
+    kind: ketch_api::runtime::Runtime,
+    /// The Pod's network namespace (Linux-container Pods), attached before the first start.
+    network: Option<Attachment>,
 }
 
 fn now() -> String {
@@ -238,6 +275,16 @@ async fn worker(
         .map(|s| s.containers.clone())
         .unwrap_or_default();
     let now_i = tokio::time::Instant::now();
+    let previous = |name: &str| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.iter().find(|c| c.name == name))
+            .map_or(0, |c| c.restart_count)
+    };
+    let kind = pod.spec.as_ref().map_or(
+        ketch_api::runtime::Runtime::Wasm,
+        ketch_api::runtime::pod_runtime,
+    );
     let containers = spec_containers
         .iter()
         .map(|c| CState {
@@ -249,7 +296,8 @@ async fn worker(
             container_id: None,
             state: waiting("ContainerCreating", None),
             last_state: None,
-            restart_count: 0,
+            // An agent restart keeps the count the Pod already shows.
+            restart_count: previous(&c.name),
             backoff: Backoff::default(),
             next_attempt: (!already_final).then_some(now_i),
             terminal: already_final,
@@ -266,6 +314,8 @@ async fn worker(
         containers,
         last_written: None,
         exits,
+        kind,
+        network: None,
     };
     w.publish();
     let stopped = loop {
@@ -317,6 +367,11 @@ async fn worker(
         }
     }
     if stopped == Stop::Deleted {
+        if let (Some(_), Some((_, net))) = (&w.network, &ctx.containers)
+            && let Err(e) = net.detach(&w.pref.uid).await
+        {
+            tracing::warn!(error = %e, pod = %w.pref.name, "removing the pod network");
+        }
         ctx.recorder.forget(&w.pref.uid);
         for c in &w.containers {
             c.sink.close();
@@ -375,12 +430,9 @@ impl Worker {
                 _ => continue,
             }
             self.containers[i].next_attempt = None;
-            let result = match self.spec_for(i).await {
-                Ok(spec) => self.ctx.runtime.start(spec).await,
-                Err(message) => Err(StartError {
-                    reason: StartReason::CreateContainerConfigError,
-                    message,
-                }),
+            let result = match self.runtime_and_spec(i).await {
+                Ok((runtime, spec)) => runtime.start(spec).await,
+                Err(e) => Err(e),
             };
             match result {
                 Ok(started) => self.on_started(i, started),
@@ -388,6 +440,48 @@ impl Worker {
             }
         }
         self.publish();
+    }
+
+    /// The runtime for this Pod, with the container's spec; a Linux-container Pod gets its
+    /// network first.
+    async fn runtime_and_spec(
+        &mut self,
+        i: usize,
+    ) -> Result<(Arc<dyn WorkloadRuntime>, WorkloadSpec), StartError> {
+        let runtime: Arc<dyn WorkloadRuntime> = match self.kind {
+            ketch_api::runtime::Runtime::Wasm => self.ctx.wasm.clone(),
+            ketch_api::runtime::Runtime::Container => {
+                let Some((rt, net)) = &self.ctx.containers else {
+                    return Err(StartError {
+                        reason: StartReason::CreateContainerError,
+                        message: "this node does not run Linux containers (no containerd)".into(),
+                    });
+                };
+                if self.network.is_none() {
+                    let att = net
+                        .attach(&self.pref.uid, &self.pref.namespace, &self.pref.name)
+                        .await
+                        .map_err(|e| StartError {
+                            reason: StartReason::CreateContainerError,
+                            message: format!("setting up the pod network: {e}"),
+                        })?;
+                    self.network = Some(att);
+                }
+                rt.clone()
+            }
+        };
+        let spec = self.spec_for(i).await.map_err(|message| StartError {
+            reason: StartReason::CreateContainerConfigError,
+            message,
+        })?;
+        Ok((runtime, spec))
+    }
+
+    /// `status.podIP`: the Pod network's address, or loopback for in-process Wasm.
+    fn pod_ip(&self) -> String {
+        self.network
+            .as_ref()
+            .map_or_else(|| WASM_POD_IP.to_string(), |n| n.ip.to_string())
     }
 
     fn on_started(&mut self, i: usize, s: Started) {
@@ -414,12 +508,16 @@ impl Worker {
             let _ = tx.send((idx, generation, exit));
         });
         let name = c.name.clone();
-        self.event(EventType::Normal, "Pulled", s.detail);
-        self.event(
-            EventType::Normal,
-            "Started",
-            format!("Started container {name}"),
-        );
+        if s.adopted {
+            self.event(EventType::Normal, "Adopted", s.detail);
+        } else {
+            self.event(EventType::Normal, "Pulled", s.detail);
+            self.event(
+                EventType::Normal,
+                "Started",
+                format!("Started container {name}"),
+            );
+        }
     }
 
     fn on_start_failed(&mut self, i: usize, e: StartError) {
@@ -579,7 +677,7 @@ impl Worker {
             &self.pod,
             &container,
             &sources,
-            WASM_POD_IP,
+            &self.pod_ip(),
             &self.ctx.host_ip,
         )?;
         let ann = &self.pod.metadata.annotations;
@@ -639,6 +737,15 @@ impl Worker {
             allowed_outbound_hosts,
             output: c.sink.clone(),
             services: Some(self.ctx.gateway.clone() as Arc<dyn crate::workload::ServiceCaller>),
+            definition: Arc::new(container),
+            pod_spec: Arc::new(self.pod.spec.clone().unwrap_or_default()),
+            network: self.network.clone(),
+            progress: {
+                let (recorder, pref) = (self.ctx.recorder.clone(), self.pref.clone());
+                Arc::new(move |m: String| {
+                    recorder.record(&pref, EventType::Normal, "Pulling", m);
+                })
+            },
         })
     }
 
@@ -664,10 +771,11 @@ impl Worker {
             .collect();
         let terminal: Vec<bool> = self.containers.iter().map(|c| c.terminal).collect();
         let now = now();
+        let pod_ip = self.pod_ip();
         let facts = PodFacts {
             existing: self.pod.status.as_ref(),
             host_ip: &self.ctx.host_ip,
-            pod_ip: WASM_POD_IP,
+            pod_ip: &pod_ip,
             start_time: &self.start_time,
             now: &now,
         };

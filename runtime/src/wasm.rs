@@ -177,6 +177,7 @@ impl WorkloadRuntime for WasmRuntime {
                     "Loaded Wasm component sha256:{digest} in {:.1}ms ({how})",
                     took.as_secs_f64() * 1000.0
                 ),
+                adopted: false,
                 workload: Arc::new(WasmWorkload {
                     handler,
                     request_timeout: spec.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),

@@ -59,7 +59,21 @@ pub struct WorkloadSpec {
     pub output: Arc<dyn OutputSink>,
     /// Serves the workload's calls to in-cluster Service names (`http://svc.ns`).
     pub services: Option<Arc<dyn ServiceCaller>>,
+    /// The container as declared in the Pod (command, args, ports, securityContext, pull
+    /// policy, limits): a Linux container needs all of it.
+    pub definition: Arc<ketch_api::core::Container>,
+    /// The Pod's spec (pod-level securityContext, termination grace period).
+    pub pod_spec: Arc<ketch_api::core::PodSpec>,
+    /// The Pod's network namespace and address (Linux-container Pods).
+    pub network: Option<crate::container::network::Attachment>,
+    /// Receives progress worth an Event (`Pulling image ...`).
+    pub progress: Arc<dyn Fn(String) + Send + Sync>,
 }
+
+/// The port a request is for (the Service's target port), set by the gateway as a request
+/// extension: a Linux container serves on its own ports, a Wasm component ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetPort(pub u16);
 
 /// Calls in-cluster Services on behalf of a workload (the gateway's dispatcher implements it).
 pub trait ServiceCaller: Send + Sync + 'static {
@@ -153,6 +167,8 @@ pub struct Started {
     pub container_id: String,
     /// For the `Pulled` event, e.g. "Loaded Wasm component sha256:… in 1.2ms (compiled)".
     pub detail: String,
+    /// Already running before this agent started (re-adopted, not started again).
+    pub adopted: bool,
 }
 
 /// How a workload ended by itself.
@@ -182,6 +198,9 @@ pub enum InvokeFailure {
     BadRequest(String),
     #[error("this container does not serve HTTP")]
     NotHttp,
+    /// A Linux container that did not answer on its address.
+    #[error("container not reachable: {0}")]
+    Unreachable(String),
 }
 
 impl InvokeFailure {
@@ -217,14 +236,22 @@ pub trait Workload: Send + Sync {
     fn stop(&self) -> BoxFuture<'_, ()>;
 }
 
-/// Starts workloads of one kind (Wasm now, containers later).
+/// Starts workloads of one kind (Wasm, Linux containers).
 pub trait WorkloadRuntime: Send + Sync {
-    /// `wasm`, `runc`: the Node's runtime handler name.
+    /// `wasm`, `container`: the Node's runtime handler name.
     fn name(&self) -> &str;
 
-    /// Starts one container.
+    /// Starts one container, or adopts it when the runtime still runs it from before an
+    /// agent restart ([`Started::adopted`]).
     ///
     /// # Errors
     /// [`StartError`] with the waiting reason to report.
     fn start(&self, spec: WorkloadSpec) -> BoxFuture<'_, Result<Started, StartError>>;
+
+    /// Removes what the runtime still runs for Pods that are not in `live` (uids): called
+    /// once the agent knows the Pods bound to it, after a restart.
+    fn reap<'a>(&'a self, live: &'a std::collections::HashSet<String>) -> BoxFuture<'a, ()> {
+        let _ = live;
+        Box::pin(async {})
+    }
 }

@@ -3,11 +3,10 @@
 //! none, and Wasm apps call other Services by name while other hosts stay denied.
 
 use std::collections::BTreeSet;
-use std::io::BufRead as _;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    KETCH, Server, eventually, free_port, http, try_http, wait_running, write_file,
+    KETCH, KetchUp, Server, eventually, http, try_http, wait_running, write_file,
 };
 
 const HELLO_HOST: &str = "hello.default.ketch.localhost";
@@ -240,52 +239,10 @@ fn wasm_apps_call_services_by_name_and_other_hosts_stay_denied() {
 
 #[test]
 fn ketch_up_runs_the_hello_example_and_stops_on_ctrl_c() {
-    let dir = tempfile::tempdir().unwrap();
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
-    let api = free_port();
-    let gw_port = free_port();
-    let mut child = std::process::Command::new(KETCH)
-        .arg("up")
-        .arg(&example)
-        .arg("--data-dir")
-        .arg(dir.path().join("state"))
-        .args(["--listen", &format!("127.0.0.1:{api}")])
-        .args(["--gateway", &format!("127.0.0.1:{gw_port}")])
-        .env("KETCH_CONFIG", dir.path().join("config"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut up = KetchUp::start("hello", &[]);
     // The first run may build the example (cargo, wasm32-wasip2): allow for it.
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let url = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no service URL printed; output so far:\n{}\n{}",
-                    seen.join("\n"),
-                    std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
-                )
-            });
-        seen.push(line.clone());
-        if let Some(u) = line.trim().strip_prefix("service default/hello: ") {
-            break u.to_string();
-        }
-    };
+    let url = up.wait_line("service default/hello: ", 600);
+    let gw_port = up.gw_port;
     assert_eq!(url, format!("http://{HELLO_HOST}:{gw_port}/"));
     let (code, _, body) = http(
         "GET",
@@ -297,25 +254,9 @@ fn ketch_up_runs_the_hello_example_and_stops_on_ctrl_c() {
     assert!(body.starts_with("Hello from ketch!"), "{body}");
     // The Pods' logs stream to ketch up's output.
     eventually(30, "the request's log line", || {
-        while let Ok(l) = rx.try_recv() {
-            seen.push(l);
-        }
-        seen.iter()
-            .any(|l| l.contains("] GET / served by"))
-            .then_some(())
+        up.printed("] GET / served by").then_some(())
     });
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "ketch up did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = up.interrupt(30);
     assert!(status.success(), "ketch up exited with {status}");
 }
 

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod containers;
 mod durability;
 mod gateway;
 mod services;

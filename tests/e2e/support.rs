@@ -50,7 +50,8 @@ impl Server {
         Self::start_full(dir, port, &[])
     }
 
-    fn start_full(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
+    /// Start (or restart) a server on `port` with its data in `dir` and extra flags.
+    pub fn start_full(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -356,4 +357,110 @@ pub fn try_http(
         let headers = resp.headers().clone();
         Some((code, headers, resp.text().await.ok()?))
     })
+}
+
+/// A `ketch up DIR` process with its stdout lines on a channel.
+pub struct KetchUp {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub gw_port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl KetchUp {
+    /// Starts `ketch up EXAMPLE` (a directory under `examples/`) with its own data dir, API
+    /// and gateway ports, and `extra` flags.
+    pub fn start(example: &str, extra: &[&str]) -> KetchUp {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(example);
+        let gw_port = free_port();
+        let mut child = Command::new(KETCH)
+            .arg("up")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("state"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--gateway", &format!("127.0.0.1:{gw_port}")])
+            .args(extra)
+            .env("KETCH_CONFIG", dir.path().join("config"))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("up.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        KetchUp {
+            child,
+            dir,
+            gw_port,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `secs` for a line starting with `prefix`; returns the rest of it.
+    pub fn wait_line(&mut self, prefix: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no line starting with {prefix:?}; output so far:\n{}\n{}",
+                        self.seen.join("\n"),
+                        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+                    )
+                });
+            self.seen.push(line.clone());
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                return rest.to_string();
+            }
+        }
+    }
+
+    /// Whether a line containing `needle` has been printed by now.
+    pub fn printed(&mut self, needle: &str) -> bool {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.iter().any(|l| l.contains(needle))
+    }
+
+    /// Ctrl-C, then the exit status (within `secs`).
+    pub fn interrupt(mut self, secs: u64) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "ketch up did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for KetchUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

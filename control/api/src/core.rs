@@ -334,6 +334,62 @@ pub struct Capabilities {
     pub drop: Vec<String>,
 }
 
+/// Every Linux capability (`capabilities(7)`, up to `CAP_CHECKPOINT_RESTORE`, Linux 5.9), in
+/// Kubernetes spelling: upper case, without the `CAP_` prefix. The one list both admission
+/// ([`crate::validation`]) and the node agent's OCI spec use, so they cannot disagree.
+pub const LINUX_CAPABILITIES: [&str; 41] = [
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "PERFMON",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "SYSLOG",
+    "WAKE_ALARM",
+];
+
+/// The [`LINUX_CAPABILITIES`] entry `name` denotes, accepting what Kubernetes and Docker accept:
+/// any case, with or without the `CAP_` prefix (`net_admin`, `CAP_NET_ADMIN`). `None` for
+/// anything else, including `ALL` (which only `drop` may use; callers check it themselves).
+pub fn linux_capability(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    LINUX_CAPABILITIES.iter().copied().find(|c| *c == bare)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodSecurityContext {

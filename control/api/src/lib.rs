@@ -9,6 +9,7 @@
 //!   implement is rejected by name instead of silently ignored.
 //! * [`quantity`] and [`selector`]: the two mini-languages of the API (`500m`, `app in (a,b)`).
 //! * [`validation`]: field checks with Kubernetes' wording (`spec.replicas: Invalid value: ...`).
+//! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
 //! * [`resource`]: the table of served resources and the [`Resource`] trait.
 //! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
 
@@ -21,6 +22,7 @@ pub mod meta;
 pub mod networking;
 pub mod quantity;
 pub mod resource;
+pub mod runtime;
 pub mod selector;
 pub mod validation;
 

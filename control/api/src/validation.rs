@@ -13,7 +13,7 @@ use crate::apps::{Deployment, PodTemplateSpec, ReplicaSet};
 use crate::coordination::Lease;
 use crate::core::{
     ConfigMap, Container, Event, IntOrString, Namespace, Node, Pod, PodSpec, Probe, Secret,
-    Service, Taint, Toleration,
+    Service, Taint, Toleration, linux_capability,
 };
 use crate::discovery::{ADDRESS_TYPE_FQDN, ADDRESS_TYPE_IPV4, ADDRESS_TYPE_IPV6, EndpointSlice};
 use crate::meta::ObjectMeta;
@@ -657,6 +657,18 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, opts: PodSpecOptions) -> Ve
             }
         }
     }
+    if let Some(i) = crate::runtime::mixed_runtime_container(spec) {
+        let (field, i) = if i < spec.containers.len() {
+            ("containers", i)
+        } else {
+            ("initContainers", i - spec.containers.len())
+        };
+        errs.push(FieldError::forbidden(
+            child(&index(&child(path, field), i), "image"),
+            "a Pod cannot mix Wasm components and Linux containers: run them as separate \
+             Pods and connect them with Services",
+        ));
+    }
 
     let allowed_restart: &[&str] = if opts.require_restart_always {
         &["Always"]
@@ -877,6 +889,34 @@ fn validate_toleration(t: &Toleration, p: &str) -> Vec<FieldError> {
     errs
 }
 
+/// Each entry must name a Linux capability ([`crate::core::LINUX_CAPABILITIES`], any case,
+/// `CAP_` prefix optional); `ALL` only where `all_allowed` (`drop`): adding every capability
+/// is as good as `privileged`, which ketch does not support.
+fn validate_capabilities(
+    errs: &mut Vec<FieldError>,
+    path: &str,
+    names: &[String],
+    all_allowed: bool,
+) {
+    for (j, name) in names.iter().enumerate() {
+        let field = index(path, j);
+        if name.eq_ignore_ascii_case("ALL") {
+            if !all_allowed {
+                errs.push(FieldError::forbidden(
+                    field,
+                    "adding ALL capabilities is not supported: list the capabilities the container needs",
+                ));
+            }
+        } else if linux_capability(name).is_none() {
+            errs.push(FieldError::invalid_str(
+                field,
+                name,
+                "not a Linux capability: use a name from capabilities(7) without the CAP_ prefix, such as \"NET_ADMIN\"",
+            ));
+        }
+    }
+}
+
 fn validate_container(c: &Container, p: &str, volumes: &BTreeSet<&str>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if c.name.is_empty() {
@@ -1079,12 +1119,25 @@ fn validate_container(c: &Container, p: &str, volumes: &BTreeSet<&str>) -> Vec<F
         let sp = child(p, "securityContext");
         check_non_negative(&mut errs, child(&sp, "runAsUser"), sc.run_as_user);
         check_non_negative(&mut errs, child(&sp, "runAsGroup"), sc.run_as_group);
-        if sc.privileged == Some(true) && sc.allow_privilege_escalation == Some(false) {
-            errs.push(FieldError::invalid(
-                child(&sp, "allowPrivilegeEscalation"),
-                false,
-                "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+        if sc.privileged == Some(true) {
+            // A privileged container gets every capability, every device and no seccomp or
+            // masked paths: ketch runs untrusted Pods next to each other and offers none of it.
+            errs.push(FieldError::forbidden(
+                child(&sp, "privileged"),
+                "privileged containers are not supported",
             ));
+            if sc.allow_privilege_escalation == Some(false) {
+                errs.push(FieldError::invalid(
+                    child(&sp, "allowPrivilegeEscalation"),
+                    false,
+                    "cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+                ));
+            }
+        }
+        if let Some(caps) = &sc.capabilities {
+            let cp = child(&sp, "capabilities");
+            validate_capabilities(&mut errs, &child(&cp, "add"), &caps.add, false);
+            validate_capabilities(&mut errs, &child(&cp, "drop"), &caps.drop, true);
         }
     }
 
@@ -2003,7 +2056,7 @@ mod tests {
     use super::*;
     use crate::apps::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
     use crate::coordination::LeaseSpec;
-    use crate::core::{ContainerPort, ResourceRequirements};
+    use crate::core::{Capabilities, ContainerPort, ResourceRequirements, SecurityContext};
 
     fn strings(errs: &[FieldError]) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
@@ -2159,6 +2212,65 @@ mod tests {
                 "spec.containers[2].image: Required value",
             ]
         );
+    }
+
+    #[test]
+    fn privileged_containers_are_forbidden() {
+        let mut c = container("a");
+        c.security_context = Some(SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(
+            strings(&validate_pod(&pod(vec![c]))),
+            vec![
+                "spec.containers[0].securityContext.privileged: Forbidden: privileged containers are not supported"
+            ]
+        );
+        let mut unprivileged = container("a");
+        unprivileged.security_context = Some(SecurityContext {
+            privileged: Some(false),
+            ..Default::default()
+        });
+        assert!(validate_pod(&pod(vec![unprivileged])).is_empty());
+    }
+
+    #[test]
+    fn capabilities_must_be_linux_capabilities_and_all_may_only_be_dropped() {
+        let mut c = container("a");
+        c.security_context = Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: vec![
+                    "NET_ADMIN".into(),
+                    "cap_sys_time".into(),
+                    "FOO".into(),
+                    "ALL".into(),
+                ],
+                drop: vec!["ALL".into(), "CAP_CHOWN".into(), "NET-RAW".into()],
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            strings(&validate_pod(&pod(vec![c]))),
+            vec![
+                "spec.containers[0].securityContext.capabilities.add[2]: Invalid value: \"FOO\": not a Linux capability: use a name from capabilities(7) without the CAP_ prefix, such as \"NET_ADMIN\"",
+                "spec.containers[0].securityContext.capabilities.add[3]: Forbidden: adding ALL capabilities is not supported: list the capabilities the container needs",
+                "spec.containers[0].securityContext.capabilities.drop[2]: Invalid value: \"NET-RAW\": not a Linux capability: use a name from capabilities(7) without the CAP_ prefix, such as \"NET_ADMIN\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn capability_names_are_matched_in_any_case_with_or_without_the_cap_prefix() {
+        assert_eq!(linux_capability("NET_ADMIN"), Some("NET_ADMIN"));
+        assert_eq!(linux_capability("net_admin"), Some("NET_ADMIN"));
+        assert_eq!(linux_capability("CAP_SYS_ADMIN"), Some("SYS_ADMIN"));
+        assert_eq!(linux_capability("cap_syslog"), Some("SYSLOG"));
+        assert_eq!(linux_capability("ALL"), None);
+        assert_eq!(linux_capability("CAP_"), None);
+        assert_eq!(linux_capability(""), None);
+        let unique: BTreeSet<_> = crate::core::LINUX_CAPABILITIES.iter().collect();
+        assert_eq!(unique.len(), crate::core::LINUX_CAPABILITIES.len());
     }
 
     #[test]

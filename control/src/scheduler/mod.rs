@@ -1,10 +1,12 @@
 //! Pod placement as a pure function: filter the nodes of a [`ClusterSnapshot`] for one pod,
 //! score the survivors, pick one.
 //!
-//! Nothing here performs IO. The scheduler loop (elsewhere) lists nodes and pods, builds a
-//! snapshot, calls [`schedule_batch`], and only then writes the bindings. Between two calls the
-//! snapshot is kept current with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`], so a
-//! batch of pods never double-books the capacity one of them just took.
+//! Nothing here performs IO. The scheduler loop (`crate::runner::scheduler`) keeps a
+//! [`cache::SchedulerCache`] current from pod and node changes and from its own placements,
+//! calls [`place`] against its snapshot, and only then writes the bindings. Each placement is
+//! assumed in the cache at once, so pods placed one after another never double-book the
+//! capacity one of them just took. [`schedule_batch`] does the same for a plain
+//! [`ClusterSnapshot`] (with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`]).
 //!
 //! Filters, in the fixed order used to attribute a failure to one reason per node:
 //! node Ready, node schedulable, runtime offered, `nodeSelector`, `NoSchedule`/`NoExecute`
@@ -14,17 +16,15 @@
 //! fractions the node would have in use after placement; ties go to the lexically smallest
 //! node name so a placement is reproducible.
 
+pub mod cache;
+
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 
 use ketch_api::core::{Container, Node, Pod, PodSpec, Taint, Toleration};
 use ketch_api::quantity::Quantity;
 
 /// Allocatable key limiting how many Wasm pods a node runs at once.
 pub const WASM_INSTANCES_RESOURCE: &str = "ketch.dev/wasm-instances";
-
-/// The runtime class name that forces the Wasm runtime.
-pub const WASM_RUNTIME_CLASS: &str = "wasm";
 
 /// cpu and memory a pod asks for, summed over its containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,33 +33,15 @@ pub struct Requests {
     pub memory_bytes: i64,
 }
 
-/// Which workload runtime a pod needs; nodes advertise theirs in `status.runtimeHandlers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Runtime {
-    Wasm,
-    Container,
-}
+pub use ketch_api::runtime::{
+    Runtime, WASM_RUNTIME_CLASS, is_local_wasm_reference, pod_runtime, pod_runtime_with,
+};
 
-impl Runtime {
-    /// The `runtimeHandlers[].name` a node lists when it offers this runtime.
-    pub fn handler_name(self) -> &'static str {
-        match self {
-            Runtime::Wasm => "wasm",
-            Runtime::Container => "container",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        match self {
-            Runtime::Wasm => 1,
-            Runtime::Container => 2,
-        }
-    }
-}
-
-impl fmt::Display for Runtime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.handler_name())
+/// A runtime's bit in a node's set of offered runtimes.
+fn runtime_bit(r: Runtime) -> u8 {
+    match r {
+        Runtime::Wasm => 1,
+        Runtime::Container => 2,
     }
 }
 
@@ -121,41 +103,6 @@ fn container_requests(c: &Container) -> Requests {
         cpu_millis: get("cpu", |q| q.millis().ok()),
         memory_bytes: get("memory", |q| q.value().ok()),
     }
-}
-
-/// The runtime a pod needs, deciding Wasm images by [`is_local_wasm_reference`].
-pub fn pod_runtime(spec: &PodSpec) -> Runtime {
-    pod_runtime_with(spec, is_local_wasm_reference)
-}
-
-/// The runtime a pod needs, with the image classifier supplied by the caller.
-///
-/// This is the hook for registry images: once image references are resolved to a manifest,
-/// pass a classifier that answers from the media type (`application/wasm` layers) instead of
-/// the reference's spelling. `runtimeClassName: wasm` always wins; otherwise the pod is Wasm
-/// only if it has containers and every one (init containers included) is a Wasm image.
-pub fn pod_runtime_with(spec: &PodSpec, is_wasm_image: impl Fn(&str) -> bool) -> Runtime {
-    if spec.runtime_class_name.as_deref() == Some(WASM_RUNTIME_CLASS) {
-        return Runtime::Wasm;
-    }
-    let mut all = spec
-        .containers
-        .iter()
-        .chain(&spec.init_containers)
-        .peekable();
-    if all.peek().is_none() {
-        return Runtime::Container;
-    }
-    if all.all(|c| c.image.as_deref().is_some_and(&is_wasm_image)) {
-        Runtime::Wasm
-    } else {
-        Runtime::Container
-    }
-}
-
-/// A local Wasm module reference: `file:...` or a path ending in `.wasm`.
-pub fn is_local_wasm_reference(image: &str) -> bool {
-    image.starts_with("file:") || image.ends_with(".wasm")
 }
 
 /// Whether one toleration tolerates one taint, with Kubernetes' rules: an empty effect matches
@@ -235,7 +182,7 @@ impl NodeInfo {
         for h in status.map(|s| s.runtime_handlers.as_slice()).unwrap_or(&[]) {
             for rt in [Runtime::Wasm, Runtime::Container] {
                 if h.name == rt.handler_name() {
-                    runtimes |= rt.bit();
+                    runtimes |= runtime_bit(rt);
                 }
             }
         }
@@ -271,26 +218,24 @@ impl NodeInfo {
     /// Whether the node lists `runtime` in `status.runtimeHandlers`. A node listing none
     /// offers none: the agent must say what it can run.
     pub fn offers(&self, runtime: Runtime) -> bool {
-        self.runtimes & runtime.bit() != 0
+        self.runtimes & runtime_bit(runtime) != 0
     }
 
     /// Marks `runtime` as offered (for snapshots built without Node objects).
     pub fn set_offers(&mut self, runtime: Runtime, offered: bool) {
         if offered {
-            self.runtimes |= runtime.bit();
+            self.runtimes |= runtime_bit(runtime);
         } else {
-            self.runtimes &= !runtime.bit();
+            self.runtimes &= !runtime_bit(runtime);
         }
     }
 
     fn add(&mut self, pod: &PodFacts, sign: i64) {
-        let u = &mut self.requested;
-        u.cpu_millis += sign * pod.requests.cpu_millis;
-        u.memory_bytes += sign * pod.requests.memory_bytes;
-        u.pods += sign;
-        if pod.runtime == Runtime::Wasm {
-            u.wasm_instances += sign;
-        }
+        let charge = cache::Charge {
+            requests: pod.requests,
+            wasm: pod.runtime == Runtime::Wasm,
+        };
+        self.requested.apply(&charge, sign);
     }
 
     /// The first filter this node fails for the pod, in the documented order.

@@ -39,10 +39,12 @@ pub use routes::{
 
 use crate::error::AgentError;
 use crate::pods::Ctx;
-use crate::workload::ServiceCaller;
+use crate::workload::{ServiceCaller, TargetPort};
 
 /// Peer gateways name the Pod to invoke with this header...
 pub const X_KETCH_POD: HeaderName = HeaderName::from_static("x-ketch-pod");
+/// With `x-ketch-pod`: the target port of the endpoint (a Linux container's port).
+pub const X_KETCH_PORT: HeaderName = HeaderName::from_static("x-ketch-port");
 /// ...and prove they are part of the cluster with this one (the cluster token).
 pub const X_KETCH_GATEWAY_TOKEN: HeaderName = HeaderName::from_static("x-ketch-gateway-token");
 /// Request id: kept when the client sends one, generated otherwise; echoed on the response.
@@ -104,9 +106,13 @@ pub(crate) struct Dispatcher {
 
 /// Where one request goes after routing.
 enum Pick {
-    Local(Arc<dyn crate::workload::Workload>, (String, String)),
-    /// Another node's gateway, the node, and the Pod it should invoke.
-    Remote(Arc<str>, String, (String, String)),
+    Local(
+        Arc<dyn crate::workload::Workload>,
+        (String, String),
+        Option<u16>,
+    ),
+    /// Another node's gateway, the node, the Pod it should invoke and its port.
+    Remote(Arc<str>, String, (String, String), Option<u16>),
     /// A plain HTTP address (`http://host:port`).
     Address(Arc<str>),
 }
@@ -163,10 +169,15 @@ impl Dispatcher {
     /// to their gateway. `None` when nothing is Ready.
     fn pick(&self, ctx: &Ctx, svc: &ServiceRoute) -> Option<Pick> {
         svc.pick().find_map(|b| match &b.target {
-            Target::Local => ctx.workload(&b.pod).map(|w| Pick::Local(w, b.pod.clone())),
-            Target::Remote { gateway, node } => {
-                Some(Pick::Remote(gateway.clone(), node.clone(), b.pod.clone()))
-            }
+            Target::Local => ctx
+                .workload(&b.pod)
+                .map(|w| Pick::Local(w, b.pod.clone(), b.port)),
+            Target::Remote { gateway, node } => Some(Pick::Remote(
+                gateway.clone(),
+                node.clone(),
+                b.pod.clone(),
+                b.port,
+            )),
             Target::Address { url } => Some(Pick::Address(url.clone())),
             Target::Unreachable { .. } => None,
         })
@@ -186,10 +197,20 @@ impl Dispatcher {
                 service: svc.name.clone(),
             })?;
         let fut = match pick {
-            Pick::Local(w, (ns, pod)) => {
+            Pick::Local(w, (ns, pod), port) => {
+                let mut req = req;
+                if let Some(p) = port {
+                    req.extensions_mut().insert(TargetPort(p));
+                }
                 async move { ctx.invoke_workload(&ns, &pod, &w, req).await }.boxed()
             }
-            Pick::Remote(gateway, node, pod) => self.forward(gateway, node, Some(pod), req).boxed(),
+            Pick::Remote(gateway, node, pod, port) => {
+                let mut req = req;
+                if let Some(p) = port {
+                    req.headers_mut().insert(X_KETCH_PORT, HeaderValue::from(p));
+                }
+                self.forward(gateway, node, Some(pod), req).boxed()
+            }
             Pick::Address(url) => {
                 let to = url.to_string();
                 self.forward(url, to, None, req).boxed()
@@ -344,6 +365,12 @@ impl Dispatcher {
             let Some(ctx) = self.ctx.upgrade() else {
                 return ("-".into(), Err(AgentError::ShuttingDown));
             };
+            if let Some(p) = h
+                .remove(X_KETCH_PORT)
+                .and_then(|v| v.to_str().ok().and_then(|v| v.parse::<u16>().ok()))
+            {
+                req.extensions_mut().insert(TargetPort(p));
+            }
             let label = format!("{ns}/{pod}@forwarded");
             let r = match tokio::time::timeout(self.cfg.timeout, ctx.invoke(ns, pod, req)).await {
                 Ok(r) => r,
@@ -429,7 +456,7 @@ impl ServiceCaller for Dispatcher {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -32,6 +32,8 @@ pub struct Backend {
     /// allocate to look a Pod up.
     pub pod: (String, String),
     pub target: Target,
+    /// The slice's target port: a Linux container is reached on it (Wasm ignores it).
+    pub port: Option<u16>,
 }
 
 /// Where a backend is reached.
@@ -213,6 +215,7 @@ impl RouteTable {
             let list = backends.entry((ns.clone(), svc.clone())).or_default();
             // The port address endpoints are reached on: the slice's first numbered port.
             let port = slice.ports.iter().find_map(|p| p.port);
+            let target_port = port.and_then(|p| u16::try_from(p).ok());
             for ep in &slice.endpoints {
                 if !ep.is_ready() {
                     continue;
@@ -232,6 +235,7 @@ impl RouteTable {
                         let b = Backend {
                             pod: (ns.clone(), url.to_string()),
                             target: Target::Address { url },
+                            port: target_port,
                         };
                         if !list.contains(&b) {
                             list.push(b);
@@ -258,6 +262,7 @@ impl RouteTable {
                 let b = Backend {
                     pod: (pod_ns, pod),
                     target,
+                    port: target_port,
                 };
                 if !list.contains(&b) {
                     list.push(b);

@@ -1,0 +1,437 @@
+//! Linux containers through the real binary and a real containerd (started by `tests/run`,
+//! which exports `KETCH_TEST_CONTAINERD` and pushes the test images to a local registry):
+//! exit codes, logs, a container serving through a Service and the gateway, memory and pids
+//! limits, re-adoption after `kill -9` of the agent, and nothing left in containerd after a
+//! delete.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+use crate::support::{Server, eventually, http, pods, wait_running, write_file};
+
+/// Set `KETCH_SKIP_CONTAINER_TESTS=1` to skip these on a machine without containerd.
+fn env_or_skip(name: &str) -> Option<String> {
+    if std::env::var_os("KETCH_SKIP_CONTAINER_TESTS").is_some() {
+        return None;
+    }
+    Some(std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: container tests need a containerd and a registry \
+             (tests/run starts both; KETCH_SKIP_CONTAINER_TESTS=1 skips these tests)"
+        )
+    }))
+}
+
+struct Env {
+    socket: String,
+    busybox: String,
+    http_image: String,
+}
+
+fn test_env() -> Option<Env> {
+    Some(Env {
+        socket: env_or_skip("KETCH_TEST_CONTAINERD")?,
+        busybox: env_or_skip("KETCH_TEST_BUSYBOX")?,
+        http_image: env_or_skip("KETCH_TEST_HTTP_IMAGE")?,
+    })
+}
+
+/// A Linux bridge made for one test (tests run in parallel, each with its own bridge and
+/// subnet), deleted when dropped.
+struct Bridge {
+    name: String,
+    subnet: String,
+}
+
+impl Bridge {
+    fn new() -> Bridge {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id() % 200;
+        Bridge {
+            name: format!("kt{pid}x{n}"),
+            subnet: format!("10.{}.{}.0/24", 100 + n, pid),
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .status();
+    }
+}
+
+fn server(env: &Env, bridge: &Bridge) -> Server {
+    Server::start_with(&[
+        "--containerd",
+        &env.socket,
+        "--pod-bridge",
+        &bridge.name,
+        "--pod-subnet",
+        &bridge.subnet,
+    ])
+}
+
+/// `ctr` against the test containerd, in ketch's namespace.
+fn ctr(env: &Env, args: &[&str]) -> String {
+    let out = Command::new("ctr")
+        .args(["--address", &env.socket, "-n", "ketch"])
+        .args(args)
+        .output()
+        .expect("run ctr");
+    assert!(
+        out.status.success(),
+        "ctr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Containers, tasks, active snapshots and leases ketch has in containerd for this node.
+fn leftovers(env: &Env, node: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let containers = ctr(
+        env,
+        &[
+            "containers",
+            "ls",
+            "-q",
+            &format!("labels.\"ketch.dev/node\"=={node}"),
+        ],
+    );
+    left.extend(containers.lines().map(|l| format!("container {l}")));
+    for id in containers.lines() {
+        if ctr(env, &["tasks", "ls", "-q"]).lines().any(|t| t == id) {
+            left.push(format!("task {id}"));
+        }
+    }
+    for l in ctr(env, &["snapshots", "ls"]).lines().skip(1) {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.last() == Some(&"Active") && !cols[0].starts_with("extract-") {
+            left.push(format!("active snapshot {}", cols[0]));
+        }
+    }
+    for l in ctr(env, &["leases", "ls", "-q"]).lines() {
+        if !l.starts_with("ketch-pull-") {
+            left.push(format!("lease {l}"));
+        }
+    }
+    left
+}
+
+/// The node's name once it has registered offering the container runtime.
+fn node_name(s: &Server) -> String {
+    eventually(30, "the node to offer the container runtime", || {
+        let out = s.ok(&["get", "nodes", "-o", "json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let n = &v["items"][0];
+        let offers = n["status"]["runtimeHandlers"]
+            .as_array()
+            .is_some_and(|hs| hs.iter().any(|h| h["name"] == "container"));
+        offers.then(|| n["metadata"]["name"].as_str().unwrap().to_string())
+    })
+}
+
+fn pod(s: &Server, name: &str) -> Value {
+    serde_json::from_str(&s.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+/// Waits for `pred` on Pod `name`; on timeout the failure shows the Pod and the server log.
+fn wait_pod(s: &Server, name: &str, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let p = pod(s, name);
+        if pred(&p) {
+            return p;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "timed out after {secs}s waiting for {what}:\n{}\n{}",
+                s.ok(&["describe", "pod", name]),
+                s.log()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn assert_clean(env: &Env, s: &Server, node: &str) {
+    eventually(60, "containerd to hold nothing of ours", || {
+        leftovers(env, node).is_empty().then_some(())
+    });
+    assert!(
+        leftovers(env, node).is_empty(),
+        "{:?}\n{}",
+        leftovers(env, node),
+        s.log()
+    );
+}
+
+#[test]
+fn a_busybox_pod_runs_its_command_logs_and_exits_with_its_code() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let s = server(&env, &bridge);
+    let node = node_name(&s);
+    let f = write_file(
+        s.dir.path(),
+        "job.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: job\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'echo out-line; echo err-line >&2; echo \"ip=$POD_IP\"; exit 3']\n    env:\n    - name: POD_IP\n      valueFrom:\n        fieldRef: {{fieldPath: status.podIP}}\n",
+            env.busybox
+        ),
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let p = wait_pod(&s, "job", 120, "the pod to fail", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], 3, "{p}");
+    assert_eq!(term["reason"], "Error", "{p}");
+    assert!(
+        p["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{p}"
+    );
+    let pod_ip = p["status"]["podIP"].as_str().unwrap().to_string();
+    let prefix = bridge.subnet.trim_end_matches("0/24");
+    assert!(
+        pod_ip.starts_with(prefix),
+        "{pod_ip} not in {}",
+        bridge.subnet
+    );
+    let logs = s.ok(&["logs", "job"]);
+    assert!(logs.contains("out-line"), "{logs}");
+    assert!(logs.contains("err-line"), "{logs}");
+    assert!(logs.contains(&format!("ip={pod_ip}")), "{logs}");
+    let events = s.ok(&["describe", "pod", "job"]);
+    assert!(
+        events.contains("Pulled") || events.contains("already present"),
+        "{events}"
+    );
+
+    s.ok(&["delete", "pod", "job"]);
+    assert_clean(&env, &s, &node);
+}
+
+fn http_app(image: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: web\n        image: {image}\n        ports:\n        - containerPort: 8080\n        resources:\n          limits: {{memory: 64Mi, cpu: 500m}}\n        env:\n        - name: POD_NAME\n          valueFrom:\n            fieldRef: {{fieldPath: metadata.name}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+    )
+}
+
+/// GET through the gateway by Host until it answers 200.
+fn get_web(s: &Server) -> String {
+    let gw = s.gateway();
+    eventually(60, "the container to answer through the gateway", || {
+        let (code, _, body) = http(
+            "GET",
+            &format!("{gw}/"),
+            &[("host", "web.default.ketch.localhost")],
+            None,
+        );
+        (code == 200).then_some(body)
+    })
+}
+
+#[test]
+fn a_container_serves_http_through_a_service_and_the_gateway() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let s = server(&env, &bridge);
+    let node = node_name(&s);
+    let f = write_file(s.dir.path(), "web.yaml", &http_app(&env.http_image, 2));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let names = wait_running(&s, "app=web", 2);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let body = get_web(&s);
+        for n in &names {
+            if body.contains(n.as_str()) {
+                seen.insert(n.clone());
+            }
+        }
+    }
+    assert_eq!(seen.len(), 2, "requests were not spread over both pods");
+    // The Pods' IPs are what the EndpointSlice lists.
+    let slice = s.ok(&["get", "endpointslices", "web", "-o", "json"]);
+    for p in pods(&s, "app=web") {
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        assert!(slice.contains(ip), "{ip} not in {slice}");
+    }
+
+    s.ok(&["delete", "deployment", "web"]);
+    eventually(60, "the pods to go", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
+/// A cgroup file of a container (v1 or v2 layout).
+fn cgroup_file(controller: &str, id: &str, file: &str) -> Option<String> {
+    [
+        format!("/sys/fs/cgroup/{controller}/ketch/{id}/{file}"),
+        format!("/sys/fs/cgroup/ketch/{id}/{file}"),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok())
+}
+
+#[test]
+fn memory_and_pids_limits_hold_and_oom_kills_are_reported() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let s = server(&env, &bridge);
+    let node = node_name(&s);
+    let f = write_file(
+        s.dir.path(),
+        "limits.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {img}\n    command: [sh, -c, 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done']\n    resources:\n      limits: {{memory: 16Mi}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bomb\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {img}\n    command: [sh, -c, 'bomb() {{ bomb | bomb & }}; bomb; sleep 3600']\n    resources:\n      limits: {{cpu: 200m, memory: 128Mi}}\n",
+            img = env.busybox
+        ),
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let p = wait_pod(&s, "hog", 120, "the memory hog to be OOM-killed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["reason"], "OOMKilled", "{p}");
+    assert_eq!(term["exitCode"], 137, "{p}");
+
+    // The fork bomb runs into pids.max and stays there; the node keeps serving.
+    let id = eventually(60, "the bomb to run", || {
+        let p = pod(&s, "bomb");
+        p["status"]["containerStatuses"][0]["containerID"]
+            .as_str()
+            .and_then(|c| c.strip_prefix("containerd://"))
+            .map(str::to_string)
+    });
+    let max: u64 = eventually(30, "pids.max", || cgroup_file("pids", &id, "pids.max"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(max, 1024);
+    let current = eventually(60, "the bomb to reach its limit", || {
+        let c: u64 = cgroup_file("pids", &id, "pids.current")?
+            .trim()
+            .parse()
+            .ok()?;
+        (c + 10 >= max).then_some(c)
+    });
+    assert!(current <= max, "{current} > {max}");
+    s.ok(&["get", "nodes"]);
+
+    s.ok(&["delete", "pod", "hog", "bomb"]);
+    eventually(120, "the pods to go", || {
+        (s.ketch(&["get", "pod", "bomb"]).status.code() != Some(0)).then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
+#[test]
+fn after_kill_9_the_agent_readopts_the_running_containers() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let s = server(&env, &bridge);
+    let node = node_name(&s);
+    let f = write_file(s.dir.path(), "web.yaml", &http_app(&env.http_image, 1));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let name = wait_running(&s, "app=web", 1).remove(0);
+    let before = pod(&s, &name);
+    let cid = before["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = cid.strip_prefix("containerd://").unwrap().to_string();
+    let task_line = |env: &Env| {
+        ctr(env, &["tasks", "ls"])
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .map(str::to_string)
+    };
+    let task_before = task_line(&env).expect("the task runs");
+    assert!(get_web(&s).contains(&name));
+
+    let gw_args = ["--gateway", "127.0.0.1:0"];
+    let (dir, port) = s.kill9();
+    // containerd still runs it while no agent is there.
+    assert_eq!(task_line(&env).as_deref(), Some(task_before.as_str()));
+    let s = Server::start_full(
+        dir,
+        port,
+        &[
+            "--containerd",
+            &env.socket,
+            "--pod-bridge",
+            &bridge.name,
+            "--pod-subnet",
+            &bridge.subnet,
+            gw_args[0],
+            gw_args[1],
+        ],
+    );
+    let after = eventually(60, "the pod to be reported running again", || {
+        let p = pod(&s, &name);
+        let c = &p["status"]["containerStatuses"][0];
+        (c["containerID"] == cid.as_str() && c["state"]["running"].is_object()).then_some(p)
+    });
+    assert_eq!(
+        after["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{after}"
+    );
+    // The same task (same pid), not a new one.
+    assert_eq!(task_line(&env).as_deref(), Some(task_before.as_str()));
+    assert_eq!(pods(&s, "app=web").len(), 1);
+    assert!(get_web(&s).contains(&name));
+    let described = s.ok(&["describe", "pod", &name]);
+    assert!(described.contains("Adopted"), "{described}");
+
+    s.ok(&["delete", "deployment", "web"]);
+    eventually(60, "the pods to go", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
+#[test]
+fn the_mixed_example_answers_end_to_end() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    // As a user runs it: `ketch up` builds the Wasm front end (and pushes the back end's image
+    // to the registry) when the component is missing, then applies the one manifest.
+    let mut up = crate::support::KetchUp::start(
+        "mixed",
+        &[
+            "--containerd",
+            &env.socket,
+            "--pod-bridge",
+            &bridge.name,
+            "--pod-subnet",
+            &bridge.subnet,
+        ],
+    );
+    let url = up.wait_line("service default/frontend: ", 900);
+    assert!(url.contains("frontend.default.ketch.localhost"), "{url}");
+    let gw = format!("http://127.0.0.1:{}/", up.gw_port);
+    // The Wasm front end calls the container back end by its Service name.
+    let body = eventually(60, "the front end to reach the back end", || {
+        let (code, _, body) = http(
+            "GET",
+            &gw,
+            &[("host", "frontend.default.ketch.localhost")],
+            None,
+        );
+        (code == 200).then_some(body)
+    });
+    assert!(body.contains("frontend got:"), "{body}");
+    assert!(body.contains("\"from\":\"backend\""), "{body}");
+    let status = up.interrupt(60);
+    assert!(status.success(), "ketch up exited with {status}");
+}
