@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use ketch_client::{Event, ListParams};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 const CONCURRENCY: usize = 64;
@@ -60,27 +60,6 @@ where
     for t in tasks {
         t.await.unwrap();
     }
-}
-
-/// The hollow kubelet's view of a Pod: only what it reads. Decoding this instead of a whole
-/// JSON tree keeps the load generator's CPU (which shares the cores with the server) low.
-#[derive(serde::Deserialize)]
-struct PodView {
-    metadata: MetaView,
-    #[serde(default)]
-    spec: SpecView,
-}
-
-#[derive(serde::Deserialize)]
-struct MetaView {
-    name: String,
-    namespace: Option<String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct SpecView {
-    node_name: Option<String>,
 }
 
 fn node_name(i: usize) -> String {
@@ -214,7 +193,7 @@ async fn main() {
             kubelet_err.clone(),
         );
         tokio::spawn(async move {
-            let stream = ketch_client::watcher::<PodView>(
+            let stream = ketch_client::watcher::<Value>(
                 c.clone(),
                 pods,
                 None,
@@ -233,11 +212,17 @@ async fn main() {
                         continue;
                     }
                 };
-                if p.spec.node_name.is_none() {
+                if p["spec"]["nodeName"].as_str().is_none() {
                     continue;
                 }
-                let name = p.metadata.name;
-                let ns = p.metadata.namespace.unwrap_or_else(|| "default".into());
+                let name = p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let ns = p["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_string();
                 let first = {
                     let mut b = bound.lock().unwrap();
                     if b.contains_key(&name) {

@@ -1,25 +1,13 @@
-//! The scheduler loop, kube-scheduler's shape: an active queue of pending pods, a cache of what
-//! each node has requested kept current incrementally, and bindings written concurrently.
+//! The scheduler loop: take every pending pod at once (up to [`MAX_BATCH`]), place them with
+//! the pure [`schedule_batch`] against a snapshot built from the caches, and write the
+//! bindings concurrently so the API's group commit turns a batch into a few raft entries.
 //!
-//! - **Cache.** [`SchedulerCache`] is fed every pod and node change from the informers and every
-//!   placement the loop makes, so no work per batch grows with the number of pods in the
-//!   cluster. A placed pod is *assumed* at once: it counts against its node before its binding
-//!   is visible, and is not scheduled again.
-//! - **Queue.** Pending pods wait in an active queue ordered by creation time (Kubernetes' FIFO
-//!   within one priority). Unschedulable pods are *parked* until they change, the cluster's
-//!   capacity may have grown (a node changed in a way that matters, or a pod went away,
-//!   finished or lost its assumption; parked pods are then retried at most every
-//!   [`PARKED_FLUSH_INTERVAL`]), or [`UNSCHEDULABLE_RETRY`] passes. A pod whose write failed
-//!   is retried after [`WRITE_RETRY`].
-//! - **Pipeline.** Up to [`MAX_IN_FLIGHT`] bindings are written at once, each in its own task;
-//!   the API's group commit turns concurrent writes into a few raft entries. The loop places
-//!   more pods whenever bindings complete, so a deep queue is placed in large batches while the
-//!   previous ones are still being written, and a single new pod is placed at once.
-//! - **Events.** `Scheduled` / `FailedScheduling` events go through a bounded queue drained by
-//!   a few writers, off the binding path. When the queue is full, events are dropped and
-//!   counted, as client-go's event broadcaster does: a binding is never delayed by its event.
+//! Pods placed but whose binding the cache has not shown yet are kept as *assumed*: they count
+//! against their node in the next snapshot and are not scheduled again. Unschedulable pods are
+//! *parked* until they change, the cluster's capacity changes (a node changes in a way that
+//! matters, a pod goes away or finishes), or [`UNSCHEDULABLE_RETRY`] passes.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,80 +17,58 @@ use ketch_api::core::{Event, EventSource, Node, ObjectReference, Pod, PodConditi
 use ketch_api::meta::ObjectMeta;
 use ketch_client::Client;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::informer::{Change, Informer, key_of};
 use super::now;
-use crate::scheduler::cache::{SchedulerCache, is_finished};
-use crate::scheduler::{NodeInfo, Placement, ScoringStrategy, place};
+use crate::scheduler::{ClusterSnapshot, NodeInfo, Placement, ScoringStrategy, schedule_batch};
 
-/// The most bindings (or unschedulable markings) written at once; also the largest batch of
-/// placements between two looks at the informers' changes.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// The most pods placed against one snapshot.
+pub const MAX_BATCH: usize = 1024;
+/// Concurrent binding writes; the API batches concurrent writes into one raft entry.
+pub const BIND_CONCURRENCY: usize = 64;
 /// An unschedulable pod is retried at least this often even if nothing seems to change.
 pub const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(60);
-/// After a capacity change, parked pods are retried at most this often: a stream of pod
-/// deletions must not re-place every unschedulable pod for each one.
-pub const PARKED_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-/// A failed write is retried after this long.
-pub const WRITE_RETRY: Duration = Duration::from_millis(200);
-/// Events waiting to be written; beyond this they are dropped (client-go's
-/// `maxQueuedEvents`).
-pub const EVENT_QUEUE: usize = 1000;
-/// Concurrent event writes: a small share of the write path next to the bindings.
-pub const EVENT_WRITERS: usize = 16;
-
-static STAT_DONE: AtomicU64 = AtomicU64::new(0); // TEMP
-static STAT_LAT_US: AtomicU64 = AtomicU64::new(0); // TEMP
-static STAT_PLACE_US: AtomicU64 = AtomicU64::new(0); // TEMP
-fn env_or(name: &str, d: usize) -> usize { std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(d) } // TEMP
+/// A failed write is retried after this long (or on the pod's next change).
+const WRITE_RETRY: Duration = Duration::from_millis(200);
 
 /// The `source.component` of the scheduler's events.
 pub const COMPONENT: &str = "ketch-scheduler";
+
+struct Parked {
+    /// The pod's resourceVersion when parked (after our condition write, if any).
+    rv: String,
+    /// The capacity generation when parked.
+    generation: u64,
+    at: Instant,
+}
 
 pub struct Scheduler {
     client: Client,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     strategy: ScoringStrategy,
+    /// Bumped whenever capacity may have grown: unschedulable pods get another try.
+    generation: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    /// Placed pods whose binding the cache does not show yet: key → (uid, node).
+    assumed: HashMap<String, (String, String)>,
+    parked: HashMap<String, Parked>,
+    retry_at: HashMap<String, Instant>,
 }
 
 /// What happened to one pod of a batch.
 enum Outcome {
     Bound,
     /// Unschedulable; the pod's resourceVersion now.
-    Parked(u64),
+    Parked(String),
     /// The write failed; try again later.
     Retry,
 }
 
-/// A finished write, reported back to the loop.
-struct Done {
-    key: String,
-    uid: String,
-    /// The capacity generation the pod was placed against.
-    generation: u64,
-    outcome: Outcome,
-    started: Instant, // TEMP
-}
-
-struct Parked {
-    /// The pod's resourceVersion when parked (after our condition write, if any).
-    rv: u64,
-    at: Instant,
-}
-
-fn uid(p: &Pod) -> &str {
-    p.metadata.uid.as_deref().unwrap_or_default()
-}
-
-fn rv(p: &Pod) -> u64 {
-    p.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+fn uid(p: &Pod) -> String {
+    p.metadata.uid.clone().unwrap_or_default()
 }
 
 fn node_name(p: &Pod) -> Option<&str> {
@@ -112,15 +78,10 @@ fn node_name(p: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-/// Needs a node: unbound, not terminating, not finished.
-fn wants_node(p: &Pod) -> bool {
-    node_name(p).is_none() && p.metadata.deletion_timestamp.is_none() && !is_finished(p)
-}
-
-fn queue_key(p: &Pod, key: String) -> (String, String) {
-    (
-        p.metadata.creation_timestamp.clone().unwrap_or_default(),
-        key,
+fn finished(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
     )
 }
 
@@ -130,216 +91,6 @@ fn scheduled_condition(p: &Pod) -> Option<&PodCondition> {
         .conditions
         .iter()
         .find(|c| c.type_ == "PodScheduled")
-}
-
-/// The loop's state; owned by the one scheduling task.
-struct State {
-    cache: SchedulerCache,
-    /// Bumped whenever capacity may have grown: unschedulable pods get another try.
-    generation: u64,
-    /// Pods to place, by (creationTimestamp, key). An entry may be stale (the pod was bound,
-    /// deleted, parked meanwhile): it is checked against the pod cache when taken.
-    active: BTreeSet<(String, String)>,
-    /// Pods with a write in flight.
-    in_flight: HashSet<String>,
-    parked: HashMap<String, Parked>,
-    /// Parking times in order, for [`UNSCHEDULABLE_RETRY`]; entries are checked against
-    /// `parked` when due.
-    parked_order: VecDeque<(Instant, String)>,
-    /// When the parked pods are retried next because capacity may have grown.
-    flush_at: Option<Instant>,
-    last_flush: Option<Instant>,
-    backoff: HashMap<String, Instant>,
-    backoff_order: VecDeque<(Instant, String)>,
-}
-
-impl State {
-    fn new() -> Self {
-        State {
-            cache: SchedulerCache::new(),
-            generation: 0,
-            active: BTreeSet::new(),
-            in_flight: HashSet::new(),
-            parked: HashMap::new(),
-            parked_order: VecDeque::new(),
-            flush_at: None,
-            last_flush: None,
-            backoff: HashMap::new(),
-            backoff_order: VecDeque::new(),
-        }
-    }
-
-    /// Capacity may have grown: retry the parked pods soon.
-    fn capacity_changed(&mut self, now: Instant) {
-        self.generation += 1;
-        if self.flush_at.is_none() && !self.parked.is_empty() {
-            let earliest = self.last_flush.map_or(now, |t| t + PARKED_FLUSH_INTERVAL);
-            self.flush_at = Some(earliest.max(now));
-        }
-    }
-
-    fn on_pod(&mut self, change: Change<Pod>, now: Instant) {
-        match change {
-            Change::Upsert { new, .. } => {
-                let key = key_of(&*new);
-                if self.cache.update_pod(&key, &new) {
-                    self.capacity_changed(now);
-                }
-                self.consider(key, &new);
-            }
-            Change::Delete(old) => {
-                let key = key_of(&*old);
-                if self.cache.remove_pod(&key) {
-                    self.capacity_changed(now);
-                }
-                self.parked.remove(&key);
-                self.backoff.remove(&key);
-            }
-        }
-    }
-
-    /// Queues the pod if it needs placing and nothing else is already waiting for it.
-    fn consider(&mut self, key: String, pod: &Pod) {
-        if !wants_node(pod) {
-            self.parked.remove(&key);
-            self.backoff.remove(&key);
-            return;
-        }
-        if self.in_flight.contains(&key)
-            || self.cache.is_assumed(&key, uid(pod))
-            || self.backoff.contains_key(&key)
-        {
-            return;
-        }
-        if let Some(p) = self.parked.get(&key) {
-            // Our own condition write is not a change worth another try.
-            if rv(pod) <= p.rv {
-                return;
-            }
-            self.parked.remove(&key);
-        }
-        self.active.insert(queue_key(pod, key));
-    }
-
-    fn on_node(&mut self, change: Change<Node>, now: Instant) {
-        let changed = match change {
-            Change::Upsert { new, .. } => self.cache.set_node(NodeInfo::from_node(&new)),
-            Change::Delete(old) => self.cache.remove_node(old.metadata.name()),
-        };
-        if changed {
-            self.capacity_changed(now);
-        }
-    }
-
-    fn on_done(&mut self, done: Done, pods: &Informer<Pod>, now: Instant) {
-        let Done {
-            key,
-            uid,
-            generation,
-            outcome,
-            started: done_started,
-        } = done;
-        self.in_flight.remove(&key);
-        STAT_DONE.fetch_add(1, Ordering::Relaxed); // TEMP
-        STAT_LAT_US.fetch_add(done_started.elapsed().as_micros() as u64, Ordering::Relaxed); // TEMP
-        match outcome {
-            Outcome::Bound => {}
-            Outcome::Parked(at_rv) => {
-                let Some(pod) = pods.get(&key) else { return };
-                if !wants_node(&pod) {
-                    return;
-                }
-                if rv(&pod) > at_rv {
-                    // It changed while we wrote.
-                    self.active.insert(queue_key(&pod, key));
-                    return;
-                }
-                self.parked
-                    .insert(key.clone(), Parked { rv: at_rv, at: now });
-                self.parked_order.push_back((now, key));
-                if generation != self.generation && self.flush_at.is_none() {
-                    // Capacity changed after this pod was placed.
-                    self.flush_at = Some(now + PARKED_FLUSH_INTERVAL);
-                }
-            }
-            Outcome::Retry => {
-                if self.cache.forget(&key, &uid) {
-                    self.capacity_changed(now);
-                }
-                let at = now + WRITE_RETRY;
-                self.backoff.insert(key.clone(), at);
-                self.backoff_order.push_back((at, key));
-            }
-        }
-    }
-
-    /// Moves pods whose wait is over back to the active queue.
-    fn wake_due(&mut self, pods: &Informer<Pod>, now: Instant) {
-        let mut due = Vec::new();
-        while let Some((at, _)) = self.backoff_order.front()
-            && *at <= now
-        {
-            let (at, key) = self.backoff_order.pop_front().expect("front exists");
-            if self.backoff.get(&key) == Some(&at) {
-                self.backoff.remove(&key);
-                due.push(key);
-            }
-        }
-        if self.flush_at.is_some_and(|t| t <= now) {
-            self.flush_at = None;
-            self.last_flush = Some(now);
-            self.parked_order.clear();
-            due.extend(self.parked.drain().map(|(k, _)| k));
-        }
-        while let Some((at, _)) = self.parked_order.front()
-            && *at + UNSCHEDULABLE_RETRY <= now
-        {
-            let (at, key) = self.parked_order.pop_front().expect("front exists");
-            if self.parked.get(&key).is_some_and(|p| p.at == at) {
-                self.parked.remove(&key);
-                due.push(key);
-            }
-        }
-        for key in due {
-            if let Some(pod) = pods.get(&key) {
-                self.consider(key, &pod);
-            }
-        }
-    }
-
-    fn next_deadline(&self, now: Instant) -> Instant {
-        let backoff = self.backoff_order.front().map(|(t, _)| *t);
-        let parked = self
-            .parked_order
-            .front()
-            .map(|(t, _)| *t + UNSCHEDULABLE_RETRY);
-        [backoff, parked, self.flush_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + UNSCHEDULABLE_RETRY)
-            .max(now + Duration::from_millis(1))
-    }
-
-    /// Takes up to `max` pods from the active queue that still need placing.
-    fn take(&mut self, max: usize, pods: &Informer<Pod>) -> Vec<(String, Arc<Pod>)> {
-        let mut out = Vec::new();
-        while out.len() < max
-            && let Some((_, key)) = self.active.pop_first()
-        {
-            let Some(pod) = pods.get(&key) else { continue };
-            if !wants_node(&pod)
-                || self.in_flight.contains(&key)
-                || self.cache.is_assumed(&key, uid(&pod))
-                || self.parked.contains_key(&key)
-                || self.backoff.contains_key(&key)
-            {
-                continue;
-            }
-            out.push((key, pod));
-        }
-        out
-    }
 }
 
 impl Scheduler {
@@ -354,180 +105,210 @@ impl Scheduler {
             pods,
             nodes,
             strategy,
+            generation: Arc::default(),
+            wake: Arc::default(),
+            assumed: HashMap::new(),
+            parked: HashMap::new(),
+            retry_at: HashMap::new(),
         }
     }
 
-    /// Runs forever: wakes on pod and node changes, finished writes and retry deadlines.
-    pub async fn run(self) {
-        let (events, event_rx) = Recorder::new();
-        let writer = write_events(self.client.clone(), event_rx);
-        tokio::join!(self.schedule(events), writer);
-    }
-
-    async fn schedule(self, events: Recorder) {
-        // Subscribe before listing: a change made in between is seen twice, and applying a
-        // change twice is harmless.
-        let mut pod_rx = self.pods.subscribe();
-        let mut node_rx = self.nodes.subscribe();
-        self.pods.synced().await;
-        self.nodes.synced().await;
-        let mut state = State::new();
-        let now = Instant::now();
-        for n in self.nodes.list(None) {
-            state.cache.set_node(NodeInfo::from_node(&n));
-        }
-        for p in self.pods.list(None) {
-            state.on_pod(Change::Upsert { old: None, new: p }, now);
-        }
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-        let mut last_stat = Instant::now(); // TEMP
-        loop {
-            let now = Instant::now();
-            if now.duration_since(last_stat) >= Duration::from_secs(2) { // TEMP
-                last_stat = now;
-                let d = STAT_DONE.swap(0, Ordering::Relaxed);
-                let l = STAT_LAT_US.swap(0, Ordering::Relaxed);
-                let p = STAT_PLACE_US.swap(0, Ordering::Relaxed);
-                tracing::warn!(active = state.active.len(), in_flight = state.in_flight.len(), done_per_s = d / 2, mean_write_ms = l / d.max(1) / 1000, place_ms_per_s = p / 2000, pods = state.cache.pod_count(), events_dropped = events.dropped.load(Ordering::Relaxed), "STAT");
-            }
-            while let Ok(c) = node_rx.try_recv() {
-                state.on_node(c, now);
-            }
-            while let Ok(c) = pod_rx.try_recv() {
-                state.on_pod(c, now);
-            }
-            while let Ok(d) = done_rx.try_recv() {
-                state.on_done(d, &self.pods, now);
-            }
-            state.wake_due(&self.pods, now);
-            let room = env_or("KETCH_SCHED_INFLIGHT", MAX_IN_FLIGHT).saturating_sub(state.in_flight.len()); // TEMP
-            if room > 0 && !state.active.is_empty() {
-                let batch = state.take(room, &self.pods);
-                if !batch.is_empty() {
-                    self.place_batch(&mut state, batch, &done_tx, &events);
-                    // Let the writes start and the informers catch up before the next batch.
-                    tokio::task::yield_now().await;
-                    continue;
+    /// Runs forever: wakes on pod and node changes and on retry deadlines.
+    pub async fn run(mut self) {
+        let pods = watch_pods(
+            self.pods.subscribe(),
+            self.generation.clone(),
+            self.wake.clone(),
+        );
+        let nodes = watch_nodes(
+            self.nodes.subscribe(),
+            self.generation.clone(),
+            self.wake.clone(),
+        );
+        let schedule = async move {
+            self.pods.synced().await;
+            self.nodes.synced().await;
+            loop {
+                while self.schedule_once().await > 0 {}
+                let deadline = self.next_deadline();
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
                 }
             }
-            let deadline = state.next_deadline(now);
-            tokio::select! {
-                Some(c) = pod_rx.recv() => state.on_pod(c, Instant::now()),
-                Some(c) = node_rx.recv() => state.on_node(c, Instant::now()),
-                Some(d) = done_rx.recv() => state.on_done(d, &self.pods, Instant::now()),
-                () = tokio::time::sleep_until(deadline) => {}
-            }
-        }
+        };
+        tokio::join!(pods, nodes, schedule);
     }
 
-    /// Places each pod against the cache (assuming it at once) and starts its write.
-    fn place_batch(
-        &self,
-        state: &mut State,
-        batch: Vec<(String, Arc<Pod>)>,
-        done: &mpsc::UnboundedSender<Done>,
-        events: &Recorder,
-    ) {
-        let started = std::time::Instant::now();
-        let n = batch.len();
-        for (key, pod) in batch {
-            let placement = place(&pod, state.cache.snapshot(), self.strategy);
-            if let Placement::Bind(node) = &placement {
-                state.cache.assume(&key, &pod, node);
+    fn next_deadline(&self) -> Instant {
+        let now = Instant::now();
+        let parked = self.parked.values().map(|p| p.at + UNSCHEDULABLE_RETRY);
+        self.retry_at
+            .values()
+            .copied()
+            .chain(parked)
+            .min()
+            .unwrap_or(now + UNSCHEDULABLE_RETRY)
+            .max(now + Duration::from_millis(10))
+    }
+
+    fn is_pending(&self, p: &Pod, key: &str, generation: u64, now: Instant) -> bool {
+        if node_name(p).is_some() || p.metadata.deletion_timestamp.is_some() || finished(p) {
+            return false;
+        }
+        if self.assumed.contains_key(key) || self.retry_at.get(key).is_some_and(|t| *t > now) {
+            return false;
+        }
+        !self.parked.get(key).is_some_and(|park| {
+            Some(&park.rv) == p.metadata.resource_version.as_ref()
+                && park.generation == generation
+                && park.at + UNSCHEDULABLE_RETRY > now
+        })
+    }
+
+    /// Schedules one batch; returns how many pods it tried.
+    pub async fn schedule_once(&mut self) -> usize {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let now = Instant::now();
+        let pods = self.pods.list(None);
+        self.retry_at.retain(|_, t| *t > now);
+        // An assumption ends when the cache shows the pod bound, gone or replaced.
+        let cache = &self.pods;
+        self.assumed.retain(|k, (u, _)| {
+            cache
+                .get(k)
+                .is_some_and(|p| uid(&p) == *u && node_name(&p).is_none())
+        });
+        self.parked.retain(|k, _| cache.get(k).is_some());
+
+        let mut pending: Vec<Pod> = pods
+            .iter()
+            .filter(|p| self.is_pending(p, &key_of(&***p), generation, now))
+            .map(|p| (**p).clone())
+            .collect();
+        if pending.is_empty() {
+            return 0;
+        }
+        // Oldest first, as Kubernetes' FIFO within one priority.
+        pending.sort_by(|a, b| {
+            (a.metadata.creation_timestamp.as_deref(), key_of(a))
+                .cmp(&(b.metadata.creation_timestamp.as_deref(), key_of(b)))
+        });
+        pending.truncate(MAX_BATCH);
+
+        let nodes: Vec<NodeInfo> = self
+            .nodes
+            .list(None)
+            .iter()
+            .map(|n| NodeInfo::from_node(n))
+            .collect();
+        let mut snapshot = ClusterSnapshot::from_nodes(nodes);
+        for p in &pods {
+            if let Some(node) = node_name(p)
+                && !finished(p)
+            {
+                snapshot.assume(p, node);
             }
-            state.in_flight.insert(key.clone());
-            let (client, done, events) = (self.client.clone(), done.clone(), events.clone());
-            let generation = state.generation;
-            let started = Instant::now(); // TEMP
-            tokio::spawn(async move {
+        }
+        for (k, (_, node)) in &self.assumed {
+            if let Some(p) = self.pods.get(k) {
+                snapshot.assume(&p, node);
+            }
+        }
+
+        let placements = schedule_batch(&pending, &mut snapshot, self.strategy);
+        let mut work = Vec::with_capacity(pending.len());
+        for (pod, (key, placement)) in pending.into_iter().zip(placements) {
+            if let Placement::Bind(node) = &placement {
+                self.assumed.insert(key.clone(), (uid(&pod), node.clone()));
+            }
+            work.push((key, pod, placement));
+        }
+        let tried = work.len();
+        let client = &self.client;
+        let results: Vec<(String, Outcome)> = futures_util::stream::iter(work)
+            .map(|(key, pod, placement)| async move {
                 let outcome = match placement {
-                    Placement::Bind(node) => bind(&client, &pod, &node, &events).await,
+                    Placement::Bind(node) => bind(client, &pod, &node).await,
                     Placement::Unschedulable { message } => {
-                        mark_unschedulable(&client, &pod, &message, &events).await
+                        mark_unschedulable(client, &pod, &message).await
                     }
                 };
-                let uid = uid(&pod).to_string();
-                // The loop is gone only when the scheduler stops.
-                let _ = done.send(Done {
-                    key,
-                    uid,
-                    generation,
-                    outcome,
-                    started,
-                });
-            });
-        }
-        STAT_PLACE_US.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed); // TEMP
-        tracing::trace!(
-            pods = n,
-            micros = started.elapsed().as_micros() as u64,
-            "placed a batch"
-        );
-    }
-}
-
-/// Queues events for [`write_events`]; cheap to clone, never waits.
-#[derive(Clone)]
-struct Recorder {
-    tx: mpsc::Sender<Event>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl Recorder {
-    fn new() -> (Recorder, mpsc::Receiver<Event>) {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let rec = Recorder {
-            tx,
-            dropped: Arc::default(),
-        };
-        (rec, rx)
-    }
-
-    fn record(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
-        if self
-            .tx
-            .try_send(pod_event(pod, type_, reason, message))
-            .is_err()
-        {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(
-                    dropped = n,
-                    "scheduler events are produced faster than they are written; dropping some"
-                );
-            }
-        }
-    }
-}
-
-/// Writes queued events, [`EVENT_WRITERS`] at a time, until every [`Recorder`] is gone.
-async fn write_events(client: Client, rx: mpsc::Receiver<Event>) {
-    let events =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
-        );
-    events
-        .for_each_concurrent(env_or("KETCH_SCHED_EVENT_WRITERS", EVENT_WRITERS), |ev| { // TEMP
-            let client = &client;
-            async move {
-                let ns = ev.metadata.namespace.clone();
-                if let Err(e) = client.api::<Event>(ns.as_deref()).create(&ev).await {
-                    tracing::debug!(
-                        object = ev.involved_object.name.as_deref().unwrap_or_default(),
-                        reason = ev.reason.as_deref().unwrap_or_default(),
-                        error = %e,
-                        "recording an event"
+                (key, outcome)
+            })
+            .buffer_unordered(BIND_CONCURRENCY)
+            .collect()
+            .await;
+        let now = Instant::now();
+        for (key, outcome) in results {
+            match outcome {
+                Outcome::Bound => {}
+                Outcome::Parked(rv) => {
+                    self.parked.insert(
+                        key,
+                        Parked {
+                            rv,
+                            generation,
+                            at: now,
+                        },
                     );
                 }
+                Outcome::Retry => {
+                    self.assumed.remove(&key);
+                    self.retry_at.insert(key, now + WRITE_RETRY);
+                }
             }
-        })
-        .await;
+        }
+        tried
+    }
+}
+
+/// Counts pod changes that may free capacity and wakes the loop on every pod change.
+async fn watch_pods(
+    mut rx: mpsc::UnboundedReceiver<Change<Pod>>,
+    generation: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+) {
+    while let Some(c) = rx.recv().await {
+        let frees = match &c {
+            Change::Delete(p) => node_name(p).is_some(),
+            Change::Upsert {
+                old: Some(old),
+                new,
+            } => !finished(old) && finished(new),
+            Change::Upsert { .. } => false,
+        };
+        if frees {
+            generation.fetch_add(1, Ordering::SeqCst);
+        }
+        wake.notify_one();
+    }
+}
+
+/// Counts node changes that matter to placement (not heartbeats) and wakes the loop.
+async fn watch_nodes(
+    mut rx: mpsc::UnboundedReceiver<Change<Node>>,
+    generation: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+) {
+    while let Some(c) = rx.recv().await {
+        let relevant = match &c {
+            Change::Upsert {
+                old: Some(old),
+                new,
+            } => NodeInfo::from_node(old) != NodeInfo::from_node(new),
+            _ => true,
+        };
+        if relevant {
+            generation.fetch_add(1, Ordering::SeqCst);
+            wake.notify_one();
+        }
+    }
 }
 
 /// Binds `pod` to `node`: a compare-and-set on the pod's resourceVersion, so a pod that
 /// changed since the snapshot (or was bound by someone else) is not overwritten.
-async fn bind(client: &Client, pod: &Pod, node: &str, events: &Recorder) -> Outcome {
+async fn bind(client: &Client, pod: &Pod, node: &str) -> Outcome {
     let info = &ketch_api::resource::PODS;
     let ns = pod.metadata.namespace();
     let name = pod.metadata.name();
@@ -559,29 +340,25 @@ async fn bind(client: &Client, pod: &Pod, node: &str, events: &Recorder) -> Outc
         }
     }
     let message = format!("Successfully assigned {ns}/{name} to {node}");
-    events.record(pod, "Normal", "Scheduled", &message);
+    record_event(client, pod, "Normal", "Scheduled", &message).await;
     Outcome::Bound
 }
 
 /// Sets `PodScheduled=False, reason Unschedulable` with `message` (only when that changes
 /// anything, so retries do not write in a loop) and records a `FailedScheduling` event.
-async fn mark_unschedulable(
-    client: &Client,
-    pod: &Pod,
-    message: &str,
-    events: &Recorder,
-) -> Outcome {
+async fn mark_unschedulable(client: &Client, pod: &Pod, message: &str) -> Outcome {
+    let rv = pod.metadata.resource_version.clone().unwrap_or_default();
     let current = scheduled_condition(pod);
     if current.is_some_and(|c| {
         c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
             && c.message.as_deref() == Some(message)
     }) {
-        return Outcome::Parked(rv(pod));
+        return Outcome::Parked(rv);
     }
     let conditions = with_condition(pod, "False", Some("Unschedulable"), Some(message));
     let patch = json!({
-        "metadata": {"uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
+        "metadata": {"uid": pod.metadata.uid, "resourceVersion": rv},
         "status": {"conditions": conditions},
     });
     let written = client
@@ -595,13 +372,12 @@ async fn mark_unschedulable(
         .await;
     match written {
         Ok(obj) => {
-            events.record(pod, "Warning", "FailedScheduling", message);
+            record_event(client, pod, "Warning", "FailedScheduling", message).await;
             let rv = obj
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            Outcome::Parked(rv)
+                .unwrap_or_default();
+            Outcome::Parked(rv.to_string())
         }
         Err(e) => {
             tracing::debug!(pod = %key_of(pod), error = %e, "setting PodScheduled=False");
@@ -686,5 +462,16 @@ pub fn pod_event(pod: &Pod, type_: &str, reason: &str, message: &str) -> Event {
             }
             .into(),
         ),
+    }
+}
+
+async fn record_event(client: &Client, pod: &Pod, type_: &str, reason: &str, message: &str) {
+    let ev = pod_event(pod, type_, reason, message);
+    if let Err(e) = client
+        .api::<Event>(pod.metadata.namespace.as_deref())
+        .create(&ev)
+        .await
+    {
+        tracing::debug!(pod = %key_of(pod), reason, error = %e, "recording an event");
     }
 }
