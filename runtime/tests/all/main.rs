@@ -465,7 +465,15 @@ async fn broken_images_and_config_wait_with_a_reason_and_an_event() {
     std::fs::write(&bad, b"\x13\x37 definitely not wasm").unwrap();
     c.create_pod("invalid", &format!("file:{}", bad.display()), json!({}))
         .await;
-    c.create_pod("oci", "ghcr.io/example/app:1.0", json!({}))
+    // A registry image is a Wasm component only by its runtime class (until OCI Wasm pulls).
+    c.create_pod(
+        "oci",
+        "ghcr.io/example/app:1.0",
+        json!({"spec": {"runtimeClassName": "wasm"}}),
+    )
+    .await;
+    // Otherwise it is a Linux container, which this agent (no containerd) cannot run.
+    c.create_pod("container-here", "busybox:1.36", json!({}))
         .await;
     c.create_pod(
         "needs-config",
@@ -509,6 +517,22 @@ async fn broken_images_and_config_wait_with_a_reason_and_an_event() {
         Some(
             "pulling Wasm images from OCI registries is not supported yet: ghcr.io/example/app:1.0"
         )
+    );
+
+    let p = c
+        .wait_pod("container-here", "waiting CreateContainerError", |p| {
+            waiting_reason(p).as_deref() == Some("CreateContainerError")
+        })
+        .await;
+    let w = p.status.unwrap().container_statuses[0]
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap();
+    assert_eq!(
+        w.message.as_deref(),
+        Some("this node does not run Linux containers (no containerd)")
     );
 
     let p = c
