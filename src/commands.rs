@@ -209,11 +209,13 @@ fn agent_config(
         gateway: gateway_config(args.gateway, default_gateway),
         containerd: (!args.containers.no_containerd).then_some(args.containers.containerd),
         insecure_registries: args.containers.insecure_registries,
-        pod_network: Some(ketch_runtime::container::network::NetworkConfig {
-            bridge: args.containers.pod_bridge,
-            subnet: args.containers.pod_subnet,
-            ..ketch_runtime::container::network::NetworkConfig::new(data_dir.join("cni"))
-        }),
+        pod_network: Some(
+            ketch_runtime::container::network::NetworkConfig::with_bridge(
+                data_dir.join("cni"),
+                args.containers.pod_bridge,
+                args.containers.pod_subnet,
+            ),
+        ),
     })
 }
 

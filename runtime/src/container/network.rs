@@ -94,13 +94,30 @@ pub struct NetworkConfig {
 impl NetworkConfig {
     /// Defaults ([`DEFAULT_BRIDGE`], [`DEFAULT_SUBNET`], [`DEFAULT_CNI_BIN_DIRS`],
     /// [`DEFAULT_NETNS_DIR`]) with state in `state_dir`.
+    /// Defaults with another bridge and subnet. The netns dir is per bridge
+    /// (`/run/ketch/netns/<bridge>`): agents sharing a machine (each with its own bridge)
+    /// never list or remove each other's namespaces.
+    pub fn with_bridge(
+        state_dir: impl Into<PathBuf>,
+        bridge: impl Into<String>,
+        subnet: impl Into<String>,
+    ) -> Self {
+        let bridge = bridge.into();
+        Self {
+            netns_dir: Path::new(DEFAULT_NETNS_DIR).join(&bridge),
+            bridge,
+            subnet: subnet.into(),
+            ..Self::new(state_dir)
+        }
+    }
+
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             bridge: DEFAULT_BRIDGE.into(),
             subnet: DEFAULT_SUBNET.into(),
             cni_bin_dirs: DEFAULT_CNI_BIN_DIRS.iter().map(PathBuf::from).collect(),
             state_dir: state_dir.into(),
-            netns_dir: PathBuf::from(DEFAULT_NETNS_DIR),
+            netns_dir: Path::new(DEFAULT_NETNS_DIR).join(DEFAULT_BRIDGE),
         }
     }
 }
