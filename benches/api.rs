@@ -97,14 +97,7 @@ async fn main() {
     );
 
     // 3. Watch delay: acknowledged → received.
-    let head = client
-        .list(cms, Some("default"), &Default::default())
-        .await
-        .unwrap();
-    let from = head["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let from = support::head_rv(&client, cms).await;
     let mut resp = client
         .watch_once(
             cms,

@@ -5,15 +5,12 @@
 
 mod support;
 
-use support::{BenchServer, ms, pct, rss_kib};
+use support::{BenchServer, create_and_wait_ready, head_rv, ms, pct, rss_kib, watch_ready};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
-use ketch_client::{Client, Event, ListParams};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 const HELLO: &str = ketch_test_guests::HELLO;
 
@@ -22,63 +19,6 @@ fn deployment(name: &str, replicas: u32) -> Value {
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
                 "spec": {"containers": [{"name": "app", "image": format!("file:{HELLO}")}]}}}})
-}
-
-fn running_and_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-/// Follows all Pods in `default`; sends (app label, instant) the first time each Pod is
-/// Running and Ready.
-fn watch_ready(client: Client, from: String) -> mpsc::UnboundedReceiver<(String, Instant)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let pods = ketch_api::resource::lookup("pods").unwrap();
-    tokio::spawn(async move {
-        let stream = ketch_client::watcher::<Value>(
-            client,
-            pods,
-            Some("default".into()),
-            ListParams::default(),
-            Some(from),
-        );
-        futures_util::pin_mut!(stream);
-        let mut seen: HashSet<String> = HashSet::new();
-        while let Some(ev) = stream.next().await {
-            let now = Instant::now();
-            let objs = match ev {
-                Ok(Event::Added(p) | Event::Modified(p)) => vec![p],
-                Ok(Event::Restarted(ps)) => ps,
-                Ok(Event::Deleted(_)) => continue,
-                Err(e) => {
-                    eprintln!("watch error: {e}");
-                    continue;
-                }
-            };
-            for p in objs {
-                if !running_and_ready(&p) {
-                    continue;
-                }
-                let name = p["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if seen.insert(name) {
-                    let app = p["metadata"]["labels"]["app"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    if tx.send((app, now)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
 }
 
 #[tokio::main]
@@ -113,32 +53,20 @@ async fn main() {
         std::thread::available_parallelism().unwrap()
     );
 
-    let head = client
-        .list(pods, Some("default"), &Default::default())
-        .await
-        .unwrap();
-    let from = head["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let from = head_rv(&client, pods).await;
     let mut ready = watch_ready(client.clone(), from);
 
     // (a) apply → Running+Ready, one 1-replica Deployment at a time.
     let mut run = async |name: &str| -> Duration {
-        let t = Instant::now();
-        client
-            .create(deploys, Some("default"), &deployment(name, 1))
-            .await
-            .unwrap();
-        loop {
-            let (app, at) = tokio::time::timeout(Duration::from_secs(60), ready.recv())
-                .await
-                .expect("pod Running within 60 s")
-                .expect("watcher alive");
-            if app == name {
-                return at.saturating_duration_since(t);
-            }
-        }
+        create_and_wait_ready(
+            &client,
+            &mut ready,
+            deploys,
+            &deployment(name, 1),
+            name,
+            Duration::from_secs(60),
+        )
+        .await
     };
     let first = run("warmup").await;
     println!(

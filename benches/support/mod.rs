@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+
 /// A `ketch server` process owned by one benchmark; killed when dropped.
 pub struct BenchServer {
     child: Child,
@@ -122,4 +124,102 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+pub fn running_and_ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Follows all Pods in `default`; sends (app label, instant) the first time each Pod is
+/// Running and Ready.
+pub fn watch_ready(
+    client: ketch_client::Client,
+    from: String,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, Instant)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let pods = ketch_api::resource::lookup("pods").unwrap();
+    tokio::spawn(async move {
+        let stream = ketch_client::watcher::<serde_json::Value>(
+            client,
+            pods,
+            Some("default".into()),
+            ketch_client::ListParams::default(),
+            Some(from),
+        );
+        futures_util::pin_mut!(stream);
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            let objs = match ev {
+                Ok(ketch_client::Event::Added(p) | ketch_client::Event::Modified(p)) => vec![p],
+                Ok(ketch_client::Event::Restarted(ps)) => ps,
+                Ok(ketch_client::Event::Deleted(_)) => continue,
+                Err(e) => {
+                    eprintln!("watch error: {e}");
+                    continue;
+                }
+            };
+            for p in objs {
+                if !running_and_ready(&p) {
+                    continue;
+                }
+                let name = p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                if seen.insert(name) {
+                    let app = p["metadata"]["labels"]["app"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    if tx.send((app, now)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The current resourceVersion of `resource` in `default` (where a watch starts "from now").
+pub async fn head_rv(
+    client: &ketch_client::Client,
+    resource: &'static ketch_api::ResourceInfo,
+) -> String {
+    let head = client
+        .list(resource, Some("default"), &Default::default())
+        .await
+        .unwrap();
+    head["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Creates `obj` (a `resource` in `default`) and waits, up to `budget`, for a Pod labelled
+/// `app=<app>` to be reported Running and Ready on `ready`: how long that took.
+pub async fn create_and_wait_ready(
+    client: &ketch_client::Client,
+    ready: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    resource: &'static ketch_api::ResourceInfo,
+    obj: &serde_json::Value,
+    app: &str,
+    budget: Duration,
+) -> Duration {
+    let t = Instant::now();
+    client.create(resource, Some("default"), obj).await.unwrap();
+    loop {
+        let (got, at) = tokio::time::timeout(budget, ready.recv())
+            .await
+            .expect("the pod Running and Ready in time")
+            .expect("watcher alive");
+        if got == app {
+            return at.saturating_duration_since(t);
+        }
+    }
 }

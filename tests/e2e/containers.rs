@@ -65,15 +65,27 @@ impl Drop for Bridge {
     }
 }
 
-fn server(env: &Env, bridge: &Bridge) -> Server {
-    Server::start_with(&[
-        "--containerd",
-        &env.socket,
-        "--pod-bridge",
-        &bridge.name,
-        "--pod-subnet",
-        &bridge.subnet,
-    ])
+impl Bridge {
+    /// Agent flags: the test containerd and this bridge.
+    fn flags<'a>(&'a self, env: &'a Env) -> [&'a str; 6] {
+        [
+            "--containerd",
+            &env.socket,
+            "--pod-bridge",
+            &self.name,
+            "--pod-subnet",
+            &self.subnet,
+        ]
+    }
+}
+
+/// A server whose node offers containers, with `manifest` applied; and the node's name.
+fn serve(env: &Env, bridge: &Bridge, manifest: &str) -> (Server, String) {
+    let s = Server::start_with(&bridge.flags(env));
+    let node = node_name(&s);
+    let f = write_file(s.dir.path(), "app.yaml", manifest);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    (s, node)
 }
 
 /// `ctr` against the test containerd, in ketch's namespace.
@@ -175,17 +187,14 @@ fn assert_clean(env: &Env, s: &Server, node: &str) {
 fn a_busybox_pod_runs_its_command_logs_and_exits_with_its_code() {
     let Some(env) = test_env() else { return };
     let bridge = Bridge::new();
-    let s = server(&env, &bridge);
-    let node = node_name(&s);
-    let f = write_file(
-        s.dir.path(),
-        "job.yaml",
+    let (s, node) = serve(
+        &env,
+        &bridge,
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: job\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {}\n    command: [sh, -c, 'echo out-line; echo err-line >&2; echo \"ip=$POD_IP\"; exit 3']\n    env:\n    - name: POD_IP\n      valueFrom:\n        fieldRef: {{fieldPath: status.podIP}}\n",
             env.busybox
         ),
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let p = wait_pod(&s, "job", 120, "the pod to fail", |p| {
         p["status"]["phase"] == "Failed"
     });
@@ -244,10 +253,7 @@ fn get_web(s: &Server) -> String {
 fn a_container_serves_http_through_a_service_and_the_gateway() {
     let Some(env) = test_env() else { return };
     let bridge = Bridge::new();
-    let s = server(&env, &bridge);
-    let node = node_name(&s);
-    let f = write_file(s.dir.path(), "web.yaml", &http_app(&env.http_image, 2));
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let (s, node) = serve(&env, &bridge, &http_app(&env.http_image, 2));
     let names = wait_running(&s, "app=web", 2);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..20 {
@@ -287,17 +293,14 @@ fn cgroup_file(controller: &str, id: &str, file: &str) -> Option<String> {
 fn memory_and_pids_limits_hold_and_oom_kills_are_reported() {
     let Some(env) = test_env() else { return };
     let bridge = Bridge::new();
-    let s = server(&env, &bridge);
-    let node = node_name(&s);
-    let f = write_file(
-        s.dir.path(),
-        "limits.yaml",
+    let (s, node) = serve(
+        &env,
+        &bridge,
         &format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {img}\n    command: [sh, -c, 'x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done']\n    resources:\n      limits: {{memory: 16Mi}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bomb\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {img}\n    command: [sh, -c, 'bomb() {{ bomb | bomb & }}; bomb; sleep 3600']\n    resources:\n      limits: {{cpu: 200m, memory: 128Mi}}\n",
             img = env.busybox
         ),
     );
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let p = wait_pod(&s, "hog", 120, "the memory hog to be OOM-killed", |p| {
         p["status"]["phase"] == "Failed"
     });
@@ -339,10 +342,7 @@ fn memory_and_pids_limits_hold_and_oom_kills_are_reported() {
 fn after_kill_9_the_agent_readopts_the_running_containers() {
     let Some(env) = test_env() else { return };
     let bridge = Bridge::new();
-    let s = server(&env, &bridge);
-    let node = node_name(&s);
-    let f = write_file(s.dir.path(), "web.yaml", &http_app(&env.http_image, 1));
-    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let (s, node) = serve(&env, &bridge, &http_app(&env.http_image, 1));
     let name = wait_running(&s, "app=web", 1).remove(0);
     let before = pod(&s, &name);
     let cid = before["status"]["containerStatuses"][0]["containerID"]
@@ -350,33 +350,22 @@ fn after_kill_9_the_agent_readopts_the_running_containers() {
         .unwrap()
         .to_string();
     let id = cid.strip_prefix("containerd://").unwrap().to_string();
+    // `ctr tasks ls` columns: TASK PID STATUS (padding varies with the other tasks listed).
     let task_line = |env: &Env| {
         ctr(env, &["tasks", "ls"])
             .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
             .find(|l| l.starts_with(id.as_str()))
-            .map(str::to_string)
     };
     let task_before = task_line(&env).expect("the task runs");
     assert!(get_web(&s).contains(&name));
 
-    let gw_args = ["--gateway", "127.0.0.1:0"];
     let (dir, port) = s.kill9();
     // containerd still runs it while no agent is there.
     assert_eq!(task_line(&env).as_deref(), Some(task_before.as_str()));
-    let s = Server::start_full(
-        dir,
-        port,
-        &[
-            "--containerd",
-            &env.socket,
-            "--pod-bridge",
-            &bridge.name,
-            "--pod-subnet",
-            &bridge.subnet,
-            gw_args[0],
-            gw_args[1],
-        ],
-    );
+    let mut flags = bridge.flags(&env).to_vec();
+    flags.extend(["--gateway", "127.0.0.1:0"]);
+    let s = Server::start_full(dir, port, &flags);
     let after = eventually(60, "the pod to be reported running again", || {
         let p = pod(&s, &name);
         let c = &p["status"]["containerStatuses"][0];
@@ -406,17 +395,7 @@ fn the_mixed_example_answers_end_to_end() {
     let bridge = Bridge::new();
     // As a user runs it: `ketch up` builds the Wasm front end (and pushes the back end's image
     // to the registry) when the component is missing, then applies the one manifest.
-    let mut up = crate::support::KetchUp::start(
-        "mixed",
-        &[
-            "--containerd",
-            &env.socket,
-            "--pod-bridge",
-            &bridge.name,
-            "--pod-subnet",
-            &bridge.subnet,
-        ],
-    );
+    let mut up = crate::support::KetchUp::start("mixed", &bridge.flags(&env));
     let url = up.wait_line("service default/frontend: ", 900);
     assert!(url.contains("frontend.default.ketch.localhost"), "{url}");
     let gw = format!("http://127.0.0.1:{}/", up.gw_port);

@@ -303,12 +303,20 @@ impl Containerd {
         found(r).map(|_| ())
     }
 
-    /// Deletes the task, the container, its snapshot and its lease: each step tolerates
-    /// "already gone", and every step runs even if an earlier one failed (the first error is
-    /// returned).
-    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
-        let mut first = None;
-        let task = self
+    /// Waits for the task to exit: its exit status.
+    pub async fn wait_task(&self, id: &str) -> Result<api::WaitResponse, tonic::Status> {
+        self.client
+            .tasks()
+            .wait(self.req(api::WaitRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), CriError> {
+        let r = self
             .client
             .tasks()
             .delete(self.req(api::DeleteTaskRequest {
@@ -316,25 +324,28 @@ impl Containerd {
             }))
             .await
             .map_err(call("delete task"));
-        if let Err(e) = found(task) {
-            // A task that is still running cannot be deleted: kill it first.
-            if e.code() == Some(Code::FailedPrecondition) {
-                let _ = self.kill(id, 9).await;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                let again = self
-                    .client
-                    .tasks()
-                    .delete(self.req(api::DeleteTaskRequest {
-                        container_id: id.to_string(),
-                    }))
-                    .await
-                    .map_err(call("delete task"));
-                if let Err(e) = found(again) {
-                    first.get_or_insert(e);
-                }
-            } else {
-                first.get_or_insert(e);
-            }
+        found(r).map(|_| ())
+    }
+
+    /// Deletes the task, the container, its snapshot and its lease: each step tolerates
+    /// "already gone", and every step runs even if an earlier one failed (the first error is
+    /// returned).
+    pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        let mut first = None;
+        let mut task = self.delete_task(id).await;
+        // A task that is still running cannot be deleted: SIGKILL it, wait for the exit
+        // (bounded), then delete.
+        if task
+            .as_ref()
+            .is_err_and(|e| e.code() == Some(Code::FailedPrecondition))
+        {
+            let _ = self.kill(id, 9).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(10), self.wait_task(id)).await;
+            task = self.delete_task(id).await;
+        }
+        if let Err(e) = task {
+            first.get_or_insert(e);
         }
         let c = self
             .client

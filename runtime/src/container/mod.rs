@@ -162,14 +162,7 @@ impl ContainerRuntime {
     }
 
     fn fifo(&self, id: &str, stream: OutputStream) -> PathBuf {
-        self.cfg
-            .state_dir
-            .join("io")
-            .join(format!("{id}.{}", stream.as_str()))
-    }
-
-    fn hosts_file(&self, pod_uid: &str) -> PathBuf {
-        self.cfg.state_dir.join("pods").join(pod_uid).join("hosts")
+        io_file(&self.cfg.state_dir, id, stream.as_str())
     }
 
     /// The running container of this Pod container from before a restart, if any; stopped
@@ -204,9 +197,7 @@ impl ContainerRuntime {
         if let Err(e) = self.cd.remove_container(id).await {
             tracing::warn!(error = %e, container = id, "removing container");
         }
-        for s in [OutputStream::Stdout, OutputStream::Stderr] {
-            let _ = std::fs::remove_file(self.fifo(id, s));
-        }
+        remove_io_files(&self.cfg.state_dir, id);
     }
 
     async fn create(&self, spec: &WorkloadSpec) -> Result<Started, StartError> {
@@ -238,7 +229,8 @@ impl ContainerRuntime {
             .and_then(|m| u64::try_from(m).ok());
         let mut extra_mounts = Vec::new();
         if let Some(net) = &spec.network {
-            let hosts = self.hosts_file(&spec.pod_uid);
+            // Per container, next to its FIFOs, so it goes with them.
+            let hosts = io_file(&self.cfg.state_dir, &id, "hosts");
             if let Some(dir) = hosts.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| create_err(format!("creating {}: {e}", dir.display())))?;
@@ -443,10 +435,7 @@ impl ContainerRuntime {
         });
         let cd = self.cd.clone();
         let id = id.to_string();
-        let fifos = [
-            self.fifo(&id, OutputStream::Stdout),
-            self.fifo(&id, OutputStream::Stderr),
-        ];
+        let state_dir = self.cfg.state_dir.clone();
         let waiter = tokio::spawn(async move {
             let exit = wait_exit(&cd, &id).await;
             // Let the shim flush what the process wrote last, then stop copying.
@@ -455,9 +444,7 @@ impl ContainerRuntime {
             if let Err(e) = cd.remove_container(&id).await {
                 tracing::warn!(error = %e, container = %id, "removing exited container");
             }
-            for f in fifos {
-                let _ = std::fs::remove_file(f);
-            }
+            remove_io_files(&state_dir, &id);
             let _ = exit_tx.send(Some(exit));
         });
         *workload.abandoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(waiter);
@@ -465,21 +452,25 @@ impl ContainerRuntime {
     }
 }
 
+/// A file the agent keeps for container `id` under `<state>/io`: `stdout`/`stderr` FIFOs
+/// and its `/etc/hosts`.
+fn io_file(state_dir: &Path, id: &str, kind: &str) -> PathBuf {
+    state_dir.join("io").join(format!("{id}.{kind}"))
+}
+
+fn remove_io_files(state_dir: &Path, id: &str) {
+    for kind in ["stdout", "stderr", "hosts"] {
+        let _ = std::fs::remove_file(io_file(state_dir, id, kind));
+    }
+}
+
 /// Waits for the task to exit and describes how it ended.
 async fn wait_exit(cd: &Containerd, id: &str) -> WorkloadExit {
     let cgroups_path = format!("/ketch/{id}");
     loop {
-        let r = cd
-            .raw()
-            .tasks()
-            .wait(cd.req(api::WaitRequest {
-                container_id: id.to_string(),
-                exec_id: String::new(),
-            }))
-            .await;
-        match r {
+        match cd.wait_task(id).await {
             Ok(r) => {
-                let code = i32::try_from(r.into_inner().exit_status).unwrap_or(255);
+                let code = i32::try_from(r.exit_status).unwrap_or(255);
                 let oom = oom_kills(&cgroups_path) > 0;
                 return WorkloadExit {
                     exit_code: code,
@@ -712,7 +703,6 @@ impl WorkloadRuntime for ContainerRuntime {
                 if !live.contains(&uid) {
                     tracing::info!(container = %c.id, pod_uid = %uid, "removing a container no Pod claims");
                     self.remove(&c.id).await;
-                    let _ = std::fs::remove_dir_all(self.cfg.state_dir.join("pods").join(&uid));
                 }
             }
         }

@@ -36,13 +36,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
+
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
@@ -949,10 +952,8 @@ enum RunError {
     Timeout,
 }
 
-/// Runs `cmd` with `input` on stdin and collects its output, killing it after `limit`.
-/// (std's `Command`: the workspace's tokio has no `process` feature.) The child sits behind a
-/// mutex shared by the collector, which reaps it with `try_wait`, and the timeout, which kills
-/// it: std never signals a child it already reaped, so a recycled pid is never hit.
+/// Runs `cmd` with `input` on stdin and collects its output; after `limit` the child is
+/// killed (`kill_on_drop`: the timed-out future drops it) and reaped by tokio.
 async fn run_with_timeout(
     mut cmd: Command,
     input: Vec<u8>,
@@ -960,86 +961,43 @@ async fn run_with_timeout(
 ) -> Result<RunOutput, RunError> {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(RunError::Io)?;
-    let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-    let child = Arc::new(Mutex::new(child));
-    let collector = {
-        let child = child.clone();
-        tokio::task::spawn_blocking(move || collect(&child, pipes, &input))
-    };
-    match tokio::time::timeout(limit, collector).await {
-        Ok(Ok(out)) => out.map_err(RunError::Io),
-        Ok(Err(join)) => Err(RunError::Io(io::Error::other(join))),
-        Err(_) => {
-            let _ = lock(&child).kill();
-            Err(RunError::Timeout)
-        }
-    }
-}
-
-type Pipes = (
-    Option<std::process::ChildStdin>,
-    Option<std::process::ChildStdout>,
-    Option<std::process::ChildStderr>,
-);
-
-fn collect(
-    child: &Mutex<Child>,
-    (stdin, stdout, stderr): Pipes,
-    input: &[u8],
-) -> io::Result<RunOutput> {
-    // stderr on its own thread, so neither pipe can fill up and stall the child.
-    let stderr = stderr.map(|mut r| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    });
-    let mut fed = Ok(());
-    if let Some(mut w) = stdin {
-        // A child that exits without reading everything closes the pipe: not our error.
-        fed = w.write_all(input).or_else(|e| {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                Ok(())
-            } else {
-                Err(e)
+    let stdin = child.stdin.take();
+    let run = async move {
+        if let Some(mut w) = stdin {
+            // A plugin reads its whole (small) config before writing anything, so writing
+            // first cannot stall on a full stdout pipe. One that exits without reading
+            // everything closes the pipe: not our error.
+            match w.write_all(&input).await {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+                _ => {}
             }
-        });
-    }
-    let mut out = Vec::new();
-    let read = match (&fed, stdout) {
-        (Ok(()), Some(mut r)) => r.read_to_end(&mut out).map(drop),
-        _ => Ok(()),
-    };
-    if fed.is_err() || read.is_err() {
-        let _ = lock(child).kill();
-    }
-    let status = loop {
-        if let Some(status) = lock(child).try_wait()? {
-            break status;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        child.wait_with_output().await
     };
-    fed?;
-    read?;
-    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
-    Ok(RunOutput {
-        status,
-        stdout: out,
-        stderr,
-    })
+    match tokio::time::timeout(limit, run).await {
+        Ok(out) => out.map(RunOutput::from).map_err(RunError::Io),
+        Err(_) => Err(RunError::Timeout),
+    }
 }
 
-fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
-    child.lock().unwrap_or_else(PoisonError::into_inner)
+impl From<std::process::Output> for RunOutput {
+    fn from(o: std::process::Output) -> Self {
+        RunOutput {
+            status: o.status,
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::io::Read as _;
     use std::net::{SocketAddr, TcpListener, TcpStream};
 
     #[test]

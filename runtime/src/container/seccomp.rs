@@ -237,24 +237,9 @@ mod tests {
 
     #[test]
     fn containerds_default_capabilities_lift_no_deny() {
-        let defaults: Vec<String> = [
-            "CHOWN",
-            "DAC_OVERRIDE",
-            "FSETID",
-            "FOWNER",
-            "MKNOD",
-            "NET_RAW",
-            "SETGID",
-            "SETUID",
-            "SETFCAP",
-            "SETPCAP",
-            "NET_BIND_SERVICE",
-            "SYS_CHROOT",
-            "KILL",
-            "AUDIT_WRITE",
-        ]
-        .map(String::from)
-        .to_vec();
+        let defaults: Vec<String> = crate::container::spec::DEFAULT_CAPABILITIES
+            .map(String::from)
+            .to_vec();
         assert_eq!(default_profile(&defaults), default_profile(&[]));
     }
 

@@ -309,6 +309,7 @@ impl Dispatcher {
             Ok(r) => r,
             Err(e) => axum::response::IntoResponse::into_response(e),
         };
+        strip_hop_by_hop(resp.headers_mut());
         resp.headers_mut().insert(X_REQUEST_ID, id.clone());
         let code = resp.status().as_u16();
         let elapsed = start.elapsed();
@@ -348,6 +349,7 @@ impl Dispatcher {
         let max = usize::try_from(self.cfg.max_body).unwrap_or(usize::MAX);
         let mut req = req.map(|b| Body::new(http_body_util::Limited::new(b, max)));
         let h = req.headers_mut();
+        strip_hop_by_hop(h);
         h.insert(X_REQUEST_ID, id.clone());
 
         // A peer gateway delivering to a Pod of ours.
@@ -453,6 +455,33 @@ impl ServiceCaller for Dispatcher {
             resp
         }
         .boxed())
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, the headers it names, and
+/// the fixed set. A proxy must not pass them on — a back end's `Connection: close` would
+/// otherwise close the client's kept-alive connection to the gateway on every response.
+pub(crate) fn strip_hop_by_hop(h: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        h.remove(n);
     }
 }
 
@@ -594,4 +623,28 @@ pub(crate) use reflect::run as reflect;
 /// futures stay `Send`).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_not_passed_on() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain");
+    }
 }

@@ -95,6 +95,19 @@ impl Cluster {
         );
     }
 
+    /// Waits for the Pod's first container to wait with `reason`; its message.
+    async fn waiting_message(&self, pod: &str, reason: &str) -> String {
+        let p = self
+            .wait_pod(pod, &format!("waiting {reason}"), |p| {
+                waiting_reason(p).as_deref() == Some(reason)
+            })
+            .await;
+        p.status
+            .and_then(|s| s.container_statuses.into_iter().next())
+            .and_then(|c| c.state?.waiting?.message)
+            .unwrap_or_default()
+    }
+
     async fn wait_event(&self, pod: &str, f: impl Fn(&Event) -> bool) -> Event {
         for _ in 0..200 {
             let list = self
@@ -501,54 +514,21 @@ async fn broken_images_and_config_wait_with_a_reason_and_an_event() {
         .await;
     assert!(ev.message.unwrap().starts_with("InvalidComponent: "));
 
-    let p = c
-        .wait_pod("oci", "waiting ErrImagePull", |p| {
-            waiting_reason(p).as_deref() == Some("ErrImagePull")
-        })
-        .await;
-    let w = p.status.unwrap().container_statuses[0]
-        .state
-        .clone()
-        .unwrap()
-        .waiting
-        .unwrap();
     assert_eq!(
-        w.message.as_deref(),
-        Some(
-            "pulling Wasm images from OCI registries is not supported yet: ghcr.io/example/app:1.0"
-        )
+        c.waiting_message("oci", "ErrImagePull").await,
+        "pulling Wasm images from OCI registries is not supported yet: ghcr.io/example/app:1.0"
     );
 
-    let p = c
-        .wait_pod("container-here", "waiting CreateContainerError", |p| {
-            waiting_reason(p).as_deref() == Some("CreateContainerError")
-        })
-        .await;
-    let w = p.status.unwrap().container_statuses[0]
-        .state
-        .clone()
-        .unwrap()
-        .waiting
-        .unwrap();
     assert_eq!(
-        w.message.as_deref(),
-        Some("this node does not run Linux containers (no containerd)")
+        c.waiting_message("container-here", "CreateContainerError")
+            .await,
+        "this node does not run Linux containers (no containerd)"
     );
 
-    let p = c
-        .wait_pod("needs-config", "waiting CreateContainerConfigError", |p| {
-            waiting_reason(p).as_deref() == Some("CreateContainerConfigError")
-        })
-        .await;
-    let w = p.status.unwrap().container_statuses[0]
-        .state
-        .clone()
-        .unwrap()
-        .waiting
-        .unwrap();
     assert_eq!(
-        w.message.as_deref(),
-        Some("configmap \"missing\" not found")
+        c.waiting_message("needs-config", "CreateContainerConfigError")
+            .await,
+        "configmap \"missing\" not found"
     );
 
     let p = c
