@@ -4,6 +4,10 @@
 mod commands;
 mod up;
 
+/// mimalloc instead of glibc malloc: see the workspace Cargo.toml and BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

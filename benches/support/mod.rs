@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+/// The `ketch` binary under test: this build's, or `KETCH_BENCH_BIN` to compare another build
+/// (say, one with a different allocator) in the same run.
+pub fn ketch_bin() -> std::path::PathBuf {
+    std::env::var_os("KETCH_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ketch").into())
+}
+
 /// A `ketch server` process owned by one benchmark; killed when dropped.
 pub struct BenchServer {
     child: Child,
@@ -32,13 +40,14 @@ impl BenchServer {
         std::fs::create_dir_all(&base).unwrap();
         let dir = tempfile::tempdir_in(&base).unwrap();
         let port = free_port();
+        let bin = ketch_bin();
         let mut cmd = match cpu {
             Some(c) => {
                 let mut t = Command::new("taskset");
-                t.args(["-c", &c.to_string(), env!("CARGO_BIN_EXE_ketch")]);
+                t.args(["-c", &c.to_string()]).arg(&bin);
                 t
             }
-            None => Command::new(env!("CARGO_BIN_EXE_ketch")),
+            None => Command::new(&bin),
         };
         let child = cmd
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])

@@ -81,8 +81,11 @@ impl Server {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // The server answers /readyz a moment before it writes the client config the
+            // CLI reads: wait for both.
             if let Ok(resp) = blocking_get(&format!("{url}/readyz"))
                 && resp == 200
+                && dir.path().join("config").exists()
             {
                 break;
             }

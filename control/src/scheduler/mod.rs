@@ -1,10 +1,12 @@
 //! Pod placement as a pure function: filter the nodes of a [`ClusterSnapshot`] for one pod,
 //! score the survivors, pick one.
 //!
-//! Nothing here performs IO. The scheduler loop (elsewhere) lists nodes and pods, builds a
-//! snapshot, calls [`schedule_batch`], and only then writes the bindings. Between two calls the
-//! snapshot is kept current with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`], so a
-//! batch of pods never double-books the capacity one of them just took.
+//! Nothing here performs IO. The scheduler loop (`crate::runner::scheduler`) keeps a
+//! [`cache::SchedulerCache`] current from pod and node changes and from its own placements,
+//! calls [`place`] against its snapshot, and only then writes the bindings. Each placement is
+//! assumed in the cache at once, so pods placed one after another never double-book the
+//! capacity one of them just took. [`schedule_batch`] does the same for a plain
+//! [`ClusterSnapshot`] (with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`]).
 //!
 //! Filters, in the fixed order used to attribute a failure to one reason per node:
 //! node Ready, node schedulable, runtime offered, `nodeSelector`, `NoSchedule`/`NoExecute`
@@ -13,6 +15,8 @@
 //! [`ScoringStrategy::LeastAllocated`] (spreading) over the average of the cpu and memory
 //! fractions the node would have in use after placement; ties go to the lexically smallest
 //! node name so a placement is reproducible.
+
+pub mod cache;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -227,13 +231,11 @@ impl NodeInfo {
     }
 
     fn add(&mut self, pod: &PodFacts, sign: i64) {
-        let u = &mut self.requested;
-        u.cpu_millis += sign * pod.requests.cpu_millis;
-        u.memory_bytes += sign * pod.requests.memory_bytes;
-        u.pods += sign;
-        if pod.runtime == Runtime::Wasm {
-            u.wasm_instances += sign;
-        }
+        let charge = cache::Charge {
+            requests: pod.requests,
+            wasm: pod.runtime == Runtime::Wasm,
+        };
+        self.requested.apply(&charge, sign);
     }
 
     /// The first filter this node fails for the pod, in the documented order.

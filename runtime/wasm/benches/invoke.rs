@@ -20,6 +20,10 @@
 //!   unless `KETCH_BENCH_RESET=dirty`.
 
 use std::path::Path;
+
+/// The allocator the `ketch` binary uses, so in-process figures match the product.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
