@@ -11,6 +11,9 @@
 //!    and at the main connection count (throughput).
 //! 4. Deploy-to-first-response: create a hello Deployment + Service, poll the gateway until
 //!    the first 200; 20 runs.
+//! 5. ketch-sdk's hello (`examples/hello`) vs the same app without the SDK
+//!    (`examples/plain-wasi`): .wasm sizes, and requests/s through the gateway, A B A B.
+//!    `KETCH_BENCH_SDK_ONLY=1` runs only this one.
 //!
 //! Servers are started on CPU 0 and wrk on CPU 1 (`taskset -c`) when the machine has 2+ CPUs.
 //! Needs `wrk` on PATH and wasmtime-cli 48.0.8 as `$WASMTIME` (default: `wasmtime` on PATH,
@@ -19,7 +22,7 @@
 
 mod support;
 
-use support::{BenchServer, free_port, ms, pct};
+use support::{BenchServer, deploy, file_image, free_port, ms, pct, variant, wait_200};
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -222,66 +225,6 @@ fn wasmtime_serve(bin: &str, wasm: &str, port: u16) -> Child {
         .expect("spawn wasmtime serve")
 }
 
-/// Waits until `url` (with `host`) answers 200.
-async fn wait_200(http: &reqwest::Client, url: &str, host: Option<&str>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut req = http.get(url);
-        if let Some(h) = host {
-            req = req.header("host", h);
-        }
-        if req.send().await.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} ({host:?}) never answered 200"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-fn deployment(name: &str, image: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": format!("file:{image}")}]}}}})
-}
-
-fn service(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
-}
-
-async fn deploy(server: &BenchServer, name: &str, image: &str) {
-    let c = &server.client;
-    let deployments = ketch_api::resource::lookup("deployments").unwrap();
-    let services = ketch_api::resource::lookup("services").unwrap();
-    c.create(deployments, Some("default"), &deployment(name, image))
-        .await
-        .unwrap();
-    c.create(services, Some("default"), &service(name))
-        .await
-        .unwrap();
-}
-
-/// `wasm` with a custom section appended: a valid component with a different digest, so
-/// each "app" is compiled and cached on its own.
-fn variant(wasm: &[u8], i: usize, dir: &std::path::Path) -> String {
-    let name = b"ketch-bench";
-    let payload = format!("variant {i}");
-    let mut section = vec![u8::try_from(name.len()).unwrap()];
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload.as_bytes());
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    out.push(u8::try_from(section.len()).unwrap()); // LEB128 size (< 128)
-    out.extend_from_slice(&section);
-    let path = dir.join(format!("hello-{i}.wasm"));
-    std::fs::write(&path, out).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
 /// Child-process mode: a native hyper HTTP/1.1 hello-world on `port`.
 fn native_server(port: u16) {
     use http_body_util::Full;
@@ -343,7 +286,11 @@ async fn run() {
     )
     .await;
     let gw = format!("http://127.0.0.1:{gw_port}/");
-    deploy(&server, "hello", HELLO).await;
+    if std::env::var_os("KETCH_BENCH_SDK_ONLY").is_some() {
+        sdk_vs_plain(&server, &http, &gw, conns, secs).await;
+        return;
+    }
+    deploy(&server, "hello", &file_image(HELLO)).await;
     wait_200(&http, &gw, Some("hello.default.ketch.localhost")).await;
 
     // 1. hello: ketch vs wasmtime serve, A B A B.
@@ -401,7 +348,7 @@ async fn run() {
         .map(|i| variant(&bytes, i, scratch.path()))
         .collect();
     for (i, wasm) in apps.iter().enumerate() {
-        deploy(&server, &format!("app{i}"), wasm).await;
+        deploy(&server, &format!("app{i}"), &file_image(wasm)).await;
     }
     for i in 0..10 {
         wait_200(&http, &gw, Some(&format!("app{i}.default.ketch.localhost"))).await;
@@ -528,7 +475,7 @@ async fn run() {
         let name = format!("d2f{i}");
         let host = format!("{name}.default.ketch.localhost");
         let t0 = Instant::now();
-        deploy(&server, &name, HELLO).await;
+        deploy(&server, &name, &file_image(HELLO)).await;
         wait_200(&http, &gw, Some(&host)).await;
         samples.push(t0.elapsed());
     }
@@ -540,4 +487,44 @@ async fn run() {
         ms(samples[0]),
         ms(samples[samples.len() - 1])
     );
+
+    sdk_vs_plain(&server, &http, &gw, conns, secs).await;
+}
+
+/// Section 5: the hello app written with ketch-sdk (`examples/hello`) vs the same app written
+/// against the plain `wasip2` bindings (`examples/plain-wasi`), through the gateway, A B A B.
+async fn sdk_vs_plain(
+    server: &BenchServer,
+    http: &reqwest::Client,
+    gw: &str,
+    conns: u32,
+    secs: u32,
+) {
+    println!("\n5. ketch-sdk hello vs plain wasi:http hello (same app), through the gateway");
+    let apps = [
+        ("sdk-hello", ketch_test_guests::EXAMPLE_HELLO),
+        ("plain-hello", ketch_test_guests::EXAMPLE_PLAIN_WASI),
+    ];
+    for (name, wasm) in apps {
+        let size = std::fs::metadata(wasm).unwrap().len();
+        println!("  {name}: {size} bytes ({:.1} KiB)", size as f64 / 1024.0);
+        deploy(server, name, &file_image(wasm)).await;
+        wait_200(http, gw, Some(&format!("{name}.default.ketch.localhost"))).await;
+    }
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let mut rps = Vec::new();
+        for (name, _) in apps {
+            let host = format!("{name}.default.ketch.localhost");
+            let (w, cpu) = measure(
+                &[server.pid()],
+                vec![spawn_wrk(gw, conns, secs, Some(&host), None)],
+            );
+            row(&format!("{round} {name}"), w, cpu);
+            rps.push(w.rps);
+        }
+        ratios.push(rps[0] / rps[1]);
+    }
+    let r: Vec<String> = ratios.iter().map(|r| format!("{r:.3}×")).collect();
+    println!("  ratio sdk / plain (req/s): {}", r.join(", "));
 }

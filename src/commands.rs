@@ -209,6 +209,7 @@ fn agent_config(
         gateway: gateway_config(args.gateway, default_gateway),
         containerd: (!args.containers.no_containerd).then_some(args.containers.containerd),
         insecure_registries: args.containers.insecure_registries,
+        registry_config: args.containers.registry_config,
         pod_network: Some(
             ketch_runtime::container::network::NetworkConfig::with_bridge(
                 data_dir.join("cni"),

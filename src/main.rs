@@ -2,6 +2,8 @@
 //! the work happens in `ketch-control` (server), `ketch-client` (CLI verbs) and `ketch-api`.
 
 mod commands;
+mod new;
+mod push;
 mod up;
 
 /// mimalloc instead of glibc malloc: see the workspace Cargo.toml and BENCHMARKS.md.
@@ -81,6 +83,15 @@ enum Command {
         build: bool,
         #[command(flatten)]
         agent: AgentArgs,
+    },
+    /// Create a new app in ./NAME: a ketch-sdk component (Cargo.toml, src/lib.rs), its manifest
+    /// (app.yaml: Deployment + Service) and ketch.toml; then `ketch up NAME` runs it
+    New {
+        /// The app's name (Deployment, Service and Cargo package): a DNS label, e.g. my-app
+        name: String,
+        /// The ketch-sdk sources to depend on [default: the sdk/ this ketch was built from]
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
     /// Run a node agent that joins a server and runs the Pods bound to this node
     Agent {
@@ -174,6 +185,19 @@ enum Command {
         #[arg(long)]
         ignore_not_found: bool,
     },
+    /// Push a Wasm component to an OCI registry (CNCF Wasm artifact); prints REF@DIGEST
+    Push {
+        /// The component (.wasm built for wasm32-wasip2)
+        file: PathBuf,
+        /// Where to: REGISTRY/REPOSITORY[:TAG]
+        reference: String,
+        /// Speak plain HTTP to the registry (loopback registries always are)
+        #[arg(long)]
+        insecure: bool,
+        /// Registry credentials: a Docker-style config.json [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json]
+        #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
+        registry_config: Option<PathBuf>,
+    },
     /// Print client and server versions
     Version,
     /// Print a shell completion script
@@ -231,6 +255,9 @@ pub struct ContainerArgs {
     /// Pull from this registry (HOST:PORT) over plain HTTP; loopback registries always are (repeatable)
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Registry credentials: a Docker-style config.json [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json]
+    #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
+    registry_config: Option<PathBuf>,
     /// The Linux bridge container Pods attach to (two agents on one machine need two)
     #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_BRIDGE)]
     pod_bridge: String,
@@ -368,6 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::server(&conn, opts).await
         }
         Command::Agent { agent, data_dir } => commands::agent(&conn, agent, data_dir).await,
+        Command::New { name, sdk_path } => new::new(&name, sdk_path),
         Command::Up {
             dir,
             data_dir,
@@ -457,6 +485,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Push {
+            file,
+            reference,
+            insecure,
+            registry_config,
+        } => push::push(&file, &reference, insecure, registry_config).await,
         Command::Version => commands::version(&conn).await,
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use serde_json::{Value, json};
 
 /// The `ketch` binary under test: this build's, or `KETCH_BENCH_BIN` to compare another build
 /// (say, one with a different allocator) in the same run.
@@ -231,4 +232,72 @@ pub async fn create_and_wait_ready(
             return at.saturating_duration_since(t);
         }
     }
+}
+
+/// Waits until `url` (with `host`) answers 200.
+pub async fn wait_200(http: &reqwest::Client, url: &str, host: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut req = http.get(url);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        if req.send().await.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} ({host:?}) never answered 200"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `file:PATH`: how a manifest names a local component.
+pub fn file_image(path: &str) -> String {
+    format!("file:{path}")
+}
+
+/// A 1-replica Deployment `name` (label `app: name`) of `image` (a full reference).
+pub fn deployment(name: &str, image: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]}}}})
+}
+
+/// A Service `name` on port 80 selecting `app: name`.
+pub fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})
+}
+
+/// Creates [`deployment`] and [`service`] `name` in `default`.
+pub async fn deploy(server: &BenchServer, name: &str, image: &str) {
+    let c = &server.client;
+    let deployments = ketch_api::resource::lookup("deployments").unwrap();
+    let services = ketch_api::resource::lookup("services").unwrap();
+    c.create(deployments, Some("default"), &deployment(name, image))
+        .await
+        .unwrap();
+    c.create(services, Some("default"), &service(name))
+        .await
+        .unwrap();
+}
+
+/// `wasm` with a custom section appended: a valid component with a different digest, so
+/// each "app" is compiled and cached on its own.
+pub fn variant(wasm: &[u8], i: usize, dir: &std::path::Path) -> String {
+    let name = b"ketch-bench";
+    let payload = format!("variant {i}");
+    let mut section = vec![u8::try_from(name.len()).unwrap()];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(u8::try_from(section.len()).unwrap()); // LEB128 size (< 128)
+    out.extend_from_slice(&section);
+    let path = dir.join(format!("hello-{i}.wasm"));
+    std::fs::write(&path, out).unwrap();
+    path.to_string_lossy().into_owned()
 }

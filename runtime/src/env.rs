@@ -184,9 +184,13 @@ fn field(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Option<String> {
     })
 }
 
-/// `$(NAME)` → the value of an earlier variable; unknown references stay as written;
-/// `$$` → `$`.
-fn expand(value: &str, env: &[(String, String)]) -> String {
+/// Kubernetes' `$(VAR)` expansion (its `third_party/forked/golang/expansion`), the one
+/// implementation for env values (against the variables defined before them) and a
+/// container's `command`/`args` (against its whole env): `$(NAME)` → the value of `NAME`;
+/// an undefined `$(NAME)` stays as written; `$$` → `$`, so `$$(NAME)` is a literal
+/// `$(NAME)`; any other `$` (`$NAME`, `${NAME}`, `$?`, a trailing `$`, an unclosed `$(`) is
+/// kept. The name runs to the first `)`, and the result is not expanded again.
+pub fn expand(value: &str, env: &[(String, String)]) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(pos) = rest.find('$') {
@@ -429,6 +433,146 @@ mod tests {
         };
         let err = resolve(&pod(), &c, &sources(), "", "").unwrap_err();
         assert_eq!(err, "secret \"gone\" not found");
+    }
+
+    /// The cases of Kubernetes' `expand_test.go` (`doExpansionTest`), same context.
+    #[test]
+    fn expansion_follows_kubernetes() {
+        let ctx: Vec<(String, String)> = [
+            ("VAR_A", "A"),
+            ("VAR_B", "B"),
+            ("VAR_C", "C"),
+            ("VAR_REF", "$(VAR_A)"),
+            ("VAR_EMPTY", ""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cases = [
+            ("whole string", "$(VAR_A)", "A"),
+            ("repeat", "$(VAR_A)-$(VAR_A)", "A-A"),
+            ("beginning", "$(VAR_A)-1", "A-1"),
+            ("middle", "___$(VAR_B)___", "___B___"),
+            ("end", "___$(VAR_C)", "___C"),
+            ("compound", "$(VAR_A)_$(VAR_B)_$(VAR_C)", "A_B_C"),
+            ("escape & expand", "$$(VAR_B)_$(VAR_A)", "$(VAR_B)_A"),
+            (
+                "compound escape",
+                "$$(VAR_A)_$$(VAR_B)",
+                "$(VAR_A)_$(VAR_B)",
+            ),
+            ("mixed in escapes", "f000-$$VAR_A", "f000-$VAR_A"),
+            ("backslash escape ignored", "foo\\$(VAR_C)bar", "foo\\Cbar"),
+            (
+                "backslash escape ignored",
+                "foo\\\\$(VAR_C)bar",
+                "foo\\\\Cbar",
+            ),
+            (
+                "lots of backslashes",
+                "foo\\\\\\\\$(VAR_A)bar",
+                "foo\\\\\\\\Abar",
+            ),
+            (
+                "nested var references",
+                "$(VAR_A$(VAR_B))",
+                "$(VAR_A$(VAR_B))",
+            ),
+            ("nested, second type", "$(VAR_A$(VAR_B)", "$(VAR_A$(VAR_B)"),
+            ("value is a reference", "$(VAR_REF)", "$(VAR_A)"),
+            (
+                "value is a reference x 2",
+                "%%$(VAR_REF)--$(VAR_REF)%%",
+                "%%$(VAR_A)--$(VAR_A)%%",
+            ),
+            ("empty var", "foo$(VAR_EMPTY)bar", "foobar"),
+            (
+                "unterminated expression",
+                "foo$(VAR_Awhoops!",
+                "foo$(VAR_Awhoops!",
+            ),
+            (
+                "expression without operator",
+                "f00__(VAR_A)__",
+                "f00__(VAR_A)__",
+            ),
+            ("shell special vars pass through", "$?_boo_$!", "$?_boo_$!"),
+            ("bare operators are ignored", "$VAR_A", "$VAR_A"),
+            (
+                "undefined vars are passed through",
+                "$(VAR_DNE)",
+                "$(VAR_DNE)",
+            ),
+            (
+                "even operators, undefined",
+                "$$$$$$(BIG_MONEY)",
+                "$$$(BIG_MONEY)",
+            ),
+            ("even operators, defined", "$$$$$$(VAR_A)", "$$$(VAR_A)"),
+            (
+                "odd operators, undefined",
+                "$$$$$$$(GOOD_ODDS)",
+                "$$$$(GOOD_ODDS)",
+            ),
+            ("odd operators, defined", "$$$$$$$(VAR_A)", "$$$A"),
+            ("missing open expression", "$VAR_A)", "$VAR_A)"),
+            ("shell syntax ignored", "${VAR_A}", "${VAR_A}"),
+            (
+                "trailing incomplete expression",
+                "$(VAR_B)_______$(A",
+                "B_______$(A",
+            ),
+            (
+                "trailing incomplete, no content",
+                "$(VAR_C)_______$(",
+                "C_______$(",
+            ),
+            (
+                "operator at end is preserved",
+                "$(VAR_A)foobar$",
+                "Afoobar$",
+            ),
+            (
+                "shell escaped incomplete expr",
+                "foo-\\$(VAR_A",
+                "foo-\\$(VAR_A",
+            ),
+            ("lots of $( in middle", "--$($($($($--", "--$($($($($--"),
+            (
+                "lots of $( in beginning",
+                "$($($($($--foo$(",
+                "$($($($($--foo$(",
+            ),
+            ("lots of $( at end", "foo0--$($($($(", "foo0--$($($($("),
+            ("escaped operators in names", "$(foo$$var)", "$(foo$$var)"),
+            ("newline not expanded", "\n", "\n"),
+            ("empty input", "", ""),
+            ("multibyte text", "é$(VAR_A)ü", "éAü"),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(expand(input, &ctx), want, "{name}: {input:?}");
+        }
+    }
+
+    #[test]
+    fn env_values_see_only_the_variables_defined_before_them() {
+        // Kubernetes' TestMapReference, plus a forward reference that stays as written.
+        let c = Container {
+            name: "app".into(),
+            env: vec![
+                var("EARLY", "$(LATE)"),
+                var("FOO", "bar"),
+                var("ZOO", "$(FOO)-1"),
+                var("BLU", "$(ZOO)-2"),
+                var("LATE", "x"),
+            ],
+            ..Container::default()
+        };
+        let env = resolve(&pod(), &c, &sources(), "", "").unwrap();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("ZOO"), Some("bar-1"));
+        assert_eq!(get("BLU"), Some("bar-1-2"));
+        assert_eq!(get("EARLY"), Some("$(LATE)"));
     }
 
     #[test]

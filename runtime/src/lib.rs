@@ -11,9 +11,9 @@
 //!
 //! Linux containers run through containerd ([`container`]) when the node has it.
 //!
-//! Known gaps: no OCI pulls of Wasm images, no probes (a running container is ready), no
-//! init containers, containers cannot call Services by name yet, the agent authenticates
-//! with the cluster token (node credentials come with RBAC).
+//! Known gaps: no probes (a running container is ready), no
+//! init containers, the agent authenticates with the cluster token (node credentials come
+//! with RBAC).
 
 pub mod backoff;
 pub mod container;
@@ -24,6 +24,7 @@ pub mod format;
 pub mod gateway;
 pub mod logs;
 pub mod node;
+pub mod oci;
 mod pods;
 mod server;
 pub mod status;
@@ -78,6 +79,9 @@ pub struct AgentConfig {
     pub containerd: Option<PathBuf>,
     /// Registries (`host:port`) pulled from over plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// A Docker-style `config.json` with registry credentials; `None`: `$DOCKER_CONFIG` or
+    /// `~/.docker/config.json` when present.
+    pub registry_config: Option<PathBuf>,
     /// The Pod network (bridge, subnet); state lives under `data_dir/cni`.
     pub pod_network: Option<container::network::NetworkConfig>,
 }
@@ -109,6 +113,7 @@ impl AgentConfig {
             },
             containerd: None,
             insecure_registries: Vec::new(),
+            registry_config: None,
             pod_network: None,
         }
     }
@@ -120,6 +125,8 @@ pub struct Agent {
     endpoint: String,
     gateway: Option<gateway::Listener>,
     gateway_url: Option<String>,
+    /// The Service proxy for containers, on the Pod bridge's address.
+    service_proxy: Option<gateway::Listener>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -155,6 +162,7 @@ fn url_host(url: &str) -> Option<&str> {
 async fn start_containers(
     cfg: &AgentConfig,
     socket: &std::path::Path,
+    registries: Arc<oci::Registries>,
 ) -> Option<(
     Arc<container::ContainerRuntime>,
     Arc<container::network::PodNetwork>,
@@ -173,7 +181,7 @@ async fn start_containers(
     let rt = container::ContainerRuntime::connect(container::ContainerConfig {
         socket: socket.to_path_buf(),
         state_dir: cfg.data_dir.join("containers"),
-        insecure_registries: cfg.insecure_registries.clone(),
+        registries,
         node: cfg.node_name.clone(),
         pids_limit: container::DEFAULT_PIDS_LIMIT,
     })
@@ -186,6 +194,34 @@ async fn start_containers(
         Err(e) => {
             tracing::info!(error = %e, "Linux containers are off");
             None
+        }
+    }
+}
+
+/// The Linux-container runtime and the Pod network, when the node offers containers.
+type ContainerParts = (
+    Arc<container::ContainerRuntime>,
+    Arc<container::network::PodNetwork>,
+);
+
+/// Binds the Service proxy for containers on the Pod bridge's address
+/// ([`gateway::proxy`]); when that fails (the port taken there) the node does not offer
+/// Linux containers, whose `HTTP_PROXY` would point at nothing.
+fn bind_service_proxy(
+    containers: Option<ContainerParts>,
+) -> (Option<ContainerParts>, Option<std::net::TcpListener>) {
+    let Some((rt, net)) = containers else {
+        return (None, None);
+    };
+    let addr = net.proxy_addr();
+    match gateway::proxy::bind_freebind(addr) {
+        Ok(l) => {
+            tracing::info!(%addr, "service proxy for containers listening");
+            (Some((rt, net)), Some(l))
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "Linux containers are off: cannot listen for the containers' service proxy");
+            (None, None)
         }
     }
 }
@@ -229,14 +265,25 @@ impl Agent {
         let memory = cfg.memory_bytes.unwrap_or_else(node::detect_memory_bytes);
         let runtime = WasmRuntime::new(
             cfg.data_dir.join("wasm-cache"),
+            cfg.data_dir.join("keyvalue.redb"),
             cfg.max_wasm_instances,
             u64::try_from(memory).unwrap_or(1 << 30),
         )
         .map_err(AgentError::Engine)?;
+        let registries = Arc::new(oci::Registries::new(
+            cfg.insecure_registries.clone(),
+            cfg.registry_config.clone(),
+        ));
+        let wasm_store = Arc::new(oci::wasm::WasmStore::new(
+            cfg.data_dir.join("wasm-images"),
+            registries.clone(),
+        ));
+        let runtime = runtime.with_store(wasm_store.clone());
         let containers = match &cfg.containerd {
-            Some(socket) => start_containers(&cfg, socket).await,
+            Some(socket) => start_containers(&cfg, socket, registries.clone()).await,
             None => None,
         };
+        let (containers, proxy_socket) = bind_service_proxy(containers);
         let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
         let token: Arc<str> = Arc::from(cfg.token.as_str());
         let ctx = Arc::new_cyclic(|weak| Ctx {
@@ -246,6 +293,8 @@ impl Agent {
             logs_root: cfg.data_dir.join("logs"),
             wasm: Arc::new(runtime),
             containers,
+            registries,
+            wasm_store,
             recorder,
             registry: RwLock::new(Default::default()),
             gateway: Arc::new(gateway::Dispatcher::new(
@@ -258,7 +307,7 @@ impl Agent {
         // The gateway listens before the Node is registered, so the Node can advertise it.
         let gateway = match cfg.gateway.listen {
             Some(addr) => Some(
-                gateway::Listener::bind(ctx.gateway.clone(), addr, None)
+                gateway::Listener::bind(ctx.gateway.clone(), addr, gateway::ListenerKind::Gateway)
                     .await
                     .map_err(|source| AgentError::Io {
                         context: format!("gateway: listening on {addr}"),
@@ -267,6 +316,19 @@ impl Agent {
             ),
             None => None,
         };
+        let service_proxy = proxy_socket
+            .map(|l| {
+                gateway::Listener::serve_std(
+                    ctx.gateway.clone(),
+                    l,
+                    gateway::ListenerKind::ServiceProxy,
+                )
+            })
+            .transpose()
+            .map_err(|source| AgentError::Io {
+                context: "serving the containers' service proxy".into(),
+                source,
+            })?;
         let gateway_url = gateway.as_ref().map(|l| {
             cfg.gateway.advertise.clone().unwrap_or_else(|| {
                 let ip = if l.addr.ip().is_unspecified() {
@@ -347,6 +409,7 @@ impl Agent {
             endpoint,
             gateway,
             gateway_url,
+            service_proxy,
             stop,
             tasks,
             http,
@@ -398,7 +461,7 @@ impl Agent {
     /// a restarted agent re-registers and re-creates its Pods.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        if let Some(l) = self.gateway {
+        for l in [self.gateway, self.service_proxy].into_iter().flatten() {
             l.stop().await;
         }
         for t in self.tasks {

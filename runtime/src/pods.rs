@@ -17,12 +17,16 @@ use ketch_client::{Client, ListParams};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use ketch_api::runtime::{Runtime, RuntimeChoice};
+
 use crate::backoff::Backoff;
 use crate::container::ContainerRuntime;
 use crate::container::network::{Attachment, PodNetwork};
 use crate::env::{self, EnvSources};
 use crate::events::{EventType, PodRef, Recorder};
 use crate::logs::{self, FileSink};
+use crate::oci::PullPolicy;
+use crate::oci::wasm::ArtifactKind;
 use crate::status::{self, PodFacts};
 use crate::workload::{
     StartError, StartReason, Started, Workload, WorkloadExit, WorkloadRuntime, WorkloadSpec,
@@ -37,6 +41,9 @@ pub const ANN_REQUEST_TIMEOUT: &str = "ketch.dev/request-timeout";
 pub const ANN_MAX_CONCURRENCY: &str = "ketch.dev/max-concurrency";
 /// Comma-separated outbound allow-list.
 pub const ANN_OUTBOUND_HOSTS: &str = "ketch.dev/allowed-outbound-hosts";
+
+/// The waiting reason between two failed image pulls.
+const IMAGE_PULL_BACKOFF: &str = "ImagePullBackOff";
 
 /// Retry period of a failed status write.
 const STATUS_RETRY: Duration = Duration::from_secs(1);
@@ -61,6 +68,10 @@ pub(crate) struct Ctx {
     pub wasm: Arc<dyn WorkloadRuntime>,
     /// Linux containers, when containerd (and the CNI plugins) are there.
     pub containers: Option<(Arc<ContainerRuntime>, Arc<PodNetwork>)>,
+    /// Registry protocol and credentials (to ask what a reference is).
+    pub registries: Arc<crate::oci::Registries>,
+    /// Wasm components pulled from registries (shared with the Wasm runtime).
+    pub wasm_store: Arc<crate::oci::wasm::WasmStore>,
     pub recorder: Recorder,
     pub registry: Registry,
     /// Routes requests to Services: the gateway listener's handler and the in-cluster caller
@@ -237,8 +248,9 @@ struct Worker {
     containers: Vec<CState>,
     last_written: Option<Value>,
     exits: mpsc::UnboundedSender<(usize, u64, WorkloadExit)>,
-    /// Wasm or Linux containers (a Pod never mixes them: validation rejects it).
-    kind: ketch_api::runtime::Runtime,
+    /// Wasm or Linux containers (a Pod never mixes them: validation rejects it); for registry
+    /// references without a runtime class, decided by the artifact at the first start.
+    kind: RuntimeChoice,
     /// The Pod's network namespace (Linux-container Pods), attached before the first start.
     network: Option<Attachment>,
 }
@@ -282,8 +294,8 @@ async fn worker(
             .map_or(0, |c| c.restart_count)
     };
     let kind = pod.spec.as_ref().map_or(
-        ketch_api::runtime::Runtime::Wasm,
-        ketch_api::runtime::pod_runtime,
+        RuntimeChoice::Known(Runtime::Wasm),
+        ketch_api::runtime::pod_runtime_choice,
     );
     let containers = spec_containers
         .iter()
@@ -325,9 +337,17 @@ async fn worker(
             w.start_due().await;
         }
         let mut next = w.containers.iter().filter_map(|c| c.next_attempt).min();
-        if !already_final && !w.write_status().await {
-            let retry = tokio::time::Instant::now() + STATUS_RETRY;
-            next = Some(next.map_or(retry, |n| n.min(retry)));
+        if !already_final {
+            let mut written = w.write_status().await;
+            // As the kubelet does: a failed pull is shown once as ErrImagePull, then the
+            // container waits in ImagePullBackOff until the next attempt.
+            if written && w.image_pull_backoff() {
+                written = w.write_status().await;
+            }
+            if !written {
+                let retry = tokio::time::Instant::now() + STATUS_RETRY;
+                next = Some(next.map_or(retry, |n| n.min(retry)));
+            }
         }
         let updated = tokio::select! {
             biased;
@@ -367,6 +387,10 @@ async fn worker(
         }
     }
     if stopped == Stop::Deleted {
+        if let Some(att) = &w.network {
+            // Before the address is released and maybe handed to another Pod.
+            ctx.gateway.pod_addresses.remove(att.ip);
+        }
         if let (Some(_), Some((_, net))) = (&w.network, &ctx.containers)
             && let Err(e) = net.detach(&w.pref.uid).await
         {
@@ -448,9 +472,17 @@ impl Worker {
         &mut self,
         i: usize,
     ) -> Result<(Arc<dyn WorkloadRuntime>, WorkloadSpec), StartError> {
-        let runtime: Arc<dyn WorkloadRuntime> = match self.kind {
-            ketch_api::runtime::Runtime::Wasm => self.ctx.wasm.clone(),
-            ketch_api::runtime::Runtime::Container => {
+        let kind = match self.kind {
+            RuntimeChoice::Known(k) => k,
+            RuntimeChoice::ByArtifact => {
+                let k = self.resolve_runtime(i).await?;
+                self.kind = RuntimeChoice::Known(k);
+                k
+            }
+        };
+        let runtime: Arc<dyn WorkloadRuntime> = match kind {
+            Runtime::Wasm => self.ctx.wasm.clone(),
+            Runtime::Container => {
                 let Some((rt, net)) = &self.ctx.containers else {
                     return Err(StartError {
                         reason: StartReason::CreateContainerError,
@@ -465,6 +497,11 @@ impl Worker {
                             reason: StartReason::CreateContainerError,
                             message: format!("setting up the pod network: {e}"),
                         })?;
+                    // The Service proxy knows its callers by address.
+                    self.ctx
+                        .gateway
+                        .pod_addresses
+                        .insert(att.ip, &self.pref.namespace);
                     self.network = Some(att);
                 }
                 rt.clone()
@@ -475,6 +512,53 @@ impl Worker {
             message,
         })?;
         Ok((runtime, spec))
+    }
+
+    /// What container `i`'s registry image is — a Wasm component artifact or a container
+    /// image — from what this node already has (unless `imagePullPolicy: Always`), else from
+    /// the manifest's config media type (one registry request).
+    async fn resolve_runtime(&self, i: usize) -> Result<Runtime, StartError> {
+        let image = self.containers[i].image.clone();
+        let policy = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.get(i))
+            .and_then(|c| c.image_pull_policy.clone());
+        let policy = PullPolicy::of(policy.as_deref(), &image);
+        let pull_err = |message: String| StartError {
+            reason: StartReason::ErrImagePull,
+            message,
+        };
+        let kind = if policy != PullPolicy::Always && self.ctx.wasm_store.local(&image).is_some() {
+            ArtifactKind::Wasm
+        } else if policy != PullPolicy::Always
+            && let Some((rt, _)) = &self.ctx.containers
+            && rt.has_image(&image).await
+        {
+            ArtifactKind::Image
+        } else if policy == PullPolicy::Never {
+            return Err(pull_err(format!(
+                "image {image} is not present on this node and imagePullPolicy is Never"
+            )));
+        } else {
+            crate::oci::wasm::resolve_kind(&self.ctx.registries, &image)
+                .await
+                .map_err(|e| pull_err(e.to_string()))?
+        };
+        match kind {
+            ArtifactKind::Wasm => Ok(Runtime::Wasm),
+            ArtifactKind::Image if self.ctx.containers.is_some() => Ok(Runtime::Container),
+            ArtifactKind::Image => Err(StartError {
+                reason: StartReason::CreateContainerError,
+                message: format!(
+                    "image {image} is a container image (not a Wasm component artifact with \
+                     config media type {}), and this node does not run Linux containers \
+                     (no containerd)",
+                    crate::oci::wasm::CONFIG_MEDIA_TYPE
+                ),
+            }),
+        }
     }
 
     /// `status.podIP`: the Pod network's address, or loopback for in-process Wasm.
@@ -528,7 +612,8 @@ impl Worker {
         let first = !matches!(
             c.state.waiting.as_ref().and_then(|w| w.reason.as_deref()),
             Some(r) if r == e.reason.as_str()
-        );
+        // A failed pull gets its own BackOff Event once it waits in ImagePullBackOff.
+        ) || e.reason == StartReason::ErrImagePull;
         if e.reason.is_permanent() && never {
             let ts = now();
             c.state = ContainerState {
@@ -561,6 +646,32 @@ impl Worker {
                 ),
             );
         }
+    }
+
+    /// Moves containers whose pull just failed (waiting `ErrImagePull`, retry scheduled) to
+    /// `ImagePullBackOff`, keeping the registry's message; `true` if any moved.
+    fn image_pull_backoff(&mut self) -> bool {
+        let mut moved = Vec::new();
+        for c in &mut self.containers {
+            let Some(w) = &c.state.waiting else { continue };
+            if w.reason.as_deref() != Some(StartReason::ErrImagePull.as_str())
+                || c.next_attempt.is_none()
+            {
+                continue;
+            }
+            let message = format!(
+                "Back-off pulling image {:?}: ErrImagePull: {}",
+                c.image,
+                w.message.as_deref().unwrap_or("")
+            );
+            c.state = waiting(IMAGE_PULL_BACKOFF, Some(message));
+            moved.push(format!("Back-off pulling image {:?}", c.image));
+        }
+        let any = !moved.is_empty();
+        for m in moved {
+            self.event(EventType::Normal, "BackOff", m);
+        }
+        any
     }
 
     fn on_exit(&mut self, i: usize, generation: u64, exit: WorkloadExit) {
@@ -730,6 +841,7 @@ impl Worker {
             pod_uid: self.pref.uid.clone(),
             container: c.name.clone(),
             image: c.image.clone(),
+            app: crate::workload::app_identity(ns, &self.pod.metadata.labels, &self.pref.name),
             env,
             memory_limit,
             request_timeout,

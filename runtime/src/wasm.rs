@@ -13,11 +13,13 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt as _;
 use ketch_wasm::{
-    AppConfig, BodyError, Engine, EngineConfig, Handler, InvokeError, LogSink, OutboundBody,
-    OutboundResolver, Resolution, Stream, WasmError,
+    AppConfig, BodyError, Engine, EngineConfig, Handler, InvokeError, KeyValueScope, KeyValueStore,
+    LogSink, OutboundBody, OutboundResolver, Resolution, Stream, WasmError,
 };
 use sync_wrapper::SyncWrapper;
 
+use crate::oci::PullPolicy;
+use crate::oci::wasm::WasmStore;
 use crate::workload::{
     InvokeFailure, OutputSink, OutputStream, ServiceCaller, StartError, StartReason, Started,
     Workload, WorkloadExit, WorkloadRuntime, WorkloadSpec,
@@ -29,6 +31,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs Wasm components in-process.
 pub struct WasmRuntime {
     engine: Engine,
+    /// The node's wasi:keyvalue data (one redb file, opened on first use), scoped per app.
+    key_value: KeyValueStore,
+    /// Components pulled from OCI registries; `None`: registry references are refused.
+    store: Option<Arc<WasmStore>>,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -52,6 +58,7 @@ impl WasmRuntime {
     /// The engine refused the settings (e.g. the pool's address space cannot be reserved).
     pub fn new(
         cache_dir: PathBuf,
+        key_value_file: PathBuf,
         max_instances: u32,
         node_memory: u64,
     ) -> Result<Self, WasmError> {
@@ -60,8 +67,73 @@ impl WasmRuntime {
         config.max_memory_per_instance = max_memory_per_instance(node_memory);
         Ok(Self {
             engine: Engine::new(config)?,
+            key_value: KeyValueStore::new(key_value_file),
+            store: None,
         })
     }
+
+    /// Pulls registry references into `store` (shared with the agent, which also asks it
+    /// what a reference is before choosing a runtime).
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<WasmStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// A registry reference made present on disk per the container's `imagePullPolicy`:
+    /// the component's path and digest, the status `imageID`, and what the `Pulled` Event
+    /// says about the pull.
+    async fn pull(&self, spec: &WorkloadSpec, image: &str) -> Result<Pulled, StartError> {
+        let pull_err = |message: String| StartError {
+            reason: StartReason::ErrImagePull,
+            message,
+        };
+        let Some(store) = &self.store else {
+            return Err(pull_err(format!(
+                "not supported yet: pulling Wasm images from OCI registries in this runtime \
+                 (no image store): {image}"
+            )));
+        };
+        let policy = PullPolicy::of(spec.definition.image_pull_policy.as_deref(), image);
+        let t0 = Instant::now();
+        let local = store
+            .ensure(image, policy, &spec.progress)
+            .await
+            .map_err(|e| pull_err(e.to_string()))?;
+        let name = crate::oci::wasm::parse_reference(image)
+            .map(|r| format!("{}/{}", r.registry(), r.repository()))
+            .unwrap_or_else(|_| image.to_string());
+        let pulled = if !local.pulled {
+            format!("Container image \"{image}\" already present on machine")
+        } else if local.fetched == 0 {
+            format!(
+                "Successfully pulled image \"{image}\" in {} (component {} already on this node)",
+                crate::format::duration(t0.elapsed()),
+                local.digest
+            )
+        } else {
+            format!(
+                "Successfully pulled image \"{image}\" in {} ({} bytes, {})",
+                crate::format::duration(t0.elapsed()),
+                local.fetched,
+                local.manifest_digest
+            )
+        };
+        Ok(Pulled {
+            image_id: format!("{name}@{}", local.manifest_digest),
+            path: local.path,
+            digest: local.digest,
+            detail: pulled,
+        })
+    }
+}
+
+/// A registry image made present by [`WasmRuntime::pull`].
+struct Pulled {
+    path: PathBuf,
+    digest: String,
+    image_id: String,
+    detail: String,
 }
 
 /// Where a Wasm image comes from.
@@ -69,7 +141,7 @@ impl WasmRuntime {
 pub enum WasmSource {
     /// A local file (relative paths resolve against the agent's current dir).
     File(PathBuf),
-    /// An OCI reference: not supported yet.
+    /// An OCI reference: a CNCF Wasm artifact in a registry.
     Oci(String),
 }
 
@@ -114,37 +186,37 @@ impl WorkloadRuntime for WasmRuntime {
 
     fn start(&self, spec: WorkloadSpec) -> BoxFuture<'_, Result<Started, StartError>> {
         async move {
-            let path = match parse_image(&spec.image) {
-                WasmSource::File(p) => p,
+            let (path, pulled) = match parse_image(&spec.image) {
                 WasmSource::Oci(r) => {
-                    return Err(StartError {
-                        reason: StartReason::ErrImagePull,
-                        message: format!(
-                            "pulling Wasm images from OCI registries is not supported yet: {r}"
-                        ),
-                    });
+                    let p = self.pull(&spec, &r).await?;
+                    (p.path.clone(), Some(p))
+                }
+                WasmSource::File(p) => {
+                    let path = absolute(&p);
+                    if !path.is_file() {
+                        return Err(StartError {
+                            reason: StartReason::ErrImagePull,
+                            message: format!(
+                                "image {:?}: {} does not exist",
+                                spec.image,
+                                path.display()
+                            ),
+                        });
+                    }
+                    (path, None)
                 }
             };
-            let path = absolute(&path);
-            if !path.is_file() {
-                return Err(StartError {
-                    reason: StartReason::ErrImagePull,
-                    message: format!("image {:?}: {} does not exist", spec.image, path.display()),
-                });
-            }
-            let before = self.engine.stats();
+            let digest = pulled.as_ref().map(|p| p.digest.as_str());
             let t0 = Instant::now();
+            // With the digest, a component compiled before is loaded from the cache without
+            // reading its bytes.
             let app = self
                 .engine
-                .load_file(&path, None)
+                .load_file(&path, digest)
                 .await
                 .map_err(start_error)?;
             let took = t0.elapsed();
-            let how = if self.engine.stats().compiled > before.compiled {
-                "compiled"
-            } else {
-                "cached"
-            };
+            let how = if app.compiled() { "compiled" } else { "cached" };
             let handler = app
                 .handler(AppConfig {
                     env: spec.env.clone(),
@@ -159,6 +231,10 @@ impl WorkloadRuntime for WasmRuntime {
                         }) as Arc<dyn OutboundResolver>
                     }),
                     log_sink: Some(Arc::new(SinkAdapter(spec.output.clone()))),
+                    key_value: Some(KeyValueScope {
+                        store: self.key_value.clone(),
+                        app: spec.app.clone(),
+                    }),
                 })
                 .map_err(|e| StartError {
                     reason: StartReason::CreateContainerError,
@@ -166,17 +242,23 @@ impl WorkloadRuntime for WasmRuntime {
                 })?;
             let digest = app.digest().to_string();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let loaded = format!(
+                "Loaded Wasm component sha256:{digest} in {:.1}ms ({how})",
+                took.as_secs_f64() * 1000.0
+            );
             Ok(Started {
-                image_id: format!("sha256:{digest}"),
+                image_id: pulled
+                    .as_ref()
+                    .map_or_else(|| format!("sha256:{digest}"), |p| p.image_id.clone()),
                 container_id: format!(
                     "wasm://{}/{}",
                     &digest[..12.min(digest.len())],
                     spec.pod_uid
                 ),
-                detail: format!(
-                    "Loaded Wasm component sha256:{digest} in {:.1}ms ({how})",
-                    took.as_secs_f64() * 1000.0
-                ),
+                detail: match &pulled {
+                    Some(p) => format!("{}; {loaded}", p.detail),
+                    None => loaded,
+                },
                 adopted: false,
                 workload: Arc::new(WasmWorkload {
                     handler,

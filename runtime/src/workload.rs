@@ -46,6 +46,8 @@ pub struct WorkloadSpec {
     pub container: String,
     /// The image as written in the Pod (`file:/abs.wasm`, `./x.wasm`, `registry/app:tag`).
     pub image: String,
+    /// Which app the Pod belongs to ([`app_identity`]): the scope of its wasi:keyvalue data.
+    pub app: String,
     /// The container's whole environment.
     pub env: Vec<(String, String)>,
     /// `resources.limits.memory` in bytes.
@@ -68,6 +70,23 @@ pub struct WorkloadSpec {
     pub network: Option<crate::container::network::Attachment>,
     /// Receives progress worth an Event (`Pulling image ...`).
     pub progress: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+/// The app a Pod belongs to, `<namespace>/<name>`: its `app.kubernetes.io/name` label, else
+/// its `app` label (what Deployments and `ketch new` manifests select on), else the Pod's
+/// own name. Every Pod of an app — the replacement of a deleted Pod too — gets the same
+/// identity, so they share the app's wasi:keyvalue data on a node; a Pod without either label
+/// keeps its data only under its own name.
+pub fn app_identity(
+    namespace: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    pod_name: &str,
+) -> String {
+    let name = labels
+        .get("app.kubernetes.io/name")
+        .or_else(|| labels.get("app"))
+        .map_or(pod_name, String::as_str);
+    format!("{namespace}/{name}")
 }
 
 /// The port a request is for (the Service's target port), set by the gateway as a request
@@ -253,5 +272,32 @@ pub trait WorkloadRuntime: Send + Sync {
     fn reap<'a>(&'a self, live: &'a std::collections::HashSet<String>) -> BoxFuture<'a, ()> {
         let _ = live;
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::app_identity;
+
+    #[test]
+    fn app_identity_prefers_the_standard_name_label_then_app_then_the_pod() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let both = labels(&[("app", "short"), ("app.kubernetes.io/name", "full")]);
+        assert_eq!(app_identity("ns", &both, "p-1"), "ns/full");
+        assert_eq!(
+            app_identity("ns", &labels(&[("app", "counter")]), "p-1"),
+            "ns/counter"
+        );
+        assert_eq!(
+            app_identity("ns", &labels(&[("tier", "x")]), "p-1"),
+            "ns/p-1"
+        );
     }
 }

@@ -382,3 +382,67 @@ async fn list_selectors_metrics_and_discovery_answer() {
             .any(|r| r["name"] == "deployments")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_is_bound_once_through_its_binding_subresource() {
+    // No agent, so no node and no scheduler binding: the test is the only binder.
+    let s = Server::start_with(&["--no-agent"]);
+    let pods = "/api/v1/namespaces/default/pods";
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "app", "image": "file:/x.wasm"}]}});
+    let (code, created) = send(&s, reqwest::Method::POST, pods, Some(pod)).await;
+    assert_eq!(code, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap();
+    let binding = |uid: &str, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    };
+    let path = format!("{pods}/p/binding");
+
+    let (code, status) = send(
+        &s,
+        reqwest::Method::POST,
+        &path,
+        Some(binding("other", "n1")),
+    )
+    .await;
+    assert_eq!(code, 409, "a stale uid must not bind: {status}");
+    let (code, status) = send(
+        &s,
+        reqwest::Method::POST,
+        &path,
+        Some(binding(uid, "Not_A_Node")),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("target.name"),
+        "{status}"
+    );
+
+    let (code, status) = send(&s, reqwest::Method::POST, &path, Some(binding(uid, "n1"))).await;
+    assert_eq!(
+        (code, status["status"].as_str()),
+        (201, Some("Success")),
+        "{status}"
+    );
+    let (_, bound) = send(&s, reqwest::Method::GET, &format!("{pods}/p"), None).await;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    let scheduled = bound["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PodScheduled")
+        .unwrap();
+    assert_eq!(scheduled["status"], "True");
+
+    let (code, status) = send(&s, reqwest::Method::POST, &path, Some(binding(uid, "n2"))).await;
+    assert_eq!(code, 409, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("already assigned to node \"n1\""),
+        "{status}"
+    );
+}

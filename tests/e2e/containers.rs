@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::{Server, eventually, http, pods, wait_running, write_file};
 
 /// Set `KETCH_SKIP_CONTAINER_TESTS=1` to skip these on a machine without containerd.
-fn env_or_skip(name: &str) -> Option<String> {
+pub(crate) fn env_or_skip(name: &str) -> Option<String> {
     if std::env::var_os("KETCH_SKIP_CONTAINER_TESTS").is_some() {
         return None;
     }
@@ -389,6 +389,164 @@ fn after_kill_9_the_agent_readopts_the_running_containers() {
     assert_clean(&env, &s, &node);
 }
 
+/// A Wasm Service `hello`, a container Service `web` and a busybox Pod that calls both by
+/// name through the node's Service proxy (`HTTP_PROXY`), with `$(VAR)` expanded in its
+/// command; a host that is not a Service is refused by the proxy.
+const SERVICE_CALLER: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: hello}
+  template:
+    metadata:
+      labels: {app: hello}
+    spec:
+      containers:
+      - name: app
+        image: file:HELLO
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  selector: {app: hello}
+  ports:
+  - port: 80
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: HTTP_IMAGE
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: caller
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: BUSYBOX
+    env:
+    - name: TARGET
+      value: http://hello.default.svc.cluster.local:80/
+    - name: ESCAPED
+      value: $$(TARGET)
+    command:
+    - sh
+    - -c
+    - |
+      get() {
+        n=0
+        until wget -q -O- "$1"; do
+          n=$((n+1)); [ $n -lt 90 ] || exit 7; sleep 1
+        done
+        echo
+      }
+      get http://hello/
+      get http://web.default/from-caller
+      wget -q -O- $(TARGET) || exit 8
+      echo "proxy=$(HTTP_PROXY) escaped=$ESCAPED"
+      echo 'literal=$$(TARGET) kept=$(UNDEFINED)'
+      echo "--- resolv.conf"; cat /etc/resolv.conf; echo "--- end"
+      if wget -q -O- http://example.com/; then exit 9; fi
+      p=${HTTP_PROXY#http://}
+      # stdin stays open until the answer is in: the proxy does not serve half-closed requests.
+      (printf 'GET http://example.com/ HTTP/1.0\r\nHost: example.com\r\n\r\n'; sleep 5) |
+        nc ${p%:*} ${p##*:}
+      exit 0
+"#;
+
+#[test]
+fn a_container_calls_a_service_by_name_through_the_node_proxy() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let manifest = SERVICE_CALLER
+        .replace("HELLO", ketch_test_guests::HELLO)
+        .replace("BUSYBOX", &env.busybox)
+        .replace("HTTP_IMAGE", &env.http_image);
+    let (s, node) = serve(&env, &bridge, &manifest);
+    let p = wait_pod(&s, "caller", 180, "the caller to finish", |p| {
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let logs = s.ok(&["logs", "caller"]);
+    let term = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], 0, "{p}\n{logs}\n{}", s.log());
+    // Both names answered: the short one and the fully qualified one with a port.
+    assert_eq!(logs.matches("hello from ketch").count(), 2, "{logs}");
+    // A container back end, by `<svc>.<ns>`.
+    assert!(
+        logs.contains(r#""from":"backend""#) && logs.contains(r#""path":"/from-caller""#),
+        "{logs}"
+    );
+    let proxy = format!("http://{}1:15080", bridge.subnet.trim_end_matches("0/24"));
+    assert!(
+        logs.contains(&format!("proxy={proxy} escaped=$(TARGET)\n")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("literal=$(TARGET) kept=$(UNDEFINED)\n"),
+        "{logs}"
+    );
+    // The host's resolver config minus loopback nameservers.
+    let resolv = logs
+        .split("--- resolv.conf")
+        .nth(1)
+        .and_then(|r| r.split("--- end").next())
+        .unwrap_or_default();
+    assert!(!resolv.contains("nameserver 127."), "{resolv}");
+    assert!(
+        resolv.contains("nameserver ") || resolv.contains("# ketch: no nameserver"),
+        "{resolv}"
+    );
+    // wget saw the refusal; the proxy's body says why.
+    assert!(logs.contains("403 Forbidden"), "{logs}");
+    assert!(
+        logs.contains("\"example.com\" is not a Service of this cluster"),
+        "{logs}"
+    );
+
+    // A caller that is no Pod of the node (here: the node itself) is refused too.
+    let (code, _, body) = http("GET", &format!("{proxy}/"), &[("host", "hello")], None);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("is not a Pod on this node"), "{body}");
+
+    s.ok(&["delete", "pod", "caller"]);
+    s.ok(&["delete", "deployment", "hello", "web"]);
+    eventually(60, "the pods to go", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
 #[test]
 fn the_mixed_example_answers_end_to_end() {
     let Some(env) = test_env() else { return };
@@ -413,4 +571,97 @@ fn the_mixed_example_answers_end_to_end() {
     assert!(body.contains("\"from\":\"backend\""), "{body}");
     let status = up.interrupt(60);
     assert!(status.success(), "ketch up exited with {status}");
+}
+
+/// The Pod's first container's waiting `(reason, message)`.
+fn waiting(p: &Value) -> (String, String) {
+    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    (
+        w["reason"].as_str().unwrap_or_default().to_string(),
+        w["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn busybox_pod(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'exit 0']\n"
+    )
+}
+
+#[test]
+fn a_missing_tag_waits_in_image_pull_backoff_with_the_registrys_message() {
+    let Some(env) = test_env() else { return };
+    let registry = env_or_skip("KETCH_TEST_REGISTRY").unwrap();
+    let bridge = Bridge::new();
+    let image = format!("{registry}/ketch-test/busybox:no-such-tag");
+    let (s, node) = serve(&env, &bridge, &busybox_pod("missing", &image));
+    let p = wait_pod(&s, "missing", 60, "ImagePullBackOff", |p| {
+        waiting(p).0 == "ImagePullBackOff"
+    });
+    let (_, message) = waiting(&p);
+    assert!(
+        message.starts_with(&format!(
+            "Back-off pulling image \"{image}\": ErrImagePull: pulling {image}: "
+        )),
+        "{message}"
+    );
+    // distribution's own words for a tag it does not have.
+    assert!(message.contains("manifest unknown"), "{message}");
+    let described = s.ok(&["describe", "pod", "missing"]);
+    assert!(described.contains("ErrImagePull: pulling"), "{described}");
+    assert!(described.contains("manifest unknown"), "{described}");
+    assert!(
+        described.contains(&format!("Back-off pulling image \"{image}\"")),
+        "{described}"
+    );
+    // restartPolicy Never does not stop pull retries: the Pod stays Pending.
+    assert_eq!(p["status"]["phase"], "Pending", "{p}");
+    s.ok(&["delete", "pod", "missing"]);
+    assert_clean(&env, &s, &node);
+}
+
+/// A Docker-style config.json with `user` and `password` for `registry`.
+pub(crate) fn docker_config(dir: &std::path::Path, registry: &str, user: &str, password: &str) {
+    let config = serde_json::json!({"auths": {registry: {"username": user, "password": password}}});
+    write_file(dir, "config.json", &config.to_string());
+}
+
+#[test]
+fn a_registry_with_a_password_is_pulled_from_with_the_docker_config() {
+    let Some(env) = test_env() else { return };
+    let Ok(registry) = std::env::var("KETCH_TEST_AUTH_REGISTRY") else {
+        eprintln!("KETCH_TEST_AUTH_REGISTRY is not set (tests/run could not start it): skipped");
+        return;
+    };
+    let user = std::env::var("KETCH_TEST_AUTH_USER").unwrap();
+    let password = std::env::var("KETCH_TEST_AUTH_PASSWORD").unwrap();
+    let creds = tempfile::tempdir().unwrap();
+    let config = creds.path().join("config.json");
+    // A wrong password first: the registry's refusal is the message.
+    docker_config(creds.path(), &registry, &user, "wrong");
+    let bridge = Bridge::new();
+    let mut flags = bridge.flags(&env).to_vec();
+    flags.extend(["--registry-config", config.to_str().unwrap()]);
+    let s = Server::start_with(&flags);
+    let node = node_name(&s);
+    let image = format!("{registry}/ketch-test/busybox:1");
+    let f = write_file(s.dir.path(), "app.yaml", &busybox_pod("private", &image));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let p = wait_pod(&s, "private", 60, "the refused pull", |p| {
+        waiting(p).0 == "ImagePullBackOff"
+    });
+    let (_, message) = waiting(&p);
+    assert!(message.contains("Not authorized"), "{message}");
+    // The config is read on every pull: the next attempt (after the 10 s back-off) uses the
+    // right password without restarting anything.
+    docker_config(creds.path(), &registry, &user, &password);
+    let p = wait_pod(&s, "private", 90, "the pod to run to completion", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0,
+        "{p}"
+    );
+    s.ok(&["delete", "pod", "private"]);
+    assert_clean(&env, &s, &node);
 }

@@ -254,7 +254,7 @@ fn ketch_up_runs_the_hello_example_and_stops_on_ctrl_c() {
     assert!(body.starts_with("Hello from ketch!"), "{body}");
     // The Pods' logs stream to ketch up's output.
     eventually(30, "the request's log line", || {
-        up.printed("] GET / served by").then_some(())
+        up.printed("] INFO GET / served by").then_some(())
     });
     let status = up.interrupt(30);
     assert!(status.success(), "ketch up exited with {status}");

@@ -196,18 +196,19 @@ fn a_pod_no_node_can_take_stays_pending_with_the_reason() {
     );
     let f = write_file(s.dir.path(), "picky.yaml", &manifest);
     s.ok(&["apply", "-f", f.to_str().unwrap()]);
-    // The pod may be applied before the local agent registers its node: the scheduler first
-    // says `0/0 nodes`, then retries when the node appears, so wait for the final message.
-    let message = eventually(30, "PodScheduled=False naming the node", || {
+    // The pod may be applied before the local agent's node is registered and Ready: the
+    // scheduler first says `0/0 nodes` or `1 node(s) were not ready`, then retries when the
+    // node changes, so wait for the final message.
+    let message = eventually(30, "PodScheduled=False naming the selector", || {
         let p: Value = serde_json::from_str(&s.ok(&["get", "pod", "picky", "-o", "json"])).unwrap();
         p["status"]["conditions"].as_array().and_then(|cs| {
             cs.iter()
                 .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
                 .map(|c| c["message"].as_str().unwrap_or_default().to_string())
-                .filter(|m| m.starts_with("0/1 nodes are available"))
+                .filter(|m| m.contains("node affinity/selector"))
         })
     });
-    assert!(message.contains("node affinity/selector"), "{message}");
+    assert!(message.starts_with("0/1 nodes are available"), "{message}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! Compiles the guest programs under `programs/` for `wasm32-wasip2` with a nested cargo and
-//! writes one `pub const NAME: &str = "/abs/path/name.wasm"` per program into `$OUT_DIR`.
+//! Compiles the guest programs under `programs/` and the apps under `examples/` for
+//! `wasm32-wasip2` with nested cargo runs and writes one `pub const NAME: &str =
+//! "/abs/path/name.wasm"` per component into `$OUT_DIR`.
 //!
-//! The nested cargo uses its own target dir (`<target>/guests`), never the outer build's
-//! profile dir, so it never waits on the lock the outer build holds.
+//! The nested cargo uses its own target dirs (`<target>/guests`, `<target>/examples`), never
+//! the outer build's profile dir, so it never waits on the lock the outer build holds.
 
 use std::env;
 use std::fmt::Write as _;
@@ -17,6 +18,16 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("trapper", "TRAPPER"),
     ("outbound", "OUTBOUND"),
     ("command", "COMMAND"),
+    ("kv", "KV"),
+    ("fetch", "FETCH"),
+];
+
+/// Examples under `examples/` (each its own workspace), built into `<target>/examples` so their
+/// shared dependencies (ketch-sdk) compile once: (directory, artifact name, constant name).
+const EXAMPLES: &[(&str, &str, &str)] = &[
+    ("hello", "hello", "EXAMPLE_HELLO"),
+    ("counter", "counter", "EXAMPLE_COUNTER"),
+    ("plain-wasi", "plain_wasi", "EXAMPLE_PLAIN_WASI"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -29,39 +40,8 @@ fn main() {
 
     require_target();
 
-    let target_dir = guest_target_dir(&out_dir);
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&programs)
-        .arg("build")
-        .arg("--release")
-        .arg("--target")
-        .arg(TARGET)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .arg("--manifest-path")
-        .arg(programs.join("Cargo.toml"))
-        .arg("--workspace");
-    // The outer build's flags are for the host target, not for the guests.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PRIMARY_PACKAGE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("failed to run cargo for the test guests: {e}"));
-    assert!(
-        status.success(),
-        "building the test guests in {} for {TARGET} failed (see the cargo output above)",
-        programs.display()
-    );
+    let target_dir = guest_target_dir(&out_dir, "guests");
+    cargo_build(&programs.join("Cargo.toml"), &target_dir);
 
     let artifacts = target_dir.join(TARGET).join("release");
     let mut consts = String::new();
@@ -79,12 +59,77 @@ fn main() {
         )
         .expect("writing to a String cannot fail");
     }
+
+    let examples = manifest_dir.join("../../examples");
+    let sdk = manifest_dir.join("../../sdk");
+    println!("cargo:rerun-if-changed={}", sdk.display());
+    let examples_target = guest_target_dir(&out_dir, "examples");
+    for (dir, artifact, konst) in EXAMPLES {
+        let example = examples.join(dir);
+        println!("cargo:rerun-if-changed={}", example.join("src").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            example.join("Cargo.toml").display()
+        );
+        cargo_build(&example.join("Cargo.toml"), &examples_target);
+        let path = examples_target
+            .join(TARGET)
+            .join("release")
+            .join(format!("{artifact}.wasm"));
+        assert!(
+            path.is_file(),
+            "example {dir} was built but {} does not exist",
+            path.display()
+        );
+        writeln!(
+            consts,
+            "/// Path of the `examples/{dir}` component (built for `{TARGET}`).\npub const {konst}: &str = {:?};",
+            path.display().to_string()
+        )
+        .expect("writing to a String cannot fail");
+    }
     std::fs::write(out_dir.join("guests.rs"), consts).expect("write guests.rs to OUT_DIR");
 }
 
-/// `<target>/guests` when `OUT_DIR` has the usual `<target>/<profile>/build/<pkg>/out` shape,
+/// `cargo build --release --target wasm32-wasip2` of the workspace at `manifest`.
+fn cargo_build(manifest: &Path, target_dir: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(manifest.parent().expect("a manifest has a directory"))
+        .arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--workspace");
+    // The outer build's flags are for the host target, not for the guests.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("failed to run cargo for {}: {e}", manifest.display()));
+    assert!(
+        status.success(),
+        "building {} for {TARGET} failed (see the cargo output above)",
+        manifest.display()
+    );
+}
+
+/// `<target>/<name>` when `OUT_DIR` has the usual `<target>/<profile>/build/<pkg>/out` shape,
 /// else a dir next to `OUT_DIR`. Shared across profiles, so guests are built once.
-fn guest_target_dir(out_dir: &Path) -> PathBuf {
+fn guest_target_dir(out_dir: &Path, name: &str) -> PathBuf {
     match out_dir.ancestors().nth(4) {
         Some(target)
             if out_dir
@@ -92,9 +137,9 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
                 .nth(2)
                 .is_some_and(|b| b.ends_with("build")) =>
         {
-            target.join("guests")
+            target.join(name)
         }
-        _ => out_dir.join("guests-target"),
+        _ => out_dir.join(format!("{name}-target")),
     }
 }
 

@@ -268,6 +268,32 @@ impl Client {
         self.send(url, rb).await
     }
 
+    /// Assign a Pod to a node through its `binding` subresource (what a scheduler does):
+    /// sets `spec.nodeName` and `PodScheduled=True` in one write. `uid`, when given, must be
+    /// the stored Pod's.
+    ///
+    /// # Errors
+    /// [`Error::Api`] 404 NotFound; 409 when the Pod is already assigned, is being deleted,
+    /// or has another uid.
+    pub async fn bind_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+        node: &str,
+    ) -> Result<Value, Error> {
+        let pods = ketch_api::resource::lookup("pods").expect("pods are registered");
+        let path = format!("{}/binding", resource_path(pods, Some(ns), Some(name)));
+        let (url, rb) = self.request(reqwest::Method::POST, &path);
+        let binding = serde_json::json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+        let rb = rb
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&binding).expect("JSON values serialize"));
+        self.send(url, rb).await
+    }
+
     /// Delete; returns the object as deleted (or as marked, when finalizers hold it).
     ///
     /// # Errors

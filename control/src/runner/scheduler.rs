@@ -553,35 +553,20 @@ async fn write_events(client: Client, rx: mpsc::Receiver<Event>) {
 /// Binds `pod` to `node`: a compare-and-set on the pod's resourceVersion, so a pod that
 /// changed since the snapshot (or was bound by someone else) is not overwritten.
 async fn bind(client: &Client, pod: &Pod, node: &str, events: &Recorder) -> Outcome {
-    let info = &ketch_api::resource::PODS;
     let ns = pod.metadata.namespace();
     let name = pod.metadata.name();
-    let patch = json!({
-        "metadata": {"uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version},
-        "spec": {"nodeName": node},
-    });
-    match client
-        .merge_patch(info, Some(ns), name, &patch, false)
+    // The binding subresource sets nodeName and PodScheduled=True in one write, refused if
+    // the Pod was bound meanwhile (or re-created: the uid must match).
+    if let Err(e) = client
+        .bind_pod(ns, name, pod.metadata.uid.as_deref(), node)
         .await
     {
-        Ok(_) => {}
-        Err(e) => {
-            if matches!(e.code(), Some(404 | 409)) {
-                tracing::debug!(pod = %key_of(pod), error = %e, "binding lost a race; retrying");
-            } else {
-                tracing::warn!(pod = %key_of(pod), node, error = %e, "binding failed");
-            }
-            return Outcome::Retry;
+        if matches!(e.code(), Some(404 | 409)) {
+            tracing::debug!(pod = %key_of(pod), error = %e, "binding lost a race; retrying");
+        } else {
+            tracing::warn!(pod = %key_of(pod), node, error = %e, "binding failed");
         }
-    }
-    // A pod that was unschedulable before says so no longer.
-    if scheduled_condition(pod).is_some_and(|c| c.status != "True") {
-        let conditions = with_condition(pod, "True", None, None);
-        let patch =
-            json!({"metadata": {"uid": pod.metadata.uid}, "status": {"conditions": conditions}});
-        if let Err(e) = client.merge_patch(info, Some(ns), name, &patch, true).await {
-            tracing::debug!(pod = %key_of(pod), error = %e, "clearing PodScheduled=False");
-        }
+        return Outcome::Retry;
     }
     let message = format!("Successfully assigned {ns}/{name} to {node}");
     events.record(pod, "Normal", "Scheduled", &message);

@@ -158,6 +158,12 @@ impl SchedulerCache {
                     return false;
                 }
                 *node = info;
+                // A node may start or stop offering containers (containerd came up).
+                self.snapshot.offers_containers = self
+                    .snapshot
+                    .nodes
+                    .iter()
+                    .any(|n| n.offers(Runtime::Container));
             }
             None => {
                 info.requested = self.orphans.remove(&info.name).unwrap_or_default();

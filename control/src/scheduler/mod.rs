@@ -34,7 +34,8 @@ pub struct Requests {
 }
 
 pub use ketch_api::runtime::{
-    Runtime, WASM_RUNTIME_CLASS, is_local_wasm_reference, pod_runtime, pod_runtime_with,
+    Runtime, RuntimeChoice, WASM_RUNTIME_CLASS, is_local_wasm_reference, placement_runtime,
+    pod_runtime, pod_runtime_choice, pod_runtime_with,
 };
 
 /// A runtime's bit in a node's set of offered runtimes.
@@ -356,11 +357,13 @@ struct PodFacts<'a> {
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl<'a> PodFacts<'a> {
-    fn of(pod: &'a Pod) -> Self {
+    /// `offers_containers`: some node of the cluster offers Linux containers (decides where a
+    /// Pod whose registry images are resolved by the node goes; see [`placement_runtime`]).
+    fn of(pod: &'a Pod, offers_containers: bool) -> Self {
         match &pod.spec {
             Some(spec) => PodFacts {
                 requests: pod_requests(spec),
-                runtime: pod_runtime(spec),
+                runtime: placement_runtime(pod_runtime_choice(spec), offers_containers),
                 node_selector: &spec.node_selector,
                 tolerations: &spec.tolerations,
             },
@@ -382,6 +385,8 @@ impl<'a> PodFacts<'a> {
 pub struct ClusterSnapshot {
     nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
+    /// Some node offers the container runtime.
+    offers_containers: bool,
 }
 
 impl ClusterSnapshot {
@@ -411,7 +416,12 @@ impl ClusterSnapshot {
             .enumerate()
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
-        ClusterSnapshot { nodes, index }
+        let offers_containers = nodes.iter().any(|n| n.offers(Runtime::Container));
+        ClusterSnapshot {
+            nodes,
+            index,
+            offers_containers,
+        }
     }
 
     /// The nodes, sorted by name.
@@ -437,7 +447,7 @@ impl ClusterSnapshot {
     fn adjust(&mut self, pod: &Pod, node: &str, sign: i64) -> bool {
         match self.index.get(node) {
             Some(&i) => {
-                self.nodes[i].add(&PodFacts::of(pod), sign);
+                self.nodes[i].add(&PodFacts::of(pod, self.offers_containers), sign);
                 true
             }
             None => false,
@@ -451,7 +461,7 @@ impl ClusterSnapshot {
 /// over the nodes that allocates only the returned name; an unschedulable pod costs a second
 /// pass that builds the message.
 pub fn place(pod: &Pod, nodes: &ClusterSnapshot, strategy: ScoringStrategy) -> Placement {
-    let facts = PodFacts::of(pod);
+    let facts = PodFacts::of(pod, nodes.offers_containers);
     let most = strategy == ScoringStrategy::MostAllocated;
     let mut best = usize::MAX;
     let mut best_score = f64::NEG_INFINITY;
@@ -810,6 +820,31 @@ mod tests {
              1 node(s) didn't match Pod's node affinity/selector, \
              1 node(s) didn't offer the wasm runtime, 1 node(s) were not ready, \
              1 node(s) were unschedulable."
+        );
+    }
+
+    #[test]
+    fn registry_image_pods_go_to_container_nodes_unless_the_cluster_has_none() {
+        let wasm_only = |name: &str| {
+            let mut n = node(name, "8", "8Gi");
+            n.status.as_mut().unwrap().runtime_handlers.truncate(1);
+            n
+        };
+        // `pod()` names the registry image "nginx": the node resolves what it is.
+        let p = pod("p", "1", "1Gi");
+        let mixed = ClusterSnapshot::new(&[wasm_only("a"), node("b", "8", "8Gi")], &[]);
+        assert_eq!(bind(place(&p, &mixed, ScoringStrategy::default())), "b");
+        let full = ClusterSnapshot::new(&[wasm_only("a"), node("b", "1", "8Gi")], &[]);
+        let big = pod("p", "2", "1Gi");
+        assert_eq!(
+            message(place(&big, &full, ScoringStrategy::default())),
+            "0/2 nodes are available: 1 Insufficient cpu, \
+             1 node(s) didn't offer the container runtime."
+        );
+        let wasm_cluster = ClusterSnapshot::new(&[wasm_only("a"), wasm_only("c")], &[]);
+        assert_eq!(
+            bind(place(&p, &wasm_cluster, ScoringStrategy::default())),
+            "a"
         );
     }
 

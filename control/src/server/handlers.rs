@@ -152,6 +152,7 @@ async fn dispatch(
         let params = Params::parse(query.as_deref())?;
         verb = match &path.pod_sub {
             Some(PodSub::Proxy(_)) => "proxy",
+            Some(PodSub::Binding) => "create",
             _ => verb_of(&method, path.name.as_deref(), params.watch),
         };
         st.authz.authorize(
@@ -163,12 +164,16 @@ async fn dispatch(
                 subresource: match &path.pod_sub {
                     Some(PodSub::Log) => Some("log"),
                     Some(PodSub::Proxy(_)) => Some("proxy"),
+                    Some(PodSub::Binding) => Some("binding"),
                     None => path.status.then_some("status"),
                 },
                 namespace: path.namespace.as_deref(),
                 name: path.name.as_deref(),
             },
         )?;
+        if path.pod_sub == Some(PodSub::Binding) {
+            return bind(&st, &path, &method, &headers, body).await;
+        }
         if let Some(sub) = &path.pod_sub {
             return super::proxy::pod_subresource(
                 &st,
@@ -378,7 +383,7 @@ async fn submit(
 ) -> Result<Applied, ApiError> {
     let size = match &write {
         Write::Create { object, .. } | Write::Update { object, .. } => object_size(object),
-        Write::Delete { .. } => 64,
+        Write::Delete { .. } | Write::Bind { .. } => 64,
     };
     st.batcher
         .submit(write, size)
@@ -484,6 +489,83 @@ async fn create(
         }
     }
     unreachable!("the loop returns on its last attempt")
+}
+
+/// `POST pods/{name}/binding` with a v1 `Binding` (what kube-scheduler sends): assigns the
+/// Pod to the node `target.name`. One store write that checks "not yet assigned" itself, so
+/// no read and no re-admission of the whole Pod. Answers `201` with a `Status`, as Kubernetes.
+async fn bind(
+    st: &ApiState,
+    path: &ResourcePath,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "pods/binding supports POST only, not {method}"
+        )));
+    }
+    let name = path.name.clone().unwrap_or_default();
+    let binding = read_object(headers, body).await?;
+    let field = |p: &str| binding.pointer(p).and_then(Value::as_str);
+    let invalid = |e: ketch_api::FieldError| {
+        ApiError::Invalid(ketch_api::decode::Invalid {
+            kind: "Binding".into(),
+            name: name.clone(),
+            errors: vec![e],
+        })
+    };
+    if let Some(kind) = field("/kind").filter(|k| *k != "Binding") {
+        return Err(ApiError::BadRequest(format!(
+            "a pods/binding body must be a Binding, not a {kind}"
+        )));
+    }
+    if let Some(other) = field("/metadata/name").filter(|n| *n != name) {
+        return Err(invalid(ketch_api::FieldError::invalid_str(
+            "metadata.name",
+            other,
+            format!("must be the Pod's name {name:?}"),
+        )));
+    }
+    if let Some(kind) = field("/target/kind").filter(|k| !k.is_empty() && *k != "Node") {
+        return Err(invalid(ketch_api::FieldError::not_supported(
+            "target.kind",
+            kind,
+            &["Node"],
+        )));
+    }
+    let node = field("/target/name").unwrap_or_default();
+    if node.is_empty() {
+        return Err(invalid(ketch_api::FieldError::required("target.name", "")));
+    }
+    if let Some(e) = ketch_api::validation::is_dns1123_subdomain(node).first() {
+        return Err(invalid(ketch_api::FieldError::invalid_str(
+            "target.name",
+            node,
+            e.clone(),
+        )));
+    }
+    submit(
+        st,
+        Write::Bind {
+            key: path.key(),
+            uid: field("/metadata/uid")
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+            node: node.to_string(),
+            now: now_rfc3339(),
+        },
+        path.info,
+        &name,
+    )
+    .await?;
+    Ok(json_response(
+        headers,
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "code": 201}),
+    ))
 }
 
 async fn get(

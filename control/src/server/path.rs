@@ -13,16 +13,19 @@ pub struct ResourcePath {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub status: bool,
-    /// `pods/{name}/log` or `pods/{name}/proxy/{path}`: served by the Pod's node agent.
+    /// `pods/{name}/log`, `pods/{name}/proxy/{path}` (served by the Pod's node agent) or
+    /// `pods/{name}/binding`.
     pub pod_sub: Option<PodSub>,
 }
 
-/// Pod subresources the API server proxies to the node agent running the Pod.
+/// Pod subresources: `log` and `proxy` are proxied to the node agent running the Pod;
+/// `binding` (the scheduler's assignment) is a store write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodSub {
     Log,
     /// The path after `proxy/` (without a leading slash).
     Proxy(String),
+    Binding,
 }
 
 impl ResourcePath {
@@ -124,6 +127,7 @@ fn name_and_sub(tail: &[&str], rest: &str) -> Result<NameAndSub, ApiError> {
         [n] => Ok((name(n), false, None)),
         [n, "status"] => Ok((name(n), true, None)),
         [n, "log"] => Ok((name(n), false, Some(PodSub::Log))),
+        [n, "binding"] => Ok((name(n), false, Some(PodSub::Binding))),
         [n, "proxy", path @ ..] => Ok((name(n), false, Some(PodSub::Proxy(path.join("/"))))),
         _ => Err(not_found_path(rest)),
     }
@@ -200,5 +204,8 @@ mod tests {
         assert_eq!(p.pod_sub, Some(PodSub::Proxy("a/b".into())));
         let p = parse(true, "v1/namespaces/d/pods/web/proxy").unwrap();
         assert_eq!(p.pod_sub, Some(PodSub::Proxy(String::new())));
+        let p = parse(true, "v1/namespaces/d/pods/web/binding").unwrap();
+        assert_eq!(p.pod_sub, Some(PodSub::Binding));
+        assert!(parse(true, "v1/namespaces/d/services/web/binding").is_err());
     }
 }

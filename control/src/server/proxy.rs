@@ -78,6 +78,12 @@ pub async fn pod_subresource(
             "{}/pods/{namespace}/{name}/proxy/{rest}",
             endpoint.trim_end_matches('/')
         ),
+        // Dispatched to `handlers::bind` before proxying; never reaches here.
+        PodSub::Binding => {
+            return Err(ApiError::Internal(
+                "pods/binding is served by the API server, not the node".into(),
+            ));
+        }
     };
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         url.push('?');

@@ -99,6 +99,69 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
             meta_mut(&mut next).insert("deletionTimestamp".into(), Value::from(now.clone()));
             changed(next, EventType::Modified)
         }
+        Write::Bind { uid, node, now, .. } => {
+            let current = current.ok_or(WriteError::NotFound)?;
+            let name = current
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let stored_uid = current.pointer("/metadata/uid").and_then(Value::as_str);
+            if let Some(want) = uid
+                && stored_uid != Some(want.as_str())
+            {
+                return Err(WriteError::Conflict(format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {}",
+                    stored_uid.unwrap_or_default()
+                )));
+            }
+            if is_terminating(current) {
+                return Err(WriteError::Conflict(format!(
+                    "pod {name} is being deleted, cannot be assigned to a host"
+                )));
+            }
+            if let Some(bound) = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(WriteError::Conflict(format!(
+                    "pod {name} is already assigned to node \"{bound}\""
+                )));
+            }
+            let mut next = current.clone();
+            bind_pod(&mut next, node, now);
+            let generation = meta_u64(current, "generation").unwrap_or(1) + 1;
+            meta_mut(&mut next).insert("generation".into(), Value::from(generation));
+            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
+            changed(next, EventType::Modified)
+        }
+    }
+}
+
+/// Sets `spec.nodeName` and replaces any `PodScheduled` condition with `True` (what the
+/// Kubernetes binding subresource does).
+fn bind_pod(pod: &mut Value, node: &str, now: &str) {
+    let Some(obj) = pod.as_object_mut() else {
+        return;
+    };
+    obj.entry("spec")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .map(|spec| spec.insert("nodeName".into(), Value::from(node)));
+    let status = obj
+        .entry("status")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(status) = status.as_object_mut() else {
+        return;
+    };
+    let conditions = status
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(list) = conditions.as_array_mut() {
+        list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+        list.push(serde_json::json!({
+            "type": "PodScheduled", "status": "True", "lastTransitionTime": now,
+        }));
     }
 }
 
@@ -317,6 +380,48 @@ mod tests {
     fn stored(rv: u64) -> Value {
         json!({"metadata": {"name": "a", "uid": "u1", "resourceVersion": rv.to_string(), "generation": 1},
                "spec": {"x": 1}, "status": {"phase": "Running"}})
+    }
+
+    #[test]
+    fn a_binding_sets_the_node_and_condition_once_and_checks_uid_and_deletion() {
+        let bind = |uid: Option<&str>| Write::Bind {
+            key: "pods/default/a".into(),
+            uid: uid.map(Into::into),
+            node: "n1".into(),
+            now: "2026-11-21T00:00:00Z".into(),
+        };
+        let mut pending = stored(3);
+        pending["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
+                   {"type": "Other", "status": "True"}]);
+        let (res, m) = apply_write(Some(&pending), &bind(Some("u1")), 9);
+        let bound = res.unwrap().object;
+        assert!(matches!(m, Some(Mutation::Put(_))));
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(bound["metadata"]["resourceVersion"], "9");
+        assert_eq!(bound["metadata"]["generation"], 2);
+        assert_eq!(
+            bound["status"]["conditions"],
+            json!([{"type": "Other", "status": "True"},
+                   {"type": "PodScheduled", "status": "True",
+                    "lastTransitionTime": "2026-11-21T00:00:00Z"}])
+        );
+
+        let (res, m) = apply_write(Some(&bound), &bind(None), 10);
+        assert_eq!(
+            res.unwrap_err(),
+            WriteError::Conflict("pod a is already assigned to node \"n1\"".into())
+        );
+        assert!(m.is_none());
+        let (res, _) = apply_write(Some(&pending), &bind(Some("u2")), 10);
+        assert!(
+            matches!(res, Err(WriteError::Conflict(m)) if m.contains("UID in precondition: u2"))
+        );
+        let mut deleting = stored(3);
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-21T00:00:00Z");
+        let (res, _) = apply_write(Some(&deleting), &bind(None), 10);
+        assert!(matches!(res, Err(WriteError::Conflict(m)) if m.contains("being deleted")));
+        let (res, _) = apply_write(None, &bind(None), 10);
+        assert_eq!(res.unwrap_err(), WriteError::NotFound);
     }
 
     #[test]

@@ -45,15 +45,30 @@ pub enum Write {
         /// When set, the stored resourceVersion must equal it.
         precondition_rv: Option<u64>,
     },
+    /// Assign a Pod to a node (the `pods/{name}/binding` subresource): sets `spec.nodeName`
+    /// and `PodScheduled=True` in one write, refused when the Pod is already assigned or being
+    /// deleted. It checks the invariant that matters (not yet bound) instead of a
+    /// resourceVersion, so a status write racing the scheduler does not fail the binding, and
+    /// the API server need not read the Pod first.
+    Bind {
+        key: String,
+        /// When set, the stored Pod's uid must equal it (a Pod deleted and re-created under
+        /// the same name is not bound by a decision made for the old one).
+        uid: Option<String>,
+        node: String,
+        /// RFC 3339 time chosen by the API layer, the condition's `lastTransitionTime`.
+        now: String,
+    },
 }
 
 impl Write {
     /// The key this write touches.
     pub fn key(&self) -> &str {
         match self {
-            Write::Create { key, .. } | Write::Update { key, .. } | Write::Delete { key, .. } => {
-                key
-            }
+            Write::Create { key, .. }
+            | Write::Update { key, .. }
+            | Write::Delete { key, .. }
+            | Write::Bind { key, .. } => key,
         }
     }
 }

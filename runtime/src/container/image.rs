@@ -13,16 +13,15 @@ use containerd_client::services::v1 as api;
 use containerd_client::services::v1::snapshots as snap;
 use containerd_client::types::Descriptor;
 use futures_util::StreamExt as _;
+use oci_client::Reference;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE,
 };
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client as OciClient, Reference};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
-use sha2::{Digest as _, Sha256};
 
 use crate::gateway::error_chain;
+use crate::oci::{Progress, Registries, sha256_digest as sha256};
 
 use super::cri::{Containerd, CriError, SNAPSHOTTER, call, found};
 
@@ -31,35 +30,7 @@ const PULL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 /// Chunk size of content-store writes.
 const WRITE_CHUNK: usize = 1 << 20;
 
-/// `imagePullPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullPolicy {
-    Always,
-    IfNotPresent,
-    Never,
-}
-
-impl PullPolicy {
-    /// Kubernetes' default: `Always` for `:latest` or an untagged reference, otherwise
-    /// `IfNotPresent`.
-    pub fn of(policy: Option<&str>, image: &str) -> PullPolicy {
-        match policy {
-            Some("Always") => PullPolicy::Always,
-            Some("Never") => PullPolicy::Never,
-            Some("IfNotPresent") => PullPolicy::IfNotPresent,
-            _ => {
-                let last = image.rsplit('/').next().unwrap_or(image);
-                if image.contains('@') {
-                    PullPolicy::IfNotPresent
-                } else if !last.contains(':') || last.ends_with(":latest") {
-                    PullPolicy::Always
-                } else {
-                    PullPolicy::IfNotPresent
-                }
-            }
-        }
-    }
-}
+pub use crate::oci::PullPolicy;
 
 /// Why an image could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +39,12 @@ pub enum ImageError {
     Reference { reference: String, message: String },
     #[error("pulling {reference}: {message}")]
     Registry { reference: String, message: String },
+    #[error("pulling {reference}: {source}")]
+    Auth {
+        reference: String,
+        #[source]
+        source: crate::oci::AuthError,
+    },
     #[error("image {reference} is not present on this node and imagePullPolicy is Never")]
     NeverPull { reference: String },
     #[error("image {reference}: {message}")]
@@ -109,31 +86,15 @@ pub struct ReadyImage {
 /// Pulls images into one containerd.
 pub struct Images {
     cd: Containerd,
-    oci: OciClient,
-    /// Plain HTTP, for registries on loopback addresses (as Docker does).
-    oci_loopback: OciClient,
+    registries: Arc<Registries>,
     /// One pull per image at a time; concurrent requests wait and reuse it.
-    locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: crate::oci::KeyedLocks,
 }
 
 impl std::fmt::Debug for Images {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Images").finish_non_exhaustive()
     }
-}
-
-/// Whether `registry` (`host[:port]`) is on a loopback address, where plain HTTP is used as
-/// Docker does.
-pub fn is_loopback_registry(registry: &str) -> bool {
-    let host = if let Some(v6) = registry.strip_prefix('[') {
-        v6.split(']').next().unwrap_or(v6)
-    } else {
-        registry.rsplit_once(':').map_or(registry, |(h, _)| h)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `sha256:` chain IDs of a layer stack, from its diff IDs (the OCI image spec's
@@ -143,26 +104,11 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => {
-                let h = Sha256::digest(format!("{prev} {d}").as_bytes());
-                format!("sha256:{}", hex(&h))
-            }
+            Some(prev) => sha256(format!("{prev} {d}").as_bytes()),
         };
         out.push(next);
     }
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
 /// The OCI architecture name of this machine.
@@ -175,24 +121,12 @@ fn host_arch() -> &'static str {
 }
 
 impl Images {
-    /// `insecure`: extra `host:port` registries reached over plain HTTP.
-    pub fn new(cd: Containerd, insecure: &[String]) -> Self {
-        // rustls needs a process-wide crypto provider; ring is the one built in (see the
-        // workspace Cargo.toml). Installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let oci = OciClient::new(oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::HttpsExcept(insecure.to_vec()),
-            ..Default::default()
-        });
-        let oci_loopback = OciClient::new(oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::Http,
-            ..Default::default()
-        });
+    /// `registries`: protocol and credentials per registry.
+    pub fn new(cd: Containerd, registries: Arc<Registries>) -> Self {
         Images {
             cd,
-            oci,
-            oci_loopback,
-            locks: tokio::sync::Mutex::new(HashMap::new()),
+            registries,
+            locks: crate::oci::KeyedLocks::default(),
         }
     }
 
@@ -211,20 +145,14 @@ impl Images {
         &self,
         image: &str,
         policy: PullPolicy,
-        progress: &(dyn Fn(String) + Send + Sync),
+        progress: &Arc<dyn Fn(String) + Send + Sync>,
     ) -> Result<ReadyImage, ImageError> {
         let reference: Reference = image.parse().map_err(|e| ImageError::Reference {
             reference: image.to_string(),
             message: format!("{e}"),
         })?;
         let name = reference.whole();
-        let lock = self
-            .locks
-            .lock()
-            .await
-            .entry(name.clone())
-            .or_default()
-            .clone();
+        let lock = self.locks.get(&name).await;
         let _guard = lock.lock().await;
         if policy != PullPolicy::Always
             && let Some(ready) = self.local(&name).await?
@@ -236,7 +164,7 @@ impl Images {
         }
         progress(format!("Pulling image \"{image}\""));
         let started = std::time::Instant::now();
-        let ready = tokio::time::timeout(PULL_TIMEOUT, self.pull(&reference, &name))
+        let ready = tokio::time::timeout(PULL_TIMEOUT, self.pull(&reference, &name, progress))
             .await
             .map_err(|_| ImageError::Registry {
                 reference: name.clone(),
@@ -252,6 +180,14 @@ impl Images {
             ready.digest
         ));
         Ok(ready)
+    }
+
+    /// Whether `image` is ready to run on this node without pulling.
+    pub async fn present(&self, image: &str) -> bool {
+        let Ok(reference) = image.parse::<Reference>() else {
+            return false;
+        };
+        matches!(self.local(&reference.whole()).await, Ok(Some(_)))
     }
 
     /// The image if its record, config and top snapshot are all present.
@@ -356,18 +292,25 @@ impl Images {
         Ok(found(r)?.is_some())
     }
 
-    async fn pull(&self, reference: &Reference, name: &str) -> Result<ReadyImage, ImageError> {
+    async fn pull(
+        &self,
+        reference: &Reference,
+        name: &str,
+        progress: &Arc<dyn Fn(String) + Send + Sync>,
+    ) -> Result<ReadyImage, ImageError> {
         let reg = |message: String| ImageError::Registry {
             reference: name.to_string(),
             message,
         };
         let cerr = Self::cerr(name);
-        let oci = if is_loopback_registry(reference.resolve_registry()) {
-            &self.oci_loopback
-        } else {
-            &self.oci
-        };
-        let auth = RegistryAuth::Anonymous;
+        let (oci, auth) = self
+            .registries
+            .client(reference)
+            .map_err(|source| ImageError::Auth {
+                reference: name.to_string(),
+                source,
+            })?;
+        let oci = &oci;
         let accepted = [
             OCI_IMAGE_MEDIA_TYPE,
             IMAGE_MANIFEST_MEDIA_TYPE,
@@ -413,6 +356,16 @@ impl Images {
                 reference: name.to_string(),
                 message: format!("manifest: {e}"),
             })?;
+        if manifest.config().media_type().to_string() == crate::oci::wasm::CONFIG_MEDIA_TYPE {
+            return Err(ImageError::Invalid {
+                reference: name.to_string(),
+                message: format!(
+                    "a Wasm component artifact (config media type {}), not a container image: \
+                     a Pod runs either Wasm components or Linux containers",
+                    crate::oci::wasm::CONFIG_MEDIA_TYPE
+                ),
+            });
+        }
         let mut config_raw = Vec::new();
         oci.pull_blob(
             &by_digest,
@@ -454,7 +407,21 @@ impl Images {
                         .await
                         .map_err(|e| reg(format!("layer {d}: {}", error_chain(&e))))?;
                     let size = layer.size();
-                    let chunks = stream.stream.map(|r| r.map_err(|e| error_chain(&e)));
+                    let mut gate = Progress::new(size, std::time::Instant::now());
+                    let short = d.get(..19).unwrap_or(&d).to_string();
+                    let (progress, name) = (progress.clone(), name.to_string());
+                    let chunks = stream.stream.map(move |r| {
+                        let chunk = r.map_err(|e| error_chain(&e))?;
+                        if let Some(pct) =
+                            gate.advance(chunk.len() as u64, std::time::Instant::now())
+                        {
+                            progress(format!(
+                                "Pulling image \"{name}\": layer {short}… {pct}% of {}",
+                                crate::format::bytes(size)
+                            ));
+                        }
+                        Ok(chunk)
+                    });
                     self.write_content(&lease, &d, size, chunks, HashMap::new())
                         .await
                         .map_err(|m| reg(format!("layer {d}: {m}")))?;
@@ -731,13 +698,22 @@ impl Images {
                 .await
                 .map_err(|_| "content write closed".to_string())
         });
-        let mut responses = self
+        let mut responses = match self
             .cd
             .raw()
             .content()
             .write(self.cd.leased(requests, lease))
             .await
-            .map_err(|s| s.message().to_string());
+        {
+            Ok(r) => Ok(r),
+            // Another pull (of this or another image sharing the blob) committed it first:
+            // containerd can say so before it reads a byte.
+            Err(s) if s.code() == containerd_client::tonic::Code::AlreadyExists => {
+                producer.abort();
+                return Ok(());
+            }
+            Err(s) => Err(s.message().to_string()),
+        };
         let mut outcome: Result<(), String> = Ok(());
         match &mut responses {
             Ok(stream) => {
@@ -785,33 +761,5 @@ mod tests {
         assert_eq!(ids[0], a);
         assert_eq!(ids[1], sha256(format!("{a} {b}").as_bytes()));
         assert!(chain_ids(&[]).is_empty());
-    }
-
-    #[test]
-    fn pull_policy_defaults_like_kubernetes() {
-        assert_eq!(PullPolicy::of(None, "busybox"), PullPolicy::Always);
-        assert_eq!(PullPolicy::of(None, "busybox:latest"), PullPolicy::Always);
-        assert_eq!(
-            PullPolicy::of(None, "busybox:1.36"),
-            PullPolicy::IfNotPresent
-        );
-        assert_eq!(
-            PullPolicy::of(None, "127.0.0.1:5000/app"),
-            PullPolicy::Always
-        );
-        assert_eq!(
-            PullPolicy::of(None, "127.0.0.1:5000/app@sha256:00"),
-            PullPolicy::IfNotPresent
-        );
-        assert_eq!(PullPolicy::of(Some("Never"), "x:latest"), PullPolicy::Never);
-    }
-
-    #[test]
-    fn loopback_registries_are_recognized() {
-        assert!(is_loopback_registry("127.0.0.1:5000"));
-        assert!(is_loopback_registry("localhost:5000"));
-        assert!(is_loopback_registry("[::1]:5000"));
-        assert!(!is_loopback_registry("ghcr.io"));
-        assert!(!is_loopback_registry("10.0.0.1:5000"));
     }
 }

@@ -60,8 +60,8 @@ pub struct ContainerConfig {
     pub socket: PathBuf,
     /// FIFOs and per-Pod files (`<data dir>/containers`).
     pub state_dir: PathBuf,
-    /// Extra registries (`host:port`) reached over plain HTTP; loopback ones always are.
-    pub insecure_registries: Vec<String>,
+    /// Protocol and credentials per registry (shared with the Wasm runtime).
+    pub registries: Arc<crate::oci::Registries>,
     pub node: String,
     /// `pids.max` of every container (the kubelet's `podPidsLimit`).
     pub pids_limit: i64,
@@ -145,7 +145,7 @@ impl ContainerRuntime {
     /// container runtime.
     pub async fn connect(cfg: ContainerConfig) -> Result<Self, CriError> {
         let (cd, version) = Containerd::connect(&cfg.socket).await?;
-        let images = Images::new(cd.clone(), &cfg.insecure_registries);
+        let images = Images::new(cd.clone(), cfg.registries.clone());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -159,6 +159,11 @@ impl ContainerRuntime {
             http,
             version,
         })
+    }
+
+    /// Whether `image` is already pulled and unpacked on this node.
+    pub async fn has_image(&self, image: &str) -> bool {
+        self.images.present(image).await
     }
 
     fn fifo(&self, id: &str, stream: OutputStream) -> PathBuf {
@@ -203,10 +208,9 @@ impl ContainerRuntime {
     async fn create(&self, spec: &WorkloadSpec) -> Result<Started, StartError> {
         let def = &spec.definition;
         let policy = PullPolicy::of(def.image_pull_policy.as_deref(), &spec.image);
-        let progress = spec.progress.clone();
         let ready = self
             .images
-            .ensure(&spec.image, policy, &move |m| progress(m))
+            .ensure(&spec.image, policy, &spec.progress)
             .await
             .map_err(|e| StartError {
                 reason: StartReason::ErrImagePull,
@@ -228,29 +232,36 @@ impl ContainerRuntime {
             .and_then(|q| q.millis().ok())
             .and_then(|m| u64::try_from(m).ok());
         let mut extra_mounts = Vec::new();
+        let mut pod_files = Vec::new();
+        let mut env = spec.env.clone();
         if let Some(net) = &spec.network {
-            // Per container, next to its FIFOs, so it goes with them.
-            let hosts = io_file(&self.cfg.state_dir, &id, "hosts");
-            if let Some(dir) = hosts.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| create_err(format!("creating {}: {e}", dir.display())))?;
-            }
-            std::fs::write(
-                &hosts,
-                format!(
-                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
-                    net.ip, spec.pod_name
+            // Services by name through the node's proxy (`$(HTTP_PROXY)` expands in args).
+            env = net.with_proxy_env(&env);
+            let hosts = format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+                net.ip, spec.pod_name
+            );
+            let files = [
+                ("hosts", "/etc/hosts", hosts),
+                (
+                    "resolv.conf",
+                    "/etc/resolv.conf",
+                    network::host_pod_resolv_conf(),
                 ),
-            )
-            .map_err(|e| create_err(format!("writing {}: {e}", hosts.display())))?;
-            extra_mounts.push(("/etc/hosts".to_string(), hosts.display().to_string(), true));
+            ];
+            for (kind, dest, content) in files {
+                // Per container, next to its FIFOs, so it goes with them.
+                let path = io_file(&self.cfg.state_dir, &id, kind);
+                extra_mounts.push((dest.to_string(), path.display().to_string(), true));
+                pod_files.push((path, content));
+            }
         }
         let oci = spec::build(&spec::SpecInput {
             hostname: &spec.pod_name,
             image: &defaults,
             command: &def.command,
             args: &def.args,
-            env: &spec.env,
+            env: &env,
             working_dir: def.working_dir.as_deref(),
             memory_limit: spec.memory_limit,
             cpu_limit_millis,
@@ -266,6 +277,11 @@ impl ContainerRuntime {
         })?;
         let spec_json = serde_json::to_vec(&oci)
             .map_err(|e| create_err(format!("encoding the runtime spec: {e}")))?;
+        // Written once the spec is good, so a refused spec leaves no file behind.
+        if let Err(e) = write_pod_files(&pod_files) {
+            remove_io_files(&self.cfg.state_dir, &id);
+            return Err(e);
+        }
         let labels = HashMap::from([
             (LABEL_POD_UID.to_string(), spec.pod_uid.clone()),
             (
@@ -452,14 +468,26 @@ impl ContainerRuntime {
     }
 }
 
-/// A file the agent keeps for container `id` under `<state>/io`: `stdout`/`stderr` FIFOs
-/// and its `/etc/hosts`.
+/// A file the agent keeps for container `id` under `<state>/io`: `stdout`/`stderr` FIFOs,
+/// its `/etc/hosts` and `/etc/resolv.conf`.
 fn io_file(state_dir: &Path, id: &str, kind: &str) -> PathBuf {
     state_dir.join("io").join(format!("{id}.{kind}"))
 }
 
+fn write_pod_files(files: &[(PathBuf, String)]) -> Result<(), StartError> {
+    for (path, content) in files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| create_err(format!("creating {}: {e}", dir.display())))?;
+        }
+        std::fs::write(path, content)
+            .map_err(|e| create_err(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 fn remove_io_files(state_dir: &Path, id: &str) {
-    for kind in ["stdout", "stderr", "hosts"] {
+    for kind in ["stdout", "stderr", "hosts", "resolv.conf"] {
         let _ = std::fs::remove_file(io_file(state_dir, id, kind));
     }
 }

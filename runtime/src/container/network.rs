@@ -5,7 +5,9 @@
 //! Traffic stays on the node: no `ipMasq`, no `portmap`, and no default route in the Pod
 //! (host-local hands out none), so a Pod reaches the other Pods on the bridge and the node at
 //! [`PodNetwork::gateway_ip`] (the bridge's address), and nothing else — off-node
-//! destinations fail fast with "network unreachable".
+//! destinations fail fast with "network unreachable". Services are reached by name through
+//! the node's Service proxy on that address ([`PodNetwork::proxy_addr`], the containers'
+//! `HTTP_PROXY`: [`Attachment::with_proxy_env`]).
 //!
 //! Layout on the node:
 //! - `{netns_dir}/{pod_uid}`: the Pod's network namespace, kept alive by a bind mount (what
@@ -37,7 +39,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -63,6 +65,19 @@ pub const DEFAULT_NETNS_DIR: &str = "/run/ketch/netns";
 /// Where the plugins are looked for by default: Debian's package, then the upstream tarball's
 /// customary location.
 pub const DEFAULT_CNI_BIN_DIRS: [&str; 2] = ["/usr/lib/cni", "/opt/cni/bin"];
+
+/// The port of the node's Service proxy on the bridge address (`http://10.89.0.1:15080`,
+/// the containers' `HTTP_PROXY`). Its own fixed port, not the gateway's: the gateway may
+/// listen on `0.0.0.0:8080`, which already covers the bridge address and would collide with a
+/// second listener on the same port; the proxy also serves other requests (proxy-form URLs,
+/// the caller known by its source address), and a fixed port keeps the containers' env the
+/// same whatever `--gateway` says. 15080: outside the ephemeral range, next to the 15xxx
+/// ports service meshes use for their per-Pod proxies.
+pub const DEFAULT_PROXY_PORT: u16 = 15080;
+/// The host's resolver configuration, and where systemd-resolved keeps the upstream servers
+/// when the former only names its loopback stub (Docker reads the same two files).
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+const RESOLVED_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
 
 /// A plugin that neither finishes nor fails in this time is killed (the CRI uses minutes,
 /// but ours only create a veth and write a file).
@@ -92,6 +107,8 @@ pub struct NetworkConfig {
     pub state_dir: PathBuf,
     /// Where netns files are bind-mounted.
     pub netns_dir: PathBuf,
+    /// The port the node's Service proxy listens on, on the bridge address.
+    pub proxy_port: u16,
 }
 
 impl NetworkConfig {
@@ -121,6 +138,7 @@ impl NetworkConfig {
             cni_bin_dirs: DEFAULT_CNI_BIN_DIRS.iter().map(PathBuf::from).collect(),
             state_dir: state_dir.into(),
             netns_dir: Path::new(DEFAULT_NETNS_DIR).join(DEFAULT_BRIDGE),
+            proxy_port: DEFAULT_PROXY_PORT,
         }
     }
 }
@@ -134,6 +152,96 @@ pub struct Attachment {
     pub ip: IpAddr,
     /// The bridge's address: the node as the Pod sees it.
     pub gateway: IpAddr,
+    /// The Pod subnet (`10.89.0.0/24`).
+    pub subnet: String,
+    /// The node's Service proxy as the Pod reaches it (bridge address, proxy port).
+    pub proxy: SocketAddr,
+}
+
+impl Attachment {
+    /// `env` plus the variables that send a container's HTTP clients to the node's Service
+    /// proxy: `HTTP_PROXY`/`http_proxy` = `http://<bridge address>:<proxy port>` and
+    /// `NO_PROXY`/`no_proxy` = `localhost,127.0.0.1,<pod subnet>` (Pod addresses are reached
+    /// directly). Tools read either spelling, so a Pod that sets one spelling of a pair keeps
+    /// the pair to itself: nothing of it is added.
+    pub fn with_proxy_env(&self, env: &[(String, String)]) -> Vec<(String, String)> {
+        let proxy = format!("http://{}", self.proxy);
+        let no_proxy = format!("localhost,127.0.0.1,{}", self.subnet);
+        let mut out = env.to_vec();
+        for (upper, lower, value) in [
+            ("HTTP_PROXY", "http_proxy", proxy),
+            ("NO_PROXY", "no_proxy", no_proxy),
+        ] {
+            if !env.iter().any(|(k, _)| k == upper || k == lower) {
+                out.push((upper.to_string(), value.clone()));
+                out.push((lower.to_string(), value));
+            }
+        }
+        out
+    }
+}
+
+/// A container's `/etc/resolv.conf` made from the host's (`host`), as Docker does: every
+/// line kept except `nameserver`s on loopback addresses (`127.0.0.0/8`, `::1`), which in the
+/// Pod's network namespace would be the Pod itself. When no nameserver is left the file says
+/// so in a comment and names none; there is no public fallback (Docker's 8.8.8.8), because
+/// Pod traffic stays on this machine: a resolver then falls back to the Pod's own loopback
+/// and fails at once, and Services are reached by name through the HTTP proxy anyway.
+pub fn pod_resolv_conf(host: &str) -> String {
+    let mut out = String::with_capacity(host.len() + 64);
+    let mut kept = 0;
+    let mut dropped = Vec::new();
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver")
+            && let Some(addr) = words.next()
+        {
+            // An IPv6 address may carry a zone (`fe80::1%eth0`).
+            let ip = addr.split('%').next().unwrap_or(addr).parse::<IpAddr>();
+            if ip.is_ok_and(|ip| ip.is_loopback()) {
+                dropped.push(addr);
+                continue;
+            }
+            kept += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if kept == 0 {
+        out.push_str("# ketch: no nameserver: ");
+        if dropped.is_empty() {
+            out.push_str("the host names none");
+        } else {
+            out.push_str("the host's (");
+            out.push_str(&dropped.join(", "));
+            out.push_str(") are loopback addresses, not reachable from the Pod");
+        }
+        out.push_str("; reach Services by name through HTTP_PROXY\n");
+    }
+    out
+}
+
+/// [`pod_resolv_conf`] of the host's `/etc/resolv.conf`, or, when that leaves no nameserver
+/// and systemd-resolved keeps its upstream servers in `/run/systemd/resolve/resolv.conf`, of
+/// that file (the stub at `127.0.0.53` is not reachable from a Pod). A missing file reads as
+/// empty.
+pub fn host_pod_resolv_conf() -> String {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let conf = pod_resolv_conf(&read(HOST_RESOLV_CONF));
+    if has_nameserver(&conf) {
+        return conf;
+    }
+    let resolved = pod_resolv_conf(&read(RESOLVED_RESOLV_CONF));
+    if has_nameserver(&resolved) {
+        resolved
+    } else {
+        conf
+    }
+}
+
+fn has_nameserver(conf: &str) -> bool {
+    conf.lines()
+        .any(|l| l.split_whitespace().next() == Some("nameserver"))
 }
 
 /// What setting up or tearing down the Pod network can fail with.
@@ -372,6 +480,8 @@ impl PodNetwork {
             netns,
             ip: record.ip,
             gateway: record.gateway,
+            subnet: record.subnet,
+            proxy: self.proxy_addr(),
         })
     }
 
@@ -420,6 +530,11 @@ impl PodNetwork {
     /// its gateway listener, which must then listen on this address or on all addresses.
     pub fn gateway_ip(&self) -> IpAddr {
         self.subnet.first_host()
+    }
+
+    /// Where the node's Service proxy listens: the bridge address and the proxy port.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.gateway_ip(), self.cfg.proxy_port)
     }
 
     /// Deletes the bridge link (CNI DEL never does). For tests and for removing ketch from a
@@ -580,6 +695,8 @@ impl PodNetwork {
             netns: netns.to_path_buf(),
             ip,
             gateway,
+            subnet: self.cfg.subnet.clone(),
+            proxy: self.proxy_addr(),
         })
     }
 
@@ -1117,6 +1234,96 @@ mod tests {
         assert_eq!(conf["prevResult"], json!({"ips": []}));
         assert!(conf["ipam"].get("routes").is_none(), "no default route");
         assert!(net.bridge_conf(None).get("prevResult").is_none());
+    }
+
+    fn attachment() -> Attachment {
+        Attachment {
+            netns: PathBuf::from("/run/ketch/netns/ketch0/u1"),
+            ip: "10.89.0.7".parse().unwrap(),
+            gateway: "10.89.0.1".parse().unwrap(),
+            subnet: "10.89.0.0/24".into(),
+            proxy: "10.89.0.1:15080".parse().unwrap(),
+        }
+    }
+
+    fn pairs(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn containers_get_the_service_proxy_unless_the_pod_sets_it() {
+        let att = attachment();
+        assert_eq!(
+            att.with_proxy_env(&pairs(&[("A", "1")])),
+            pairs(&[
+                ("A", "1"),
+                ("HTTP_PROXY", "http://10.89.0.1:15080"),
+                ("http_proxy", "http://10.89.0.1:15080"),
+                ("NO_PROXY", "localhost,127.0.0.1,10.89.0.0/24"),
+                ("no_proxy", "localhost,127.0.0.1,10.89.0.0/24"),
+            ])
+        );
+        // Either spelling set by the Pod keeps the whole pair the Pod's.
+        assert_eq!(
+            att.with_proxy_env(&pairs(&[("http_proxy", ""), ("NO_PROXY", "x")])),
+            pairs(&[("http_proxy", ""), ("NO_PROXY", "x")])
+        );
+        assert_eq!(
+            att.with_proxy_env(&pairs(&[("HTTP_PROXY", "http://mine:3128")])),
+            pairs(&[
+                ("HTTP_PROXY", "http://mine:3128"),
+                ("NO_PROXY", "localhost,127.0.0.1,10.89.0.0/24"),
+                ("no_proxy", "localhost,127.0.0.1,10.89.0.0/24"),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_proxy_listens_on_the_bridge_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(net) = network_in(dir.path(), "kx0", "10.77.3.0/24") else {
+            return;
+        };
+        assert_eq!(net.proxy_addr(), "10.77.3.1:15080".parse().unwrap());
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_nameservers_and_keeps_the_rest() {
+        let host = "# generated\nnameserver 127.0.0.53\nnameserver 192.168.1.1\n\
+                    nameserver ::1\nnameserver fe80::1%eth0\nsearch corp.example\n\
+                    options edns0 trust-ad\nnameserver 127.1.2.3\n";
+        assert_eq!(
+            pod_resolv_conf(host),
+            "# generated\nnameserver 192.168.1.1\nnameserver fe80::1%eth0\n\
+             search corp.example\noptions edns0 trust-ad\n"
+        );
+    }
+
+    #[test]
+    fn resolv_conf_without_a_usable_nameserver_says_so() {
+        let stub = pod_resolv_conf("nameserver 127.0.0.53\noptions edns0\nsearch .\n");
+        assert_eq!(
+            stub,
+            "options edns0\nsearch .\n# ketch: no nameserver: the host's (127.0.0.53) are \
+             loopback addresses, not reachable from the Pod; reach Services by name through \
+             HTTP_PROXY\n"
+        );
+        assert!(!has_nameserver(&stub));
+        let empty = pod_resolv_conf("");
+        assert_eq!(
+            empty,
+            "# ketch: no nameserver: the host names none; reach Services by name through \
+             HTTP_PROXY\n"
+        );
+        // A commented-out or malformed line is not a nameserver, and is kept as it is.
+        let odd = pod_resolv_conf("#nameserver 1.1.1.1\nnameserver\nnameserver bogus\n");
+        assert!(odd.starts_with("#nameserver 1.1.1.1\nnameserver\nnameserver bogus\n"));
+        assert!(
+            has_nameserver(&odd),
+            "an unparsable address is the resolver's to judge"
+        );
     }
 
     #[test]

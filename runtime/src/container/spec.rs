@@ -166,10 +166,10 @@ pub struct SpecInput<'a> {
     /// The Pod name (or its `spec.hostname`).
     pub hostname: &'a str,
     pub image: &'a ImageDefaults,
-    /// Kubernetes `command`: replaces ENTRYPOINT, and then CMD is ignored (`$(VAR)` already
-    /// expanded: this module does not expand).
+    /// Kubernetes `command`: replaces ENTRYPOINT, and then CMD is ignored; `$(VAR)` expands
+    /// from `env`.
     pub command: &'a [String],
-    /// Kubernetes `args`: replaces CMD.
+    /// Kubernetes `args`: replaces CMD; `$(VAR)` expands from `env`.
     pub args: &'a [String],
     /// The resolved container env, merged over the image's (container wins).
     pub env: &'a [(String, String)],
@@ -271,7 +271,9 @@ pub fn effective_capabilities(security: &Security) -> Result<Vec<&'static str>, 
 }
 
 /// The process arguments, Kubernetes-style: `command` + `args` when `command` is set, else
-/// ENTRYPOINT + (`args` if set, else CMD).
+/// ENTRYPOINT + (`args` if set, else CMD). `$(VAR)` in `command` and `args` expands from
+/// `env` ([`crate::env::expand`]); the image's ENTRYPOINT and CMD are taken as they are, as
+/// the kubelet does.
 ///
 /// # Errors
 /// [`SpecError::NoCommand`] when that is empty.
@@ -279,11 +281,14 @@ pub fn process_args(
     image: &ImageDefaults,
     command: &[String],
     args: &[String],
+    env: &[(String, String)],
 ) -> Result<Vec<String>, SpecError> {
+    let expand = |v: &String| crate::env::expand(v, env);
     let argv: Vec<String> = if !command.is_empty() {
-        command.iter().chain(args).cloned().collect()
+        command.iter().chain(args).map(expand).collect()
     } else if !args.is_empty() {
-        image.entrypoint.iter().chain(args).cloned().collect()
+        let args = args.iter().map(expand);
+        image.entrypoint.iter().cloned().chain(args).collect()
     } else {
         image.entrypoint.iter().chain(&image.cmd).cloned().collect()
     };
@@ -454,7 +459,7 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamesp
 /// relative paths, limits beyond `i64`).
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let security = input.security;
-    let args = process_args(input.image, input.command, input.args)?;
+    let args = process_args(input.image, input.command, input.args, input.env)?;
     let (uid, gid) = process_user(input.image, security)?;
     let caps = effective_capabilities(security)?;
 
@@ -731,29 +736,60 @@ mod tests {
         let cmd = strings(&["/bin/sh", "-c"]);
         let args = strings(&["echo hi"]);
         assert_eq!(
-            process_args(&img, &[], &[]).unwrap(),
+            process_args(&img, &[], &[], &[]).unwrap(),
             strings(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"])
         );
         assert_eq!(
-            process_args(&img, &[], &args).unwrap(),
+            process_args(&img, &[], &args, &[]).unwrap(),
             strings(&["/docker-entrypoint.sh", "echo hi"])
         );
         assert_eq!(
-            process_args(&img, &cmd, &[]).unwrap(),
+            process_args(&img, &cmd, &[], &[]).unwrap(),
             strings(&["/bin/sh", "-c"]),
             "command set: CMD is ignored"
         );
         assert_eq!(
-            process_args(&img, &cmd, &args).unwrap(),
+            process_args(&img, &cmd, &args, &[]).unwrap(),
             strings(&["/bin/sh", "-c", "echo hi"])
         );
         let empty = ImageDefaults::default();
-        assert_eq!(process_args(&empty, &[], &[]), Err(SpecError::NoCommand));
+        assert_eq!(
+            process_args(&empty, &[], &[], &[]),
+            Err(SpecError::NoCommand)
+        );
         assert_eq!(
             SpecError::NoCommand.to_string(),
             "no command: the image has no ENTRYPOINT/CMD and the container sets no command"
         );
-        assert_eq!(process_args(&empty, &[], &args).unwrap(), args);
+        assert_eq!(process_args(&empty, &[], &args, &[]).unwrap(), args);
+    }
+
+    #[test]
+    fn command_and_args_expand_from_the_container_env_but_the_image_defaults_do_not() {
+        let env = [
+            ("GREETING".to_string(), "hi".to_string()),
+            ("TARGET".to_string(), "http://backend/".to_string()),
+        ];
+        let img = ImageDefaults {
+            entrypoint: strings(&["/bin/echo", "$(GREETING)"]),
+            cmd: strings(&["$(TARGET)"]),
+            ..ImageDefaults::default()
+        };
+        assert_eq!(
+            process_args(&img, &[], &[], &env).unwrap(),
+            strings(&["/bin/echo", "$(GREETING)", "$(TARGET)"]),
+            "ENTRYPOINT and CMD are the image's, not expanded"
+        );
+        assert_eq!(
+            process_args(&img, &[], &strings(&["$(TARGET)", "$$(TARGET)"]), &env).unwrap(),
+            strings(&["/bin/echo", "$(GREETING)", "http://backend/", "$(TARGET)"])
+        );
+        let cmd = strings(&["wget", "-O-", "$(TARGET)x"]);
+        let args = strings(&["$(MISSING)", "$(GREETING)-$(GREETING)"]);
+        assert_eq!(
+            process_args(&img, &cmd, &args, &env).unwrap(),
+            strings(&["wget", "-O-", "http://backend/x", "$(MISSING)", "hi-hi"])
+        );
     }
 
     #[test]

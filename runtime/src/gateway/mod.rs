@@ -8,10 +8,14 @@
 //! guests' outbound calls to in-cluster names (`http://svc.ns`), so those never leave the
 //! process either when the endpoint is local.
 //!
+//! Linux containers reach Services by name through the [`proxy`] listener on the Pod
+//! bridge's address, which resolves names the same way.
+//!
 //! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
 //! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
 
 mod metrics;
+pub(crate) mod proxy;
 mod reflect;
 pub mod routes;
 
@@ -100,8 +104,21 @@ pub(crate) struct Dispatcher {
     cfg: GatewayConfig,
     client: HttpClient<HttpConnector, Body>,
     pub metrics: GatewayMetrics,
+    /// The namespace of each container Pod address: the Service proxy's callers.
+    pub(crate) pod_addresses: proxy::PodAddresses,
     id_prefix: String,
     next_id: AtomicU64,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// The gateway: routes by Host, Ingress and path.
+    Gateway,
+    /// A NodePort: every request goes to that port's Service.
+    NodePort(u16),
+    /// The Service proxy for containers ([`proxy`]).
+    ServiceProxy,
 }
 
 /// Where one request goes after routing.
@@ -134,6 +151,7 @@ impl Dispatcher {
             cfg,
             client,
             metrics: GatewayMetrics::new(),
+            pod_addresses: proxy::PodAddresses::default(),
             id_prefix: format!("{:08x}", rand::random::<u32>()),
             next_id: AtomicU64::new(0),
         }
@@ -508,12 +526,34 @@ impl Listener {
     pub(crate) async fn bind(
         dispatcher: Arc<Dispatcher>,
         addr: SocketAddr,
-        node_port: Option<u16>,
+        kind: ListenerKind,
     ) -> std::io::Result<Listener> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(dispatcher, listener, kind)
+    }
+
+    /// Serves an already bound listener (the Service proxy's, bound by
+    /// [`proxy::bind_freebind`]) until [`Listener::stop`]. Needs a tokio runtime.
+    pub(crate) fn serve_std(
+        dispatcher: Arc<Dispatcher>,
+        listener: std::net::TcpListener,
+        kind: ListenerKind,
+    ) -> std::io::Result<Listener> {
+        Self::serve(
+            dispatcher,
+            tokio::net::TcpListener::from_std(listener)?,
+            kind,
+        )
+    }
+
+    fn serve(
+        dispatcher: Arc<Dispatcher>,
+        listener: tokio::net::TcpListener,
+        kind: ListenerKind,
+    ) -> std::io::Result<Listener> {
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, dispatcher, node_port, stop_rx));
+        let task = tokio::spawn(accept_loop(listener, dispatcher, kind, stop_rx));
         Ok(Listener { addr, stop, task })
     }
 
@@ -527,7 +567,7 @@ impl Listener {
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     dispatcher: Arc<Dispatcher>,
-    node_port: Option<u16>,
+    kind: ListenerKind,
     mut stop: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
@@ -554,7 +594,13 @@ async fn accept_loop(
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let d = d.clone();
-                async move { Ok::<_, Infallible>(d.serve(req, peer, node_port).await) }
+                async move {
+                    Ok::<_, Infallible>(match kind {
+                        ListenerKind::Gateway => d.serve(req, peer, None).await,
+                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p)).await,
+                        ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
+                    })
+                }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             let mut conn = std::pin::pin!(conn);
@@ -597,7 +643,8 @@ pub(crate) async fn node_ports(
             if open.contains_key(&p) {
                 continue;
             }
-            match Listener::bind(dispatcher.clone(), SocketAddr::new(ip, p), Some(p)).await {
+            let addr = SocketAddr::new(ip, p);
+            match Listener::bind(dispatcher.clone(), addr, ListenerKind::NodePort(p)).await {
                 Ok(l) => {
                     tracing::info!(port = p, "gateway: NodePort listening");
                     open.insert(p, l);

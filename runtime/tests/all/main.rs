@@ -22,6 +22,51 @@ mod http_body_util_compat {
     }
 }
 
+/// A registry on a loopback port that has one container image manifest, `app:1`, and
+/// answers everything else as distribution does for a missing tag.
+async fn fake_registry() -> String {
+    use axum::http::{StatusCode, header};
+    use sha2::Digest as _;
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+        "layers": []
+    })
+    .to_string();
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(manifest.as_bytes()));
+    let app = axum::Router::new()
+        .route("/v2/", axum::routing::get(|| async { "{}" }))
+        .route(
+            "/v2/app/manifests/1",
+            axum::routing::get(move || async move {
+                (
+                    [
+                        (header::CONTENT_TYPE, OCI_MANIFEST.to_string()),
+                        (
+                            header::HeaderName::from_static("docker-content-digest"),
+                            digest,
+                        ),
+                    ],
+                    manifest,
+                )
+            }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr.to_string()
+}
+
 struct Cluster {
     server: Server,
     agent: Agent,
@@ -37,6 +82,7 @@ impl Cluster {
             data_dir: data.path().join("server"),
             listen: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
+            join: None,
         })
         .await
         .unwrap();
@@ -478,16 +524,19 @@ async fn broken_images_and_config_wait_with_a_reason_and_an_event() {
     std::fs::write(&bad, b"\x13\x37 definitely not wasm").unwrap();
     c.create_pod("invalid", &format!("file:{}", bad.display()), json!({}))
         .await;
-    // A registry image is a Wasm component only by its runtime class (until OCI Wasm pulls).
+    let registry = fake_registry().await;
+    // A Wasm Pod whose registry has no such tag.
+    let missing = format!("{registry}/app:missing");
     c.create_pod(
         "oci",
-        "ghcr.io/example/app:1.0",
+        &missing,
         json!({"spec": {"runtimeClassName": "wasm"}}),
     )
     .await;
-    // Otherwise it is a Linux container, which this agent (no containerd) cannot run.
-    c.create_pod("container-here", "busybox:1.36", json!({}))
-        .await;
+    // Without a runtime class the artifact decides: a container image, which this agent (no
+    // containerd) cannot run.
+    let image = format!("{registry}/app:1");
+    c.create_pod("container-here", &image, json!({})).await;
     c.create_pod(
         "needs-config",
         &format!("file:{}", ketch_test_guests::HELLO),
@@ -514,15 +563,35 @@ async fn broken_images_and_config_wait_with_a_reason_and_an_event() {
         .await;
     assert!(ev.message.unwrap().starts_with("InvalidComponent: "));
 
-    assert_eq!(
-        c.waiting_message("oci", "ErrImagePull").await,
-        "pulling Wasm images from OCI registries is not supported yet: ghcr.io/example/app:1.0"
+    // The first failure shows ErrImagePull (the Failed Event keeps it); then the container
+    // waits in ImagePullBackOff with the pull's message.
+    let ev = c
+        .wait_event("oci", |e| e.reason.as_deref() == Some("Failed"))
+        .await;
+    assert!(ev.message.unwrap().starts_with("ErrImagePull: "));
+    let message = c.waiting_message("oci", "ImagePullBackOff").await;
+    assert!(
+        message.starts_with(&format!(
+            "Back-off pulling image \"{missing}\": ErrImagePull: pulling {missing}: "
+        )),
+        "{message}"
     );
+    // The registry's own words.
+    assert!(message.contains("manifest unknown"), "{message}");
+    let backoff = format!("Back-off pulling image \"{missing}\"");
+    c.wait_event("oci", |e| {
+        e.reason.as_deref() == Some("BackOff") && e.message.as_deref() == Some(backoff.as_str())
+    })
+    .await;
 
     assert_eq!(
         c.waiting_message("container-here", "CreateContainerError")
             .await,
-        "this node does not run Linux containers (no containerd)"
+        format!(
+            "image {image} is a container image (not a Wasm component artifact with config \
+             media type application/vnd.wasm.config.v0+json), and this node does not run \
+             Linux containers (no containerd)"
+        )
     );
 
     assert_eq!(

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView as _};
 use crate::engine::Engine;
 use crate::error::{BodyError, InvokeError, WasmError, chain};
 use crate::host::{HostState, LogSink, MemoryLimiter, SinkStream, Stream};
+use crate::keyvalue::KeyValueScope;
 use crate::outbound::{OutboundHooks, OutboundPolicy, OutboundResolver};
 
 /// Body of a guest's response: streamed while the guest writes it.
@@ -30,6 +31,8 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BodyError>;
 pub(crate) struct Loaded {
     pub(crate) digest: String,
     pub(crate) proxy_pre: ProxyPre<HostState>,
+    /// Compiled from bytes (not read from the on-disk cache).
+    pub(crate) compiled: bool,
 }
 
 /// One loaded `wasi:http` component. Cheap to clone; share it between the Pods of an app.
@@ -37,6 +40,8 @@ pub(crate) struct Loaded {
 pub struct App {
     engine: Engine,
     loaded: Arc<Loaded>,
+    /// This load compiled the component (see [`App::compiled`]).
+    compiled_here: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -69,6 +74,9 @@ pub struct AppConfig {
     pub outbound_resolver: Option<Arc<dyn OutboundResolver>>,
     /// Receives guest stdout/stderr; `None` discards them.
     pub log_sink: Option<Arc<dyn LogSink>>,
+    /// The app's `wasi:keyvalue` data; `None`: opening a bucket fails with an error saying
+    /// key-value is not available.
+    pub key_value: Option<KeyValueScope>,
 }
 
 impl Default for AppConfig {
@@ -81,6 +89,7 @@ impl Default for AppConfig {
             allowed_outbound_hosts: Vec::new(),
             outbound_resolver: None,
             log_sink: None,
+            key_value: None,
         }
     }
 }
@@ -95,13 +104,25 @@ impl std::fmt::Debug for AppConfig {
             .field("allowed_outbound_hosts", &self.allowed_outbound_hosts)
             .field("outbound_resolver", &self.outbound_resolver.is_some())
             .field("log_sink", &self.log_sink.is_some())
+            .field("key_value", &self.key_value.as_ref().map(|k| &k.app))
             .finish()
     }
 }
 
 impl App {
-    pub(crate) fn new(engine: Engine, loaded: Arc<Loaded>) -> Self {
-        Self { engine, loaded }
+    pub(crate) fn new(engine: Engine, loaded: Arc<Loaded>, compiled_here: bool) -> Self {
+        Self {
+            engine,
+            loaded,
+            compiled_here,
+        }
+    }
+
+    /// Whether the load that returned this app compiled the component; `false` when it came
+    /// from the in-memory map or the on-disk cache, or another load of the same digest that
+    /// ran at the same time compiled it. Exact per load, unlike [`Engine::stats`] deltas.
+    pub fn compiled(&self) -> bool {
+        self.compiled_here
     }
 
     /// The component's content digest (lowercase sha256 hex).
@@ -154,6 +175,7 @@ impl App {
                 semaphore,
                 outbound,
                 log_sink: config.log_sink,
+                key_value: config.key_value.map(Arc::new),
             }),
         })
     }
@@ -173,6 +195,7 @@ struct HandlerInner {
     semaphore: Option<Arc<Semaphore>>,
     outbound: Arc<OutboundPolicy>,
     log_sink: Option<Arc<dyn LogSink>>,
+    key_value: Option<Arc<KeyValueScope>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -359,6 +382,7 @@ impl Handler {
                 limit: inner.memory_limit,
                 hit: false,
             },
+            key_value: inner.key_value.clone(),
         };
         let mut store = Store::new(&inner.app.engine.inner.engine, state);
         store.limiter(|s| &mut s.limiter);

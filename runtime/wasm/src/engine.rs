@@ -206,6 +206,9 @@ impl Engine {
             .map_err(|e| WasmError::Engine(chain(&e)))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
+        // Always linked (a guest that imports it must load even where no data is granted);
+        // a guest that does not import it never reaches it.
+        crate::keyvalue::add_to_linker(&mut linker).map_err(|e| WasmError::Engine(chain(&e)))?;
 
         let engine_hash = {
             let mut h = Sha256Hasher(Sha256::new());
@@ -346,7 +349,8 @@ impl Engine {
         if !initialized_here {
             self.inner.from_memory.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(App::new(self.clone(), loaded))
+        let compiled_here = initialized_here && loaded.compiled;
+        Ok(App::new(self.clone(), loaded, compiled_here))
     }
 
     fn artifact_path(&self, digest: &str) -> PathBuf {
@@ -364,12 +368,14 @@ impl Engine {
         source: Source<'_>,
     ) -> Result<Arc<Loaded>, WasmError> {
         let artifact = self.artifact_path(digest);
+        let mut compiled = false;
         let component = match self.deserialize(&artifact).await {
             Some(component) => {
                 self.inner.from_disk.fetch_add(1, Ordering::Relaxed);
                 component
             }
             None => {
+                compiled = true;
                 let bytes = match source {
                     Source::Bytes(b) => b.to_vec(),
                     Source::Owned(b) => b,
@@ -405,6 +411,7 @@ impl Engine {
         Ok(Arc::new(Loaded {
             digest: digest.to_string(),
             proxy_pre,
+            compiled,
         }))
     }
 

@@ -45,6 +45,8 @@ pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) hooks: OutboundHooks,
     pub(crate) limiter: MemoryLimiter,
+    /// This app's wasi:keyvalue data; `None`: `open` fails with a clear error.
+    pub(crate) key_value: Option<Arc<crate::keyvalue::KeyValueScope>>,
 }
 
 impl WasiView for HostState {

@@ -3,7 +3,9 @@
 //! content digest and engine compatibility hash), and serves HTTP requests with a fresh,
 //! resource-limited instance per request: a memory cap per instance, a per-request deadline
 //! enforced by epoch interruption, a concurrency bound per handler, deny-by-default WASI
-//! (no files, sockets, inherited env or args) and an allow-list for outbound HTTP.
+//! (no files, sockets, inherited env or args) and an allow-list for outbound HTTP. Guests may
+//! import `wasi:keyvalue` (store, atomics, batch): per-app data in a redb file on the node
+//! ([`KeyValueStore`], granted per handler with [`AppConfig::key_value`]).
 //!
 //! The node agent drives it through its own workload-runtime trait; nothing here knows about
 //! Pods or the API. The shape, from node start to a response:
@@ -18,10 +20,15 @@ mod app;
 mod engine;
 mod error;
 mod host;
+mod keyvalue;
 mod outbound;
 
 pub use app::{App, AppConfig, Handler, ResponseBody};
 pub use engine::{Engine, EngineConfig, EngineStats, MAX_COMPONENT_BYTES};
 pub use error::{BodyError, InvokeError, WasmError};
 pub use host::{LogSink, Stream};
+pub use keyvalue::{
+    KeyValueScope, KeyValueStore, LIST_KEYS_PAGE, MAX_BATCH_KEYS, MAX_BUCKET_NAME_BYTES,
+    MAX_KEY_BYTES, MAX_VALUE_BYTES,
+};
 pub use outbound::{OutboundBody, OutboundResolver, Resolution};

@@ -22,6 +22,8 @@ async fn a_second_load_of_the_same_bytes_neither_recompiles_nor_touches_the_disk
     let first = engine.load(&bytes, None).await.expect("first load");
     let second = engine.load(&bytes, None).await.expect("second load");
     assert_eq!(first.digest(), second.digest());
+    // Each load says whether it compiled.
+    assert!(first.compiled() && !second.compiled());
     assert_eq!(
         engine.stats(),
         EngineStats {
@@ -61,6 +63,7 @@ async fn a_restarted_engine_loads_from_the_on_disk_artifact() {
             .expect("load");
         digest = app.digest().to_string();
         assert_eq!(engine.stats().compiled, 1);
+        assert!(app.compiled());
         mtime = std::fs::metadata(&cwasm_files(dir.path())[0])
             .expect("artifact")
             .modified()
@@ -72,6 +75,7 @@ async fn a_restarted_engine_loads_from_the_on_disk_artifact() {
         .load_file(Path::new(HELLO), Some(&digest))
         .await
         .expect("load");
+    assert!(!app.compiled(), "a cache hit on disk is not a compile");
     assert_eq!(
         engine.stats(),
         EngineStats {
@@ -128,4 +132,15 @@ async fn a_digest_that_does_not_match_the_bytes_is_refused() {
         .expect_err("mismatch");
     assert!(matches!(err, WasmError::Digest { .. }), "{err}");
     assert!(cwasm_files(dir.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_loads_of_one_digest_compile_once_and_say_which_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::new(small_config(dir.path())).expect("engine");
+    let bytes = std::fs::read(HELLO).expect("guest");
+    let (a, b) = tokio::join!(engine.load(&bytes, None), engine.load(&bytes, None));
+    let (a, b) = (a.expect("first load"), b.expect("second load"));
+    assert_eq!(engine.stats().compiled, 1);
+    assert_eq!(u8::from(a.compiled()) + u8::from(b.compiled()), 1);
 }

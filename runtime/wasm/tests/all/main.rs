@@ -4,6 +4,8 @@
 mod cache;
 mod limits;
 mod outbound;
+mod sdk;
 mod serve;
+mod serve_plain;
 mod support;
 mod validation;
