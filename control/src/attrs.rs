@@ -15,7 +15,46 @@ pub struct Attrs {
     pub fields: Vec<(&'static str, String)>,
 }
 
+/// [`Attrs`] as the persisted watch history stores them (field paths as owned strings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredAttrs {
+    pub labels: BTreeMap<String, String>,
+    pub fields: Vec<(String, String)>,
+}
+
 impl Attrs {
+    /// The persistable form.
+    pub fn to_stored(&self) -> StoredAttrs {
+        StoredAttrs {
+            labels: self.labels.clone(),
+            fields: self
+                .fields
+                .iter()
+                .map(|(p, v)| ((*p).to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// Back from [`Attrs::to_stored`] for an object of kind `plural`; a field path this
+    /// build does not select by is dropped.
+    pub fn from_stored(plural: &str, stored: StoredAttrs) -> Attrs {
+        let fields = stored
+            .fields
+            .into_iter()
+            .filter_map(|(path, value)| {
+                COMMON
+                    .iter()
+                    .chain(kind_fields(plural))
+                    .find(|p| **p == path)
+                    .map(|p| (*p, value))
+            })
+            .collect();
+        Attrs {
+            labels: stored.labels,
+            fields,
+        }
+    }
+
     /// A field's value as field selectors compare it: unset is the empty string.
     pub fn field(&self, path: &str) -> &str {
         self.fields
@@ -101,6 +140,17 @@ pub fn plural_of_key(key: &str) -> &str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_attrs_round_trip_and_drop_unknown_fields() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "d", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        let a = attrs_of("pods", &pod);
+        assert_eq!(Attrs::from_stored("pods", a.to_stored()), a);
+        let mut stored = a.to_stored();
+        stored.fields.push(("spec.bogus".into(), "x".into()));
+        assert_eq!(Attrs::from_stored("pods", stored), a);
+    }
 
     #[test]
     fn attrs_hold_labels_and_the_kinds_selectable_fields() {

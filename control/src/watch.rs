@@ -3,8 +3,10 @@
 //!
 //! The history is the Kubernetes "watch cache" idea: a ring of the most recent events.
 //! A watch from a revision older than the ring's start gets `Expired` (HTTP 410), and the
-//! client relists. After a restart the ring starts at the state machine's revision, so
-//! resuming across a server restart works for everything the log replays.
+//! client relists. The state machine also persists the most recent events (see
+//! `store::state_machine::EVENT_HISTORY`) and restores them here when it opens, so a watcher
+//! that was behind when the server stopped or crashed resumes across the restart without a
+//! gap; what the raft log re-applies after that is published again and skipped by revision.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -46,6 +48,26 @@ impl WatchEvent {
             attrs,
             key,
             previous: None,
+            line: OnceLock::new(),
+        }
+    }
+
+    /// An event as the persisted history holds it (object bytes and views already made).
+    pub fn from_parts(
+        revision: u64,
+        event: EventType,
+        key: String,
+        object: Bytes,
+        attrs: Attrs,
+        previous: Option<Attrs>,
+    ) -> Self {
+        Self {
+            revision,
+            event,
+            key,
+            object,
+            attrs,
+            previous,
             line: OnceLock::new(),
         }
     }
@@ -164,6 +186,24 @@ impl WatchHub {
         ring.head = revision;
     }
 
+    /// Forget all history, then take `events` (in revision order, the newest at `revision`)
+    /// as the history: what the state machine persisted before a restart, so a watcher that
+    /// was behind when the server stopped resumes without a gap.
+    pub fn restore(&self, revision: u64, events: Vec<WatchEvent>) {
+        let mut ring = self.ring.lock().expect("watch ring poisoned");
+        ring.events.clear();
+        let skip = events.len().saturating_sub(ring.capacity);
+        let kept: Vec<_> = events
+            .into_iter()
+            .skip(skip)
+            .filter(|e| e.revision <= revision)
+            .collect();
+        // Events with revision > start are all in the ring: the first kept one starts it.
+        ring.start = kept.first().map_or(revision, |e| e.revision - 1);
+        ring.head = revision;
+        ring.events.extend(kept.into_iter().map(Arc::new));
+    }
+
     /// Publish events in revision order. Called only by the state machine's apply.
     pub fn publish(&self, events: Vec<WatchEvent>) {
         if events.is_empty() {
@@ -238,6 +278,29 @@ mod tests {
         assert_eq!(revs, vec![7, 8]);
         hub.publish(vec![ev(9)]);
         assert_eq!(sub.live.try_recv().unwrap().revision, 9);
+    }
+
+    #[test]
+    fn a_restored_history_is_replayed_and_followed_by_new_events() {
+        let hub = WatchHub::new(3);
+        hub.restore(8, (5..=8).map(ev).collect());
+        // Capacity 3: 6, 7, 8 kept; a watcher at 5 resumes, one at 4 relists.
+        assert!(hub.subscribe(4).is_err());
+        let sub = hub.subscribe(5).unwrap();
+        let revs: Vec<u64> = sub.backlog.iter().map(|e| e.revision).collect();
+        assert_eq!((revs, sub.head), (vec![6, 7, 8], 8));
+        // Re-applied after the restart: not delivered twice; then new ones follow.
+        hub.publish(vec![ev(8), ev(9)]);
+        let revs: Vec<u64> = hub
+            .subscribe(7)
+            .unwrap()
+            .backlog
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(revs, vec![8, 9]);
+        hub.restore(20, Vec::new());
+        assert!(hub.subscribe(19).is_err() && hub.subscribe(20).is_ok());
     }
 
     #[test]

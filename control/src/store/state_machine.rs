@@ -24,6 +24,7 @@ use super::db::{DbError, blocking, get_json, put_json};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::attrs::{Attrs, StoredAttrs, plural_of_key};
 use crate::watch::{WatchEvent, WatchHub};
 
 /// Objects by store key (`{plural}/{namespace}/{name}`), as JSON bytes.
@@ -31,12 +32,79 @@ pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("o
 /// State machine metadata (serde_json values): see the `*_KEY` constants.
 pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 
+/// The most recent watch events by revision (see [`EVENT_HISTORY`]): a framed record of
+/// [`StoredEventHead`] JSON, a newline, then the object's JSON bytes.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+/// How many of the most recent watch events the state machine keeps on disk, written in the
+/// same transaction as the objects they describe. A restarted server restores them into the
+/// watch hub, so a watcher that was behind when it stopped (or crashed) resumes without a
+/// gap instead of getting 410 and relisting. Kubernetes gets this from etcd's MVCC history;
+/// here it costs one extra insert per changed object and is bounded by count.
+pub const EVENT_HISTORY: u64 = 10_000;
+
 const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 const REVISION: &str = "revision";
 const SNAPSHOT_META: &str = "snapshot_meta";
 /// Raw snapshot bytes (not JSON-wrapped).
 const SNAPSHOT_DATA: &str = "snapshot_data";
+
+/// The metadata part of a persisted watch event.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEventHead {
+    event: EventType,
+    key: String,
+    attrs: StoredAttrs,
+    previous: Option<StoredAttrs>,
+}
+
+fn encode_event(ev: &WatchEvent) -> Result<Vec<u8>, DbError> {
+    let head = StoredEventHead {
+        event: ev.event,
+        key: ev.key.clone(),
+        attrs: ev.attrs.to_stored(),
+        previous: ev.previous.as_ref().map(Attrs::to_stored),
+    };
+    // serde_json never writes a raw newline, so the first one ends the head.
+    let mut out = serde_json::to_vec(&head)?;
+    out.push(b'\n');
+    out.extend_from_slice(&ev.object);
+    Ok(out)
+}
+
+fn decode_event(revision: u64, bytes: &[u8]) -> Result<WatchEvent, DbError> {
+    let split = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or_else(|| DbError::Other(format!("stored watch event {revision}: no header")))?;
+    let head: StoredEventHead = serde_json::from_slice(&bytes[..split])?;
+    let plural = plural_of_key(&head.key).to_string();
+    Ok(WatchEvent::from_parts(
+        revision,
+        head.event,
+        head.key,
+        bytes::Bytes::copy_from_slice(&bytes[split + 1..]),
+        Attrs::from_stored(&plural, head.attrs),
+        head.previous.map(|p| Attrs::from_stored(&plural, p)),
+    ))
+}
+
+/// The persisted watch events, oldest first (none before the table first exists).
+fn read_events(db: &Database) -> Result<Vec<WatchEvent>, DbError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(EVENTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb::Error::from(e).into()),
+    };
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (rev, bytes) = row?;
+        out.push(decode_event(rev.value(), bytes.value())?);
+    }
+    Ok(out)
+}
 
 /// What a snapshot's bytes hold.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,7 +135,7 @@ impl StateMachine {
     /// stored revision.
     pub fn open(db: Arc<Database>, hub: Arc<WatchHub>) -> Result<Self, DbError> {
         let revision = read_revision(&db)?;
-        hub.reset(revision);
+        hub.restore(revision, read_events(&db)?);
         Ok(Self { db, hub })
     }
 }
@@ -204,6 +272,15 @@ fn apply_entries(
             }
             last_applied = Some(entry.log_id);
         }
+        if !events.is_empty() {
+            let mut history = txn.open_table(EVENTS)?;
+            for ev in &events {
+                history.insert(ev.revision, encode_event(ev)?.as_slice())?;
+            }
+            if let Some(cutoff) = revision.checked_sub(EVENT_HISTORY) {
+                history.retain_in(..=cutoff, |_, _| false)?;
+            }
+        }
         put_json(&mut meta, LAST_APPLIED, &last_applied)?;
         put_json(&mut meta, REVISION, &revision)?;
         if let Some(membership) = membership {
@@ -291,6 +368,8 @@ fn install_snapshot(db: &Database, meta: &SnapshotMeta, data: Vec<u8>) -> Result
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.delete_table(OBJECTS)?;
+    // The history before a snapshot is not this server's to replay.
+    txn.delete_table(EVENTS)?;
     {
         let mut objects = txn.open_table(OBJECTS)?;
         for (key, object) in &blob.objects {

@@ -178,9 +178,18 @@ async fn objects_and_revision_survive_a_restart_and_bootstrap_is_idempotent() {
     }
     let hub = Arc::new(WatchHub::new(1000));
     let store = open(dir.path(), &hub).await;
-    // The hub starts at the stored revision: nothing before it can be replayed.
+    // The hub starts from the persisted history: a watcher that was behind when the server
+    // stopped resumes from where it was, with the same events.
     assert_eq!(hub.head(), 3);
-    assert!(hub.subscribe(2).is_err());
+    let sub = hub.subscribe(1).expect("resume across the restart");
+    let resumed: Vec<(u64, &str)> = sub
+        .backlog
+        .iter()
+        .map(|e| (e.revision, e.key.as_str()))
+        .collect();
+    assert_eq!(resumed, vec![(2, "pods/default/b"), (3, "pods/default/c")]);
+    assert_eq!(sub.backlog[1].attrs.field("metadata.name"), "c");
+    assert!(hub.subscribe(0).is_ok());
     assert_eq!(store.revision().unwrap(), 3);
     let term_before = store.stats().term;
     store
