@@ -25,9 +25,9 @@ mod support;
 use support::{BenchServer, deploy, file_image, free_port, ms, pct, variant, wait_200};
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 const HELLO: &str = ketch_test_guests::HELLO;
 
