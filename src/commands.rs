@@ -8,10 +8,11 @@ use futures_util::StreamExt as _;
 use ketch_api::resource::{ResourceInfo, lookup};
 use ketch_client::manifest::{self, display_name};
 use ketch_client::{Client, ClientConfig, Event, ListParams, printer};
-use ketch_control::server::{Server, ServerOptions};
+use ketch_control::server::{JoinOptions, Server, ServerOptions};
 use serde_json::Value;
 
-use ketch_control::runner::{ControlOptions, ControlPlane};
+use ketch_control::runner::ControlOptions;
+use ketch_control::runner::leader::{self, LeaderGated};
 use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
 use crate::{AgentArgs, Connection, GatewayArgs, Output};
@@ -22,8 +23,14 @@ pub fn config_path(conn: &Connection) -> PathBuf {
         .unwrap_or_else(ClientConfig::default_path)
 }
 
-/// The server URL and token: flags/environment first, then the client config file.
+/// The first server URL and the token: flags/environment first, then the client config file.
 fn server_and_token(conn: &Connection) -> anyhow::Result<(String, String)> {
+    let (servers, token) = servers_and_token(conn)?;
+    Ok((servers[0].clone(), token))
+}
+
+/// Every server URL (`--server` takes a comma-separated list) and the token.
+fn servers_and_token(conn: &Connection) -> anyhow::Result<(Vec<String>, String)> {
     let file = if conn.server.is_none() || conn.token.is_none() {
         let path = config_path(conn);
         Some(ClientConfig::load(&path).with_context(|| {
@@ -32,23 +39,36 @@ fn server_and_token(conn: &Connection) -> anyhow::Result<(String, String)> {
     } else {
         None
     };
-    let server = conn
+    let servers = conn
         .server
-        .clone()
-        .or_else(|| file.as_ref().map(|f| f.servers[0].clone()))
+        .as_deref()
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .or_else(|| file.as_ref().map(|f| f.servers.clone()))
+        .filter(|s| !s.is_empty())
         .ok_or_else(|| anyhow!("no server configured"))?;
     let token = conn
         .token
         .clone()
         .or_else(|| file.as_ref().map(|f| f.token.clone()))
         .ok_or_else(|| anyhow!("no token configured"))?;
-    Ok((server, token))
+    Ok((servers, token))
 }
 
-fn client(conn: &Connection) -> anyhow::Result<Client> {
-    let (server, token) = server_and_token(conn)?;
-    Ok(Client::new(&server, &token)?)
+/// A client for the first configured server that answers; a dead one is skipped after
+/// [`PROBE`].
+pub async fn client(conn: &Connection) -> anyhow::Result<Client> {
+    let (servers, token) = servers_and_token(conn)?;
+    Ok(Client::connect_any(&servers, &token, PROBE).await?)
 }
+
+/// How long the CLI waits for one server before trying the next.
+const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn resolve_kind(kind: &str) -> anyhow::Result<&'static ResourceInfo> {
     lookup(kind).ok_or_else(|| {
@@ -67,7 +87,8 @@ fn resolve_kind(kind: &str) -> anyhow::Result<&'static ResourceInfo> {
 /// `ketch server` and `ketch up` run.
 pub struct AllInOne {
     pub server: Server,
-    pub control: ControlPlane,
+    /// The controllers and scheduler, running while this server is the raft leader.
+    pub control: LeaderGated,
     pub agent: Option<Agent>,
     pub url: String,
     pub config_path: PathBuf,
@@ -78,6 +99,8 @@ pub struct AllInOneOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub advertise: Option<String>,
+    /// `--join ADDR`: join the cluster a member at ADDR belongs to (token: `--token`).
+    pub join: Option<String>,
     pub agent: Option<AgentArgs>,
     pub node_grace: std::time::Duration,
     /// Gateway address when `--gateway` is not given.
@@ -86,28 +109,47 @@ pub struct AllInOneOptions {
 
 impl AllInOne {
     pub async fn start(conn: &Connection, opts: AllInOneOptions) -> anyhow::Result<AllInOne> {
+        let join = match opts.join {
+            Some(address) => Some(JoinOptions {
+                address,
+                token: conn.token.clone().ok_or_else(|| {
+                    anyhow!("--join needs --token (or KETCH_TOKEN): the cluster's admin token")
+                })?,
+            }),
+            None => None,
+        };
         let server = Server::start(ServerOptions {
             data_dir: opts.data_dir.clone(),
             listen: opts.listen,
             advertise: opts.advertise,
+            join,
         })
         .await?;
         let url = format!("http://{}", server.addr);
         let config_path = config_path(conn);
+        // This server first, then every other member this server knows of.
+        let mut servers = vec![url.clone()];
+        let me = server.node_id;
+        for m in server.store().members() {
+            if m.id != me {
+                servers.push(format!("http://{}", m.address));
+            }
+        }
         ClientConfig {
-            servers: vec![url.clone()],
+            servers,
             token: server.token.clone(),
         }
         .save(&config_path)
         .context("writing the client config")?;
         // The scheduler and controllers talk to the store only through the API, like any
-        // client.
-        let control = ControlPlane::start(
-            Client::new(&url, &server.token)?,
+        // client, and only on the leader.
+        let control = LeaderGated::start(
+            Client::new(&url, &server.token)?.no_forward(),
             ControlOptions {
                 node_grace: Some(opts.node_grace),
                 ..ControlOptions::default()
             },
+            leader::leadership(server.store().clone()),
         );
         let agent = match opts.agent {
             Some(args) => {
@@ -159,6 +201,11 @@ pub async fn server(conn: &Connection, opts: AllInOneOptions) -> anyhow::Result<
     println!(
         "  client config: {} (token in {}/admin.token)",
         all.config_path.display(),
+        data_dir.display()
+    );
+    println!(
+        "  add a server:  ketch server --join {} --token \"$(cat {}/admin.token)\"",
+        all.server.addr,
         data_dir.display()
     );
     match &all.agent {
@@ -274,7 +321,7 @@ pub async fn logs(
     opts: ketch_client::LogOptions,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let mut resp = client
         .pod_log(namespace.unwrap_or("default"), pod, &opts)
         .await?;
@@ -307,7 +354,7 @@ pub async fn rollout_status(
     use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
     let name = deployment_name(target)?;
     let ns = namespace.unwrap_or("default").to_string();
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let info = resolve_kind("deployments")?;
     // Fail fast with the server's own error when the Deployment does not exist.
     client.get(info, Some(&ns), &name).await?;
@@ -373,7 +420,7 @@ pub async fn scale(
     if replicas < 0 {
         bail!("--replicas: must be 0 or more, got {replicas}");
     }
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let patch = serde_json::json!({"spec": {"replicas": replicas}});
     client
         .merge_patch(
@@ -419,7 +466,7 @@ pub async fn apply(
     namespace: Option<&str>,
 ) -> anyhow::Result<()> {
     let manifests = manifest::load(files)?;
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let default_ns = namespace.unwrap_or("default");
     let mut failed = 0;
     for m in &manifests {
@@ -476,7 +523,7 @@ pub async fn get(conn: &Connection, args: GetArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let info = resolve_kind(&args.kind)?;
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let all = args.all_namespaces && args.name.is_none();
     let ns = (!all && info.namespaced)
         .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
@@ -613,7 +660,7 @@ pub async fn describe(
     namespace: Option<&str>,
 ) -> anyhow::Result<()> {
     let info = resolve_kind(kind)?;
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let ns = info.namespaced.then(|| namespace.unwrap_or("default"));
     let obj = client.get(info, ns, name).await?;
     print!("{}", describe_text(info, &obj));
@@ -775,7 +822,7 @@ pub async fn delete(
             ));
         }
     }
-    let client = client(conn)?;
+    let client = client(conn).await?;
     let mut failed = 0;
     for (info, ns, name) in todo {
         match client.delete(info, ns.as_deref(), &name).await {
@@ -795,7 +842,7 @@ pub async fn delete(
 
 pub async fn version(conn: &Connection) -> anyhow::Result<()> {
     println!("Client Version: v{}", env!("CARGO_PKG_VERSION"));
-    match client(conn) {
+    match client(conn).await {
         Ok(c) => match c.get_path("/version").await {
             Ok(v) => println!(
                 "Server Version: {}",

@@ -1,6 +1,7 @@
 //! `ketch`: the single binary. Parses the command line and wires the crates together;
 //! the work happens in `ketch-control` (server), `ketch-client` (CLI verbs) and `ketch-api`.
 
+mod cluster;
 mod commands;
 mod new;
 mod push;
@@ -46,7 +47,7 @@ pub struct Connection {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a control-plane server (one-voter raft cluster with an embedded store)
+    /// Run a control-plane server (a one-server raft cluster, or a member of one with --join)
     Server {
         /// Where the store, token and server identity live
         #[arg(long, default_value_os_t = default_data_dir())]
@@ -57,6 +58,10 @@ enum Command {
         /// Address other servers and agents use to reach this one [default: the listen address]
         #[arg(long)]
         advertise: Option<String>,
+        /// Join the cluster of the server at ADDR (host:port of any member) on first start;
+        /// --token must be the cluster's admin token
+        #[arg(long, value_name = "ADDR")]
+        join: Option<String>,
         /// Don't run a node agent in this process (control plane only)
         #[arg(long)]
         no_agent: bool,
@@ -198,12 +203,28 @@ enum Command {
         #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
         registry_config: Option<PathBuf>,
     },
+    /// Show or change the servers of the control plane
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Print client and server versions
     Version,
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// List the servers: id, address, role (voter/learner), leader, last log index
+    Members,
+    /// Remove a server from the cluster (its id from `ketch cluster members`)
+    Remove {
+        /// The server's id
+        id: u64,
     },
 }
 
@@ -380,6 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             listen,
             advertise,
+            join,
             no_agent,
             node_grace_period,
             agent,
@@ -388,6 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 advertise,
+                join,
                 agent: (!no_agent).then_some(agent),
                 node_grace: std::time::Duration::from_secs(node_grace_period),
                 default_gateway: SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -491,6 +514,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             insecure,
             registry_config,
         } => push::push(&file, &reference, insecure, registry_config).await,
+        Command::Cluster { command } => match command {
+            ClusterCommand::Members => cluster::members(&conn).await,
+            ClusterCommand::Remove { id } => cluster::remove(&conn, id).await,
+        },
         Command::Version => commands::version(&conn).await,
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

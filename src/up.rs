@@ -116,6 +116,7 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
             data_dir: args.data_dir.clone(),
             listen: args.listen,
             advertise: None,
+            join: None,
             agent: Some(args.agent),
             node_grace: Duration::from_secs(40),
             default_gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -79,6 +79,9 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// Send `x-ketch-no-forward`: the server must serve the request itself (see
+    /// [`Client::no_forward`]).
+    no_forward: bool,
 }
 
 /// `/api/v1/namespaces/{ns}/pods/{name}` for a resource, namespace and name.
@@ -121,7 +124,44 @@ impl Client {
             http,
             base: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            no_forward: false,
         })
+    }
+
+    /// The first of `servers` that answers `/healthz` (each gets `probe` to connect and
+    /// answer), so a client configured with every server of a cluster fails over from a
+    /// dead one. One server is used as is, without a probe.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty list or a bad URL; [`Error::Http`] (of the last one)
+    /// when none answers.
+    pub async fn connect_any(
+        servers: &[String],
+        token: &str,
+        probe: Duration,
+    ) -> Result<Self, Error> {
+        let mut last = None;
+        for server in servers {
+            let client = Self::new(server, token)?;
+            if servers.len() == 1 {
+                return Ok(client);
+            }
+            let url = format!("{}/healthz", client.base);
+            match client.http.get(&url).timeout(probe).send().await {
+                Ok(_) => return Ok(client),
+                Err(source) => last = Some(Error::Http { url, source }),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no server configured".into())))
+    }
+
+    /// This client's requests must be served by the server it talks to and never be
+    /// forwarded to another (the leader-only controllers use it: a server that lost
+    /// leadership refuses their writes instead of passing them on).
+    #[must_use]
+    pub fn no_forward(mut self) -> Self {
+        self.no_forward = true;
+        self
     }
 
     /// Connect using a config file's first server.
@@ -147,7 +187,10 @@ impl Client {
 
     fn request(&self, method: reqwest::Method, path: &str) -> (String, reqwest::RequestBuilder) {
         let url = format!("{}{}", self.base, path);
-        let rb = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut rb = self.http.request(method, &url).bearer_auth(&self.token);
+        if self.no_forward {
+            rb = rb.header("x-ketch-no-forward", "1");
+        }
         (url, rb)
     }
 
@@ -169,6 +212,15 @@ impl Client {
     /// [`Error::Api`] with the server's Status, or a transport/decoding error.
     pub async fn get_path(&self, path: &str) -> Result<Value, Error> {
         let (url, rb) = self.request(reqwest::Method::GET, path);
+        self.send(url, rb).await
+    }
+
+    /// DELETE a path outside the resource API (e.g. `/cluster/members/{id}`).
+    ///
+    /// # Errors
+    /// As [`Client::get_path`].
+    pub async fn delete_path(&self, path: &str) -> Result<Value, Error> {
+        let (url, rb) = self.request(reqwest::Method::DELETE, path);
         self.send(url, rb).await
     }
 

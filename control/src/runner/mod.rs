@@ -16,14 +16,13 @@
 //!
 //! # Leadership
 //!
-//! Exactly one `ControlPlane` may run per cluster: with a single API server that server is the
-//! leader. Running several (HA) needs leader election over a `Lease` first; until then a second
-//! instance would fight the first (duplicate pods on a scale-up race, double bindings refused
-//! only by compare-and-set).
+//! Exactly one `ControlPlane` may run per cluster: [`leader::LeaderGated`] runs it only on
+//! the raft leader, starting and stopping it as leadership moves between servers.
 
 pub mod actions;
 pub mod controllers;
 pub mod informer;
+pub mod leader;
 pub mod queue;
 pub mod scheduler;
 

@@ -32,6 +32,7 @@ impl Cluster {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
+            join: None,
         })
         .await
         .unwrap();

@@ -179,6 +179,7 @@ impl From<StoreError> for ApiError {
                 None => "this server is not the leader and no leader is known yet; retry".into(),
             }),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Membership(m) => ApiError::BadRequest(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod batcher;
+pub mod cluster;
 pub mod error;
 pub mod fields;
 pub mod handlers;
@@ -55,6 +56,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let raft = crate::store::network::raft_router(state.store.raft().clone()).layer(
         axum::middleware::from_fn_with_state(state.clone(), require_admin),
     );
+    let cluster = cluster::routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_admin,
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -66,12 +71,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", any(handlers::core))
         .route("/apis/{*rest}", any(handlers::grouped))
         .nest("/raft", raft)
+        .nest("/cluster", cluster)
         .fallback(|| async {
             ApiError::NotFound {
                 resource: "path".into(),
                 name: "the server could not find the requested resource".into(),
             }
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cluster::forward_to_leader,
+        ))
         .with_state(state)
 }
 
@@ -90,8 +100,27 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when this server knows a leader and can pass a read barrier.
+/// Ready when this server is the leader and can pass a read barrier, or is a voter that
+/// knows a leader to forward to.
 async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
+    if !st.store.is_leader() {
+        let me = st.store.node_id();
+        let voter = st
+            .store
+            .members()
+            .iter()
+            .any(|m| m.id == me && m.role == "voter");
+        return match st.store.leader() {
+            Some((id, addr)) if voter && id != me => {
+                format!("ok (follower of server {id} at {addr})").into_response()
+            }
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: not a voter, or no leader known",
+            )
+                .into_response(),
+        };
+    }
     match st.store.read_barrier().await {
         Ok(()) => "ok".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
@@ -153,6 +182,18 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// The address other servers and agents reach this one at (defaults to `listen`).
     pub advertise: Option<String>,
+    /// Join an existing cluster on first start instead of creating a one-server cluster.
+    pub join: Option<JoinOptions>,
+}
+
+/// `ketch server --join ADDR --token T`.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// Any current member's API address (`host:port` or URL); it forwards to the leader.
+    pub address: String,
+    /// The cluster's admin token, which is its join token (see [`cluster`]). This server
+    /// adopts it as its own admin token, so every server accepts the same client token.
+    pub token: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +214,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("joining the cluster: {0}")]
+    Join(String),
 }
 
 /// The server's identity in the data dir: its raft node id, chosen once.
@@ -201,6 +244,38 @@ fn load_identity(data_dir: &std::path::Path) -> std::io::Result<u64> {
             Ok(id)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A joining server takes the cluster's admin token as its own. A data dir that already
+/// holds another token belongs to another cluster.
+fn adopt_token(data_dir: &std::path::Path, token: &str) -> Result<String, ServerError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ServerError::Join(
+            "--token: the cluster's admin token is required to join".into(),
+        ));
+    }
+    let path = data_dir.join("admin.token");
+    let dir_err = |source| ServerError::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(existing) if existing.trim() == token => Ok(token.to_string()),
+        Ok(existing) if !existing.trim().is_empty() => Err(ServerError::Join(format!(
+            "{} holds a different admin token than --token: this data dir belongs to another cluster",
+            path.display()
+        ))),
+        Ok(_) => {
+            auth::write_private(&path, token.as_bytes()).map_err(dir_err)?;
+            Ok(token.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            auth::write_private(&path, token.as_bytes()).map_err(dir_err)?;
+            Ok(token.to_string())
+        }
+        Err(e) => Err(dir_err(e)),
     }
 }
 
@@ -235,7 +310,10 @@ impl Server {
         };
         std::fs::create_dir_all(&opts.data_dir).map_err(dir_err)?;
         let node_id = load_identity(&opts.data_dir).map_err(dir_err)?;
-        let token = auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?;
+        let token = match &opts.join {
+            Some(join) => adopt_token(&opts.data_dir, &join.token)?,
+            None => auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?,
+        };
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -244,17 +322,35 @@ impl Server {
             })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let hub = Arc::new(WatchHub::new(WATCH_HISTORY));
+        let advertise = opts.advertise.clone().unwrap_or_else(|| addr.to_string());
         let store = Store::open(
             StoreConfig {
                 data_dir: opts.data_dir.clone(),
                 node_id,
-                advertise_addr: opts.advertise.clone().unwrap_or_else(|| addr.to_string()),
+                advertise_addr: advertise.clone(),
                 watch_history: WATCH_HISTORY,
+                // Peers' `/raft` endpoints sit behind the same admin check as the API.
+                peer_token: Some(token.clone()),
             },
             hub.clone(),
         )
         .await?;
-        store.bootstrap_single().await?;
+        // A joining server starts without a cluster: the leader's replication (after the
+        // join request below) makes it a learner, then a voter. Once it has been part of a
+        // cluster, a restart just rejoins through raft, `--join` or not.
+        let joining = opts
+            .join
+            .clone()
+            .filter(|_| store.is_pristine().unwrap_or(false));
+        // Whether this server alone makes the cluster (and so is its leader now).
+        let alone = match (&joining, store.is_pristine()?) {
+            (Some(_), _) => false,
+            (None, true) => {
+                store.bootstrap_single().await?;
+                true
+            }
+            (None, false) => store.resume_after_restart().await?,
+        };
         let batcher = Batcher::spawn(store.clone());
         let state = Arc::new(ApiState {
             store: store.clone(),
@@ -270,7 +366,12 @@ impl Server {
             agent_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
         });
-        ensure_default_namespace(&batcher).await?;
+        // The namespace is created once, by the server that founded the cluster; the others
+        // get it by replication. (A restarted member may still believe in its old term's
+        // leadership here, so `is_leader` is not the test.)
+        if alone {
+            ensure_default_namespace(&batcher).await?;
+        }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let app = router(state);
         let serve = tokio::spawn(async move {
@@ -280,6 +381,33 @@ impl Server {
                 })
                 .await
         });
+        if let Some(join) = joining {
+            // Served before asking: the leader replicates to this server's `/raft` while
+            // the join request waits.
+            let req = cluster::JoinRequest {
+                id: node_id,
+                address: advertise.clone(),
+            };
+            let joined = match cluster::request_join(&join.address, &token, &req).await {
+                Ok(_) => store
+                    .wait_until_voter(std::time::Duration::from_secs(10))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = joined {
+                let _ = shutdown.send(true);
+                let _ = store.shutdown().await;
+                return Err(ServerError::Join(e));
+            }
+            tracing::info!(node_id, via = %join.address, "joined the cluster as a voter");
+        } else if !alone
+            && !store
+                .wait_for_confirmed_leader(std::time::Duration::from_secs(10))
+                .await
+        {
+            tracing::warn!("no raft leader known yet; the other servers may still be down");
+        }
         tracing::info!(%addr, node_id, "ketch API server listening");
         Ok(Server {
             addr,
@@ -289,6 +417,11 @@ impl Server {
             shutdown,
             serve,
         })
+    }
+
+    /// The store: leadership, membership and raft metrics for the process around the server.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Stop accepting requests, finish in-flight ones, and shut the store down.

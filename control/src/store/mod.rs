@@ -20,13 +20,13 @@ pub mod types;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use redb::Database;
 
 use self::log_store::LogStore;
@@ -48,6 +48,9 @@ pub struct StoreConfig {
     pub advertise_addr: String,
     /// Watch history (events) the hub keeps; default 100 000. The hub is built by the caller.
     pub watch_history: usize,
+    /// Bearer token presented to peers' `/raft` endpoints from raft's first message on
+    /// (see also [`Store::set_peer_token`]).
+    pub peer_token: Option<String>,
 }
 
 impl StoreConfig {
@@ -61,6 +64,7 @@ impl StoreConfig {
             node_id,
             advertise_addr: advertise_addr.into(),
             watch_history: 100_000,
+            peer_token: None,
         }
     }
 }
@@ -77,6 +81,9 @@ pub enum StoreError {
     /// The redb file or its contents failed.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A membership change was refused (unknown id, last voter, address clash).
+    #[error("{0}")]
+    Membership(String),
 }
 
 impl From<db::DbError> for StoreError {
@@ -98,6 +105,21 @@ pub struct RaftStats {
     pub snapshot_index: Option<u64>,
     /// Last purged log index.
     pub purged_index: Option<u64>,
+}
+
+/// A server's place in the cluster, as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub id: u64,
+    /// `host:port` of its API server (and `/raft` endpoints).
+    pub address: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    pub leader: bool,
+    /// The leader's own last log index; for the others the last index the leader knows
+    /// they have (`None` before the first successful replication).
+    pub last_log_index: Option<u64>,
 }
 
 /// The replicated store; cheap to clone.
@@ -157,7 +179,7 @@ impl Store {
         let config = raft_config()
             .validate()
             .map_err(|e| StoreError::Unavailable(format!("invalid raft config: {e}")))?;
-        let peer_token: PeerToken = Arc::new(RwLock::new(None));
+        let peer_token: PeerToken = Arc::new(RwLock::new(cfg.peer_token.clone()));
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
@@ -205,6 +227,252 @@ impl Store {
             .await
             .map_err(|e| StoreError::Unavailable(format!("no leadership: {e}")))?;
         Ok(())
+    }
+
+    /// True when this server has never been part of a cluster (no vote, no log).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub fn is_pristine(&self) -> Result<bool, StoreError> {
+        Ok(self.inner.log_store.is_pristine()?)
+    }
+
+    /// After a restart of a one-voter cluster of this server: wait until it has elected
+    /// itself (an error after 10 s, as on first start), as before any other server existed.
+    /// With other voters it returns at once: they elect a leader only once this server
+    /// serves its `/raft` endpoints, and may still be down themselves (a whole-cluster
+    /// restart).
+    ///
+    /// Returns whether this server is the cluster's only voter.
+    ///
+    /// # Errors
+    /// A one-voter cluster of this server did not elect it within the bound.
+    pub async fn resume_after_restart(&self) -> Result<bool, StoreError> {
+        let id = self.inner.cfg.node_id;
+        let only_me = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            m.membership_config.voter_ids().eq([id])
+        };
+        if only_me {
+            self.bootstrap_single().await?;
+        }
+        Ok(only_me)
+    }
+
+    /// The current leader (id, address) as this server knows it.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    /// True when this server is the leader right now (not a confirmation: see
+    /// [`Store::read_barrier`]).
+    pub fn is_leader(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.inner.cfg.node_id)
+    }
+
+    /// Wait up to `within` until this server's own log shows it as a voter and it knows a
+    /// leader (after a join: the leader has committed the change before this server's
+    /// metrics report it).
+    ///
+    /// # Errors
+    /// Not a voter within the bound.
+    pub async fn wait_until_voter(&self, within: Duration) -> Result<(), StoreError> {
+        let id = self.inner.cfg.node_id;
+        self.inner
+            .raft
+            .wait(Some(within))
+            .metrics(
+                |m| m.current_leader.is_some() && m.membership_config.voter_ids().any(|v| v == id),
+                "this server is a voter",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Unavailable(format!("not a voter yet: {e}")))
+    }
+
+    /// Wait up to `within` for a leader that is confirmed: another server this one follows,
+    /// or this server after a read barrier passed. A restarted leader restores its old
+    /// term's leadership from its vote and believes it until it hears of the newer term, so
+    /// its own view alone is not enough. Returns whether one was confirmed.
+    pub async fn wait_for_confirmed_leader(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.is_leader() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Ok(Ok(())) = tokio::time::timeout(left, self.read_barrier()).await {
+                    return true;
+                }
+            } else if self.leader().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// The leader, waiting up to `within` for one to be known (elections take ~0.5 s).
+    pub async fn wait_for_leader(&self, within: Duration) -> Option<(u64, String)> {
+        let found = self
+            .inner
+            .raft
+            .wait(Some(within))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
+        found.ok().and_then(|_| self.leader())
+    }
+
+    /// Leader only: add server `id` at `address` as a learner, wait (up to 2 minutes) until it
+    /// has caught up — by log replication, or a snapshot install when the log it needs is
+    /// purged — then make it a voter (openraft's joint consensus: joint config, then the new
+    /// uniform one). Idempotent for a server that is already a voter at that address.
+    ///
+    /// # Errors
+    /// Not the leader; the id is a member at another address; the learner did not catch up;
+    /// no quorum for the change.
+    pub async fn add_member(&self, id: u64, address: &str) -> Result<(), StoreError> {
+        let raft = &self.inner.raft;
+        let (known, is_voter) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (
+                membership.get_node(&id).map(|n| n.addr.clone()),
+                membership.voter_ids().any(|v| v == id),
+            )
+        };
+        match known {
+            Some(addr) if addr != address => {
+                return Err(StoreError::Membership(format!(
+                    "server {id} is already a member at {addr}; remove it first (`ketch cluster remove {id}`)"
+                )));
+            }
+            Some(_) if is_voter => return Ok(()),
+            _ => {}
+        }
+        // Not `add_learner`'s own blocking wait: it counts a learner within
+        // `replication_lag_threshold` (5000) entries as caught up, even one never reached.
+        let added = tokio::time::timeout(
+            CLUSTER_WAIT,
+            raft.add_learner(id, BasicNode::new(address), false),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("timed out adding the learner".into()))?;
+        let target = match added {
+            Ok(resp) => resp.log_id.index,
+            Err(e) => return membership_result(Err(e)),
+        };
+        // Caught up: it holds the entry that made it a learner (by log replication, or a
+        // snapshot install when the entries it needs are purged). Promote only then, so a
+        // joiner that cannot be reached never becomes a voter that costs quorum.
+        let caught_up = raft
+            .wait(Some(JOIN_CATCH_UP))
+            .metrics(
+                |m| match &m.replication {
+                    None => true, // no longer the leader: stop waiting, fail below
+                    Some(r) => r
+                        .get(&id)
+                        .cloned()
+                        .flatten()
+                        .is_some_and(|l| l.index >= target),
+                },
+                "the new learner catches up",
+            )
+            .await
+            .is_ok_and(|m| m.replication.is_some());
+        if !caught_up {
+            return Err(StoreError::Unavailable(format!(
+                "server {id} at {address} did not catch up within {}s (or this server lost leadership); it stays a learner: retry the join, or remove it with `ketch cluster remove {id}`",
+                JOIN_CATCH_UP.as_secs()
+            )));
+        }
+        let changed = tokio::time::timeout(
+            CLUSTER_WAIT,
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("timed out changing the membership".into()))?;
+        membership_result(changed)
+    }
+
+    /// Leader only: remove server `id` (a voter through joint consensus, or a learner).
+    ///
+    /// # Errors
+    /// Not the leader; unknown id; it is the last voter; no quorum for the change.
+    pub async fn remove_member(&self, id: u64) -> Result<(), StoreError> {
+        let raft = &self.inner.raft;
+        let (known, voters) = {
+            let m = raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (
+                membership.get_node(&id).is_some(),
+                membership.voter_ids().collect::<BTreeSet<_>>(),
+            )
+        };
+        if !known {
+            return Err(StoreError::Membership(format!(
+                "server {id} is not a member of this cluster"
+            )));
+        }
+        let change = if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(StoreError::Membership(format!(
+                    "server {id} is the only voter; a cluster cannot remove its last voter"
+                )));
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        let changed = tokio::time::timeout(CLUSTER_WAIT, raft.change_membership(change, false))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out changing the membership".into()))?;
+        membership_result(changed)
+    }
+
+    /// Every member with its role and replication progress, as this server sees them (the
+    /// progress only on the leader).
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                address: node.addr.clone(),
+                role: if voters.contains(id) {
+                    "voter"
+                } else {
+                    "learner"
+                }
+                .into(),
+                leader: m.current_leader == Some(*id),
+                last_log_index: if *id == m.id {
+                    m.last_log_index
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten())
+                        .map(|l| l.index)
+                },
+            })
+            .collect()
+    }
+
+    /// Changes of raft's metrics (state, leader, membership), for following leadership.
+    pub fn metrics(
+        &self,
+    ) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.inner.raft.metrics()
     }
 
     /// One raft proposal = one log entry for the whole batch.
@@ -340,6 +608,25 @@ impl Store {
         let stopped = self.inner.raft.shutdown().await;
         db::blocking(move || db::flush(&db)).await?;
         stopped.map_err(|e| StoreError::Unavailable(format!("raft stopped with an error: {e}")))
+    }
+}
+
+/// How long a joining server may take to catch up before the join fails.
+const JOIN_CATCH_UP: Duration = Duration::from_secs(120);
+
+fn membership_result(
+    res: Result<
+        openraft::raft::ClientWriteResponse<TypeConfig>,
+        RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    >,
+) -> Result<(), StoreError> {
+    match res {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(not_leader(f)),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            Err(StoreError::Membership(e.to_string()))
+        }
+        Err(RaftError::Fatal(f)) => Err(StoreError::Unavailable(f.to_string())),
     }
 }
 

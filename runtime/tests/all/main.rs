@@ -82,6 +82,7 @@ impl Cluster {
             data_dir: data.path().join("server"),
             listen: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
+            join: None,
         })
         .await
         .unwrap();

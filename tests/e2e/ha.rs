@@ -1,0 +1,233 @@
+//! High availability: three `ketch server` processes on loopback form one raft cluster;
+//! any server serves the API, the leader's death costs a re-election, and a restarted
+//! server catches up from its data dir and the leader.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Server, eventually, try_http, write_file};
+
+/// One row of `ketch cluster members`.
+#[derive(Debug)]
+struct Row {
+    id: String,
+    address: String,
+    role: String,
+    leader: bool,
+}
+
+fn members(s: &Server) -> Vec<Row> {
+    s.ok(&["cluster", "members"])
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Row {
+                id: cols[0].to_string(),
+                address: cols[1].to_string(),
+                role: cols[2].to_string(),
+                leader: cols.len() == 5 && cols[3] == "*",
+            }
+        })
+        .collect()
+}
+
+/// A gauge of a server's own `/metrics` (its local state, never forwarded).
+fn gauge(s: &Server, name: &str) -> Option<u64> {
+    let auth = format!("Bearer {}", s.token);
+    let (code, _, body) = try_http(
+        "GET",
+        &format!("{}/metrics", s.url),
+        &[("authorization", &auth)],
+        None,
+    )?;
+    assert_eq!(code, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|m| m.ends_with(name))
+        })
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{k: v}}\n")
+}
+
+fn configmap_names(s: &Server) -> Vec<String> {
+    let mut names: Vec<String> = s
+        .ok(&["get", "configmaps", "-o", "name"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn three_servers_serve_fail_over_and_catch_up() {
+    let first = Server::start();
+    let join = |s: &Server| -> Vec<String> {
+        vec![
+            "--no-agent".into(),
+            "--join".into(),
+            format!("127.0.0.1:{}", s.port),
+            "--token".into(),
+            s.token.clone(),
+        ]
+    };
+    let args2 = join(&first);
+    let second = Server::start_with(&args2.iter().map(String::as_str).collect::<Vec<_>>());
+    // The third joins through a follower, which forwards the join to the leader.
+    let args3 = join(&second);
+    let third = Server::start_with(&args3.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut servers = vec![(first, Vec::new()), (second, args2), (third, args3)];
+
+    // Every server sees the same three voters and one leader.
+    for (s, _) in &servers {
+        let rows = members(s);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows.iter().all(|r| r.role == "voter"), "{rows:?}");
+        assert_eq!(rows.iter().filter(|r| r.leader).count(), 1, "{rows:?}");
+    }
+    // A joined server's client config names every member.
+    let config = std::fs::read_to_string(servers[2].0.config_path()).unwrap();
+    for (s, _) in &servers {
+        assert!(config.contains(&s.url), "{config}");
+    }
+
+    // A write through a follower is readable through every server.
+    let leader_addr = members(&servers[0].0)
+        .into_iter()
+        .find(|r| r.leader)
+        .unwrap()
+        .address;
+    let leader_at = |servers: &[(Server, Vec<String>)], addr: &str| -> usize {
+        servers
+            .iter()
+            .position(|(s, _)| s.url.ends_with(addr))
+            .unwrap_or_else(|| panic!("no server at {addr}"))
+    };
+    let li = leader_at(&servers, &leader_addr);
+    let follower = &servers[(li + 1) % 3].0;
+    let f = write_file(follower.dir.path(), "a.yaml", &configmap("via-follower"));
+    follower.ok(&["apply", "-f", f.to_str().unwrap()]);
+    for (s, _) in &servers {
+        assert!(configmap_names(s).contains(&"configmap/via-follower".to_string()));
+    }
+    // The controllers run on the leader: a ReplicaSet created through a follower gets its
+    // Pods (they stay Pending: only the first server has a node agent).
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: x}]\n";
+    let f = write_file(follower.dir.path(), "rs.yaml", rs);
+    follower.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let pod_count = |s: &Server| {
+        s.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count()
+    };
+    eventually(30, "2 pods of the ReplicaSet", || {
+        (pod_count(follower) == 2).then_some(())
+    });
+
+    // kill -9 the leader: the two others elect a new one and serve writes within seconds.
+    let (dead, dead_args) = servers.remove(li);
+    let dead_id = members(&servers[0].0)
+        .into_iter()
+        .find(|r| r.address == leader_addr)
+        .unwrap()
+        .id;
+    let (dir, port) = dead.kill9();
+    let killed = Instant::now();
+    let mut n = 0;
+    let failover = loop {
+        n += 1;
+        let s = &servers[n % 2].0;
+        let f = write_file(s.dir.path(), "b.yaml", &configmap("after-failover"));
+        if s.ketch(&["apply", "-f", f.to_str().unwrap()])
+            .status
+            .success()
+        {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "no server accepted a write within 15 s of the leader's death:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+    let rows = members(&servers[0].0);
+    let new_leader = rows.iter().find(|r| r.leader).expect("a new leader");
+    assert_ne!(new_leader.id, dead_id, "{rows:?}");
+    for (s, _) in &servers {
+        assert!(configmap_names(s).contains(&"configmap/after-failover".to_string()));
+    }
+    // The new leader's controllers took over without acting twice: still exactly 2 Pods.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pod_count(&servers[0].0), 2);
+
+    // More writes while it is down, then restart it from its data dir: it catches up.
+    for i in 0..20 {
+        let s = &servers[i % 2].0;
+        let f = write_file(
+            s.dir.path(),
+            "c.yaml",
+            &configmap(&format!("while-down-{i}")),
+        );
+        s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+    let restarted = Server::start_full(
+        dir,
+        port,
+        &dead_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let want = configmap_names(&servers[0].0);
+    assert_eq!(want.len(), 22, "{want:?}");
+    // Its own applied state (metrics are served locally, never forwarded) reaches the
+    // others' revision.
+    let target = gauge(&servers[0].0, "store_revision").expect("store_revision gauge");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gauge(&restarted, "store_revision") < Some(target) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server did not catch up to revision {target}:\n{}",
+            restarted.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(configmap_names(&restarted), want);
+    let rows = members(&restarted);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| r.role == "voter"), "{rows:?}");
+}
+
+#[test]
+fn joining_needs_the_cluster_token() {
+    let first = Server::start_with(&["--no-agent"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::KETCH)
+        .args(["server", "--no-agent", "--listen"])
+        .arg(format!("127.0.0.1:{}", crate::support::free_port()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--join", &format!("127.0.0.1:{}", first.port)])
+        .args(["--token", "not-the-token"])
+        .env("KETCH_CONFIG", dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("joining the cluster") && err.contains("401"),
+        "{err}"
+    );
+    // Nothing changed in the cluster.
+    assert_eq!(members(&first).len(), 1);
+}
