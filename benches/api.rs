@@ -1,5 +1,7 @@
 //! API/store benchmark: drives a real `ketch server` (release build) over HTTP on loopback
-//! and prints the figures BENCHMARKS.md records. Run: `cargo bench --bench api`.
+//! and prints the figures BENCHMARKS.md records. Run: `cargo bench --bench api`;
+//! `KETCH_BENCH_SERVERS=3` (or 5) runs the same against a cluster of that many servers on
+//! loopback, every one durable, with the clients on the leader (the founding server).
 //!
 //! Figures: create latency with one client (durable), creates/s with 64 clients (group
 //! commit), watch delay (write acknowledged → event at a watcher), LIST of 10,000 Pods and
@@ -39,6 +41,25 @@ fn pod(name: &str) -> Value {
 async fn main() {
     // A real disk (not tmpfs) so durability costs what it costs.
     let server = BenchServer::start(&["--no-agent"]).await;
+    let members: usize = std::env::var("KETCH_BENCH_SERVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut others = Vec::new();
+    if members > 1 {
+        let addr = server
+            .client
+            .base_url()
+            .trim_start_matches("http://")
+            .to_string();
+        let token = std::fs::read_to_string(server.dir().join("data/admin.token")).unwrap();
+        let join = ["--no-agent", "--join", &addr, "--token", token.trim()];
+        for _ in 1..members {
+            // Each returns once it is a voter.
+            others.push(BenchServer::start(&join).await);
+        }
+    }
+    println!("servers: {members} (clients on the leader)");
     let client = server.client.clone();
     let fsync = fsync_baseline(server.dir());
     let cms = ketch_api::resource::lookup("configmaps").unwrap();
@@ -195,4 +216,5 @@ async fn main() {
         .map(|m| m.len())
         .unwrap_or(0);
     println!("store file: {} MiB", size >> 20);
+    drop(others);
 }

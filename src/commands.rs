@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use ketch_control::runner::ControlOptions;
 use ketch_control::runner::leader::{self, LeaderGated};
+use ketch_control::scheduler::ScoringStrategy;
 use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
 use crate::{AgentArgs, Connection, GatewayArgs, Output};
@@ -21,12 +22,6 @@ pub fn config_path(conn: &Connection) -> PathBuf {
     conn.config
         .clone()
         .unwrap_or_else(ClientConfig::default_path)
-}
-
-/// The first server URL and the token: flags/environment first, then the client config file.
-fn server_and_token(conn: &Connection) -> anyhow::Result<(String, String)> {
-    let (servers, token) = servers_and_token(conn)?;
-    Ok((servers[0].clone(), token))
 }
 
 /// Every server URL (`--server` takes a comma-separated list) and the token.
@@ -103,6 +98,10 @@ pub struct AllInOneOptions {
     pub join: Option<String>,
     pub agent: Option<AgentArgs>,
     pub node_grace: std::time::Duration,
+    /// How the scheduler ranks the nodes a Pod fits on.
+    pub scoring: ScoringStrategy,
+    /// `--snapshot-count`: applied raft entries between snapshots.
+    pub snapshot_count: u64,
     /// Gateway address when `--gateway` is not given.
     pub default_gateway: SocketAddr,
 }
@@ -123,6 +122,7 @@ impl AllInOne {
             listen: opts.listen,
             advertise: opts.advertise,
             join,
+            snapshot_count: opts.snapshot_count,
         })
         .await?;
         let url = format!("http://{}", server.addr);
@@ -147,7 +147,7 @@ impl AllInOne {
             Client::new(&url, &server.token)?.no_forward(),
             ControlOptions {
                 node_grace: Some(opts.node_grace),
-                ..ControlOptions::default()
+                scoring: opts.scoring,
             },
             leader::leadership(server.store().clone()),
         );
@@ -284,7 +284,9 @@ fn gateway_config(args: GatewayArgs, default_listen: SocketAddr) -> GatewayConfi
 
 pub async fn agent(conn: &Connection, args: AgentArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
-    let (server, token) = server_and_token(conn)?;
+    // Every configured server: the agent moves to the next when one is unreachable.
+    let (servers, token) = servers_and_token(conn)?;
+    let server = servers.join(",");
     let listen = args
         .agent_listen
         .unwrap_or_else(|| "0.0.0.0:10250".parse().expect("valid address"));

@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ketch_control::scheduler::ScoringStrategy;
+use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,7 +36,9 @@ struct Cli {
 /// `KETCH_TOKEN`, then the client config file.
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// API server URL, e.g. http://127.0.0.1:6443
+    /// API server URL, e.g. http://127.0.0.1:6443, or a cluster's servers separated by
+    /// commas (the CLI uses the first that answers; `ketch agent` moves to the next when
+    /// one is unreachable)
     #[arg(long, global = true, env = "KETCH_SERVER")]
     server: Option<String>,
     /// Bearer token for the API server
@@ -68,6 +72,14 @@ enum Command {
         /// Seconds a node may go without renewing its Lease before it is marked not Ready
         #[arg(long, default_value_t = 40)]
         node_grace_period: u64,
+        /// How the scheduler ranks the nodes a Pod fits on: most-allocated packs Pods densely
+        /// (bin-packing, leaves whole nodes free), least-allocated spreads them
+        #[arg(long, value_enum, default_value_t = Scoring::MostAllocated)]
+        scheduler_scoring: Scoring,
+        /// Raft log entries applied between snapshots (a snapshot lets the log be truncated
+        /// and brings far-behind servers up to date); one entry holds a batch of writes
+        #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT, value_parser = clap::value_parser!(u64).range(10..))]
+        snapshot_count: u64,
         #[command(flatten)]
         agent: AgentArgs,
     },
@@ -345,6 +357,13 @@ pub struct Namespace {
     namespace: Option<String>,
 }
 
+/// `--scheduler-scoring` (Kubernetes' NodeResourcesFit scoring strategies).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scoring {
+    MostAllocated,
+    LeastAllocated,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Wide,
@@ -404,6 +423,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             join,
             no_agent,
             node_grace_period,
+            scheduler_scoring,
+            snapshot_count,
             agent,
         } => {
             let opts = commands::AllInOneOptions {
@@ -413,6 +434,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 join,
                 agent: (!no_agent).then_some(agent),
                 node_grace: std::time::Duration::from_secs(node_grace_period),
+                scoring: match scheduler_scoring {
+                    Scoring::MostAllocated => ScoringStrategy::MostAllocated,
+                    Scoring::LeastAllocated => ScoringStrategy::LeastAllocated,
+                },
+                snapshot_count,
                 default_gateway: SocketAddr::from(([0, 0, 0, 0], 8080)),
             };
             commands::server(&conn, opts).await

@@ -17,6 +17,8 @@ use ketch_api::networking::Ingress;
 use ketch_client::manifest::{self, Manifest, display_name};
 use ketch_client::{Client, Event, ListParams, LogOptions};
 use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
+use ketch_control::scheduler::ScoringStrategy;
+use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use serde::Deserialize;
 
 use crate::commands::{AllInOne, AllInOneOptions, Signals};
@@ -119,6 +121,8 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
             join: None,
             agent: Some(args.agent),
             node_grace: Duration::from_secs(40),
+            scoring: ScoringStrategy::default(),
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             default_gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),
         },
     )

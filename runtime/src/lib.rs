@@ -23,6 +23,7 @@ pub mod events;
 pub mod format;
 pub mod gateway;
 pub mod logs;
+mod metrics;
 pub mod node;
 pub mod oci;
 mod pods;
@@ -53,7 +54,9 @@ use crate::pods::Ctx;
 /// How the agent is started.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// API server URL.
+    /// API server URL, or the servers of a cluster separated by commas: the agent uses
+    /// one at a time and moves to the next when it cannot connect (watches resume there
+    /// by resourceVersion).
     pub server: String,
     /// Bearer token for the API server; the agent's own endpoint requires the same token.
     pub token: String,
@@ -286,6 +289,8 @@ impl Agent {
         let (containers, proxy_socket) = bind_service_proxy(containers);
         let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
         let token: Arc<str> = Arc::from(cfg.token.as_str());
+        let metrics = metrics::NodeMetrics::new();
+        let gateway_metrics = metrics.gateway.clone();
         let ctx = Arc::new_cyclic(|weak| Ctx {
             client: client.clone(),
             node: cfg.node_name.clone(),
@@ -302,7 +307,9 @@ impl Agent {
                 token.clone(),
                 cfg.gateway.clone(),
                 &cfg.node_name,
+                gateway_metrics,
             )),
+            metrics,
         });
         // The gateway listens before the Node is registered, so the Node can advertise it.
         let gateway = match cfg.gateway.listen {
@@ -437,9 +444,10 @@ impl Agent {
         &self.ctx.gateway.config().domain
     }
 
-    /// The gateway's Prometheus metrics (also served on the agent endpoint's `/metrics`).
-    pub fn gateway_metrics(&self) -> String {
-        self.ctx.gateway.metrics.encode()
+    /// The node's Prometheus metrics, the gateway's among them (also served on the agent
+    /// endpoint's `/metrics`).
+    pub fn metrics(&self) -> String {
+        self.ctx.metrics.encode()
     }
 
     /// Routes an HTTP request to a running Pod on this node, in-process.

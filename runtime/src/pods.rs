@@ -77,6 +77,8 @@ pub(crate) struct Ctx {
     /// Routes requests to Services: the gateway listener's handler and the in-cluster caller
     /// given to workloads.
     pub gateway: Arc<crate::gateway::Dispatcher>,
+    /// The node's Prometheus metrics (the gateway's handles are shared with `gateway`).
+    pub metrics: crate::metrics::NodeMetrics,
 }
 
 impl Ctx {
@@ -454,12 +456,20 @@ impl Worker {
                 _ => continue,
             }
             self.containers[i].next_attempt = None;
+            let began = std::time::Instant::now();
             let result = match self.runtime_and_spec(i).await {
-                Ok((runtime, spec)) => runtime.start(spec).await,
+                Ok((runtime, spec)) => runtime.start(spec).await.map(|s| (runtime, s)),
                 Err(e) => Err(e),
             };
             match result {
-                Ok(started) => self.on_started(i, started),
+                Ok((runtime, started)) => {
+                    if !started.adopted {
+                        self.ctx
+                            .metrics
+                            .observe_start(runtime.name(), began.elapsed());
+                    }
+                    self.on_started(i, started);
+                }
                 Err(e) => self.on_start_failed(i, e),
             }
         }

@@ -64,7 +64,7 @@ async fn metrics(State(st): State<HttpState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.ctx.gateway.metrics.encode(),
+        st.ctx.metrics.encode(),
     )
         .into_response()
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, eventually, try_http, write_file};
+use crate::support::{Server, eventually, three_servers, try_http, wait_running, write_file};
 
 /// One row of `ketch cluster members`.
 #[derive(Debug)]
@@ -230,4 +230,69 @@ fn joining_needs_the_cluster_token() {
     );
     // Nothing changed in the cluster.
     assert_eq!(members(&first).len(), 1);
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_agent_given_every_server_moves_on_when_its_server_dies() {
+    let mut servers = three_servers();
+    let list = servers
+        .iter()
+        .map(|s| s.url.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let dir = servers[1].dir.path().to_path_buf();
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let _agent = Reaped(
+        std::process::Command::new(crate::support::KETCH)
+            .args(["agent", "--server", &list, "--token", &servers[0].token])
+            .args(["--name", "roamer", "--node-label", "zone=r"])
+            .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.join("agent"))
+            .env("KETCH_CONFIG", dir.join("no-config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let ready = |s: &Server| {
+        let out = s.ok(&["get", "nodes", "-l", "zone=r"]);
+        (out.contains("roamer") && out.contains("Ready") && !out.contains("NotReady")).then_some(())
+    };
+    eventually(30, "node roamer Ready", || ready(&servers[1]));
+
+    // The agent talks to the first server (also the leader): kill it. Its Pod watch and
+    // its status writes must go on through another server.
+    let _dead = servers.remove(0).kill9();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: roaming\n  labels: {{app: roam}}\nspec:\n  nodeSelector: {{zone: r}}\n  containers:\n  - name: app\n    image: file:{}\n",
+        ketch_test_guests::HELLO
+    );
+    let f = write_file(&dir, "roaming.yaml", &manifest);
+    eventually(30, "the Pod created after the failover", || {
+        servers[0]
+            .ketch(&["apply", "-f", f.to_str().unwrap()])
+            .status
+            .success()
+            .then_some(())
+    });
+    wait_running(&servers[0], "app=roam", 1);
+    eventually(30, "node roamer Ready after the failover", || {
+        ready(&servers[1])
+    });
+    let agent_log = std::fs::read_to_string(dir.join("agent.log")).unwrap();
+    assert!(
+        agent_log.contains("moving to the next one"),
+        "the agent never moved to another server:\n{agent_log}"
+    );
 }

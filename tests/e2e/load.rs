@@ -2,13 +2,14 @@
 //! random mix of create / get / compare-and-set update / delete on a few ConfigMaps
 //! (`data.v` is unique per write), each operation recorded with its invoke and return
 //! instants and its outcome (ok, definite failure, unknown), plus one watcher that follows
-//! the namespace through every fault, resuming from the last resourceVersion it saw.
+//! the namespace through every fault, resuming from the last resourceVersion it saw on the
+//! next server whenever its stream breaks.
 //!
 //! It takes a list of server URLs (a client moves to the next on a connection failure) and
 //! the fault as a closure, so the same driver runs single-server restarts today and
 //! leader kills or partitions of a cluster.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,8 @@ pub struct WatchLog {
     pub from: u64,
     pub events: Vec<WatchEvent>,
     pub reconnects: usize,
+    /// The servers it watched from (indexes into [`LoadConfig::servers`]).
+    pub servers: BTreeSet<usize>,
     /// Resumptions the server refused (410: the version is no longer in its history), with
     /// the version it tried: each is a gap the watcher could not close.
     pub expired: Vec<String>,
@@ -134,6 +137,50 @@ impl Recorded {
                     rv,
                     kind,
                     value,
+                })
+            })
+            .collect()
+    }
+
+    /// The history with unknown create/update outcomes settled by the watch, as etcd's
+    /// robustness suite does: every write puts a unique `data.v`, so a write whose value
+    /// the (complete, separately validated) watch delivered took effect at that
+    /// resourceVersion, sometime before the end of the run; one whose value it never
+    /// delivered did not happen. Unknown deletes stay unknown (a deletion carries no value
+    /// of its own). Without this, a whole-cluster restart leaves hundreds of writes
+    /// "maybe happened" forever, and the search over them explodes.
+    pub fn settled_history(&self) -> Vec<Operation> {
+        if !self.watch.complete {
+            return self.history.clone();
+        }
+        let seen: HashMap<(&str, &str), u64> = self
+            .watch
+            .events
+            .iter()
+            .filter(|e| e.kind != EventKind::Deleted)
+            .filter_map(|e| Some(((e.key.as_str(), e.value.as_deref()?), e.rv)))
+            .collect();
+        let end = self
+            .history
+            .iter()
+            .map(|o| o.ret.max(o.call))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        self.history
+            .iter()
+            .filter_map(|op| {
+                let value = match (&op.output, &op.input) {
+                    (Output::Unknown, Input::Create { value } | Input::Update { value, .. }) => {
+                        value
+                    }
+                    _ => return Some(op.clone()),
+                };
+                let rv = seen.get(&(op.key.as_str(), value.as_str()))?;
+                Some(Operation {
+                    ret: end,
+                    output: Output::Written { rv: *rv },
+                    ..op.clone()
                 })
             })
             .collect()
@@ -248,6 +295,9 @@ where
         }
     }
 }
+
+/// A client's pause after an operation with an unknown outcome.
+const UNKNOWN_BACKOFF: Duration = Duration::from_millis(100);
 
 fn timed_out() -> ketch_client::Error {
     ketch_client::Error::Config("timed out".into())
@@ -385,6 +435,14 @@ impl Shared {
                 // Gone, or changed by someone else: read before the next update.
                 Output::Written { .. } | Output::NotFound | Output::Conflict => {
                     known.remove(&key);
+                }
+                // A 503 from a follower that still forwards to a dead leader comes back at
+                // once: back off on another server as a real client would, instead of
+                // piling up thousands of unknown outcomes (each one the checker must place
+                // anywhere after its call, which makes the search explode).
+                Output::Unknown => {
+                    conn.next();
+                    tokio::time::sleep(UNKNOWN_BACKOFF).await;
                 }
                 _ => {}
             }
@@ -549,6 +607,7 @@ async fn watch_loop(shared: Arc<Shared>, from: u64) -> WatchLog {
             }
         };
         log.reconnects += 1;
+        log.servers.insert(conn.current);
         let mut buf: Vec<u8> = Vec::new();
         loop {
             if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
@@ -594,8 +653,13 @@ async fn watch_loop(shared: Arc<Shared>, from: u64) -> WatchLog {
             // Bookmarks come every 5 s on an idle stream: 10 s of silence is a dead one.
             match tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await {
                 Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk),
-                // Broken, ended or silent: resume from the last version seen.
-                _ => break,
+                // Broken, ended or silent: resume from the last version seen, on the
+                // next server (this one may be dead or cut off; any server can serve a
+                // watch from a resourceVersion, from the same revision space).
+                _ => {
+                    conn.next();
+                    break;
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod gateway;
 mod ha;
 mod linearizability;
 mod load;
+mod netns;
 mod registry;
 mod services;
 mod support;

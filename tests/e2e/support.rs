@@ -52,18 +52,33 @@ impl Server {
 
     /// Start (or restart) a server on `port` with its data in `dir` and extra flags.
     pub fn start_full(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Server {
+        Self::spawn_full(dir, port, extra).ready()
+    }
+
+    /// Like [`Server::start_full`] without waiting for readiness: a restarting member of a
+    /// cluster is ready only once enough of the others are up to elect a leader.
+    pub fn spawn_full(dir: tempfile::TempDir, port: u16, extra: &[&str]) -> Starting {
+        Self::spawn_at(dir, &Place::loopback(port), extra)
+    }
+
+    /// [`Server::spawn_full`] at `place` (an address in a network namespace, say).
+    pub fn spawn_at(dir: tempfile::TempDir, place: &Place, extra: &[&str]) -> Starting {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.path().join("server.log"))
             .unwrap();
-        let child = Command::new(KETCH)
-            .args([
-                "server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
+        // `ip netns exec` execs ketch in the namespace: the child's PID is ketch's own.
+        let mut cmd = match &place.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, KETCH]);
+                c
+            }
+            None => Command::new(KETCH),
+        };
+        let child = cmd
+            .args(["server", "--listen", &place.addr(), "--data-dir"])
             .arg(dir.path().join("data"))
             .args(extra)
             // Tests run in parallel: every gateway on a free loopback port.
@@ -78,7 +93,56 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("spawn ketch server");
-        let url = format!("http://127.0.0.1:{port}");
+        Starting(Server {
+            child,
+            dir,
+            url: format!("http://{}", place.addr()),
+            // Read once ready: a pristine server writes it at startup.
+            token: String::new(),
+            port: place.port,
+        })
+    }
+
+    fn log_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// Where a server listens: a loopback port, or an address inside a network namespace.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub host: String,
+    pub port: u16,
+    pub netns: Option<String>,
+}
+
+impl Place {
+    pub fn loopback(port: u16) -> Place {
+        Place {
+            host: "127.0.0.1".into(),
+            port,
+            netns: None,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// A spawned server not yet known to be ready (killed on drop like a [`Server`]).
+pub struct Starting(Server);
+
+impl Starting {
+    /// kill -9 before it was ready, and wait; returns the data dir for a restart.
+    pub fn kill9(self) -> (tempfile::TempDir, u16) {
+        self.0.kill9()
+    }
+
+    /// Wait up to 30 s for `/readyz` and the client config.
+    pub fn ready(self) -> Server {
+        let Starting(mut server) = self;
+        let (url, dir) = (&server.url, &server.dir);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // The server answers /readyz a moment before it writes the client config the
@@ -92,27 +156,19 @@ impl Server {
             assert!(
                 Instant::now() < deadline,
                 "server did not become ready: {}",
-                Self::log_of(dir.path())
+                Server::log_of(dir.path())
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
+        server.token = std::fs::read_to_string(dir.path().join("data/admin.token"))
             .unwrap()
             .trim()
             .to_string();
-        Server {
-            child,
-            dir,
-            url,
-            token,
-            port,
-        }
+        server
     }
+}
 
-    fn log_of(dir: &Path) -> String {
-        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-    }
-
+impl Server {
     pub fn log(&self) -> String {
         Self::log_of(self.dir.path())
     }
@@ -254,6 +310,28 @@ impl Drop for Server {
     }
 }
 
+/// Three `--no-agent` servers on loopback: the first founds the cluster, the others join
+/// through it.
+pub fn three_servers() -> Vec<Server> {
+    let places: Vec<_> = (0..3).map(|_| Place::loopback(free_port())).collect();
+    cluster_at(&places, &[])
+}
+
+/// A `--no-agent` server at each place, with `extra` flags: the first founds the cluster,
+/// the others join through it.
+pub fn cluster_at(places: &[Place], extra: &[&str]) -> Vec<Server> {
+    let flags = [&["--no-agent"][..], extra].concat();
+    let start = |place: &Place, flags: &[&str]| {
+        Server::spawn_at(tempfile::tempdir().unwrap(), place, flags).ready()
+    };
+    let first = start(&places[0], &flags);
+    let (via, token) = (places[0].addr(), first.token.clone());
+    let join = [&flags[..], &["--join", &via, "--token", &token]].concat();
+    let mut servers = vec![first];
+    servers.extend(places[1..].iter().map(|p| start(p, &join)));
+    servers
+}
+
 /// A dependency-free status probe for readiness polling.
 fn blocking_get(url: &str) -> std::io::Result<u16> {
     use std::io::{Read as _, Write as _};
@@ -343,12 +421,25 @@ pub fn try_http(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Option<(u16, reqwest::header::HeaderMap, String)> {
+    try_http_within(Duration::from_secs(120), method, url, headers, body)
+}
+
+/// [`try_http`], also `None` when the whole exchange takes longer than `timeout`.
+pub fn try_http_within(
+    timeout: Duration,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, reqwest::header::HeaderMap, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut req = reqwest::Client::new().request(method.parse().unwrap(), url);
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .timeout(timeout);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -8,6 +8,8 @@
 mod config;
 mod watcher;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ketch_api::meta::Status;
@@ -73,11 +75,16 @@ pub struct LogOptions {
     pub tail_lines: Option<u64>,
 }
 
-/// A client for one server. Cheap to clone.
+/// A client for one server, or for the servers of a cluster: it uses one at a time and
+/// moves to the next when a connection to it fails (the request that failed is not
+/// retried; its caller's retry goes to the next server). Cheap to clone; clones share the
+/// current server, so everything a process does moves together.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    servers: Arc<[String]>,
+    /// Index into `servers` of the one in use.
+    current: Arc<AtomicUsize>,
     token: String,
     /// Send `x-ketch-no-forward`: the server must serve the request itself (see
     /// [`Client::no_forward`]).
@@ -107,13 +114,37 @@ pub fn resource_path(info: &ResourceInfo, namespace: Option<&str>, name: Option<
 }
 
 impl Client {
+    /// `server` is one URL, or several separated by commas (the servers of a cluster, used
+    /// one at a time as [`Client::with_servers`] does).
+    ///
     /// # Errors
-    /// [`Error::Config`] when the server URL is not `http://` or `https://`.
+    /// [`Error::Config`] when a server URL is not `http://` or `https://`, or none is given.
     pub fn new(server: &str, token: &str) -> Result<Self, Error> {
-        if !(server.starts_with("http://") || server.starts_with("https://")) {
-            return Err(Error::Config(format!(
-                "server {server:?}: must be a URL like http://127.0.0.1:6443"
-            )));
+        let servers: Vec<String> = server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Self::with_servers(&servers, token)
+    }
+
+    /// A client for the servers of a cluster, starting with the first; on a connection
+    /// failure it moves to the next (round robin).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when a server URL is not `http://` or `https://`, or the list is
+    /// empty.
+    pub fn with_servers(servers: &[String], token: &str) -> Result<Self, Error> {
+        if servers.is_empty() {
+            return Err(Error::Config("no server configured".into()));
+        }
+        for server in servers {
+            if !(server.starts_with("http://") || server.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "server {server:?}: must be a URL like http://127.0.0.1:6443"
+                )));
+            }
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -122,7 +153,11 @@ impl Client {
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         Ok(Self {
             http,
-            base: server.trim_end_matches('/').to_string(),
+            servers: servers
+                .iter()
+                .map(|s| s.trim_end_matches('/').to_string())
+                .collect(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: token.to_string(),
             no_forward: false,
         })
@@ -140,15 +175,18 @@ impl Client {
         token: &str,
         probe: Duration,
     ) -> Result<Self, Error> {
+        let client = Self::with_servers(servers, token)?;
+        if servers.len() == 1 {
+            return Ok(client);
+        }
         let mut last = None;
-        for server in servers {
-            let client = Self::new(server, token)?;
-            if servers.len() == 1 {
-                return Ok(client);
-            }
-            let url = format!("{}/healthz", client.base);
+        for (i, server) in client.servers.iter().enumerate() {
+            let url = format!("{server}/healthz");
             match client.http.get(&url).timeout(probe).send().await {
-                Ok(_) => return Ok(client),
+                Ok(_) => {
+                    client.current.store(i, Ordering::Relaxed);
+                    return Ok(client);
+                }
                 Err(source) => last = Some(Error::Http { url, source }),
             }
         }
@@ -164,16 +202,59 @@ impl Client {
         self
     }
 
-    /// Connect using a config file's first server.
+    /// A client for a config file's servers (starting with the first).
     ///
     /// # Errors
-    /// As [`Client::new`].
+    /// As [`Client::with_servers`].
     pub fn from_config(cfg: &ClientConfig) -> Result<Self, Error> {
-        Self::new(&cfg.servers[0], &cfg.token)
+        Self::with_servers(&cfg.servers, &cfg.token)
     }
 
+    /// The URL of the server in use.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
+    }
+
+    /// A transport error for `url`; when the connection itself failed, the server it was
+    /// for is skipped from now on (unless another request already moved on).
+    fn transport_error(&self, url: String, source: reqwest::Error) -> Error {
+        if source.is_connect() {
+            self.move_on_from(&url, "unreachable");
+        }
+        Error::Http { url, source }
+    }
+
+    /// An answer from the server `url` went to: a 503 means it cannot serve now (cut off
+    /// from the others, or no leader known), so later requests go to the next server, as
+    /// after a connection failure. The answer itself is returned as it is.
+    fn check_answer(&self, url: &str, resp: &reqwest::Response) {
+        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            self.move_on_from(url, "unavailable (503)");
+        }
+    }
+
+    /// Use the server after the one `url` went to, unless there is only one or another
+    /// request already moved on (compare-and-swap from the failed one, so concurrent
+    /// failures move the index once).
+    fn move_on_from(&self, url: &str, why: &str) {
+        if self.servers.len() < 2 {
+            return;
+        }
+        let failed = self.servers.iter().position(|s| {
+            url.strip_prefix(s.as_str())
+                .is_some_and(|p| p.starts_with('/'))
+        });
+        if let Some(i) = failed {
+            let next = (i + 1) % self.servers.len();
+            if self
+                .current
+                .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                tracing::warn!(failed = %self.servers[i], next = %self.servers[next],
+                    "API server {why}; moving to the next one");
+            }
+        }
     }
 
     /// A typed handle for kind `K` in `namespace` (ignored for cluster-scoped kinds).
@@ -186,7 +267,7 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> (String, reqwest::RequestBuilder) {
-        let url = format!("{}{}", self.base, path);
+        let url = format!("{}{}", self.base_url(), path);
         let mut rb = self.http.request(method, &url).bearer_auth(&self.token);
         if self.no_forward {
             rb = rb.header("x-ketch-no-forward", "1");
@@ -199,10 +280,11 @@ impl Client {
         url: String,
         rb: reqwest::RequestBuilder,
     ) -> Result<T, Error> {
-        let resp = rb.send().await.map_err(|source| Error::Http {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|source| self.transport_error(url.clone(), source))?;
+        self.check_answer(&url, &resp);
         decode(url, resp).await
     }
 
@@ -388,7 +470,7 @@ impl Client {
         if let Some(n) = opts.tail_lines {
             q.push(("tailLines", n.to_string()));
         }
-        send_streaming(url, rb.query(&q)).await
+        self.send_streaming(url, rb.query(&q)).await
     }
 
     /// Open one watch stream from `resource_version` (`None`: current state as ADDED first).
@@ -410,30 +492,32 @@ impl Client {
         if let Some(rv) = resource_version {
             q.push(("resourceVersion", rv.to_string()));
         }
-        send_streaming(url, rb.query(&q)).await
+        self.send_streaming(url, rb.query(&q)).await
     }
-}
 
-/// Send a request whose successful body is a stream (a watch, a log); a failure answers
-/// with the server's `Status`.
-async fn send_streaming(
-    url: String,
-    rb: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, Error> {
-    let resp = rb.send().await.map_err(|source| Error::Http {
-        url: url.clone(),
-        source,
-    })?;
-    if resp.status().is_success() {
-        return Ok(resp);
+    /// Send a request whose successful body is a stream (a watch, a log); a failure
+    /// answers with the server's `Status`.
+    async fn send_streaming(
+        &self,
+        url: String,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Error> {
+        let resp = rb
+            .send()
+            .await
+            .map_err(|source| self.transport_error(url.clone(), source))?;
+        self.check_answer(&url, &resp);
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(decode::<Value>(url, resp)
+            .await
+            .err()
+            .unwrap_or_else(|| Error::Decode {
+                url: String::new(),
+                message: "error status with a success body".into(),
+            }))
     }
-    Err(decode::<Value>(url, resp)
-        .await
-        .err()
-        .unwrap_or_else(|| Error::Decode {
-            url: String::new(),
-            message: "error status with a success body".into(),
-        }))
 }
 
 fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {
@@ -576,3 +660,103 @@ impl<K: Resource> Api<K> {
 
 pub mod manifest;
 pub mod printer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A loopback server answering every request with `{}`; its URL.
+    async fn answering() -> String {
+        answering_with(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .await
+    }
+
+    /// A loopback server answering every request with `answer`; its URL.
+    async fn answering_with(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if conn.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    /// A URL where nothing listens.
+    fn refusing() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_connection_failure_moves_every_clone_to_the_next_server() {
+        let (dead, live) = (refusing(), answering().await);
+        let client = Client::new(&format!("{dead}, {live}/"), "t").unwrap();
+        let clone = client.clone();
+        assert_eq!(client.base_url(), dead);
+        // The failed request is not retried: the caller sees the error…
+        let err = client.get_path("/version").await.unwrap_err();
+        assert!(matches!(err, Error::Http { .. }), "{err:?}");
+        // …and its next request, from any clone, goes to the next server.
+        assert_eq!(clone.base_url(), live);
+        assert_eq!(
+            clone.get_path("/version").await.unwrap(),
+            serde_json::json!({})
+        );
+        // An answering server is kept.
+        assert_eq!(client.base_url(), live);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answers_503_is_left_for_the_next_one() {
+        let cut_off = answering_with(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n{\"code\":503}",
+        )
+        .await;
+        let live = answering().await;
+        let client = Client::new(&format!("{cut_off},{live}"), "t").unwrap();
+        let err = client.get_path("/version").await.unwrap_err();
+        assert_eq!(err.code(), Some(503), "{err:?}");
+        assert_eq!(client.base_url(), live);
+        client.get_path("/version").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_last_server_wraps_around_to_the_first() {
+        let (live, dead) = (answering().await, refusing());
+        let client = Client::with_servers(&[live.clone(), dead.clone()], "t").unwrap();
+        client.current.store(1, Ordering::Relaxed);
+        client.get_path("/version").await.unwrap_err();
+        assert_eq!(client.base_url(), live);
+        // One server: nothing to move to.
+        let alone = Client::new(&dead, "t").unwrap();
+        alone.get_path("/version").await.unwrap_err();
+        assert_eq!(alone.base_url(), dead);
+    }
+
+    #[test]
+    fn server_lists_are_checked() {
+        assert!(
+            matches!(Client::new(" , ", "t"), Err(Error::Config(m)) if m.contains("no server"))
+        );
+        let err = Client::new("http://a:1,b:2", "t").unwrap_err().to_string();
+        assert!(
+            err.contains("\"b:2\"") && err.contains("must be a URL"),
+            "{err}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{ControlOptions, ControlPlane};
 use crate::controllers::deployment::{RolloutStatus, rollout_status};
 use crate::server::{Server, ServerOptions};
+use crate::store::DEFAULT_SNAPSHOT_COUNT;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,6 +34,7 @@ impl Cluster {
             listen: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
             join: None,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
         })
         .await
         .unwrap();

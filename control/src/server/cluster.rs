@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -134,8 +134,8 @@ enum Route {
     Leader,
 }
 
-/// Decides from the path and query alone (pure, unit-tested).
-fn route_of(path: &str, query: Option<&str>) -> Route {
+/// Decides from the method, path and query alone (pure, unit-tested).
+fn route_of(method: &Method, path: &str, query: Option<&str>) -> Route {
     let leader_path = path.starts_with("/api/")
         || path.starts_with("/apis/")
         || path == "/cluster"
@@ -145,9 +145,10 @@ fn route_of(path: &str, query: Option<&str>) -> Route {
     }
     // A watch from a resourceVersion needs no read barrier: it replays this server's own
     // applied events. Without one it starts with a linearizable list, so it goes to the
-    // leader.
+    // leader. A GET or LIST with `resourceVersion=0` asks, as in Kubernetes, for any
+    // version: this server's applied state, possibly behind the leader's.
     let mut watch = false;
-    let mut resumes = false;
+    let mut rv = "";
     for (k, v) in query
         .unwrap_or_default()
         .split('&')
@@ -155,11 +156,13 @@ fn route_of(path: &str, query: Option<&str>) -> Route {
     {
         match k {
             "watch" => watch = v == "true" || v == "1",
-            "resourceVersion" => resumes = !v.is_empty() && v != "0",
+            "resourceVersion" => rv = v,
             _ => {}
         }
     }
-    if watch && resumes {
+    let resumes = watch && !rv.is_empty() && rv != "0";
+    let any_version = !watch && *method == Method::GET && rv == "0";
+    if resumes || any_version {
         Route::Local
     } else {
         Route::Leader
@@ -173,7 +176,9 @@ pub async fn forward_to_leader(
     req: Request,
     next: Next,
 ) -> Response {
-    if route_of(req.uri().path(), req.uri().query()) == Route::Local || st.store.is_leader() {
+    if route_of(req.method(), req.uri().path(), req.uri().query()) == Route::Local
+        || st.store.is_leader()
+    {
         return next.run(req).await;
     }
     let Some((id, addr)) = st.store.wait_for_leader(LEADER_WAIT).await else {
@@ -296,34 +301,66 @@ mod tests {
     #[test]
     fn writes_reads_and_fresh_watches_go_to_the_leader() {
         assert_eq!(
-            route_of("/api/v1/namespaces/default/pods", None),
+            route_of(&Method::GET, "/api/v1/namespaces/default/pods", None),
             Route::Leader
         );
         assert_eq!(
-            route_of("/apis/apps/v1/deployments", Some("limit=5")),
+            route_of(&Method::GET, "/apis/apps/v1/deployments", Some("limit=5")),
             Route::Leader
         );
-        assert_eq!(route_of("/cluster/join", None), Route::Leader);
-        assert_eq!(route_of("/cluster/members/7", None), Route::Leader);
-        assert_eq!(route_of("/api/v1/pods", Some("watch=true")), Route::Leader);
+        assert_eq!(route_of(&Method::GET, "/cluster/join", None), Route::Leader);
         assert_eq!(
-            route_of("/api/v1/pods", Some("watch=true&resourceVersion=0")),
+            route_of(&Method::GET, "/cluster/members/7", None),
             Route::Leader
         );
         assert_eq!(
-            route_of("/api/v1/pods", Some("resourceVersion=12")),
+            route_of(&Method::GET, "/api/v1/pods", Some("watch=true")),
+            Route::Leader
+        );
+        assert_eq!(
+            route_of(
+                &Method::GET,
+                "/api/v1/pods",
+                Some("watch=true&resourceVersion=0")
+            ),
+            Route::Leader
+        );
+        assert_eq!(
+            route_of(&Method::GET, "/api/v1/pods", Some("resourceVersion=12")),
             Route::Leader
         );
     }
 
     #[test]
+    fn reads_of_any_version_stay_here_and_writes_never_do() {
+        let any = Some("resourceVersion=0");
+        assert_eq!(
+            route_of(&Method::GET, "/api/v1/namespaces/a/pods/x", any),
+            Route::Local
+        );
+        assert_eq!(route_of(&Method::GET, "/api/v1/pods", any), Route::Local);
+        for m in [Method::PUT, Method::POST, Method::PATCH, Method::DELETE] {
+            assert_eq!(
+                route_of(&m, "/api/v1/namespaces/a/pods/x", any),
+                Route::Leader,
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
     fn resumed_watches_and_local_endpoints_stay_here() {
         assert_eq!(
-            route_of("/api/v1/pods", Some("watch=1&resourceVersion=12")),
+            route_of(
+                &Method::GET,
+                "/api/v1/pods",
+                Some("watch=1&resourceVersion=12")
+            ),
             Route::Local
         );
         assert_eq!(
             route_of(
+                &Method::GET,
                 "/apis/apps/v1/deployments",
                 Some("resourceVersion=9&watch=true")
             ),
@@ -338,7 +375,7 @@ mod tests {
             "/api",
             "/apis",
         ] {
-            assert_eq!(route_of(p, None), Route::Local, "{p}");
+            assert_eq!(route_of(&Method::GET, p, None), Route::Local, "{p}");
         }
     }
 

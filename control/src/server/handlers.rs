@@ -192,7 +192,7 @@ async fn dispatch(
         match (verb, &method) {
             ("watch", _) => super::watch::watch(&st, &path, &params).await,
             ("list", _) => list(&st, &path, &params, &headers).await,
-            ("get", _) => get(&st, &path, &headers).await,
+            ("get", _) => get(&st, &path, &params, &headers).await,
             ("create", _) => create(&st, &path, &headers, body).await,
             ("update", _) => update(&st, &path, &headers, body).await,
             ("patch", _) => patch(&st, &path, &headers, body).await,
@@ -571,9 +571,10 @@ async fn bind(
 async fn get(
     st: &ApiState,
     path: &ResourcePath,
+    params: &Params,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    st.store.read_barrier().await?;
+    read_barrier_unless_any_version(st, params).await?;
     let name = path.name.as_deref().unwrap_or_default();
     let obj = st
         .store
@@ -627,6 +628,18 @@ impl Filter {
     }
 }
 
+/// The linearizable read barrier, skipped for `resourceVersion=0`: Kubernetes' "any
+/// version", served from this server's applied state without asking the leader (the
+/// forwarding middleware keeps such reads local too), so a follower answers it even when it
+/// is cut off, and its answer may be behind.
+async fn read_barrier_unless_any_version(st: &ApiState, params: &Params) -> Result<(), ApiError> {
+    if params.resource_version.as_deref() == Some("0") {
+        return Ok(());
+    }
+    st.store.read_barrier().await?;
+    Ok(())
+}
+
 fn wants_yaml(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -641,7 +654,7 @@ async fn list(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = Filter::new(path.info, params)?;
-    st.store.read_barrier().await?;
+    read_barrier_unless_any_version(st, params).await?;
     let (revision, raw) = st.store.list_raw(&path.key())?;
     if filter.is_empty() && !wants_yaml(headers) {
         // The common case — everything of a kind — splices the stored JSON as it is:

@@ -184,6 +184,9 @@ pub struct ServerOptions {
     pub advertise: Option<String>,
     /// Join an existing cluster on first start instead of creating a one-server cluster.
     pub join: Option<JoinOptions>,
+    /// Applied raft entries between snapshots (etcd's `--snapshot-count`); see
+    /// [`crate::store::DEFAULT_SNAPSHOT_COUNT`].
+    pub snapshot_count: u64,
 }
 
 /// `ketch server --join ADDR --token T`.
@@ -331,6 +334,7 @@ impl Server {
                 watch_history: WATCH_HISTORY,
                 // Peers' `/raft` endpoints sit behind the same admin check as the API.
                 peer_token: Some(token.clone()),
+                snapshot_count: opts.snapshot_count,
             },
             hub.clone(),
         )

@@ -3,11 +3,14 @@
 //! A client POSTs to `http://{node.addr}/raft/{append,vote,snapshot}`; the peer answers with
 //! the serialized `Result<Response, RaftError>` of the matching `Raft` call. Snapshots travel
 //! with openraft 0.9's chunked `install_snapshot` protocol (the default `full_snapshot`
-//! implementation slices them into chunks of `snapshot_max_chunk_size`).
+//! implementation slices them into chunks of `snapshot_max_chunk_size`). A chunk is sent as
+//! binary ([`encode_chunk`]): its bytes as JSON would be an array of numbers, several times
+//! their size and slow to parse, which made large snapshots miss their deadline forever.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -20,8 +23,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use serde::Serialize;
+use openraft::{SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, Raft, TypeConfig};
 
@@ -104,7 +108,19 @@ impl NetworkClient {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}/raft/{path}", self.addr);
-        let mut builder = self.http.post(url).json(req).timeout(timeout);
+        self.send(self.http.post(url).json(req), timeout).await
+    }
+
+    async fn send<Resp, E>(
+        &self,
+        builder: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut builder = builder.timeout(timeout);
         let token = self.token.read().ok().and_then(|t| t.clone());
         if let Some(token) = token {
             builder = builder.bearer_auth(token);
@@ -150,7 +166,16 @@ impl RaftNetwork<TypeConfig> for NetworkClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("snapshot", &rpc, option.hard_ttl()).await
+        let url = format!("http://{}/raft/snapshot", self.addr);
+        let body = encode_chunk(&rpc);
+        self.send(
+            self.http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(body),
+            option.hard_ttl(),
+        )
+        .await
     }
 
     async fn vote(
@@ -196,7 +221,97 @@ async fn vote(
 
 async fn snapshot(
     State(raft): State<Raft>,
-    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
-) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
-    Json(raft.install_snapshot(req).await)
+    body: Bytes,
+) -> Result<
+    Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>>,
+    (axum::http::StatusCode, String),
+> {
+    let req = decode_chunk(&body).map_err(|e| (axum::http::StatusCode::BAD_REQUEST, e))?;
+    Ok(Json(raft.install_snapshot(req).await))
+}
+
+/// Everything of a snapshot chunk but its bytes.
+#[derive(Serialize, Deserialize)]
+struct ChunkHead {
+    vote: Vote<NodeId>,
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    offset: u64,
+    done: bool,
+}
+
+/// A snapshot chunk on the wire: the head's JSON length (u32, big-endian), the head as
+/// JSON, then the chunk's bytes as they are.
+fn encode_chunk(rpc: &InstallSnapshotRequest<TypeConfig>) -> Vec<u8> {
+    let head = serde_json::to_vec(&ChunkHead {
+        vote: rpc.vote,
+        meta: rpc.meta.clone(),
+        offset: rpc.offset,
+        done: rpc.done,
+    })
+    .expect("a snapshot chunk's head always serializes");
+    let len = u32::try_from(head.len()).expect("a chunk head is far below 4 GiB");
+    let mut body = Vec::with_capacity(4 + head.len() + rpc.data.len());
+    body.extend_from_slice(&len.to_be_bytes());
+    body.extend_from_slice(&head);
+    body.extend_from_slice(&rpc.data);
+    body
+}
+
+fn decode_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, String> {
+    let (len, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or("snapshot chunk: shorter than its length prefix")?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(format!(
+            "snapshot chunk: head of {len} bytes announced, {} present",
+            rest.len()
+        ));
+    }
+    let (head, data) = rest.split_at(len);
+    let head: ChunkHead =
+        serde_json::from_slice(head).map_err(|e| format!("snapshot chunk head: {e}"))?;
+    Ok(InstallSnapshotRequest {
+        vote: head.vote,
+        meta: head.meta,
+        offset: head.offset,
+        data: data.to_vec(),
+        done: head.done,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, StoredMembership};
+
+    #[test]
+    fn a_snapshot_chunk_survives_the_binary_framing_and_a_short_one_is_refused() {
+        let rpc = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 7),
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 7), 42)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "3-7-42".into(),
+            },
+            offset: 1 << 20,
+            data: (0..=255u8).cycle().take(5000).collect(),
+            done: true,
+        };
+        let wire = encode_chunk(&rpc);
+        // The bytes travel as they are, not as JSON numbers.
+        assert!(wire.len() < rpc.data.len() + 300, "{} bytes", wire.len());
+        let back = decode_chunk(&wire).unwrap();
+        assert_eq!(
+            (back.vote, back.meta, back.offset, back.done),
+            (rpc.vote, rpc.meta, rpc.offset, rpc.done)
+        );
+        assert_eq!(back.data, rpc.data);
+        assert!(
+            decode_chunk(&wire[..2])
+                .unwrap_err()
+                .contains("length prefix")
+        );
+        assert!(decode_chunk(&wire[..20]).unwrap_err().contains("announced"));
+    }
 }

@@ -25,9 +25,10 @@ struct ServiceLabels {
     service: String,
 }
 
-/// The gateway's metric handles and their registry.
+/// The gateway's metric handles (registered in the node's registry, [`crate::metrics`]);
+/// clones share the same series.
+#[derive(Clone)]
 pub struct GatewayMetrics {
-    registry: Registry,
     requests: Family<CodeLabels, Counter>,
     latency: Family<ServiceLabels, Histogram>,
     pub(crate) in_flight: Gauge,
@@ -40,8 +41,8 @@ impl std::fmt::Debug for GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("ketch_gateway");
+    /// Registers the gateway's metrics in `registry` (the node's, prefixed `ketch_gateway`).
+    pub(crate) fn new(registry: &mut Registry) -> Self {
         let requests = Family::<CodeLabels, Counter>::default();
         let latency = Family::<ServiceLabels, Histogram>::new_with_constructor(|| {
             // 10 µs … ~5 s: an in-process Wasm call is tens of µs, a slow backend seconds.
@@ -64,7 +65,6 @@ impl GatewayMetrics {
             in_flight.clone(),
         );
         Self {
-            registry,
             requests,
             latency,
             in_flight,
@@ -83,14 +83,6 @@ impl GatewayMetrics {
                 service: service.to_string(),
             })
             .observe(took.as_secs_f64());
-    }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
     }
 }
 
@@ -152,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_flight_drops_when_the_body_is_done() {
-        let m = GatewayMetrics::new();
+        let m = GatewayMetrics::new(&mut Registry::default());
         m.in_flight.inc();
         let body = InFlightBody::new(Body::from("hi"), m.in_flight.clone());
         assert_eq!(m.in_flight.get(), 1);
@@ -163,11 +155,13 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_service_and_code() {
-        let m = GatewayMetrics::new();
+        let mut registry = Registry::default();
+        let m = GatewayMetrics::new(registry.sub_registry_with_prefix("ketch_gateway"));
         m.observe("default/hello", 200, Duration::from_micros(50));
         m.observe("default/hello", 200, Duration::from_micros(70));
         m.observe("-", 404, Duration::from_micros(5));
-        let text = m.encode();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
             text.contains("ketch_gateway_requests_total{service=\"default/hello\",code=\"200\"} 2"),
             "{text}"

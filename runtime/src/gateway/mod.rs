@@ -135,7 +135,13 @@ enum Pick {
 }
 
 impl Dispatcher {
-    pub(crate) fn new(ctx: Weak<Ctx>, token: Arc<str>, cfg: GatewayConfig, node: &str) -> Self {
+    pub(crate) fn new(
+        ctx: Weak<Ctx>,
+        token: Arc<str>,
+        cfg: GatewayConfig,
+        node: &str,
+        metrics: GatewayMetrics,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = HttpClient::builder(TokioExecutor::new())
@@ -150,7 +156,7 @@ impl Dispatcher {
             token,
             cfg,
             client,
-            metrics: GatewayMetrics::new(),
+            metrics,
             pod_addresses: proxy::PodAddresses::default(),
             id_prefix: format!("{:08x}", rand::random::<u32>()),
             next_id: AtomicU64::new(0),

@@ -9,6 +9,7 @@ use ketch_api::core::{Event, Node, Pod};
 use ketch_api::resource::Resource;
 use ketch_client::{Client, ListParams};
 use ketch_control::server::{Server, ServerOptions};
+use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use ketch_runtime::{Agent, AgentConfig, AgentError};
 use serde_json::json;
 
@@ -83,6 +84,7 @@ impl Cluster {
             listen: "127.0.0.1:0".parse().unwrap(),
             advertise: None,
             join: None,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
         })
         .await
         .unwrap();
