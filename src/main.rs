@@ -320,7 +320,7 @@ pub struct GatewayArgs {
     /// Largest request body the gateway accepts, e.g. 16Mi
     #[arg(long, default_value = "16Mi", value_parser = parse_bytes)]
     gateway_max_body: u64,
-    /// Log one line per gateway request (target ketch::access)
+    /// Log one line per gateway request to stderr
     #[arg(long)]
     access_log: bool,
 }

@@ -11,9 +11,9 @@
 //!
 //! Linux containers run through containerd ([`container`]) when the node has it.
 //!
-//! Known gaps: no probes (a running container is ready), no
-//! init containers, the agent authenticates with the cluster token (node credentials come
-//! with RBAC).
+//! Probes ([`probe`]: startup, liveness, readiness; httpGet and tcpSocket) run as the
+//! kubelet runs them. Known gaps: no init containers, exec probes; the agent authenticates
+//! with the cluster token (node credentials come with RBAC).
 
 pub mod backoff;
 pub mod container;
@@ -27,6 +27,7 @@ mod metrics;
 pub mod node;
 pub mod oci;
 mod pods;
+mod probe;
 mod server;
 pub mod status;
 pub mod wasm;

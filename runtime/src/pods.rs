@@ -27,6 +27,7 @@ use crate::events::{EventType, PodRef, Recorder};
 use crate::logs::{self, FileSink};
 use crate::oci::PullPolicy;
 use crate::oci::wasm::ArtifactKind;
+use crate::probe::{self, Kind as ProbeKind};
 use crate::status::{self, PodFacts};
 use crate::workload::{
     StartError, StartReason, Started, Workload, WorkloadExit, WorkloadRuntime, WorkloadSpec,
@@ -239,6 +240,26 @@ struct CState {
     /// Terminated and will not restart.
     terminal: bool,
     sink: Arc<FileSink>,
+    /// Its startup probe passed (or it has none) since it last started.
+    started: bool,
+    /// Its readiness probe passes (or it has none).
+    ready: bool,
+    /// The probes of the current run and their state.
+    probes: Vec<(probe::Spec, probe::Tracker)>,
+    /// The running probe tasks (aborted when the container stops).
+    probe_tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl CState {
+    /// Ends the probes of the current run.
+    fn stop_probes(&mut self) {
+        for t in self.probe_tasks.drain(..) {
+            t.abort();
+        }
+        self.probes.clear();
+        self.ready = false;
+        self.started = false;
+    }
 }
 
 struct Worker {
@@ -250,6 +271,7 @@ struct Worker {
     containers: Vec<CState>,
     last_written: Option<Value>,
     exits: mpsc::UnboundedSender<(usize, u64, WorkloadExit)>,
+    probe_reports: mpsc::UnboundedSender<probe::Report>,
     /// Wasm or Linux containers (a Pod never mixes them: validation rejects it); for registry
     /// references without a runtime class, decided by the artifact at the first start.
     kind: RuntimeChoice,
@@ -316,9 +338,14 @@ async fn worker(
             next_attempt: (!already_final).then_some(now_i),
             terminal: already_final,
             sink: FileSink::spawn(logs::container_file(&log_dir, &c.name)),
+            started: false,
+            ready: false,
+            probes: Vec::new(),
+            probe_tasks: Vec::new(),
         })
         .collect();
     let (exits, mut exit_rx) = mpsc::unbounded_channel();
+    let (probe_reports, mut probe_rx) = mpsc::unbounded_channel();
     let mut w = Worker {
         ctx: ctx.clone(),
         pod,
@@ -328,6 +355,7 @@ async fn worker(
         containers,
         last_written: None,
         exits,
+        probe_reports,
         kind,
         network: None,
     };
@@ -351,6 +379,7 @@ async fn worker(
                 next = Some(next.map_or(retry, |n| n.min(retry)));
             }
         }
+        let mut probed = None;
         let updated = tokio::select! {
             biased;
             r = stop.wait_for(|s| *s != Stop::Run) => {
@@ -361,8 +390,17 @@ async fn worker(
                 w.on_exit(idx, generation, exit);
                 None
             }
+            // Handled below: `on_probe` awaits, which must not happen while the other
+            // branches' futures (a watch guard among them) are alive.
+            Some(report) = probe_rx.recv() => {
+                probed = Some(report);
+                None
+            }
             () = sleep_until(next) => None,
         };
+        if let Some(report) = probed.take() {
+            w.on_probe(report).await;
+        }
         match updated {
             Some(true) => w.pod = updates.borrow_and_update().clone(),
             // The manager dropped this worker's handle: its stop value says why.
@@ -376,6 +414,7 @@ async fn worker(
         }
     };
     for c in &mut w.containers {
+        c.stop_probes();
         if let Some(wl) = c.workload.take() {
             wl.stop().await;
         }
@@ -601,6 +640,15 @@ impl Worker {
             let exit = exited.await;
             let _ = tx.send((idx, generation, exit));
         });
+        // A startup probe holds the others back until it passes.
+        let first = if self.probe_spec(i, ProbeKind::Startup).is_some() {
+            &[ProbeKind::Startup][..]
+        } else {
+            self.containers[i].started = true;
+            &[ProbeKind::Liveness, ProbeKind::Readiness][..]
+        };
+        self.start_probes(i, first);
+        let c = &mut self.containers[i];
         let name = c.name.clone();
         if s.adopted {
             self.event(EventType::Normal, "Adopted", s.detail);
@@ -612,6 +660,134 @@ impl Worker {
                 format!("Started container {name}"),
             );
         }
+    }
+
+    /// Container `i`'s probe of `kind`, resolved; a probe that cannot run (a named port the
+    /// container does not declare) is reported as a Warning once per start and skipped.
+    fn probe_spec(&self, i: usize, kind: ProbeKind) -> Option<probe::Spec> {
+        let container = self
+            .pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == self.containers[i].name)?;
+        match probe::Spec::of(kind, container) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.event(
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{} probe not run: {e}", kind.title()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Starts container `i`'s probes of `kinds`; one without a readiness probe is ready.
+    fn start_probes(&mut self, i: usize, kinds: &[ProbeKind]) {
+        let Some(workload) = self.containers[i].workload.clone() else {
+            return;
+        };
+        let target = probe::Target {
+            workload,
+            pod_ip: self.network.as_ref().map(|n| n.ip),
+        };
+        for &kind in kinds {
+            let spec = self.probe_spec(i, kind);
+            let c = &mut self.containers[i];
+            if kind == ProbeKind::Readiness {
+                c.ready = spec.is_none();
+            }
+            if let Some(spec) = spec {
+                c.probe_tasks.push(probe::spawn(
+                    spec.clone(),
+                    target.clone(),
+                    i,
+                    c.generation,
+                    self.probe_reports.clone(),
+                ));
+                c.probes.push((spec, probe::Tracker::new(kind)));
+            }
+        }
+    }
+
+    /// One probe attempt's result: Ready follows readiness; a failed startup or liveness
+    /// probe kills the container, which restarts per the Pod's restartPolicy.
+    async fn on_probe(&mut self, (i, generation, kind, result): probe::Report) {
+        let Some(c) = self.containers.get_mut(i) else {
+            return;
+        };
+        if c.generation != generation || c.workload.is_none() {
+            return;
+        }
+        let Some((spec, tracker)) = c.probes.iter_mut().find(|(s, _)| s.kind == kind) else {
+            return;
+        };
+        let changed = tracker.record(result.is_ok(), spec);
+        let name = c.name.clone();
+        if let Err(why) = &result {
+            self.event(
+                EventType::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {why}", kind.title()),
+            );
+        }
+        match (kind, changed) {
+            (ProbeKind::Readiness, Some(ready)) => self.containers[i].ready = ready,
+            (ProbeKind::Startup, Some(true)) => {
+                let c = &mut self.containers[i];
+                c.started = true;
+                c.probes.retain(|(s, _)| s.kind != ProbeKind::Startup);
+                // The startup task keeps reporting; its reports are ignored from now on.
+                self.start_probes(i, &[ProbeKind::Liveness, ProbeKind::Readiness]);
+            }
+            (ProbeKind::Startup | ProbeKind::Liveness, Some(false)) => {
+                let why = format!(
+                    "Container {name} failed {} probe, will be restarted",
+                    kind.title().to_lowercase()
+                );
+                self.event(EventType::Normal, "Killing", why.clone());
+                self.kill(i, why).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops container `i` and records its exit as if it had exited by itself, so the
+    /// restart policy and back-off apply.
+    async fn kill(&mut self, i: usize, why: String) {
+        let c = &mut self.containers[i];
+        c.stop_probes();
+        let Some(wl) = c.workload.clone() else {
+            return;
+        };
+        let generation = c.generation;
+        let exited = wl.exited();
+        wl.stop().await;
+        // A container reports its real exit (137 after SIGKILL, 143 after SIGTERM); an
+        // in-process component has no process to exit.
+        let exit = match self.kind {
+            RuntimeChoice::Known(Runtime::Container) => {
+                tokio::time::timeout(Duration::from_secs(5), exited)
+                    .await
+                    .ok()
+            }
+            _ => None,
+        };
+        let exit = exit.map_or_else(
+            || WorkloadExit {
+                exit_code: 137,
+                reason: "Error".into(),
+                message: Some(why.clone()),
+            },
+            |e| WorkloadExit {
+                message: Some(why.clone()),
+                ..e
+            },
+        );
+        self.on_exit(i, generation, exit);
     }
 
     fn on_start_failed(&mut self, i: usize, e: StartError) {
@@ -693,6 +869,7 @@ impl Worker {
             return;
         }
         c.workload = None;
+        c.stop_probes();
         let started_at = c.state.running.as_ref().and_then(|r| r.started_at.clone());
         let terminated = ContainerState {
             terminated: Some(ContainerStateTerminated {
@@ -738,6 +915,7 @@ impl Worker {
             if c.terminal {
                 continue;
             }
+            c.stop_probes();
             if let Some(wl) = c.workload.take() {
                 wl.stop().await;
             }
@@ -880,12 +1058,12 @@ impl Worker {
                 let running = c.state.running.is_some();
                 ContainerStatus {
                     name: c.name.clone(),
-                    ready: running,
+                    ready: running && c.started && c.ready,
                     restart_count: c.restart_count,
                     image: c.image.clone(),
                     image_id: c.image_id.clone(),
                     container_id: c.container_id.clone(),
-                    started: Some(running),
+                    started: Some(running && c.started),
                     state: Some(c.state.clone()),
                     last_state: c.last_state.clone(),
                 }

@@ -229,9 +229,11 @@ fn a_busybox_pod_runs_its_command_logs_and_exits_with_its_code() {
     assert_clean(&env, &s, &node);
 }
 
+/// A Deployment of the HTTP test image behind a Service; Ready only once an httpGet
+/// readiness probe to the Pod's address passes (a tcpSocket liveness probe beside it).
 fn http_app(image: &str, replicas: u32) -> String {
     format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: web\n        image: {image}\n        ports:\n        - containerPort: 8080\n        resources:\n          limits: {{memory: 64Mi, cpu: 500m}}\n        env:\n        - name: POD_NAME\n          valueFrom:\n            fieldRef: {{fieldPath: metadata.name}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: web\n        image: {image}\n        ports:\n        - {{name: http, containerPort: 8080}}\n        readinessProbe:\n          httpGet: {{path: /, port: http}}\n          periodSeconds: 1\n        livenessProbe:\n          tcpSocket: {{port: 8080}}\n          periodSeconds: 1\n        resources:\n          limits: {{memory: 64Mi, cpu: 500m}}\n        env:\n        - name: POD_NAME\n          valueFrom:\n            fieldRef: {{fieldPath: metadata.name}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: web}}\n  ports:\n  - port: 80\n    targetPort: 8080\n"
     )
 }
 

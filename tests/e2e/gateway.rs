@@ -355,7 +355,7 @@ fn a_selectorless_service_routes_to_the_endpoints_written_by_hand() {
 }
 
 #[test]
-fn the_gateway_enforces_its_deadline_and_body_limit_and_speaks_h2c() {
+fn the_gateway_enforces_its_deadline_and_body_limit_speaks_h2c_and_logs_access() {
     let s = Server::start_with(&[
         "--gateway",
         "127.0.0.1:0",
@@ -363,6 +363,7 @@ fn the_gateway_enforces_its_deadline_and_body_limit_and_speaks_h2c() {
         "500ms",
         "--gateway-max-body",
         "1Ki",
+        "--access-log",
     ]);
     let gw = s.gateway();
     let app = |name: &str, image: &str| {
@@ -430,4 +431,22 @@ fn the_gateway_enforces_its_deadline_and_body_limit_and_speaks_h2c() {
     assert_eq!(version, reqwest::Version::HTTP_2);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("hello from ketch"), "{body}");
+    // One access line per request, with its code and Service.
+    let log = eventually(10, "the access log lines", || {
+        let log = s.log();
+        (log.contains(" access ") && log.contains("code=413")).then_some(log)
+    });
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" access ")).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("method=GET")
+            && l.contains("code=504")
+            && l.contains("service=default/looper")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("method=POST")
+            && l.contains("path=/echo")
+            && l.contains("code=200")),
+        "{lines:#?}"
+    );
 }

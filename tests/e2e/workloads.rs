@@ -296,3 +296,94 @@ fn a_node_whose_agent_dies_stops_being_ready() {
     let table = s.ok(&["get", "nodes"]);
     assert!(table.contains("NotReady"), "{table}");
 }
+
+/// The Pod's condition `type` ("True"/"False") and its message.
+fn condition(p: &Value, type_: &str) -> (String, String) {
+    p["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
+    let s = Server::start();
+    let dir = s.dir.path();
+    // Ready only once its key-value store holds health/ready (a 404 before); a tcpSocket
+    // liveness probe, which an in-process component passes while it is loaded.
+    let gated = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gated\n  labels: {{app: gated}}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n    ports: [{{name: http, containerPort: 8080}}]\n    readinessProbe:\n      httpGet: {{path: /b/health/ready, port: http}}\n      periodSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n",
+        ketch_test_guests::KV
+    );
+    // Every request traps (a 500): its liveness probe fails twice and it is restarted.
+    let sick = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sick\nspec:\n  containers:\n  - name: app\n    image: file:{}\n    livenessProbe:\n      httpGet: {{path: /, port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+        ketch_test_guests::TRAPPER
+    );
+    let f = write_file(dir, "probes.yaml", &format!("{gated}---\n{sick}"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+
+    let get = |name: &str| -> Value {
+        serde_json::from_str(&s.ok(&["get", "pod", name, "-o", "json"])).unwrap()
+    };
+    // Running, but not Ready while its readiness probe fails.
+    eventually(30, "gated Running and failing its readiness probe", || {
+        let p = get("gated");
+        let (ready, message) = condition(&p, "Ready");
+        (p["status"]["phase"] == "Running"
+            && ready == "False"
+            && message.contains("unready status: [app]"))
+        .then_some(())
+    });
+    let described = eventually(30, "the Unhealthy event", || {
+        let d = s.ok(&["describe", "pod", "gated"]);
+        d.contains("Readiness probe failed: HTTP probe failed with statuscode: 404")
+            .then_some(d)
+    });
+    assert!(!described.contains("Liveness probe failed"), "{described}");
+    // It stays unready (and is never restarted: its liveness probe passes).
+    std::thread::sleep(Duration::from_secs(2));
+    let p = get("gated");
+    assert_eq!(condition(&p, "Ready").0, "False");
+    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+
+    // The app becomes healthy: Ready follows.
+    let url = format!(
+        "{}/api/v1/namespaces/default/pods/gated/proxy/b/health/ready",
+        s.url
+    );
+    let auth = format!("Bearer {}", s.token);
+    let (code, _, body) = http("PUT", &url, &[("authorization", &auth)], Some("yes"));
+    assert_eq!(code, 204, "{body}");
+    eventually(30, "gated Ready", || {
+        running_ready(&get("gated")).then_some(())
+    });
+    assert_eq!(
+        get("gated")["status"]["containerStatuses"][0]["ready"],
+        true
+    );
+
+    // The sick one is killed by its liveness probe and restarted.
+    let sick = eventually(
+        60,
+        "sick restarted after failing its liveness probe",
+        || {
+            let p = get("sick");
+            (p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1)).then_some(p)
+        },
+    );
+    assert_eq!(
+        sick["status"]["containerStatuses"][0]["lastState"]["terminated"]["message"],
+        "Container app failed liveness probe, will be restarted"
+    );
+    let described = s.ok(&["describe", "pod", "sick"]);
+    assert!(described.contains("Liveness probe failed: "), "{described}");
+    assert!(described.contains("Killing"), "{described}");
+}

@@ -1205,6 +1205,19 @@ fn validate_probe(probe: &Probe, p: &str, success_must_be_one: bool) -> Vec<Fiel
             h.scheme.as_deref(),
             &["HTTP", "HTTPS"],
         );
+        // The agent probes the Pod itself over plain HTTP (in-process for Wasm).
+        if h.scheme.as_deref() == Some("HTTPS") {
+            errs.push(FieldError::not_supported_yet(
+                child(&hp, "scheme"),
+                "an HTTPS probe",
+            ));
+        }
+        if h.host.as_deref().is_some_and(|h| !h.is_empty()) {
+            errs.push(FieldError::not_supported_yet(
+                child(&hp, "host"),
+                "probing a host other than the Pod",
+            ));
+        }
         for (i, header) in h.http_headers.iter().enumerate() {
             if header.name.is_empty() {
                 errs.push(FieldError::required(
@@ -1220,13 +1233,18 @@ fn validate_probe(probe: &Probe, p: &str, success_must_be_one: bool) -> Vec<Fiel
             &child(&child(p, "tcpSocket"), "port"),
         ));
     }
-    if let Some(e) = &probe.exec
-        && e.command.is_empty()
-    {
-        errs.push(FieldError::required(
-            child(&child(p, "exec"), "command"),
-            "",
-        ));
+    if let Some(e) = &probe.exec {
+        if e.command.is_empty() {
+            errs.push(FieldError::required(
+                child(&child(p, "exec"), "command"),
+                "",
+            ));
+        } else {
+            errs.push(FieldError::not_supported_yet(
+                child(p, "exec"),
+                "an exec probe (use httpGet or tcpSocket)",
+            ));
+        }
     }
     check_non_negative(
         &mut errs,
@@ -2056,7 +2074,10 @@ mod tests {
     use super::*;
     use crate::apps::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
     use crate::coordination::LeaseSpec;
-    use crate::core::{Capabilities, ContainerPort, ResourceRequirements, SecurityContext};
+    use crate::core::{
+        Capabilities, ContainerPort, ExecAction, HttpGetAction, IntOrString, Probe,
+        ResourceRequirements, SecurityContext, TcpSocketAction,
+    };
 
     fn strings(errs: &[FieldError]) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
@@ -2233,6 +2254,45 @@ mod tests {
             ..Default::default()
         });
         assert!(validate_pod(&pod(vec![unprivileged])).is_empty());
+    }
+
+    #[test]
+    fn http_and_tcp_probes_are_accepted_exec_https_and_other_hosts_are_not_yet() {
+        let http = |scheme: Option<&str>, host: Option<&str>| Probe {
+            http_get: Some(HttpGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::Int(8080),
+                scheme: scheme.map(str::to_string),
+                host: host.map(str::to_string),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut ok = container("a");
+        ok.readiness_probe = Some(http(Some("HTTP"), None));
+        ok.liveness_probe = Some(Probe {
+            tcp_socket: Some(TcpSocketAction {
+                port: IntOrString::Int(8080),
+            }),
+            ..Default::default()
+        });
+        assert!(validate_pod(&pod(vec![ok])).is_empty());
+        let mut c = container("a");
+        c.readiness_probe = Some(http(Some("HTTPS"), Some("10.0.0.1")));
+        c.startup_probe = Some(Probe {
+            exec: Some(ExecAction {
+                command: vec!["true".into()],
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            strings(&validate_pod(&pod(vec![c]))),
+            vec![
+                "spec.containers[0].readinessProbe.httpGet.scheme: Unsupported value: an HTTPS probe is not supported yet",
+                "spec.containers[0].readinessProbe.httpGet.host: Unsupported value: probing a host other than the Pod is not supported yet",
+                "spec.containers[0].startupProbe.exec: Unsupported value: an exec probe (use httpGet or tcpSocket) is not supported yet",
+            ]
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ use crate::store::{Store, StoreError};
 
 /// Most writes in one proposal: bounds a raft entry (objects are ≤ 3 MiB each, typically ~1 KiB).
 pub const MAX_BATCH_WRITES: usize = 1024;
-/// Most payload bytes gathered into one proposal before it is sent.
-pub const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Most payload bytes gathered into one proposal before it is sent: an entry must reach a
+/// follower within one heartbeat interval (see `store::log_store::REPLICATION_BYTES`), so
+/// big writes go in entries of their own rather than in one huge one.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Proposals in flight at once. More than one overlaps one batch's apply with the next
 /// one's append; more than a couple only shrinks batches.
 const IN_FLIGHT: usize = 2;

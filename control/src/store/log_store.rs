@@ -68,13 +68,32 @@ impl LogStore {
     }
 }
 
-fn read_entries(db: &Database, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, DbError> {
+/// Stored bytes of log entries one replication request carries (at least one entry,
+/// however big). openraft 0.9 gives an AppendEntries call one heartbeat interval (50 ms)
+/// to travel, be decoded and be made durable on the follower; a call that cannot finish in
+/// time is retried whole, forever. Its default of up to 300 entries per call — each a
+/// group-commit batch of up to [`crate::server::batcher::MAX_BATCH_BYTES`] — stalled
+/// replication of large objects for good (the snapshot fault test, under load).
+pub const REPLICATION_BYTES: usize = 1 << 20;
+
+/// Entries in `range`, stopping after the first one that brings the total stored size to
+/// `budget` bytes (all of them with `None`).
+fn read_entries(
+    db: &Database,
+    range: (Bound<u64>, Bound<u64>),
+    budget: Option<usize>,
+) -> Result<Vec<Entry>, DbError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(LOG)?;
     let mut out = Vec::new();
+    let mut bytes = 0;
     for item in table.range::<u64>(range)? {
         let (_, v) = item?;
+        bytes += v.value().len();
         out.push(serde_json::from_slice::<Entry>(v.value())?);
+        if budget.is_some_and(|b| bytes >= b) {
+            break;
+        }
     }
     Ok(out)
 }
@@ -86,7 +105,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         let db = self.db.clone();
-        blocking(move || read_entries(&db, bounds))
+        blocking(move || read_entries(&db, bounds, None))
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    /// What replication sends in one call: at most [`REPLICATION_BYTES`] (or one entry).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let db = self.db.clone();
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        blocking(move || read_entries(&db, bounds, Some(REPLICATION_BYTES)))
             .await
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }

@@ -411,3 +411,38 @@ async fn a_node_port_is_held_by_one_service_even_within_one_batch() {
     assert!(res.0[0].is_ok(), "{:?}", res.0[0]);
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_reads_about_a_mebibyte_of_entries_at_a_time_but_always_one() {
+    use openraft::storage::RaftLogReader as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _hub) = open_single(dir.path()).await;
+    for i in 0..4 {
+        let big = Write::Create {
+            key: format!("configmaps/default/big-{i}"),
+            object: json!({"kind": "ConfigMap",
+                "metadata": {"name": format!("big-{i}"), "namespace": "default", "uid": format!("u{i}")},
+                "data": {"x": "y".repeat(400 << 10)}}),
+        };
+        store.propose(Batch(vec![big])).await.expect("write");
+    }
+    let last = store
+        .inner
+        .raft
+        .metrics()
+        .borrow()
+        .last_log_index
+        .expect("a log");
+    let mut reader = store.inner.log_store.clone();
+    let all = reader.try_get_log_entries(1..=last).await.unwrap();
+    let limited = reader.limited_get_log_entries(1, last + 1).await.unwrap();
+    // The first three 400 KiB writes pass the budget; the fourth waits for the next call.
+    assert_eq!(limited.len(), all.len() - 1);
+    assert_eq!(limited.last().unwrap().log_id.index, last - 1);
+    // One entry is always returned, however big.
+    let one = reader
+        .limited_get_log_entries(last, last + 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}

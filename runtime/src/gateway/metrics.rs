@@ -32,6 +32,8 @@ pub struct GatewayMetrics {
     requests: Family<CodeLabels, Counter>,
     latency: Family<ServiceLabels, Histogram>,
     pub(crate) in_flight: Gauge,
+    /// Access log lines dropped because stderr could not keep up.
+    pub(crate) access_log_dropped: Counter,
 }
 
 impl std::fmt::Debug for GatewayMetrics {
@@ -49,6 +51,12 @@ impl GatewayMetrics {
             Histogram::new(exponential_buckets(0.00001, 2.0, 20))
         });
         let in_flight = Gauge::default();
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because stderr could not keep up",
+            access_log_dropped.clone(),
+        );
         registry.register(
             "requests",
             "Requests by Service (namespace/name, `-` when unrouted) and HTTP code",
@@ -68,6 +76,7 @@ impl GatewayMetrics {
             requests,
             latency,
             in_flight,
+            access_log_dropped,
         }
     }
 

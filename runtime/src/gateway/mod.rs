@@ -14,6 +14,7 @@
 //! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
 //! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
 
+mod access;
 mod metrics;
 pub(crate) mod proxy;
 mod reflect;
@@ -77,7 +78,7 @@ pub struct GatewayConfig {
     pub max_body: u64,
     /// Deadline for the response head (504 after it).
     pub timeout: Duration,
-    /// One log line per request (target `ketch::access`).
+    /// One line per request on stderr ([`access`]).
     pub access_log: bool,
 }
 
@@ -102,6 +103,8 @@ pub(crate) struct Dispatcher {
     published: watch::Sender<Arc<RouteTable>>,
     token: Arc<str>,
     cfg: GatewayConfig,
+    /// `Some` with `--access-log`.
+    access_log: Option<access::AccessLog>,
     client: HttpClient<HttpConnector, Body>,
     pub metrics: GatewayMetrics,
     /// The namespace of each container Pod address: the Service proxy's callers.
@@ -149,8 +152,12 @@ impl Dispatcher {
             .build(connector);
         let table = Arc::new(RouteTable::build(&Default::default(), node, &cfg.domain));
         let (published, _) = watch::channel(table.clone());
+        let access_log = cfg
+            .access_log
+            .then(|| access::AccessLog::spawn(metrics.access_log_dropped.clone()));
         Self {
             ctx,
+            access_log,
             table: RwLock::new(table),
             published,
             token,
@@ -313,9 +320,9 @@ impl Dispatcher {
         };
         // Only the access log needs these after the request is handed on.
         let logged = self
-            .cfg
             .access_log
-            .then(|| (req.method().clone(), req.uri().path().to_string()));
+            .as_ref()
+            .map(|log| (log, req.method().clone(), req.uri().path().to_string()));
         let host = req
             .headers()
             .get(header::HOST)
@@ -338,14 +345,17 @@ impl Dispatcher {
         let code = resp.status().as_u16();
         let elapsed = start.elapsed();
         self.metrics.observe(&label, code, elapsed);
-        if let Some((method, path)) = logged {
-            tracing::info!(
-                target: "ketch::access",
-                request_id = id.to_str().unwrap_or("-"),
-                %peer, %method, %host, %path, code,
-                service = %label,
-                micros = elapsed.as_micros() as u64,
-            );
+        if let Some((log, method, path)) = logged {
+            log.log(&access::Entry {
+                request_id: id.to_str().unwrap_or("-"),
+                peer,
+                method: &method,
+                host: &host,
+                path: &path,
+                code,
+                service: &label,
+                took: elapsed,
+            });
         }
         // In flight until the response body is done, not just its head.
         resp.map(|b| Body::new(metrics::InFlightBody::new(b, in_flight)))

@@ -58,6 +58,11 @@ pub struct EngineConfig {
     pub max_memory_per_instance: u64,
     /// How long compiling one component may take before [`WasmError::CompileTimeout`].
     pub compile_timeout: Duration,
+    /// Components compiled at once (each compile already uses every core); further loads
+    /// of new components wait for a slot. With the input limit ([`MAX_COMPONENT_BYTES`])
+    /// this bounds the memory compilation can take. A compile that times out keeps its slot
+    /// until Cranelift actually finishes, so timeouts cannot pile up compiles.
+    pub max_concurrent_compiles: usize,
     /// Epoch tick: the granularity of request deadlines and of yielding from busy guests.
     pub epoch_tick: Duration,
     /// Reset a freed instance slot by finding the pages its guest dirtied with Linux's
@@ -79,7 +84,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults: 100 instances, 128 MiB per instance, 120 s compile timeout, 10 ms tick,
+    /// Defaults: 100 instances, 128 MiB per instance, 120 s compile timeout, 2 compiles at
+    /// once, 10 ms tick,
     /// memory reset by decommit (not [`EngineConfig::reset_dirty_pages_only`]).
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -87,6 +93,7 @@ impl EngineConfig {
             max_instances: 100,
             max_memory_per_instance: 128 * 1024 * 1024,
             compile_timeout: Duration::from_secs(120),
+            max_concurrent_compiles: 2,
             epoch_tick: Duration::from_millis(10),
             reset_dirty_pages_only: false,
         }
@@ -120,6 +127,8 @@ pub(crate) struct EngineInner {
     /// digest → loaded component, shared by every load of the same content.
     loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<Loaded>>>>>,
     compiled: AtomicU64,
+    /// [`EngineConfig::max_concurrent_compiles`] permits.
+    compile_slots: Arc<tokio::sync::Semaphore>,
     from_disk: AtomicU64,
     from_memory: AtomicU64,
     /// Whether [`EngineConfig::reset_dirty_pages_only`] is in effect.
@@ -235,6 +244,9 @@ impl Engine {
                 source,
             })?;
 
+        let compile_slots = Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_compiles.max(1),
+        ));
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -243,6 +255,7 @@ impl Engine {
                 engine_hash,
                 loaded: Mutex::new(HashMap::new()),
                 compiled: AtomicU64::new(0),
+                compile_slots,
                 from_disk: AtomicU64::new(0),
                 from_memory: AtomicU64::new(0),
                 dirty_pages_only,
@@ -450,10 +463,19 @@ impl Engine {
         let engine = self.inner.engine.clone();
         let artifact = artifact.to_path_buf();
         let timeout = self.inner.config.compile_timeout;
+        // Waiting for a slot does not count against the compile's own timeout.
+        let slot = self
+            .inner
+            .compile_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| WasmError::Engine("the engine is shutting down".into()))?;
         // Cranelift is CPU-bound for up to seconds: never on the caller's event loop. A
-        // compile that times out keeps its blocking thread until it finishes (it cannot be
-        // cancelled) but its result is discarded.
+        // compile that times out keeps its blocking thread (and its slot) until it finishes
+        // (it cannot be cancelled) but its result is discarded.
         let job = tokio::task::spawn_blocking(move || -> Result<(), WasmError> {
+            let _slot = slot;
             let compiled = engine
                 .precompile_component(&bytes)
                 .map_err(|e| WasmError::InvalidComponent(chain(&e)))?;
