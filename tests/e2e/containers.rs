@@ -575,6 +575,47 @@ fn the_mixed_example_answers_end_to_end() {
     assert!(status.success(), "ketch up exited with {status}");
 }
 
+#[test]
+fn the_mixed_example_deploys_from_registry_references() {
+    let Some(env) = test_env() else { return };
+    let registry = env_or_skip("KETCH_TEST_REGISTRY").unwrap();
+    // The Wasm front end pushed with `ketch push`; the back end's image is already there
+    // (tests/run pushes it, as the example's build-image script does).
+    let (ok, reference, err) = crate::registry::push(&[
+        ketch_test_guests::EXAMPLE_MIXED_FRONTEND,
+        &format!("{registry}/ketch-examples/mixed-frontend:test"),
+    ]);
+    assert!(ok, "ketch push: {err}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mixed");
+    let manifest = crate::registry::example_from_registry(&dir, reference.trim());
+    let bridge = Bridge::new();
+    let (s, node) = serve(&env, &bridge, &manifest);
+    wait_running(&s, "app=frontend", 2);
+    let gw = s.gateway();
+    let body = eventually(60, "the front end to reach the back end", || {
+        let (code, _, body) = http(
+            "GET",
+            &format!("{gw}/"),
+            &[("host", "frontend.default.ketch.localhost")],
+            None,
+        );
+        (code == 200).then_some(body)
+    });
+    assert!(body.contains("frontend got:"), "{body}");
+    assert!(body.contains("\"from\":\"backend\""), "{body}");
+    s.ok(&[
+        "delete",
+        "-f",
+        s.dir.path().join("app.yaml").to_str().unwrap(),
+    ]);
+    eventually(60, "the pods to go", || {
+        pods(&s, "app in (frontend,backend)")
+            .is_empty()
+            .then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
 /// The Pod's first container's waiting `(reason, message)`.
 fn waiting(p: &Value) -> (String, String) {
     let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];

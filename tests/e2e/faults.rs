@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::linearizability;
 use crate::load::{self, LoadConfig, Recorded};
-use crate::support::{self, Server, eventually, try_http};
+use crate::support::{self, Server, eventually};
 use crate::watch_validator;
 
 fn long_run() -> bool {
@@ -153,17 +153,7 @@ fn three_servers() -> Vec<Option<Server>> {
 fn leader_of(servers: &[Option<Server>]) -> usize {
     eventually(30, "a leader", || {
         servers.iter().flatten().find_map(|s| {
-            let auth = format!("Bearer {}", s.token);
-            let (code, _, body) = try_http(
-                "GET",
-                &format!("{}/cluster/members", s.url),
-                &[("authorization", &auth)],
-                None,
-            )?;
-            if code != 200 {
-                return None;
-            }
-            let list: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let list = get_json(s, "/cluster/members")?;
             let leader = list["members"]
                 .as_array()?
                 .iter()
@@ -249,22 +239,28 @@ fn create_probe(server: &Server, name: &str, timeout: Duration) -> bool {
         .is_some_and(|(code, _, _)| code == 201)
 }
 
+/// GET `path` (and query) from `server` with the token, within 30 s: status and body.
+fn api_get(server: &Server, path: &str) -> Option<(u16, String)> {
+    let auth = format!("Bearer {}", server.token);
+    let url = format!("{}{path}", server.url);
+    let timeout = Duration::from_secs(30);
+    support::try_http_within(timeout, "GET", &url, &[("authorization", &auth)], None)
+        .map(|(code, _, body)| (code, body))
+}
+
+/// [`api_get`]'s body as JSON, when the answer is a 200.
+fn get_json(server: &Server, path: &str) -> Option<serde_json::Value> {
+    match api_get(server, path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
 /// The status of probe `name` read from `server`'s own applied state (`resourceVersion=0`:
 /// no read barrier, not forwarded to the leader).
 fn local_probe(server: &Server, name: &str) -> Option<u16> {
-    let auth = format!("Bearer {}", server.token);
-    let url = format!(
-        "{}/api/v1/namespaces/probe/configmaps/{name}?resourceVersion=0",
-        server.url
-    );
-    support::try_http_within(
-        Duration::from_secs(5),
-        "GET",
-        &url,
-        &[("authorization", &auth)],
-        None,
-    )
-    .map(|(code, _, _)| code)
+    let path = format!("/api/v1/namespaces/probe/configmaps/{name}?resourceVersion=0");
+    api_get(server, &path).map(|(code, _)| code)
 }
 
 #[test]
@@ -341,20 +337,11 @@ fn partitions_under_load_leave_the_minority_read_only_and_it_converges_after_hea
 /// The names and resourceVersions of the ConfigMaps in `default`, as `server` holds them
 /// (`local`: its own applied state, `resourceVersion=0`) or as the leader does.
 fn config_maps(server: &Server, local: bool) -> Option<Vec<(String, String)>> {
-    let auth = format!("Bearer {}", server.token);
     let any = if local { "?resourceVersion=0" } else { "" };
-    let url = format!("{}/api/v1/namespaces/default/configmaps{any}", server.url);
-    let (code, _, body) = support::try_http_within(
-        Duration::from_secs(30),
-        "GET",
-        &url,
-        &[("authorization", &auth)],
-        None,
+    let list = get_json(
+        server,
+        &format!("/api/v1/namespaces/default/configmaps{any}"),
     )?;
-    if code != 200 {
-        return None;
-    }
-    let list: serde_json::Value = serde_json::from_str(&body).ok()?;
     let items = list["items"].as_array()?;
     Some(
         items

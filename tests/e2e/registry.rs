@@ -11,7 +11,7 @@ use crate::containers::{docker_config, env_or_skip};
 use crate::support::{KETCH, Server, eventually, http, pods, wait_running, write_file};
 
 /// `ketch push ARGS` with no credentials but those named on the command line.
-fn push(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn push(args: &[&str]) -> (bool, String, String) {
     let empty = tempfile::tempdir().unwrap();
     let out = Command::new(KETCH)
         .arg("push")
@@ -278,19 +278,7 @@ fn each_examples_manifest_deploys_from_a_registry_reference() {
     for (dir, wasm, _) in examples {
         let (ok, digest_ref, err) = push(&[wasm, &format!("{registry}/ketch-examples/{dir}:test")]);
         assert!(ok, "ketch push {wasm}: {err}");
-        // The example's own manifest, its `image: file:...` swapped for the registry digest.
-        let manifest = std::fs::read_to_string(root.join(dir).join("app.yaml")).unwrap();
-        let swapped: String = manifest
-            .lines()
-            .map(|l| match l.split_once("image: file:") {
-                Some((indent, _)) => format!("{indent}image: {}\n", digest_ref.trim()),
-                None => format!("{l}\n"),
-            })
-            .collect();
-        assert_ne!(
-            manifest, swapped,
-            "examples/{dir}/app.yaml names no file: image"
-        );
+        let swapped = example_from_registry(&root.join(dir), digest_ref.trim());
         let f = write_file(s.dir.path(), &format!("{dir}.yaml"), &swapped);
         s.ok(&["apply", "-f", f.to_str().unwrap()]);
     }
@@ -306,6 +294,26 @@ fn each_examples_manifest_deploys_from_a_registry_reference() {
             },
         );
     }
+}
+
+/// The example's own manifest (`<dir>/app.yaml`) with its `image: file:...` swapped for
+/// `reference` (a registry digest reference).
+pub(crate) fn example_from_registry(dir: &std::path::Path, reference: &str) -> String {
+    let manifest = std::fs::read_to_string(dir.join("app.yaml")).unwrap();
+    let swapped: String = manifest
+        .lines()
+        .map(|l| match l.split_once("image: file:") {
+            Some((indent, _)) => format!("{indent}image: {reference}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(
+        manifest,
+        swapped,
+        "{}/app.yaml names no file: image",
+        dir.display()
+    );
+    swapped
 }
 
 /// The Pod's first container's waiting `(reason, message)` once it waits in `reason`.

@@ -28,6 +28,7 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     ("hello", "hello", "EXAMPLE_HELLO"),
     ("counter", "counter", "EXAMPLE_COUNTER"),
     ("plain-wasi", "plain_wasi", "EXAMPLE_PLAIN_WASI"),
+    ("mixed/frontend", "mixed_frontend", "EXAMPLE_MIXED_FRONTEND"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -719,4 +719,118 @@ mod tests {
         );
         assert_eq!(c["component"]["target"], "wasi:http/proxy@0.2.0");
     }
+
+    /// A registry on loopback that serves one artifact (`repo:tag`) and lies where asked:
+    /// a layer blob that is not the bytes its digest names, or a manifest under the wrong
+    /// `Docker-Content-Digest`. Registries verify digests on push, so a real one cannot be
+    /// made to do this; a corrupted cache or proxy in between can.
+    async fn lying_registry(lie_about_layer: bool, lie_about_manifest: bool) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let info = ComponentInfo {
+            exports: vec![],
+            imports: vec![],
+            target: None,
+        };
+        let component = b"\0asm\x0d\0\x01\0".to_vec();
+        let a = artifact(&component, info, "2026-01-01T00:00:00Z".into());
+        let manifest_digest = if lie_about_manifest {
+            sha256_digest(b"something else")
+        } else {
+            a.manifest_digest.clone()
+        };
+        let layer: Vec<u8> = if lie_about_layer {
+            b"\0asm\x0d\0\x01\x01".to_vec()
+        } else {
+            component
+        };
+        let layer_digest = a.layer_digest.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (manifest, config) = (a.manifest.clone(), a.config.clone());
+        let config_digest = sha256_digest(&config);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (manifest, config, layer) = (manifest.clone(), config.clone(), layer.clone());
+                let (md, cd, ld) = (
+                    manifest_digest.clone(),
+                    config_digest.clone(),
+                    layer_digest.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut have = 0;
+                    loop {
+                        let Ok(n) = conn.read(&mut buf[have..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have += n;
+                        let text = String::from_utf8_lossy(&buf[..have]).to_string();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        buf.drain(..end + 4);
+                        have -= end + 4;
+                        let (status, ctype, digest, body): (&str, &str, String, Vec<u8>) =
+                            if path.ends_with("/manifests/1") || path.ends_with(&md) {
+                                ("200 OK", OCI_IMAGE_MEDIA_TYPE, md.clone(), manifest.clone())
+                            } else if path.ends_with(&cd) {
+                                ("200 OK", CONFIG_MEDIA_TYPE, cd.clone(), config.clone())
+                            } else if path.ends_with(&ld) {
+                                ("200 OK", LAYER_MEDIA_TYPE, ld.clone(), layer.clone())
+                            } else if path == "/v2/" {
+                                ("200 OK", "application/json", String::new(), b"{}".to_vec())
+                            } else {
+                                (
+                                    "404 Not Found",
+                                    "application/json",
+                                    String::new(),
+                                    b"{}".to_vec(),
+                                )
+                            };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\ndocker-content-digest: {digest}\r\ndocker-distribution-api-version: registry/2.0\r\n\r\n",
+                            body.len()
+                        );
+                        if conn.write_all(head.as_bytes()).await.is_err()
+                            || conn.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn pull(addr: &str) -> Result<LocalComponent, WasmOciError> {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WasmStore::new(
+            dir.path().to_path_buf(),
+            Arc::new(Registries::new(vec![], None)),
+        );
+        let quiet: Arc<dyn Fn(String) + Send + Sync> = Arc::new(|_| {});
+        store
+            .ensure(&format!("{addr}/apps/x:1"), PullPolicy::Always, &quiet)
+            .await
+    }
+
+    #[tokio::test]
+    async fn content_that_does_not_match_its_digest_is_refused() {
+        let honest = lying_registry(false, false).await;
+        let got = pull(&honest).await.expect("the honest registry's artifact");
+        assert_eq!(got.fetched, 8);
+        let layer = lying_registry(true, false).await;
+        // oci-client checks the stream against the digest too; ketch checks again (a
+        // client without that check would still not get the bytes through).
+        let err = pull(&layer).await.unwrap_err().to_string();
+        assert!(err.contains("digest"), "{err}");
+        let manifest = lying_registry(false, true).await;
+        let err = pull(&manifest).await.unwrap_err().to_string();
+        assert!(err.contains("digest"), "{err}");
+    }
 }
