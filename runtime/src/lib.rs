@@ -400,6 +400,10 @@ impl Agent {
             token,
         });
         let mut http_stop = stop_rx;
+        // Logs followed with `-f` stream small writes: no Nagle delay between them.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = http_stop.wait_for(|s| *s).await;

@@ -25,6 +25,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt as _;
 use serde_json::json;
 
 use crate::store::command::Write;
@@ -378,6 +379,11 @@ impl Server {
         }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let app = router(state);
+        // Watch streams write one small event at a time: with Nagle's algorithm an event
+        // could wait for the ACK of the one before it.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
