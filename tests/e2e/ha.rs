@@ -296,3 +296,30 @@ fn an_agent_given_every_server_moves_on_when_its_server_dies() {
         "the agent never moved to another server:\n{agent_log}"
     );
 }
+
+#[test]
+fn a_removed_server_leaves_the_membership_and_the_others_go_on() {
+    let servers = three_servers();
+    let rows = members(&servers[0]);
+    let victim = rows.iter().find(|r| !r.leader).expect("a follower");
+    let stays: Vec<&Server> = servers
+        .iter()
+        .filter(|s| !s.url.ends_with(&victim.address))
+        .collect();
+    assert_eq!(stays.len(), 2);
+    // Through a server that stays (it forwards to the leader): joint consensus, then the
+    // two-voter configuration.
+    stays[0].ok(&["cluster", "remove", &victim.id]);
+    let after = eventually(10, "two members", || {
+        let rows = members(stays[1]);
+        (rows.len() == 2).then_some(rows)
+    });
+    assert!(after.iter().all(|r| r.id != victim.id && r.role == "voter"), "{after:?}");
+    // The two remaining servers still form a majority of their cluster.
+    let f = write_file(stays[1].dir.path(), "after.yaml", &configmap("after-remove"));
+    stays[1].ok(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(configmap_names(stays[0]).contains(&"configmap/after-remove".to_string()));
+    // An id that is not a member is refused, naming it.
+    let err = stays[0].fails(&["cluster", "remove", "12345"]);
+    assert!(err.contains("server 12345 is not a member"), "{err}");
+}
