@@ -314,9 +314,16 @@ fn a_removed_server_leaves_the_membership_and_the_others_go_on() {
         let rows = members(stays[1]);
         (rows.len() == 2).then_some(rows)
     });
-    assert!(after.iter().all(|r| r.id != victim.id && r.role == "voter"), "{after:?}");
+    assert!(
+        after.iter().all(|r| r.id != victim.id && r.role == "voter"),
+        "{after:?}"
+    );
     // The two remaining servers still form a majority of their cluster.
-    let f = write_file(stays[1].dir.path(), "after.yaml", &configmap("after-remove"));
+    let f = write_file(
+        stays[1].dir.path(),
+        "after.yaml",
+        &configmap("after-remove"),
+    );
     stays[1].ok(&["apply", "-f", f.to_str().unwrap()]);
     assert!(configmap_names(stays[0]).contains(&"configmap/after-remove".to_string()));
     // An id that is not a member is refused, naming it.

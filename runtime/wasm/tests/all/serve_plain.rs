@@ -1,13 +1,13 @@
 //! An app built with ketch-sdk runs on a stock wasi:http host, not only on ketch.
 //!
-//! The `wasmtime` CLI is not installed in CI (`cargo install wasmtime-cli` takes ~15 min), so
-//! the first test serves the SDK hello exactly the way `wasmtime serve -Scli` does per
+//! The first test serves the SDK hello exactly the way `wasmtime serve -Scli` does per
 //! request — a linker with `wasmtime_wasi::p2::add_to_linker_async` (the `-Scli` part) and
 //! `wasmtime_wasi_http::p2::add_only_http_to_linker_async`, `ProxyPre`, a fresh store per
 //! request, `new_incoming_request` + `new_response_outparam` + `call_handle` — with none of
 //! ketch's host code (no pooling, limits, log sinks, outbound policy or wasi:keyvalue). The
-//! second runs the real `wasmtime serve` when a `wasmtime` binary is found (`$WASMTIME`, else
-//! PATH; skipped, with a message, otherwise).
+//! second runs the real `wasmtime serve` (`$WASMTIME`, else PATH). `tests/run` installs
+//! wasmtime-cli 48.0.8 (a debug build, ~3 min) and sets `KETCH_REQUIRE_WASMTIME=1`, so in
+//! the suite that test cannot skip; run alone without a `wasmtime`, it skips and says so.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,12 +122,21 @@ async fn the_sdk_hello_runs_on_a_stock_wasmtime_wasi_http_host() {
 fn the_sdk_hello_runs_on_wasmtime_serve_when_the_cli_is_installed() {
     let wasmtime = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
     let Ok(version) = Command::new(&wasmtime).arg("--version").output() else {
+        assert!(
+            std::env::var_os("KETCH_REQUIRE_WASMTIME").is_none(),
+            "KETCH_REQUIRE_WASMTIME is set but `{wasmtime}` does not run"
+        );
         eprintln!(
             "skipped: no `wasmtime` ($WASMTIME or PATH); the test above covers the same path"
         );
         return;
     };
     assert!(version.status.success());
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.starts_with("wasmtime 48."),
+        "`{wasmtime}` is {version}: the peer must be the wasmtime line ketch pins (48)"
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
