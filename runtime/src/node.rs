@@ -1,7 +1,7 @@
 //! The Node object and the heartbeat: registration (create or update), the
 //! `kube-node-lease` Lease renewed every [`HEARTBEAT`], and the Ready condition's
 //! `lastHeartbeatTime`. Marking a silent node NotReady is the node lifecycle controller's job
-//! (control plane, not yet written): this side only keeps proving it is alive.
+//! (`ketch_control::controllers::node_lifecycle`): this side only keeps proving it is alive.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
