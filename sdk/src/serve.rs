@@ -133,7 +133,8 @@ pub(crate) fn to_fields(headers: Headers) -> Fields {
 fn send(out: ResponseOutparam, resp: Response) {
     let (status, headers, body) = resp.into_parts();
     let wasi_resp = OutgoingResponse::new(to_fields(headers));
-    if wasi_resp.set_status_code(status).is_err() {
+    // A new response is a 200: one host call fewer for the common case.
+    if status != 200 && wasi_resp.set_status_code(status).is_err() {
         ResponseOutparam::set(
             out,
             Err(ErrorCode::InternalError(Some(format!(
