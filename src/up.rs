@@ -306,16 +306,16 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
             .watcher(ListParams::default(), None)
             .boxed()
     }));
-    let mut following: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    // Aborted when dropped: on Ctrl-C this future is dropped before the server stops, and
+    // a log stream left running would end in an error from the stopping agent.
+    let mut following: BTreeMap<String, AbortOnDrop> = BTreeMap::new();
     while let Some(ev) = streams.next().await {
         let pods = match ev {
             Ok(Event::Added(p) | Event::Modified(p)) => vec![p],
             Ok(Event::Restarted(ps)) => ps,
             Ok(Event::Deleted(p)) => {
-                if let Some(uid) = p.metadata.uid.as_deref()
-                    && let Some(t) = following.remove(uid)
-                {
-                    t.abort();
+                if let Some(uid) = p.metadata.uid.as_deref() {
+                    following.remove(uid);
                 }
                 continue;
             }
@@ -326,7 +326,7 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
             let Some(uid) = p.metadata.uid.clone() else {
                 continue;
             };
-            if !running || following.get(&uid).is_some_and(|t| !t.is_finished()) {
+            if !running || following.get(&uid).is_some_and(|t| !t.0.is_finished()) {
                 continue;
             }
             let ns = p.metadata.namespace.clone().unwrap_or_default();
@@ -339,7 +339,7 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
             let client = client.clone();
             following.insert(
                 uid,
-                tokio::spawn(async move {
+                AbortOnDrop(tokio::spawn(async move {
                     let many = containers.len() > 1;
                     let tasks = containers.into_iter().map(|c| {
                         let prefix = if many {
@@ -350,9 +350,18 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
                         follow(client.clone(), ns.clone(), name.clone(), c, prefix)
                     });
                     futures_util::future::join_all(tasks).await;
-                }),
+                })),
             );
         }
+    }
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
