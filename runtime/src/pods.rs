@@ -244,19 +244,24 @@ struct CState {
     started: bool,
     /// Its readiness probe passes (or it has none).
     ready: bool,
-    /// The probes of the current run and their state.
-    probes: Vec<(probe::Spec, probe::Tracker)>,
-    /// The running probe tasks (aborted when the container stops).
-    probe_tasks: Vec<tokio::task::AbortHandle>,
+    /// The probes of the current run: what each does, its state, and its task (aborted when
+    /// the probe is dropped from here).
+    probes: Vec<RunningProbe>,
+}
+
+/// One probe of a running container.
+struct RunningProbe {
+    spec: probe::Spec,
+    tracker: probe::Tracker,
+    task: tokio::task::AbortHandle,
 }
 
 impl CState {
     /// Ends the probes of the current run.
     fn stop_probes(&mut self) {
-        for t in self.probe_tasks.drain(..) {
-            t.abort();
+        for p in self.probes.drain(..) {
+            p.task.abort();
         }
-        self.probes.clear();
         self.ready = false;
         self.started = false;
     }
@@ -341,7 +346,6 @@ async fn worker(
             started: false,
             ready: false,
             probes: Vec::new(),
-            probe_tasks: Vec::new(),
         })
         .collect();
     let (exits, mut exit_rx) = mpsc::unbounded_channel();
@@ -701,14 +705,18 @@ impl Worker {
                 c.ready = spec.is_none();
             }
             if let Some(spec) = spec {
-                c.probe_tasks.push(probe::spawn(
+                let task = probe::spawn(
                     spec.clone(),
                     target.clone(),
                     i,
                     c.generation,
                     self.probe_reports.clone(),
-                ));
-                c.probes.push((spec, probe::Tracker::new(kind)));
+                );
+                c.probes.push(RunningProbe {
+                    spec,
+                    tracker: probe::Tracker::new(kind),
+                    task,
+                });
             }
         }
     }
@@ -722,10 +730,10 @@ impl Worker {
         if c.generation != generation || c.workload.is_none() {
             return;
         }
-        let Some((spec, tracker)) = c.probes.iter_mut().find(|(s, _)| s.kind == kind) else {
+        let Some(p) = c.probes.iter_mut().find(|p| p.spec.kind == kind) else {
             return;
         };
-        let changed = tracker.record(result.is_ok(), spec);
+        let changed = p.tracker.record(result.is_ok(), &p.spec);
         let name = c.name.clone();
         if let Err(why) = &result {
             self.event(
@@ -739,8 +747,14 @@ impl Worker {
             (ProbeKind::Startup, Some(true)) => {
                 let c = &mut self.containers[i];
                 c.started = true;
-                c.probes.retain(|(s, _)| s.kind != ProbeKind::Startup);
-                // The startup task keeps reporting; its reports are ignored from now on.
+                // Its job is done: its task stops calling the container.
+                c.probes.retain(|p| {
+                    let keep = p.spec.kind != ProbeKind::Startup;
+                    if !keep {
+                        p.task.abort();
+                    }
+                    keep
+                });
                 self.start_probes(i, &[ProbeKind::Liveness, ProbeKind::Readiness]);
             }
             (ProbeKind::Startup | ProbeKind::Liveness, Some(false)) => {

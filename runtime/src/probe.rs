@@ -142,22 +142,29 @@ impl Spec {
 /// Consecutive results → the probe's state, as the kubelet's prober worker counts them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Tracker {
-    passing: bool,
+    /// `None` until a startup probe reaches a threshold: it neither passed nor failed yet.
+    passing: Option<bool>,
     last: Option<bool>,
     run: u32,
 }
 
 impl Tracker {
     pub(crate) fn new(kind: Kind) -> Self {
+        // As the kubelet starts them: readiness failed (not Ready until it passes), liveness
+        // passing (it only ever kills), startup unknown (it ends by passing or by killing).
         Tracker {
-            passing: kind != Kind::Readiness,
+            passing: match kind {
+                Kind::Readiness => Some(false),
+                Kind::Liveness => Some(true),
+                Kind::Startup => None,
+            },
             last: None,
             run: 0,
         }
     }
 
     #[cfg(test)]
-    pub(crate) fn passing(&self) -> bool {
+    pub(crate) fn passing(&self) -> Option<bool> {
         self.passing
     }
 
@@ -174,8 +181,8 @@ impl Tracker {
         } else {
             spec.failure_threshold
         };
-        if self.run >= threshold && self.passing != ok {
-            self.passing = ok;
+        if self.run >= threshold && self.passing != Some(ok) {
+            self.passing = Some(ok);
             return Some(ok);
         }
         None
@@ -346,7 +353,7 @@ mod tests {
     fn readiness_starts_failed_and_flips_only_after_its_thresholds() {
         let s = spec(Kind::Readiness, 2, 3);
         let mut t = Tracker::new(Kind::Readiness);
-        assert!(!t.passing());
+        assert_eq!(t.passing(), Some(false));
         assert_eq!(t.record(true, &s), None);
         assert_eq!(t.record(false, &s), None, "a failure resets the run");
         assert_eq!(t.record(true, &s), None);
@@ -355,18 +362,44 @@ mod tests {
         assert_eq!(t.record(false, &s), None);
         assert_eq!(t.record(false, &s), None);
         assert_eq!(t.record(false, &s), Some(false));
-        assert!(!t.passing());
+        assert_eq!(t.passing(), Some(false));
     }
 
     #[test]
     fn liveness_starts_passing_and_fails_after_failure_threshold_in_a_row() {
         let s = spec(Kind::Liveness, 1, 2);
         let mut t = Tracker::new(Kind::Liveness);
-        assert!(t.passing());
+        assert_eq!(t.passing(), Some(true));
         assert_eq!(t.record(true, &s), None);
         assert_eq!(t.record(false, &s), None);
         assert_eq!(t.record(true, &s), None);
         assert_eq!(t.record(false, &s), None);
         assert_eq!(t.record(false, &s), Some(false));
+    }
+
+    #[test]
+    fn startup_ends_by_passing_once_or_by_failure_threshold_in_a_row() {
+        let s = spec(Kind::Startup, 1, 3);
+        let mut t = Tracker::new(Kind::Startup);
+        assert_eq!(t.passing(), None);
+        assert_eq!(t.record(true, &s), Some(true), "one success: started");
+
+        let mut t = Tracker::new(Kind::Startup);
+        assert_eq!(t.record(false, &s), None);
+        assert_eq!(t.record(false, &s), None);
+        assert_eq!(
+            t.record(true, &s),
+            Some(true),
+            "a success before the threshold"
+        );
+
+        let mut t = Tracker::new(Kind::Startup);
+        assert_eq!(t.record(false, &s), None);
+        assert_eq!(t.record(false, &s), None);
+        assert_eq!(
+            t.record(false, &s),
+            Some(false),
+            "killed at the failure threshold"
+        );
     }
 }

@@ -315,10 +315,11 @@ fn condition(p: &Value, type_: &str) -> (String, String) {
 fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
     let s = Server::start();
     let dir = s.dir.path();
-    // Ready only once its key-value store holds health/ready (a 404 before); a tcpSocket
-    // liveness probe, which an in-process component passes while it is loaded.
+    // Ready only once its key-value store holds health/ready (a 404 before); a startup
+    // probe that passes at once (listing a bucket is a 200) hands over to the others; a
+    // tcpSocket liveness probe, which an in-process component passes while it is loaded.
     let gated = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gated\n  labels: {{app: gated}}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n    ports: [{{name: http, containerPort: 8080}}]\n    readinessProbe:\n      httpGet: {{path: /b/health/ready, port: http}}\n      periodSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gated\n  labels: {{app: gated}}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n    ports: [{{name: http, containerPort: 8080}}]\n    startupProbe:\n      httpGet: {{path: /keys/health, port: http}}\n      periodSeconds: 1\n    readinessProbe:\n      httpGet: {{path: /b/health/ready, port: http}}\n      periodSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n",
         ketch_test_guests::KV
     );
     // Every request traps (a 500): its liveness probe fails twice and it is restarted.
@@ -347,12 +348,15 @@ fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
             .then_some(d)
     });
     assert!(!described.contains("Liveness probe failed"), "{described}");
+    assert!(!described.contains("Startup probe failed"), "{described}");
     // It stays unready (and is never restarted: its liveness probe passes).
     std::thread::sleep(Duration::from_secs(2));
     let p = get("gated");
     assert_eq!(condition(&p, "Ready").0, "False");
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
     assert_eq!(p["status"]["containerStatuses"][0]["ready"], false);
+    // The startup probe passed: the container counts as started, and readiness took over.
+    assert_eq!(p["status"]["containerStatuses"][0]["started"], true);
 
     // The app becomes healthy: Ready follows.
     let url = format!(
