@@ -7,8 +7,9 @@
 //! Run: `cargo bench -p ketch-wasm --bench invoke`. Knobs (environment):
 //! - `KETCH_BENCH_CONCURRENCY`: comma-separated task counts for the throughput runs
 //!   (default `2,16,64`);
-//! - `KETCH_BENCH_RESET`: `default` or `dirty` to run only that memory-reset mode (both by
-//!   default: the engine's default, then `EngineConfig::reset_dirty_pages_only`);
+//! - `KETCH_BENCH_RESET`: `dirty` or `decommit` to run only that memory-reset mode (both by
+//!   default: the engine's default dirty-page reset, then decommit with
+//!   `EngineConfig::reset_dirty_pages_only` off);
 //! - `KETCH_BENCH_REQUESTS`: requests per sequential run and per throughput run
 //!   (default 20,000);
 //! - `KETCH_BENCH_PROFILE_SECS`: only loop sequential requests for that many seconds (for
@@ -17,7 +18,7 @@
 //! - `KETCH_BENCH_SERVE`: an address (`127.0.0.1:8081`): serve the guest over plain
 //!   HTTP/1.1 there until killed (hyper, one task per connection, no routing: the shape of
 //!   `wasmtime serve`), for a load generator such as `wrk`; with the default memory reset
-//!   unless `KETCH_BENCH_RESET=dirty`.
+//!   unless `KETCH_BENCH_RESET=decommit`.
 
 use std::path::Path;
 
@@ -223,11 +224,11 @@ async fn main() {
     drop(app);
     drop(engine);
 
-    // The default engine, then one with `reset_dirty_pages_only` (unless
-    // KETCH_BENCH_RESET picks one: `default` or `dirty`).
+    // The default engine (dirty-page reset), then one that decommits (unless
+    // KETCH_BENCH_RESET picks one: `dirty` or `decommit`).
     let only = std::env::var("KETCH_BENCH_RESET").ok();
-    for dirty in [false, true] {
-        let name = if dirty { "dirty" } else { "default" };
+    for dirty in [true, false] {
+        let name = if dirty { "dirty" } else { "decommit" };
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
@@ -247,9 +248,9 @@ async fn main() {
         println!(
             "-- memory reset: {}",
             if dirty {
-                "reset_dirty_pages_only (PAGEMAP_SCAN)"
+                "default: dirty pages only (PAGEMAP_SCAN)"
             } else {
-                "default (batched madvise)"
+                "decommit (batched madvise; reset_dirty_pages_only off)"
             }
         );
         if let Some(secs) = std::env::var("KETCH_BENCH_PROFILE_SECS")

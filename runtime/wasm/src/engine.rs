@@ -14,10 +14,9 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// How a freed instance slot is reset (see [`EngineConfig::reset_dirty_pages_only`]).
-///
-/// Default: linear memories are decommitted with `madvise(MADV_DONTNEED)`, which returns
-/// every page (present, swapped out or being migrated) to zero or to the module's image.
+/// How a freed instance slot is reset when [`EngineConfig::reset_dirty_pages_only`] is off
+/// (or the kernel lacks `PAGEMAP_SCAN`): linear memories are decommitted with
+/// `madvise(MADV_DONTNEED)`, which returns every page to zero or to the module's image.
 /// Keeping the first bytes resident and resetting them with memset instead does not pay for
 /// a Rust guest: its stack fills the first 1 MiB, so that memset (~30 µs) costs more than
 /// the few page faults it saves. Decommits are batched, so the TLB-shootdown IPIs of one
@@ -68,25 +67,21 @@ pub struct EngineConfig {
     /// Reset a freed instance slot by finding the pages its guest dirtied with Linux's
     /// `PAGEMAP_SCAN` ioctl (kernel 6.7+) and resetting just those in place, instead of
     /// decommitting the memory with `madvise`. No page faults, syscalls or TLB-shootdown
-    /// IPIs per request: for the hello guest on 2 cores, 1.7× the requests/s over HTTP, 2.4× in
-    /// process, and two thirds of the latency (see BENCHMARKS.md).
+    /// IPIs per request: for the hello guest on 2 cores, about 1.8× the requests/s and
+    /// half the latency in process (see BENCHMARKS.md).
     ///
-    /// **Off by default, because it weakens isolation between requests.** wasmtime 48 resets
-    /// only dirty pages that are *present* at the scan: a dirty page that is swapped out, or
-    /// that the kernel is migrating at that moment (compaction, NUMA balancing), keeps its
-    /// contents for the next instance in that slot, which may belong to another app
-    /// (upstream: bytecodealliance/wasmtime PR 14357). The engine therefore ignores this
-    /// setting, with a warning, when the kernel lacks `PAGEMAP_SCAN` or swap is configured
-    /// when it starts; the page-migration race remains. Enable it only on dedicated nodes
-    /// without swap that accept that risk. [`Engine::resets_dirty_pages_only`] reports
-    /// whether it is in effect.
+    /// On by default. A dirty page that is not present at the scan (swapped out, or being
+    /// migrated by the kernel) is decommitted instead of reset in place, so it cannot carry
+    /// one request's data into the next instance of the slot: ketch builds a patched
+    /// wasmtime for this (`runtime/vendor/wasmtime/KETCH-PATCH.md`; wasmtime 48 as
+    /// released skips such pages). Ignored, with a warning, when the kernel lacks
+    /// `PAGEMAP_SCAN`; [`Engine::resets_dirty_pages_only`] reports whether it is in effect.
     pub reset_dirty_pages_only: bool,
 }
 
 impl EngineConfig {
     /// Defaults: 100 instances, 128 MiB per instance, 120 s compile timeout, 2 compiles at
-    /// once, 10 ms tick,
-    /// memory reset by decommit (not [`EngineConfig::reset_dirty_pages_only`]).
+    /// once, 10 ms tick, dirty-page reset ([`EngineConfig::reset_dirty_pages_only`]).
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
@@ -95,7 +90,7 @@ impl EngineConfig {
             compile_timeout: Duration::from_secs(120),
             max_concurrent_compiles: 2,
             epoch_tick: Duration::from_millis(10),
-            reset_dirty_pages_only: false,
+            reset_dirty_pages_only: true,
         }
     }
 }
@@ -489,44 +484,16 @@ impl Engine {
     }
 }
 
-/// [`EngineConfig::reset_dirty_pages_only`] needs `PAGEMAP_SCAN` and a node without swap (a
-/// swapped-out dirty page would survive the reset).
+/// [`EngineConfig::reset_dirty_pages_only`] needs the `PAGEMAP_SCAN` ioctl (Linux 6.7+).
 fn dirty_page_reset_is_usable() -> bool {
-    if !PoolingAllocationConfig::is_pagemap_scan_available() {
+    let usable = PoolingAllocationConfig::is_pagemap_scan_available();
+    if !usable {
         tracing::warn!(
-            "reset_dirty_pages_only ignored: the kernel has no PAGEMAP_SCAN (needs Linux 6.7+)"
+            "reset_dirty_pages_only ignored: the kernel has no PAGEMAP_SCAN (needs Linux 6.7+); \
+             freed Wasm instance slots are decommitted instead"
         );
-        return false;
     }
-    match swap_total_kib() {
-        Some(0) => true,
-        Some(kib) => {
-            tracing::warn!(
-                swap_kib = kib,
-                "reset_dirty_pages_only ignored: swap is configured"
-            );
-            false
-        }
-        None => {
-            tracing::warn!(
-                "reset_dirty_pages_only ignored: cannot read SwapTotal from /proc/meminfo"
-            );
-            false
-        }
-    }
-}
-
-/// `SwapTotal` from `/proc/meminfo`, in KiB.
-fn swap_total_kib() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_swap_total(&meminfo)
-}
-
-fn parse_swap_total(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("SwapTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    usable
 }
 
 enum Source<'a> {
@@ -646,14 +613,6 @@ mod tests {
         assert!(normalize_digest("../../etc/passwd").is_err());
         assert!(normalize_digest(&format!("sha256:{}/", "a".repeat(63))).is_err());
         assert!(normalize_digest("sha512:abc").is_err());
-    }
-
-    #[test]
-    fn swap_total_is_read_from_meminfo() {
-        let meminfo = "MemTotal:       24000000 kB\nSwapTotal:       2097148 kB\nSwapFree: 1 kB\n";
-        assert_eq!(parse_swap_total(meminfo), Some(2_097_148));
-        assert_eq!(parse_swap_total("SwapTotal:             0 kB\n"), Some(0));
-        assert_eq!(parse_swap_total("MemTotal: 1 kB\n"), None);
     }
 
     #[test]
