@@ -189,7 +189,7 @@ impl Store {
         let path = cfg.data_dir.join("raft.redb");
         let db = db::open_retrying(&path).await?;
         let log_store = LogStore::new(db.clone());
-        let sm = StateMachine::open(db.clone(), hub)?;
+        let sm = StateMachine::open(db.clone(), hub, cfg.data_dir.join("snapshots"))?;
         let config = raft_config(cfg.snapshot_count)
             .validate()
             .map_err(|e| StoreError::Unavailable(format!("invalid raft config: {e}")))?;

@@ -8,7 +8,8 @@
 //! append, a vote, a purge, a snapshot) persists them, and anything lost in a crash is
 //! re-applied from the durable log. Watch events are published only after the commit.
 
-use std::io::Cursor;
+use std::io::{Cursor, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -47,7 +48,8 @@ const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 const REVISION: &str = "revision";
 const SNAPSHOT_META: &str = "snapshot_meta";
-/// Raw snapshot bytes (not JSON-wrapped).
+/// Raw snapshot bytes, where servers before the snapshot files kept them: read if no file
+/// exists, removed at the next snapshot.
 const SNAPSHOT_DATA: &str = "snapshot_data";
 
 /// The metadata part of a persisted watch event.
@@ -122,6 +124,7 @@ struct SnapshotBlob {
 pub struct StateMachine {
     db: Arc<Database>,
     hub: Arc<WatchHub>,
+    snapshots: Arc<SnapshotFiles>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -132,12 +135,108 @@ impl std::fmt::Debug for StateMachine {
 
 impl StateMachine {
     /// Open over the shared database (tables already created) and reset the watch hub to the
-    /// stored revision.
-    pub fn open(db: Arc<Database>, hub: Arc<WatchHub>) -> Result<Self, DbError> {
+    /// stored revision. Snapshots are files in `snapshot_dir` (created if missing).
+    pub fn open(
+        db: Arc<Database>,
+        hub: Arc<WatchHub>,
+        snapshot_dir: impl Into<PathBuf>,
+    ) -> Result<Self, DbError> {
         let revision = read_revision(&db)?;
         hub.restore(revision, read_events(&db)?);
-        Ok(Self { db, hub })
+        let snapshots = SnapshotFiles::open(snapshot_dir.into())?;
+        // Nothing else runs yet: whatever the current metadata does not name is left over
+        // (a crash between a file and its metadata, or before an old file was removed).
+        let current = {
+            let txn = db.begin_read()?;
+            get_json::<SnapshotMeta>(&txn.open_table(SM_META)?, SNAPSHOT_META)?
+        };
+        snapshots.remove_all_but(current.as_ref().map(|m| m.snapshot_id.as_str()));
+        Ok(Self {
+            db,
+            hub,
+            snapshots: Arc::new(snapshots),
+        })
     }
+}
+
+/// The snapshot data, one file per snapshot, named by its id; the redb metadata
+/// (`SNAPSHOT_META`) says which one is current.
+///
+/// Kept out of redb because a snapshot holds every object: written into the database it
+/// held redb's one write transaction (and so every apply) while hundreds of MiB were
+/// copied, checksummed and fsynced; at 50,000 Pods that made the store spend most of its
+/// time snapshotting. A file is written beside the database, and only the small metadata
+/// commit takes the write lock.
+struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+impl SnapshotFiles {
+    fn open(dir: PathBuf) -> Result<Self, DbError> {
+        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        // Ids are `{term}-{node}-{index}-r{revision}` (or `none-r{revision}`): no separators.
+        self.dir.join(format!("{id}.snap"))
+    }
+
+    /// Writes `data` as snapshot `id`, durably (temp file, fsync, rename, fsync the dir).
+    fn write(&self, id: &str, data: &[u8]) -> Result<(), DbError> {
+        let path = self.path(id);
+        let tmp = self.dir.join(format!("{id}.snap.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, &e))?;
+        f.write_all(data)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error(&tmp, &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, &e))?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(&self.dir, &e))
+    }
+
+    fn read(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
+        let path = self.path(id);
+        match std::fs::read(&path) {
+            Ok(data) => Ok(Some(data)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&path, &e)),
+        }
+    }
+
+    /// Removes snapshot `id`'s file, once no metadata names it. Only this one: a build and
+    /// an install may run at once, and each removes only the file it made stale.
+    fn remove(&self, id: &str) {
+        let path = self.path(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "removing an old snapshot")
+            }
+        }
+    }
+
+    /// At start-up: removes every snapshot file but `keep`'s.
+    fn remove_all_but(&self, keep: Option<&str>) {
+        let keep = keep.map(|id| format!("{id}.snap"));
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| Some(n) != keep.as_deref())
+                && let Err(e) = std::fs::remove_file(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "removing an old snapshot");
+            }
+        }
+    }
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> DbError {
+    DbError::Other(format!("{}: {e}", path.display()))
 }
 
 /// The current applied revision.
@@ -183,16 +282,27 @@ pub(crate) fn read_prefix_raw(db: &Database, prefix: &str) -> Result<(u64, Vec<V
     Ok((revision, out))
 }
 
-fn read_current_snapshot(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DbError> {
+fn read_current_snapshot(
+    db: &Database,
+    files: &SnapshotFiles,
+) -> Result<Option<(SnapshotMeta, Vec<u8>)>, DbError> {
     let txn = db.begin_read()?;
     let meta_table = txn.open_table(SM_META)?;
     let Some(meta) = get_json::<SnapshotMeta>(&meta_table, SNAPSHOT_META)? else {
         return Ok(None);
     };
-    let data = meta_table
-        .get(SNAPSHOT_DATA)?
-        .map(|v| v.value().to_vec())
-        .ok_or_else(|| DbError::Other("snapshot metadata without snapshot data".into()))?;
+    let data = match files.read(&meta.snapshot_id)? {
+        Some(data) => data,
+        None => meta_table
+            .get(SNAPSHOT_DATA)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| {
+                DbError::Other(format!(
+                    "snapshot {} has metadata but no data",
+                    meta.snapshot_id
+                ))
+            })?,
+    };
     Ok(Some((meta, data)))
 }
 
@@ -315,7 +425,10 @@ fn node_ports_held_by_others(
     Ok(held)
 }
 
-fn build_snapshot(db: &Database) -> Result<(SnapshotMeta, Vec<u8>), DbError> {
+fn build_snapshot(
+    db: &Database,
+    files: &SnapshotFiles,
+) -> Result<(SnapshotMeta, Vec<u8>), DbError> {
     let blob = {
         let txn = db.begin_read()?;
         let meta = txn.open_table(SM_META)?;
@@ -348,23 +461,43 @@ fn build_snapshot(db: &Database) -> Result<(SnapshotMeta, Vec<u8>), DbError> {
         last_membership: blob.membership,
         snapshot_id,
     };
+    // The data first, outside any write transaction; then the metadata that makes it
+    // current. A crash in between leaves a file no metadata names, removed next time.
+    files.write(&meta.snapshot_id, &data)?;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
-    {
+    // What becomes stale: the snapshot this one replaces, or this one if it lost.
+    let stale = {
         let mut table = txn.open_table(SM_META)?;
         let current: Option<SnapshotMeta> = get_json(&table, SNAPSHOT_META)?;
         // An installed snapshot may have overtaken this build; never replace a newer one.
-        if current.is_none_or(|c| c.last_log_id <= meta.last_log_id) {
-            put_json(&mut table, SNAPSHOT_META, &meta)?;
-            table.insert(SNAPSHOT_DATA, data.as_slice())?;
+        match current {
+            Some(c) if c.last_log_id > meta.last_log_id => Some(meta.snapshot_id.clone()),
+            current => {
+                put_json(&mut table, SNAPSHOT_META, &meta)?;
+                table.remove(SNAPSHOT_DATA)?;
+                current
+                    .map(|c| c.snapshot_id)
+                    .filter(|id| *id != meta.snapshot_id)
+            }
         }
-    }
+    };
     txn.commit()?;
+    if let Some(id) = stale {
+        files.remove(&id);
+    }
     Ok((meta, data))
 }
 
-fn install_snapshot(db: &Database, meta: &SnapshotMeta, data: Vec<u8>) -> Result<u64, DbError> {
+fn install_snapshot(
+    db: &Database,
+    files: &SnapshotFiles,
+    meta: &SnapshotMeta,
+    data: Vec<u8>,
+) -> Result<u64, DbError> {
     let blob: SnapshotBlob = serde_json::from_slice(&data)?;
+    files.write(&meta.snapshot_id, &data)?;
+    let replaced;
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     txn.delete_table(OBJECTS)?;
@@ -376,20 +509,26 @@ fn install_snapshot(db: &Database, meta: &SnapshotMeta, data: Vec<u8>) -> Result
             objects.insert(key.as_str(), object.get().as_bytes())?;
         }
         let mut table = txn.open_table(SM_META)?;
+        replaced = get_json::<SnapshotMeta>(&table, SNAPSHOT_META)?
+            .map(|c| c.snapshot_id)
+            .filter(|id| *id != meta.snapshot_id);
         put_json(&mut table, LAST_APPLIED, &meta.last_log_id)?;
         put_json(&mut table, LAST_MEMBERSHIP, &meta.last_membership)?;
         put_json(&mut table, REVISION, &blob.revision)?;
         put_json(&mut table, SNAPSHOT_META, meta)?;
-        table.insert(SNAPSHOT_DATA, data.as_slice())?;
+        table.remove(SNAPSHOT_DATA)?;
     }
     txn.commit()?;
+    if let Some(id) = replaced {
+        files.remove(&id);
+    }
     Ok(blob.revision)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let db = self.db.clone();
-        let (meta, data) = blocking(move || build_snapshot(&db))
+        let (db, files) = (self.db.clone(), self.snapshots.clone());
+        let (meta, data) = blocking(move || build_snapshot(&db, &files))
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
@@ -449,10 +588,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let db = self.db.clone();
+        let (db, files) = (self.db.clone(), self.snapshots.clone());
         let owned_meta = meta.clone();
         let data = snapshot.into_inner();
-        let revision = blocking(move || install_snapshot(&db, &owned_meta, data))
+        let revision = blocking(move || install_snapshot(&db, &files, &owned_meta, data))
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.hub.reset(revision);
@@ -461,8 +600,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let db = self.db.clone();
-        let current = blocking(move || read_current_snapshot(&db))
+        let (db, files) = (self.db.clone(), self.snapshots.clone());
+        let current = blocking(move || read_current_snapshot(&db, &files))
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(current.map(|(meta, data)| Snapshot {

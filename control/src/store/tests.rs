@@ -18,7 +18,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = TempDir::new().expect("tempdir");
         let db = db::open(&dir.path().join("raft.redb")).expect("open redb");
-        let sm = StateMachine::open(db.clone(), Arc::new(WatchHub::new(1000))).expect("open sm");
+        let sm = StateMachine::open(
+            db.clone(),
+            Arc::new(WatchHub::new(1000)),
+            dir.path().join("snapshots"),
+        )
+        .expect("open sm");
         Ok((dir, LogStore::new(db), sm))
     }
 }
@@ -445,4 +450,17 @@ async fn replication_reads_about_a_mebibyte_of_entries_at_a_time_but_always_one(
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
+}
+
+#[test]
+fn snapshot_files_that_no_metadata_names_are_removed_at_open() {
+    let dir = TempDir::new().expect("tempdir");
+    let snapshots = dir.path().join("snapshots");
+    std::fs::create_dir_all(&snapshots).expect("mkdir");
+    // A build that crashed after its file, and one that crashed while writing it.
+    std::fs::write(snapshots.join("1-1-10-r5.snap"), b"{}").expect("write");
+    std::fs::write(snapshots.join("1-1-20-r9.snap.tmp"), b"{").expect("write");
+    let db = db::open(&dir.path().join("raft.redb")).expect("open redb");
+    StateMachine::open(db, Arc::new(WatchHub::new(10)), &snapshots).expect("open sm");
+    assert_eq!(std::fs::read_dir(&snapshots).expect("read dir").count(), 0);
 }
