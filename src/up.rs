@@ -20,6 +20,7 @@ use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
 use ketch_control::scheduler::ScoringStrategy;
 use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use serde::Deserialize;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::commands::{AllInOne, AllInOneOptions, Signals};
 use crate::{AgentArgs, Connection};
@@ -308,7 +309,7 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
     }));
     // Aborted when dropped: on Ctrl-C this future is dropped before the server stops, and
     // a log stream left running would end in an error from the stopping agent.
-    let mut following: BTreeMap<String, AbortOnDrop> = BTreeMap::new();
+    let mut following: BTreeMap<String, AbortOnDropHandle<()>> = BTreeMap::new();
     while let Some(ev) = streams.next().await {
         let pods = match ev {
             Ok(Event::Added(p) | Event::Modified(p)) => vec![p],
@@ -326,7 +327,7 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
             let Some(uid) = p.metadata.uid.clone() else {
                 continue;
             };
-            if !running || following.get(&uid).is_some_and(|t| !t.0.is_finished()) {
+            if !running || following.get(&uid).is_some_and(|t| !t.is_finished()) {
                 continue;
             }
             let ns = p.metadata.namespace.clone().unwrap_or_default();
@@ -339,7 +340,7 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
             let client = client.clone();
             following.insert(
                 uid,
-                AbortOnDrop(tokio::spawn(async move {
+                AbortOnDropHandle::new(tokio::spawn(async move {
                     let many = containers.len() > 1;
                     let tasks = containers.into_iter().map(|c| {
                         let prefix = if many {
@@ -353,15 +354,6 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
                 })),
             );
         }
-    }
-}
-
-/// A task that is aborted when its handle is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -16,6 +16,7 @@ use ketch_api::core::{
 use ketch_client::{Client, ListParams};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio_util::task::AbortOnDropHandle;
 
 use ketch_api::runtime::{Runtime, RuntimeChoice};
 
@@ -244,24 +245,21 @@ struct CState {
     started: bool,
     /// Its readiness probe passes (or it has none).
     ready: bool,
-    /// The probes of the current run: what each does, its state, and its task (aborted when
-    /// the probe is dropped from here).
+    /// The probes of the current run: what each does, its state, and its task.
     probes: Vec<RunningProbe>,
 }
 
-/// One probe of a running container.
+/// One probe of a running container; dropping it stops its task.
 struct RunningProbe {
     spec: probe::Spec,
     tracker: probe::Tracker,
-    task: tokio::task::AbortHandle,
+    _task: AbortOnDropHandle<()>,
 }
 
 impl CState {
     /// Ends the probes of the current run.
     fn stop_probes(&mut self) {
-        for p in self.probes.drain(..) {
-            p.task.abort();
-        }
+        self.probes.clear();
         self.ready = false;
         self.started = false;
     }
@@ -715,7 +713,7 @@ impl Worker {
                 c.probes.push(RunningProbe {
                     spec,
                     tracker: probe::Tracker::new(kind),
-                    task,
+                    _task: task,
                 });
             }
         }
@@ -747,14 +745,8 @@ impl Worker {
             (ProbeKind::Startup, Some(true)) => {
                 let c = &mut self.containers[i];
                 c.started = true;
-                // Its job is done: its task stops calling the container.
-                c.probes.retain(|p| {
-                    let keep = p.spec.kind != ProbeKind::Startup;
-                    if !keep {
-                        p.task.abort();
-                    }
-                    keep
-                });
+                // Its job is done: dropping it stops its task calling the container.
+                c.probes.retain(|p| p.spec.kind != ProbeKind::Startup);
                 self.start_probes(i, &[ProbeKind::Liveness, ProbeKind::Readiness]);
             }
             (ProbeKind::Startup | ProbeKind::Liveness, Some(false)) => {

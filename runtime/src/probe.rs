@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::body::Body;
 use ketch_api::core::{Container, IntOrString, Probe};
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::workload::{TargetPort, Workload};
 
@@ -255,8 +256,8 @@ pub(crate) fn spawn(
     container: usize,
     generation: u64,
     tx: mpsc::UnboundedSender<Report>,
-) -> tokio::task::AbortHandle {
-    tokio::spawn(async move {
+) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::spawn(async move {
         tokio::time::sleep(spec.initial_delay).await;
         let mut tick = tokio::time::interval(spec.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -274,8 +275,7 @@ pub(crate) fn spawn(
                 return;
             }
         }
-    })
-    .abort_handle()
+    }))
 }
 
 #[cfg(test)]
@@ -380,26 +380,17 @@ mod tests {
     #[test]
     fn startup_ends_by_passing_once_or_by_failure_threshold_in_a_row() {
         let s = spec(Kind::Startup, 1, 3);
-        let mut t = Tracker::new(Kind::Startup);
-        assert_eq!(t.passing(), None);
-        assert_eq!(t.record(true, &s), Some(true), "one success: started");
-
-        let mut t = Tracker::new(Kind::Startup);
-        assert_eq!(t.record(false, &s), None);
-        assert_eq!(t.record(false, &s), None);
-        assert_eq!(
-            t.record(true, &s),
-            Some(true),
-            "a success before the threshold"
-        );
-
-        let mut t = Tracker::new(Kind::Startup);
-        assert_eq!(t.record(false, &s), None);
-        assert_eq!(t.record(false, &s), None);
-        assert_eq!(
-            t.record(false, &s),
-            Some(false),
-            "killed at the failure threshold"
-        );
+        assert_eq!(Tracker::new(Kind::Startup).passing(), None);
+        // Each run on a fresh tracker: the state changes reported, attempt by attempt.
+        let cases: [(&[bool], &[Option<bool>]); 3] = [
+            (&[true], &[Some(true)]),
+            (&[false, false, true], &[None, None, Some(true)]),
+            (&[false, false, false], &[None, None, Some(false)]),
+        ];
+        for (attempts, expected) in cases {
+            let mut t = Tracker::new(Kind::Startup);
+            let got: Vec<_> = attempts.iter().map(|ok| t.record(*ok, &s)).collect();
+            assert_eq!(got, expected, "attempts {attempts:?}");
+        }
     }
 }
