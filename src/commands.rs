@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use ketch_control::runner::ControlOptions;
 use ketch_control::runner::leader::{self, LeaderGated};
-use ketch_control::scheduler::ScoringStrategy;
+use ketch_control::scheduler::Profile;
 use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
 use crate::{AgentArgs, Connection, GatewayArgs, Output};
@@ -98,8 +98,8 @@ pub struct AllInOneOptions {
     pub join: Option<String>,
     pub agent: Option<AgentArgs>,
     pub node_grace: std::time::Duration,
-    /// How the scheduler ranks the nodes a Pod fits on.
-    pub scoring: ScoringStrategy,
+    /// How the scheduler looks for and ranks the nodes a Pod fits on.
+    pub scheduler: Profile,
     /// `--snapshot-count`: applied raft entries between snapshots.
     pub snapshot_count: u64,
     /// Gateway address when `--gateway` is not given.
@@ -147,7 +147,7 @@ impl AllInOne {
             Client::new(&url, &server.token)?.no_forward(),
             ControlOptions {
                 node_grace: Some(opts.node_grace),
-                scoring: opts.scoring,
+                scheduler: opts.scheduler,
             },
             leader::leadership(server.store().clone()),
         );

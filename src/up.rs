@@ -17,7 +17,6 @@ use ketch_api::networking::Ingress;
 use ketch_client::manifest::{self, Manifest, display_name};
 use ketch_client::{Client, Event, ListParams, LogOptions};
 use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
-use ketch_control::scheduler::ScoringStrategy;
 use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use serde::Deserialize;
 use tokio_util::task::AbortOnDropHandle;
@@ -122,7 +121,7 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
             join: None,
             agent: Some(args.agent),
             node_grace: Duration::from_secs(40),
-            scoring: ScoringStrategy::default(),
+            scheduler: Default::default(),
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             default_gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),
         },

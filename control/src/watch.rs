@@ -38,13 +38,24 @@ pub struct WatchEvent {
 
 impl WatchEvent {
     pub fn new(revision: u64, event: EventType, key: String, object: &Value) -> Self {
+        let bytes = serde_json::to_vec(object).expect("JSON values always serialize");
+        Self::serialized(revision, event, key, object, bytes.into())
+    }
+
+    /// Like [`WatchEvent::new`], with `bytes` already holding `object` serialized (the state
+    /// machine serializes each object once, for the table and the event).
+    pub fn serialized(
+        revision: u64,
+        event: EventType,
+        key: String,
+        object: &Value,
+        bytes: Bytes,
+    ) -> Self {
         let attrs = attrs_of(plural_of_key(&key), object);
         Self {
             revision,
             event,
-            object: serde_json::to_vec(object)
-                .expect("JSON values always serialize")
-                .into(),
+            object: bytes,
             attrs,
             key,
             previous: None,

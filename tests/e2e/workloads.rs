@@ -211,6 +211,79 @@ fn a_pod_no_node_can_take_stays_pending_with_the_reason() {
     assert!(message.starts_with("0/1 nodes are available"), "{message}");
 }
 
+/// Registers `n` Ready nodes (names `n000`…) that offer Wasm, without agents: the scheduler
+/// only needs their objects.
+fn register_nodes(s: &Server, n: usize) {
+    let client = s.client();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let nodes = &ketch_api::resource::NODES;
+    rt.block_on(futures_util::future::join_all((0..n).map(|i| {
+        let client = client.clone();
+        async move {
+            let name = format!("n{i:03}");
+            let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name}});
+            client.create(nodes, None, &node).await.unwrap();
+            let status = serde_json::json!({"status": {
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "runtimeHandlers": [{"name": "wasm"}]}});
+            client
+                .merge_patch(nodes, None, &name, &status, true)
+                .await
+                .unwrap();
+        }
+    })));
+}
+
+#[test]
+fn on_large_clusters_the_scheduler_scores_the_share_of_nodes_it_is_told() {
+    // 200 empty nodes, bin-packing. Scoring every node puts all Pods on the first node;
+    // scoring half of them makes each placement look at the next 100 nodes, so the Pods
+    // alternate between the first node of each half (kube-scheduler's
+    // percentageOfNodesToScore behaves the same).
+    for (percentage, want) in [
+        ("100", vec![("n000", 4)]),
+        ("50", vec![("n000", 2), ("n100", 2)]),
+    ] {
+        let s = Server::start_with(&["--no-agent", "--percentage-of-nodes-to-score", percentage]);
+        register_nodes(&s, 200);
+        for i in 0..4 {
+            let manifest = format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  labels: {{app: sampled}}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n    resources: {{requests: {{cpu: 100m}}}}\n",
+                ketch_test_guests::HELLO
+            );
+            let f = write_file(s.dir.path(), &format!("p{i}.yaml"), &manifest);
+            s.ok(&["apply", "-f", f.to_str().unwrap()]);
+            // One at a time, so each placement follows the previous one.
+            eventually(30, "the Pod bound", || {
+                let p: Value =
+                    serde_json::from_str(&s.ok(&["get", "pod", &format!("p{i}"), "-o", "json"]))
+                        .unwrap();
+                p["spec"]["nodeName"].as_str().map(str::to_string)
+            });
+        }
+        let mut placed = std::collections::BTreeMap::new();
+        for p in pods(&s, "app=sampled") {
+            *placed
+                .entry(p["spec"]["nodeName"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+        let want: std::collections::BTreeMap<String, i32> =
+            want.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+        assert_eq!(placed, want, "--percentage-of-nodes-to-score {percentage}");
+    }
+    // Out of range is refused by name.
+    let s = Server::start();
+    let out = s.ketch(&["server", "--percentage-of-nodes-to-score", "101"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--percentage-of-nodes-to-score"), "{err}");
+}
+
 #[test]
 fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
     let s = Server::start_with(&["--no-agent"]);

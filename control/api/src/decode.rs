@@ -234,6 +234,11 @@ fn render(v: &Value) -> String {
 
 /// Strictly decodes JSON into a typed object; the error names the full field path.
 pub fn decode<T: Resource>(value: &Value) -> Result<T, FieldError> {
+    // Most objects are valid: decode without tracking the path (which costs on every field,
+    // and admission runs on every write), and decode again with it only to explain a failure.
+    if let Ok(obj) = T::deserialize(value) {
+        return Ok(obj);
+    }
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };

@@ -44,7 +44,7 @@ use self::controllers::{
 use self::informer::{Informer, key_of};
 use self::queue::{Reconciler, WorkQueue};
 use crate::controllers::node_lifecycle;
-use crate::scheduler::ScoringStrategy;
+use crate::scheduler::Profile;
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +80,8 @@ pub fn now() -> String {
 /// How the control plane behaves.
 #[derive(Debug, Clone, Default)]
 pub struct ControlOptions {
-    /// How the scheduler ranks nodes that fit.
-    pub scoring: ScoringStrategy,
+    /// How the scheduler looks for and ranks nodes that fit.
+    pub scheduler: Profile,
     /// How long a node may go without renewing its Lease before it is marked not Ready
     /// (`None`: Kubernetes' 40 s).
     pub node_grace: Option<Duration>,
@@ -240,7 +240,7 @@ impl ControlPlane {
         ));
 
         let sched =
-            scheduler::Scheduler::new(client, caches.pods.clone(), nodes.clone(), opts.scoring);
+            scheduler::Scheduler::new(client, caches.pods.clone(), nodes.clone(), opts.scheduler);
         tasks.spawn(sched.run());
 
         ControlPlane {

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use super::informer::{Change, Informer, key_of};
 use super::now;
 use crate::scheduler::cache::{SchedulerCache, is_finished};
-use crate::scheduler::{NodeInfo, Placement, ScoringStrategy, place};
+use crate::scheduler::{NodeInfo, Placement, Profile};
 
 /// The most bindings (or unschedulable markings) written at once; also the largest batch of
 /// placements between two looks at the informers' changes.
@@ -61,7 +61,7 @@ pub struct Scheduler {
     client: Client,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
-    strategy: ScoringStrategy,
+    profile: Profile,
 }
 
 /// What happened to one pod of a batch.
@@ -349,11 +349,8 @@ impl State {
 
     /// Places one pod taken from the queue: assumes it on its node at once and marks its
     /// write as in flight.
-    fn place(&mut self, key: &str, pod: &Pod, strategy: ScoringStrategy) -> Placement {
-        let placement = place(pod, self.cache.snapshot(), strategy);
-        if let Placement::Bind(node) = &placement {
-            self.cache.assume(key, pod, node);
-        }
+    fn place(&mut self, key: &str, pod: &Pod, profile: Profile) -> Placement {
+        let placement = self.cache.place(key, pod, profile);
         self.in_flight.insert(key.to_string());
         placement
     }
@@ -384,13 +381,13 @@ impl Scheduler {
         client: Client,
         pods: Informer<Pod>,
         nodes: Informer<Node>,
-        strategy: ScoringStrategy,
+        profile: Profile,
     ) -> Self {
         Scheduler {
             client,
             pods,
             nodes,
-            strategy,
+            profile,
         }
     }
 
@@ -468,7 +465,7 @@ impl Scheduler {
         let started = std::time::Instant::now();
         let n = batch.len();
         for (key, pod) in batch {
-            let placement = state.place(&key, &pod, self.strategy);
+            let placement = state.place(&key, &pod, self.profile);
             let (client, events) = (self.client.clone(), events.clone());
             let write = Write {
                 key,
@@ -805,7 +802,7 @@ mod tests {
             .take(usize::MAX, pods)
             .into_iter()
             .map(|(key, pod)| {
-                let p = state.place(&key, &pod, ScoringStrategy::MostAllocated);
+                let p = state.place(&key, &pod, Profile::default());
                 (key, p)
             })
             .collect()

@@ -17,7 +17,10 @@ use std::collections::HashMap;
 
 use ketch_api::core::Pod;
 
-use super::{ClusterSnapshot, NodeInfo, Requests, Runtime, Usage, pod_requests, pod_runtime};
+use super::{
+    ClusterSnapshot, NodeInfo, Placement, Profile, Requests, Runtime, Usage, place_from,
+    pod_requests, pod_runtime,
+};
 
 /// What one pod takes from its node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +88,9 @@ pub struct SchedulerCache {
     /// Usage on nodes without a Node object: a pod can be bound before its node registers,
     /// or outlive it.
     orphans: HashMap<String, Usage>,
+    /// Where the next [`SchedulerCache::place`] starts checking nodes (see
+    /// [`super::NodesToScore`]).
+    next_start: usize,
 }
 
 fn node_name(p: &Pod) -> Option<&str> {
@@ -216,6 +222,26 @@ impl SchedulerCache {
     /// Applies a deleted pod. Returns whether capacity was freed.
     pub fn remove_pod(&mut self, key: &str) -> bool {
         self.replace(key, None)
+    }
+
+    /// Places the pod at `key` ([`place_from`], continuing from where the previous placement
+    /// stopped) and assumes it on the chosen node at once.
+    pub fn place(&mut self, key: &str, pod: &Pod, profile: Profile) -> Placement {
+        let start = self.next_start;
+        let snapshot = self.snapshot();
+        let total = snapshot.nodes().len();
+        let (placement, checked) = place_from(
+            pod,
+            snapshot,
+            profile.scoring,
+            start,
+            profile.nodes_to_score.feasible_to_find(total),
+        );
+        self.next_start = (start + checked) % total.max(1);
+        if let Placement::Bind(node) = &placement {
+            self.assume(key, pod, node);
+        }
+        placement
     }
 
     /// Counts `pod` against `node` before its binding is visible. Returns false, changing
@@ -560,5 +586,30 @@ mod tests {
             assert_eq!(c.usage(n), rebuilt.node(n).unwrap().requested, "{n}");
         }
         assert_eq!(c.pod_count(), live.len());
+    }
+
+    #[test]
+    fn placements_continue_where_the_last_stopped_and_assume_at_once() {
+        let mut c = SchedulerCache::new();
+        for i in 0..200 {
+            c.set_node(node(&format!("n{i:03}")));
+        }
+        let profile = Profile {
+            nodes_to_score: crate::scheduler::NodesToScore::percentage(50),
+            ..Profile::default()
+        };
+        let mut placed = Vec::new();
+        for i in 0..4 {
+            let p = pod(&format!("p{i}"), &format!("u{i}"), "1", "file:/a.wasm");
+            match c.place(&format!("default/p{i}"), &p, profile) {
+                Placement::Bind(n) => placed.push(n),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Each placement scores 100 of the 200 empty nodes, alternating halves; once a node
+        // in a half holds a pod, bin-packing prefers it.
+        assert_eq!(placed, ["n000", "n100", "n000", "n100"]);
+        assert_eq!(cpu(&c, "n000"), (2000, 2));
+        assert!(c.is_assumed("default/p2", "u2"));
     }
 }

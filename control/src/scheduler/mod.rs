@@ -56,6 +56,13 @@ pub enum ScoringStrategy {
     LeastAllocated,
 }
 
+/// The scheduler's settings (the parts of a kube-scheduler profile ketch has).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub scoring: ScoringStrategy,
+    pub nodes_to_score: NodesToScore,
+}
+
 /// The scheduling decision for one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -455,34 +462,109 @@ impl ClusterSnapshot {
     }
 }
 
-/// Chooses a node for `pod`, or explains why none fits.
+/// How many nodes a placement looks at: kube-scheduler's `percentageOfNodesToScore`.
+///
+/// On a large cluster, checking and scoring every node for every pod costs more than the
+/// better choice is worth. A placement therefore stops once it has found this share of the
+/// nodes feasible, starting where the previous placement stopped (see [`place_from`]), so
+/// every node is still considered in turn. Clusters under [`MIN_FEASIBLE_NODES_TO_FIND`]
+/// nodes are always searched whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodesToScore {
+    /// 1..=100; 0 means adaptive: 50 % minus 1 % per 125 nodes, at least 5 %, which is
+    /// kube-scheduler's default (10 % at 5,000 nodes).
+    percentage: u8,
+}
+
+/// Below this many nodes, or feasible nodes to find, sampling never applies.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// The adaptive percentage never goes below this.
+const MIN_ADAPTIVE_PERCENTAGE: usize = 5;
+
+impl NodesToScore {
+    /// kube-scheduler's default: adaptive.
+    pub const ADAPTIVE: NodesToScore = NodesToScore { percentage: 0 };
+    /// Every node, for every pod.
+    pub const ALL: NodesToScore = NodesToScore { percentage: 100 };
+
+    /// `percentage` of the nodes (0: adaptive); values above 100 mean 100.
+    pub fn percentage(percentage: u8) -> Self {
+        NodesToScore {
+            percentage: percentage.min(100),
+        }
+    }
+
+    /// How many feasible nodes a placement among `total` nodes looks for before it stops.
+    pub fn feasible_to_find(self, total: usize) -> usize {
+        if total < MIN_FEASIBLE_NODES_TO_FIND || self.percentage == 100 {
+            return total;
+        }
+        let pct = match self.percentage {
+            0 => 50usize
+                .saturating_sub(total / 125)
+                .max(MIN_ADAPTIVE_PERCENTAGE),
+            p => usize::from(p),
+        };
+        (total * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+    }
+}
+
+/// Chooses a node for `pod` among all nodes, or explains why none fits.
 ///
 /// `spec.nodeName` is not consulted: callers pass pods that still need a node. Cost is one pass
 /// over the nodes that allocates only the returned name; an unschedulable pod costs a second
 /// pass that builds the message.
 pub fn place(pod: &Pod, nodes: &ClusterSnapshot, strategy: ScoringStrategy) -> Placement {
+    place_from(pod, nodes, strategy, 0, usize::MAX).0
+}
+
+/// Like [`place`], but checks nodes from position `start` (wrapping around) and scores only
+/// the first `feasible_to_find` nodes that fit ([`NodesToScore::feasible_to_find`]). Returns
+/// the placement and how many nodes were checked, which the caller adds to `start` for the
+/// next pod, as kube-scheduler does. Ties in score go to the smallest node name among those
+/// scored. A pod that fits nowhere was checked against every node, so its message counts all
+/// of them.
+pub fn place_from(
+    pod: &Pod,
+    nodes: &ClusterSnapshot,
+    strategy: ScoringStrategy,
+    start: usize,
+    feasible_to_find: usize,
+) -> (Placement, usize) {
     let facts = PodFacts::of(pod, nodes.offers_containers);
     let most = strategy == ScoringStrategy::MostAllocated;
+    let total = nodes.nodes.len();
+    let start = if total == 0 { 0 } else { start % total };
     let mut best = usize::MAX;
     let mut best_score = f64::NEG_INFINITY;
-    for (i, node) in nodes.nodes.iter().enumerate() {
+    let mut feasible = 0;
+    let mut checked = 0;
+    // Positions start..total, then 0..start.
+    for i in (start..total).chain(0..start) {
+        if feasible >= feasible_to_find {
+            break;
+        }
+        checked += 1;
+        let node = &nodes.nodes[i];
         if node.check(&facts).is_err() {
             continue;
         }
+        feasible += 1;
         let u = node.utilization_after(&facts);
         let score = if most { u } else { -u };
-        // Strictly greater: on a tie the earlier (smaller) name stays.
-        if best == usize::MAX || score > best_score {
+        // On a tie the smaller position, which is the smaller name, wins.
+        if best == usize::MAX || score > best_score || (score == best_score && i < best) {
             best = i;
             best_score = score;
         }
     }
-    match nodes.nodes.get(best) {
+    let placement = match nodes.nodes.get(best) {
         Some(node) => Placement::Bind(node.name.clone()),
         None => Placement::Unschedulable {
             message: unschedulable_message(&facts, nodes),
         },
-    }
+    };
+    (placement, checked)
 }
 
 fn unschedulable_message(pod: &PodFacts, snap: &ClusterSnapshot) -> String {
@@ -978,5 +1060,75 @@ mod tests {
             assert!(u.cpu_millis <= n.allocatable.cpu_millis, "{}", n.name);
             assert!(u.memory_bytes <= n.allocatable.memory_bytes, "{}", n.name);
         }
+    }
+
+    #[test]
+    fn nodes_to_score_follows_kube_schedulers_numbers() {
+        let cases = [
+            // (setting, nodes, feasible to find)
+            (NodesToScore::ADAPTIVE, 0, 0),
+            (NodesToScore::ADAPTIVE, 99, 99),
+            (NodesToScore::ADAPTIVE, 100, 100),
+            (NodesToScore::ADAPTIVE, 1_000, 420),
+            (NodesToScore::ADAPTIVE, 5_000, 500),
+            (NodesToScore::ADAPTIVE, 20_000, 1_000),
+            (NodesToScore::percentage(30), 1_000, 300),
+            (NodesToScore::percentage(10), 200, 100),
+            (NodesToScore::percentage(200), 5_000, 5_000),
+            (NodesToScore::ALL, 5_000, 5_000),
+        ];
+        for (setting, total, want) in cases {
+            assert_eq!(
+                setting.feasible_to_find(total),
+                want,
+                "{setting:?} of {total}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sampled_placement_starts_where_the_last_stopped_and_wraps() {
+        let nodes: Vec<Node> = (0..300)
+            .map(|i| {
+                // Every tenth node is too small for the pod.
+                let cpu = if i % 10 == 9 { "100m" } else { "4" };
+                node(&format!("n{i:03}"), cpu, "8Gi")
+            })
+            .collect();
+        let snap = ClusterSnapshot::new(&nodes, &[]);
+        let p = pod("p", "1", "1Gi");
+        // 50 fitting nodes are found among the first 55, starting at n100; ties go to the
+        // smallest name scored.
+        let (placement, checked) = place_from(&p, &snap, ScoringStrategy::MostAllocated, 100, 50);
+        assert_eq!((bind(placement), checked), ("n100".to_string(), 55));
+        // From n280 the search wraps to n000, which wins the tie.
+        let (placement, checked) = place_from(&p, &snap, ScoringStrategy::MostAllocated, 280, 50);
+        assert_eq!((bind(placement), checked), ("n000".to_string(), 55));
+        // A fuller node in the sample wins over emptier ones outside it.
+        let snap = ClusterSnapshot::new(&nodes, &[bound(pod("q", "2", "1Gi"), "n120")]);
+        let (placement, _) = place_from(&p, &snap, ScoringStrategy::MostAllocated, 100, 50);
+        assert_eq!(bind(placement), "n120");
+        let (placement, _) = place_from(&p, &snap, ScoringStrategy::MostAllocated, 200, 50);
+        assert_eq!(bind(placement), "n200");
+    }
+
+    #[test]
+    fn a_pod_that_fits_nowhere_is_checked_against_every_node() {
+        let nodes: Vec<Node> = (0..150)
+            .map(|i| node(&format!("n{i:03}"), "1", "1Gi"))
+            .collect();
+        let snap = ClusterSnapshot::new(&nodes, &[]);
+        let (placement, checked) = place_from(
+            &pod("big", "2", "1Mi"),
+            &snap,
+            ScoringStrategy::MostAllocated,
+            70,
+            100,
+        );
+        assert_eq!(checked, 150);
+        assert_eq!(
+            message(placement),
+            "0/150 nodes are available: 150 Insufficient cpu."
+        );
     }
 }

@@ -725,12 +725,18 @@ async fn update(
             nodeports::drop_stale_node_ports(&mut obj, &current);
         }
     }
-    let admitted = admit(path.info, obj)?;
+    let mut admitted = admit(path.info, obj)?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (object, _reserved) =
-            assign_node_ports(st, path, &name, admitted.clone(), false).await?;
+        // Only a Service write can lose a node-port race and go round again: anything else
+        // hands its object over rather than copying it.
+        let object = if is_service_spec(path) {
+            admitted.clone()
+        } else {
+            std::mem::take(&mut admitted)
+        };
+        let (object, _reserved) = assign_node_ports(st, path, &name, object, false).await?;
         let result = submit(
             st,
             Write::Update {
@@ -893,18 +899,20 @@ async fn patch(
             .store
             .get(&path.key())?
             .ok_or_else(|| ApiError::not_found(path.info, &name))?;
-        let mut next = current.clone();
+        let rv = meta_str(&current, "resourceVersion")
+            .unwrap_or_default()
+            .to_string();
+        // The stored object is needed after the merge only to compare a Service's node ports.
+        let before = is_service_spec(path).then(|| current.clone());
+        let mut next = current;
         merge_patch(&mut next, &patch);
         if !explicit_rv {
-            let rv = meta_str(&current, "resourceVersion")
-                .unwrap_or_default()
-                .to_string();
             meta_mut(&mut next)?.insert("resourceVersion".into(), json!(rv));
         }
         check_name(&next, path)?;
         place_in_namespace(&mut next, path)?;
-        if is_service_spec(path) {
-            nodeports::drop_stale_node_ports(&mut next, &current);
+        if let Some(before) = &before {
+            nodeports::drop_stale_node_ports(&mut next, before);
         }
         let admitted = admit(path.info, next)?;
         let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, false).await?;

@@ -9,7 +9,8 @@ use super::command::{Applied, EventType, UpdateScope, Write, WriteError};
 /// What the state machine must do to its table after a write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    Put(Value),
+    /// Store [`Applied::object`] (kept in one place: objects are not copied for this).
+    Put,
     Remove,
 }
 
@@ -47,7 +48,7 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
             let current = current.ok_or(WriteError::NotFound)?;
             check_preconditions(current, object)?;
             let mut next = merge_update(current, object, *scope);
-            if strip_rv(&next) == strip_rv(current) {
+            if equal_ignoring_rv(&next, current) {
                 return Ok((
                     Applied {
                         object: current.clone(),
@@ -224,10 +225,10 @@ pub fn check_node_ports(
 fn changed(object: Value, event: EventType) -> Decision {
     Ok((
         Applied {
-            object: object.clone(),
+            object,
             event: Some(event),
         },
-        Some(Mutation::Put(object)),
+        Some(Mutation::Put),
     ))
 }
 
@@ -346,12 +347,30 @@ fn rv_value(revision: u64) -> Value {
     Value::from(revision.to_string())
 }
 
-fn strip_rv(object: &Value) -> Value {
-    let mut o = object.clone();
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-    }
-    o
+/// Whether two objects are equal apart from `metadata.resourceVersion`; compares in place,
+/// since an update that changes nothing is checked on every write.
+fn equal_ignoring_rv(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let meta_eq = |ma: &Map<String, Value>, mb: &Map<String, Value>| {
+        let others =
+            |m: &Map<String, Value>| m.len() - usize::from(m.contains_key("resourceVersion"));
+        others(ma) == others(mb)
+            && ma
+                .iter()
+                .filter(|(k, _)| *k != "resourceVersion")
+                .all(|(k, v)| mb.get(k) == Some(v))
+    };
+    a.len() == b.len()
+        && a.iter().all(|(k, va)| match (b.get(k), k.as_str()) {
+            (None, _) => false,
+            (Some(vb), "metadata") => match (va.as_object(), vb.as_object()) {
+                (Some(ma), Some(mb)) => meta_eq(ma, mb),
+                _ => va == vb,
+            },
+            (Some(vb), _) => va == vb,
+        })
 }
 
 fn is_terminating(object: &Value) -> bool {
@@ -395,7 +414,7 @@ mod tests {
                    {"type": "Other", "status": "True"}]);
         let (res, m) = apply_write(Some(&pending), &bind(Some("u1")), 9);
         let bound = res.unwrap().object;
-        assert!(matches!(m, Some(Mutation::Put(_))));
+        assert!(matches!(m, Some(Mutation::Put)));
         assert_eq!(bound["spec"]["nodeName"], "n1");
         assert_eq!(bound["metadata"]["resourceVersion"], "9");
         assert_eq!(bound["metadata"]["generation"], 2);
@@ -435,7 +454,7 @@ mod tests {
         assert_eq!(applied.event, Some(EventType::Added));
         assert_eq!(applied.object["metadata"]["resourceVersion"], "7");
         assert_eq!(applied.object["metadata"]["generation"], 1);
-        assert!(matches!(m, Some(Mutation::Put(_))));
+        assert!(matches!(m, Some(Mutation::Put)));
         let (res, m) = apply_write(Some(&stored(3)), &create(json!({"metadata": {}})), 8);
         assert_eq!(res.unwrap_err(), WriteError::AlreadyExists);
         assert!(m.is_none());
@@ -508,7 +527,7 @@ mod tests {
             marked["metadata"]["deletionTimestamp"],
             "2026-01-01T00:00:00Z"
         );
-        assert!(matches!(m, Some(Mutation::Put(_))));
+        assert!(matches!(m, Some(Mutation::Put)));
         // Deleting again changes nothing.
         let (res, m) = apply_write(Some(&marked), &del, 5);
         assert_eq!(res.unwrap().event, None);
@@ -570,5 +589,42 @@ mod tests {
         assert_eq!(m, Some(Mutation::Remove));
         let (res, _) = apply_write(None, &del(None), 4);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
+    }
+
+    #[test]
+    fn equality_ignores_only_the_resource_version() {
+        let base = json!({"metadata": {"name": "a", "resourceVersion": "3"}, "spec": {"x": 1}});
+        let cases = [
+            (
+                json!({"metadata": {"name": "a", "resourceVersion": "9"}, "spec": {"x": 1}}),
+                true,
+            ),
+            (json!({"metadata": {"name": "a"}, "spec": {"x": 1}}), true),
+            (
+                json!({"spec": {"x": 1}, "metadata": {"resourceVersion": "3", "name": "a"}}),
+                true,
+            ),
+            (
+                json!({"metadata": {"name": "b", "resourceVersion": "3"}, "spec": {"x": 1}}),
+                false,
+            ),
+            (
+                json!({"metadata": {"name": "a", "resourceVersion": "3"}, "spec": {"x": 2}}),
+                false,
+            ),
+            (
+                json!({"metadata": {"name": "a", "uid": "u"}, "spec": {"x": 1}}),
+                false,
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}}),
+                false,
+            ),
+            (json!({"metadata": "odd", "spec": {"x": 1}}), false),
+        ];
+        for (other, want) in cases {
+            assert_eq!(equal_ignoring_rv(&base, &other), want, "{other}");
+            assert_eq!(equal_ignoring_rv(&other, &base), want, "{other} (swapped)");
+        }
     }
 }

@@ -354,11 +354,15 @@ fn apply_entries(
                         };
                         let (result, mutation) =
                             apply_write(current.as_ref(), &write, revision + 1);
-                        if let Some(mutation) = mutation {
+                        let mut stored = None;
+                        // A mutation comes only with a successful write.
+                        if let (Some(mutation), Ok(applied)) = (mutation, &result) {
                             revision += 1;
                             match mutation {
-                                Mutation::Put(object) => {
-                                    objects.insert(key, serde_json::to_vec(&object)?.as_slice())?;
+                                Mutation::Put => {
+                                    let bytes = serde_json::to_vec(&applied.object)?;
+                                    objects.insert(key, bytes.as_slice())?;
+                                    stored = Some(bytes::Bytes::from(bytes));
                                 }
                                 Mutation::Remove => {
                                     objects.remove(key)?;
@@ -370,10 +374,18 @@ fn apply_entries(
                         {
                             let previous =
                                 current.as_ref().filter(|_| event == EventType::Modified);
-                            events.push(
-                                WatchEvent::new(revision, event, key.to_string(), &applied.object)
-                                    .with_previous(previous),
-                            );
+                            let key = key.to_string();
+                            let ev = match stored {
+                                Some(bytes) => WatchEvent::serialized(
+                                    revision,
+                                    event,
+                                    key,
+                                    &applied.object,
+                                    bytes,
+                                ),
+                                None => WatchEvent::new(revision, event, key, &applied.object),
+                            };
+                            events.push(ev.with_previous(previous));
                         }
                         out.push(result);
                     }
