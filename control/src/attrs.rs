@@ -116,12 +116,16 @@ pub fn attrs_of(plural: &str, object: &Value) -> Attrs {
     let mut fields = Vec::new();
     for path in COMMON.iter().chain(kind_fields(plural)) {
         // `source` on Events means `source.component`, as in Kubernetes.
-        let pointer = if *path == "source" {
-            "/source/component".to_string()
+        let dotted = if *path == "source" {
+            "source.component"
         } else {
-            format!("/{}", path.replace('.', "/"))
+            path
         };
-        let value = match object.pointer(&pointer) {
+        // Walked key by key: this runs for every field of every stored change.
+        let found = dotted
+            .split('.')
+            .try_fold(object, |v, key| v.as_object()?.get(key));
+        let value = match found {
             None | Some(Value::Null) => continue,
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),

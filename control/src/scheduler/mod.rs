@@ -3,7 +3,8 @@
 //!
 //! Nothing here performs IO. The scheduler loop (`crate::runner::scheduler`) keeps a
 //! [`cache::SchedulerCache`] current from pod and node changes and from its own placements,
-//! calls [`place`] against its snapshot, and only then writes the bindings. Each placement is
+//! places each pod with [`cache::SchedulerCache::place`] ([`place_from`] against the cache's
+//! snapshot), and only then writes the bindings. Each placement is
 //! assumed in the cache at once, so pods placed one after another never double-book the
 //! capacity one of them just took. [`schedule_batch`] does the same for a plain
 //! [`ClusterSnapshot`] (with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`]).
@@ -14,7 +15,9 @@
 //! [`ScoringStrategy::MostAllocated`] (bin-packing, the default) or
 //! [`ScoringStrategy::LeastAllocated`] (spreading) over the average of the cpu and memory
 //! fractions the node would have in use after placement; ties go to the lexically smallest
-//! node name so a placement is reproducible.
+//! node name so a placement is reproducible. On clusters of 100 nodes or more, a placement
+//! scores only the first share of nodes found to fit ([`NodesToScore`]), starting where the
+//! previous one stopped.
 
 pub mod cache;
 
