@@ -138,13 +138,13 @@ fn placement_only(
         .map(|i| serde_json::from_value(pod_json(i)).unwrap())
         .collect();
     let t = Instant::now();
+    let profile = Profile {
+        nodes_to_score,
+        ..Profile::default()
+    };
     let mut placed = 0;
     for p in &pods {
         let key = format!("default/{}", p.metadata.name());
-        let profile = Profile {
-            nodes_to_score,
-            ..Profile::default()
-        };
         if let Placement::Bind(_) = cache.place(&key, p, profile) {
             placed += 1;
         }

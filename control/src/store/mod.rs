@@ -38,6 +38,13 @@ use crate::watch::WatchHub;
 
 /// How long a proposal or a read barrier may wait for the cluster before giving up.
 const CLUSTER_WAIT: Duration = Duration::from_secs(10);
+/// Raft heartbeat interval (ms); a leader confirms its leadership once per round.
+const HEARTBEAT_MS: u64 = 50;
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(HEARTBEAT_MS);
+/// How long a linearizable read keeps asking for a quorum before it is refused: several
+/// election timeouts, so a missed heartbeat round is not an outage, while a leader cut off
+/// from the majority refuses within about a second (and its followers elect another).
+const QUORUM_RETRY: Duration = Duration::from_secs(1);
 
 /// Where and as whom a server's store runs.
 #[derive(Debug, Clone)]
@@ -159,7 +166,7 @@ impl std::fmt::Debug for Store {
 pub fn raft_config(snapshot_count: u64) -> Config {
     Config {
         cluster_name: "ketch".into(),
-        heartbeat_interval: 50,
+        heartbeat_interval: HEARTBEAT_MS,
         election_timeout_min: 150,
         election_timeout_max: 300,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_count),
@@ -526,18 +533,27 @@ impl Store {
     pub async fn read_barrier(&self) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + CLUSTER_WAIT;
         let last_log = self.inner.raft.metrics().borrow().last_log_index;
-        let res = tokio::time::timeout_at(deadline, self.inner.raft.ensure_linearizable())
-            .await
-            .map_err(|_| StoreError::Unavailable("timed out confirming leadership".into()))?;
-        match res {
-            Ok(_) => {}
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                return Err(not_leader(f));
+        // One heartbeat round without a quorum is no partition: on a loaded machine a
+        // follower's answer can miss the round. Ask again for a few election timeouts before
+        // refusing, so a client sees 503 only when the quorum is really gone.
+        let quorum_deadline = tokio::time::Instant::now() + QUORUM_RETRY;
+        loop {
+            let res = tokio::time::timeout_at(deadline, self.inner.raft.ensure_linearizable())
+                .await
+                .map_err(|_| StoreError::Unavailable("timed out confirming leadership".into()))?;
+            match res {
+                Ok(_) => break,
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(not_leader(f));
+                }
+                Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    if tokio::time::Instant::now() >= quorum_deadline.min(deadline) {
+                        return Err(StoreError::Unavailable(e.to_string()));
+                    }
+                    tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+                }
+                Err(RaftError::Fatal(f)) => return Err(StoreError::Unavailable(f.to_string())),
             }
-            Err(RaftError::APIError(e @ CheckIsLeaderError::QuorumNotEnough(_))) => {
-                return Err(StoreError::Unavailable(e.to_string()));
-            }
-            Err(RaftError::Fatal(f)) => return Err(StoreError::Unavailable(f.to_string())),
         }
         let Some(last_log) = last_log else {
             return Ok(());

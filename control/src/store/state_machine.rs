@@ -374,17 +374,18 @@ fn apply_entries(
                         {
                             let previous =
                                 current.as_ref().filter(|_| event == EventType::Modified);
-                            let key = key.to_string();
-                            let ev = match stored {
-                                Some(bytes) => WatchEvent::serialized(
-                                    revision,
-                                    event,
-                                    key,
-                                    &applied.object,
-                                    bytes,
-                                ),
-                                None => WatchEvent::new(revision, event, key, &applied.object),
+                            // A deletion stored nothing: its event still carries the object.
+                            let bytes = match stored {
+                                Some(bytes) => bytes,
+                                None => serde_json::to_vec(&applied.object)?.into(),
                             };
+                            let ev = WatchEvent::serialized(
+                                revision,
+                                event,
+                                key.to_string(),
+                                &applied.object,
+                                bytes,
+                            );
                             events.push(ev.with_previous(previous));
                         }
                         out.push(result);
