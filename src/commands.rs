@@ -142,9 +142,10 @@ impl AllInOne {
         .save(&config_path)
         .context("writing the client config")?;
         // The scheduler and controllers talk to the store only through the API, like any
-        // client, and only on the leader.
+        // client, and only on the leader; being in this process, they call its router
+        // directly instead of connecting to it.
         let control = LeaderGated::start(
-            Client::new(&url, &server.token)?.no_forward(),
+            Client::in_process(&url, &server.token, server.in_process())?.no_forward(),
             ControlOptions {
                 node_grace: Some(opts.node_grace),
                 scheduler: opts.scheduler,

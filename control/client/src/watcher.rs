@@ -154,7 +154,7 @@ fn handle_line<K: DeserializeOwned>(s: &mut State<K>, line: &[u8]) {
     if line.iter().all(u8::is_ascii_whitespace) {
         return;
     }
-    let ev: Value = match serde_json::from_slice(line) {
+    let mut ev: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
             s.conn = None;
@@ -170,7 +170,7 @@ fn handle_line<K: DeserializeOwned>(s: &mut State<K>, line: &[u8]) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let object = ev.get("object").cloned().unwrap_or(Value::Null);
+    let object = ev.get_mut("object").map(Value::take).unwrap_or(Value::Null);
     if kind == "ERROR" {
         s.conn = None;
         if object.get("code").and_then(Value::as_u64) == Some(410) {

@@ -291,6 +291,8 @@ pub struct Server {
     store: Store,
     shutdown: tokio::sync::watch::Sender<bool>,
     serve: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    /// The router the listener serves, for [`Server::in_process`].
+    app: Router,
 }
 
 impl std::fmt::Debug for Server {
@@ -379,13 +381,14 @@ impl Server {
         }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         let app = router(state);
+        let served_app = app.clone();
         // Watch streams write one small event at a time: with Nagle's algorithm an event
         // could wait for the ACK of the one before it.
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
         let serve = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, served_app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 })
@@ -426,7 +429,14 @@ impl Server {
             store,
             shutdown,
             serve,
+            app,
         })
+    }
+
+    /// This server's API as a [`ketch_client::LocalTransport`]: for clients inside this
+    /// process (`Client::in_process`), which then skip the loopback connection.
+    pub fn in_process(&self) -> Arc<dyn ketch_client::LocalTransport> {
+        Arc::new(InProcess(self.app.clone()))
     }
 
     /// The store: leadership, membership and raft metrics for the process around the server.
@@ -447,6 +457,27 @@ impl Server {
         }
         self.store.shutdown().await?;
         Ok(())
+    }
+}
+
+/// A [`Router`] called as a function. Requests pass the same middleware (authentication,
+/// the leader check) and handlers as over a connection; bodies stream as they are produced.
+struct InProcess(Router);
+
+impl ketch_client::LocalTransport for InProcess {
+    fn call(&self, request: axum::http::Request<reqwest::Body>) -> ketch_client::LocalResponse {
+        let mut router = self.0.clone();
+        Box::pin(async move {
+            let response = match tower::Service::call(&mut router, request).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            let (parts, body) = response.into_parts();
+            axum::http::Response::from_parts(
+                parts,
+                reqwest::Body::wrap_stream(body.into_data_stream()),
+            )
+        })
     }
 }
 
