@@ -157,7 +157,7 @@ impl AllInOne {
                 let listen = args
                     .agent_listen
                     .unwrap_or_else(|| "127.0.0.1:0".parse().expect("valid address"));
-                let cfg = agent_config(
+                let mut cfg = agent_config(
                     args,
                     url.clone(),
                     server.token.clone(),
@@ -165,6 +165,8 @@ impl AllInOne {
                     listen,
                     opts.default_gateway,
                 )?;
+                // This process's own agent calls the server's router directly.
+                cfg.in_process = Some(server.in_process());
                 Some(Agent::start(cfg).await.context("starting the node agent")?)
             }
             None => None,
@@ -246,6 +248,7 @@ fn agent_config(
     Ok(AgentConfig {
         server,
         token,
+        in_process: None,
         node_name,
         listen,
         advertise: None,

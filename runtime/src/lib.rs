@@ -61,6 +61,10 @@ pub struct AgentConfig {
     pub server: String,
     /// Bearer token for the API server; the agent's own endpoint requires the same token.
     pub token: String,
+    /// Set when the agent runs inside the server process (`ketch server`, `ketch up`): its
+    /// API calls go to the server's router in process, not over loopback; `server` still
+    /// names it.
+    pub in_process: Option<Arc<dyn ketch_client::LocalTransport>>,
     pub node_name: String,
     /// Agent HTTP endpoint (logs, proxy); port 0 picks one.
     pub listen: SocketAddr,
@@ -102,6 +106,7 @@ impl AgentConfig {
         Self {
             server: server.into(),
             token: token.into(),
+            in_process: None,
             node_name: node_name.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
@@ -244,8 +249,11 @@ impl Agent {
         if cfg.max_wasm_instances == 0 {
             return Err(AgentError::Config("max_wasm_instances must be > 0".into()));
         }
-        let client = ketch_client::Client::new(&cfg.server, &cfg.token)
-            .map_err(|e| AgentError::Config(e.to_string()))?;
+        let client = match &cfg.in_process {
+            Some(local) => ketch_client::Client::in_process(&cfg.server, &cfg.token, local.clone()),
+            None => ketch_client::Client::new(&cfg.server, &cfg.token),
+        }
+        .map_err(|e| AgentError::Config(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| AgentError::Io {

@@ -114,7 +114,7 @@ pub type LocalResponse = Pin<Box<dyn Future<Output = http::Response<reqwest::Bod
 /// trip through hyper. The server's own control loops (scheduler, controllers) are API
 /// clients of the process they run in; over loopback every one of their writes paid HTTP on
 /// both ends, a quarter of the server's CPU under load.
-pub trait LocalTransport: Send + Sync {
+pub trait LocalTransport: Send + Sync + std::fmt::Debug {
     /// Serve one request. Errors are responses (as over the network, a refused request is a
     /// `Status` body with its code).
     fn call(&self, request: http::Request<reqwest::Body>) -> LocalResponse;

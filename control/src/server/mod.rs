@@ -462,6 +462,7 @@ impl Server {
 
 /// A [`Router`] called as a function. Requests pass the same middleware (authentication,
 /// the leader check) and handlers as over a connection; bodies stream as they are produced.
+#[derive(Debug)]
 struct InProcess(Router);
 
 impl ketch_client::LocalTransport for InProcess {
