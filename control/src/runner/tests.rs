@@ -38,8 +38,12 @@ impl Cluster {
         })
         .await
         .unwrap();
-        let client = Client::new(&format!("http://{}", server.addr), &server.token).unwrap();
-        let control = ControlPlane::start(client.clone(), ControlOptions::default());
+        let url = format!("http://{}", server.addr);
+        let client = Client::new(&url, &server.token).unwrap();
+        // As in `ketch server`: the control plane calls the router in process; the test
+        // and its kubelet go over HTTP.
+        let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
+        let control = ControlPlane::start(local, ControlOptions::default());
         let kubelet = tokio::spawn(kubelet(client.clone()));
         for n in ["node-a", "node-b"] {
             add_node(&client, n).await;
@@ -635,4 +639,89 @@ async fn an_endpoint_slice_follows_the_ready_pods_of_a_service_and_goes_with_it(
     })
     .await;
     c.stop().await;
+}
+
+/// The in-process transport answers as the listener does: the same objects, the same
+/// `Status` errors (authentication included), and watch streams that deliver as they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_client_gets_the_answers_a_connection_gets() {
+    use futures_util::StreamExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        join: None,
+        snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.addr);
+    let http = Client::new(&url, &server.token).unwrap();
+    let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
+
+    let mut events = std::pin::pin!(
+        local
+            .api::<ketch_api::core::ConfigMap>(Some("default"))
+            .watcher(ListParams::default(), None)
+    );
+    // The watcher lists first (nothing yet), then follows the stream.
+    match tokio::time::timeout(TIMEOUT, events.next()).await {
+        Ok(Some(Ok(ketch_client::Event::Restarted(items)))) => assert!(items.is_empty()),
+        other => panic!("the watch's first list: {other:?}"),
+    }
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "one", "namespace": "default"}, "data": {"k": "v"}});
+    let created = local
+        .create(&CONFIGMAPS, Some("default"), &cm)
+        .await
+        .unwrap();
+    assert_eq!(created["data"]["k"], "v");
+    assert!(created["metadata"]["uid"].is_string());
+    // Written in process, read over HTTP: one store.
+    let read = http.get(&CONFIGMAPS, Some("default"), "one").await.unwrap();
+    assert_eq!(read, created);
+
+    for (client, label) in [(&local, "in process"), (&http, "over HTTP")] {
+        let err = client
+            .create(&CONFIGMAPS, Some("default"), &cm)
+            .await
+            .expect_err(label);
+        assert_eq!(
+            (err.code(), err.reason()),
+            (Some(409), Some("AlreadyExists")),
+            "{label}"
+        );
+        let err = client
+            .get(&CONFIGMAPS, Some("default"), "missing")
+            .await
+            .expect_err(label);
+        assert_eq!(
+            (err.code(), err.reason()),
+            (Some(404), Some("NotFound")),
+            "{label}"
+        );
+    }
+    let stranger = Client::in_process(&url, "wrong-token", server.in_process()).unwrap();
+    let err = stranger
+        .get(&CONFIGMAPS, Some("default"), "one")
+        .await
+        .expect_err("bad token");
+    assert_eq!(err.code(), Some(401));
+
+    // The watch streamed the create.
+    let mut seen = None;
+    while seen.is_none() {
+        match tokio::time::timeout(TIMEOUT, events.next())
+            .await
+            .expect("a watch event")
+        {
+            Some(Ok(ketch_client::Event::Added(cm))) => seen = Some(cm),
+            Some(Ok(_)) => {}
+            other => panic!("watch: {other:?}"),
+        }
+    }
+    assert_eq!(seen.unwrap().metadata.name(), "one");
+    server.stop().await.unwrap();
 }
