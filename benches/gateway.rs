@@ -22,7 +22,9 @@
 
 mod support;
 
-use support::{BenchServer, deploy, file_image, free_port, ms, pct, variant, wait_200};
+use support::{
+    BenchServer, cpu_seconds, deploy, file_image, free_port, ms, pct, variant, wait_200,
+};
 
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -58,16 +60,6 @@ fn pinned(program: &str) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-/// utime + stime of a process, seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 #[derive(Debug, Default, Clone, Copy)]

@@ -16,7 +16,7 @@
 
 mod support;
 
-use support::{BenchServer, ms, pct, rss_kib};
+use support::{BenchServer, cpu_seconds, ms, pct, rss_kib};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -400,6 +400,9 @@ async fn main() {
             }
         })));
     }
+    // CPU of the server and of this process (the load generator) over the measured run.
+    let me = std::process::id();
+    let cpu_start = (cpu_seconds(server.pid()), cpu_seconds(me));
     let mut last = Instant::now();
     let mut timed_out = false;
     loop {
@@ -423,6 +426,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = start.elapsed();
+    let cpu = (
+        cpu_seconds(server.pid()) - cpu_start.0,
+        cpu_seconds(me) - cpu_start.1,
+    );
     if !timed_out {
         creators.await.unwrap();
         if let Some(r) = release {
@@ -503,6 +510,13 @@ async fn main() {
             early
         );
     }
+    println!(
+        "CPU over those {:.2} s: server {:.2} cores ({:.0} µs per bound pod, including its share of the Running writes and Lease renewals), this load generator {:.2} cores",
+        wall.as_secs_f64(),
+        cpu.0 / wall.as_secs_f64(),
+        cpu.0 * 1e6 / nb.max(1) as f64,
+        cpu.1 / wall.as_secs_f64()
+    );
     println!(
         "lease heartbeats during the run: {hb_during} ok ({:.0}/s), {} errors total; heartbeat latency p50 {} p99 {}",
         hb_during as f64 / wall.as_secs_f64(),
