@@ -110,10 +110,10 @@ impl std::fmt::Debug for Client {
 pub type LocalResponse = Pin<Box<dyn Future<Output = http::Response<reqwest::Body>> + Send>>;
 
 /// A server's HTTP surface called as a function: the same router, authentication and
-/// handlers a connection reaches, without the socket, HTTP/1 framing and the second JSON
-/// trip through hyper. The server's own control loops (scheduler, controllers) are API
-/// clients of the process they run in; over loopback every one of their writes paid HTTP on
-/// both ends, a quarter of the server's CPU under load.
+/// handlers a connection reaches, without the socket and the HTTP/1 encoding and parsing on
+/// both ends. The server's own control loops (scheduler, controllers, the all-in-one agent)
+/// are API clients of the process they run in; over loopback each of their requests paid
+/// that twice (15–30 % of the server's CPU per Pod in the scheduler benchmark).
 pub trait LocalTransport: Send + Sync + std::fmt::Debug {
     /// Serve one request. Errors are responses (as over the network, a refused request is a
     /// `Status` body with its code).
