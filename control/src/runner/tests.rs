@@ -26,23 +26,29 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
+/// A server on a fresh data dir, with a client over HTTP and one in process.
+async fn start_server() -> (tempfile::TempDir, Server, Client, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(ServerOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        join: None,
+        snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}", server.addr);
+    let http = Client::new(&url, &server.token).unwrap();
+    let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
+    (dir, server, http, local)
+}
+
 impl Cluster {
     async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(ServerOptions {
-            data_dir: dir.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            join: None,
-            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
-        })
-        .await
-        .unwrap();
-        let url = format!("http://{}", server.addr);
-        let client = Client::new(&url, &server.token).unwrap();
+        let (dir, server, client, local) = start_server().await;
         // As in `ketch server`: the control plane calls the router in process; the test
         // and its kubelet go over HTTP.
-        let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
         let control = ControlPlane::start(local, ControlOptions::default());
         let kubelet = tokio::spawn(kubelet(client.clone()));
         for n in ["node-a", "node-b"] {
@@ -647,19 +653,7 @@ async fn an_endpoint_slice_follows_the_ready_pods_of_a_service_and_goes_with_it(
 async fn an_in_process_client_gets_the_answers_a_connection_gets() {
     use futures_util::StreamExt as _;
 
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerOptions {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        join: None,
-        snapshot_count: DEFAULT_SNAPSHOT_COUNT,
-    })
-    .await
-    .unwrap();
-    let url = format!("http://{}", server.addr);
-    let http = Client::new(&url, &server.token).unwrap();
-    let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
+    let (_dir, server, http, local) = start_server().await;
 
     let mut events = std::pin::pin!(
         local
@@ -703,6 +697,7 @@ async fn an_in_process_client_gets_the_answers_a_connection_gets() {
             "{label}"
         );
     }
+    let url = format!("http://{}", server.addr);
     let stranger = Client::in_process(&url, "wrong-token", server.in_process()).unwrap();
     let err = stranger
         .get(&CONFIGMAPS, Some("default"), "one")
