@@ -8,7 +8,9 @@
 //!    connections, summed).
 //! 3. Gateway overhead: a native hyper hello-world hit directly vs through the gateway (a
 //!    selector-less Service with a hand-written EndpointSlice), at 1 connection (latency)
-//!    and at the main connection count (throughput).
+//!    and at the main connection count (throughput); and, as the floor of any proxy here,
+//!    through a raw TCP relay and a minimal hyper proxy. `KETCH_BENCH_OVERHEAD_ONLY=1`
+//!    runs only this one.
 //! 4. Deploy-to-first-response: create a hello Deployment + Service, poll the gateway until
 //!    the first 200; 20 runs.
 //! 5. ketch-sdk's hello (`examples/hello`) vs the same app without the SDK
@@ -246,10 +248,61 @@ fn native_server(port: u16) {
     });
 }
 
+/// Child-process mode: the least a reverse proxy on `port` in front of `upstream` does, the
+/// floor under the gateway's overhead on this machine. `tcp` copies bytes both ways (no
+/// HTTP at all); `http` is a hyper HTTP/1.1 server whose every connection owns one upstream
+/// hyper connection and forwards each request on it (no routing, pool, headers or metrics).
+fn floor_proxy(kind: &str, port: u16, upstream: u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = kind == "http";
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (mut down, _) = listener.accept().await.unwrap();
+            let _ = down.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut up = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let _ = up.set_nodelay(true);
+                if !http {
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    return;
+                }
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(up))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let sender = std::sync::Arc::new(tokio::sync::Mutex::new(sender));
+                let svc = hyper::service::service_fn(move |req| {
+                    let sender = sender.clone();
+                    async move { sender.lock().await.send_request(req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(down), svc)
+                    .await;
+            });
+        }
+    });
+}
+
 fn main() {
     if let Ok(port) = std::env::var("KETCH_BENCH_NATIVE_PORT") {
         native_server(port.parse().unwrap());
         return;
+    }
+    for kind in ["tcp", "http"] {
+        let port = std::env::var(format!("KETCH_BENCH_FLOOR_{}", kind.to_uppercase()));
+        if let (Ok(port), Ok(up)) = (port, std::env::var("KETCH_BENCH_NATIVE_PORT_UP")) {
+            floor_proxy(kind, port.parse().unwrap(), up.parse().unwrap());
+            return;
+        }
     }
     // `cargo bench` passes `--bench`; nothing else to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -280,6 +333,10 @@ async fn run() {
     let gw = format!("http://127.0.0.1:{gw_port}/");
     if std::env::var_os("KETCH_BENCH_SDK_ONLY").is_some() {
         sdk_vs_plain(&server, &http, &gw, conns, secs).await;
+        return;
+    }
+    if std::env::var_os("KETCH_BENCH_OVERHEAD_ONLY").is_some() {
+        overhead(&server, &http, &gw, conns, secs).await;
         return;
     }
     deploy(&server, "hello", &file_image(HELLO)).await;
@@ -395,68 +452,7 @@ async fn run() {
         let _ = c.wait();
     }
 
-    // 3. Gateway overhead on a native backend.
-    println!("\n3. gateway overhead: native hyper hello-world, direct vs through the gateway");
-    let native_port = free_port();
-    let mut native = pinned(&std::env::current_exe().unwrap().to_string_lossy())
-        .env("KETCH_BENCH_NATIVE_PORT", native_port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let direct = format!("http://127.0.0.1:{native_port}/");
-    wait_200(&http, &direct, None).await;
-    let slices = ketch_api::resource::lookup("endpointslices").unwrap();
-    let services = ketch_api::resource::lookup("services").unwrap();
-    server
-        .client
-        .create(
-            services,
-            Some("default"),
-            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "native"},
-                "spec": {"ports": [{"port": 80}]}}),
-        )
-        .await
-        .unwrap();
-    server
-        .client
-        .create(
-            slices,
-            Some("default"),
-            &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": "native-1", "labels": {"kubernetes.io/service-name": "native"}},
-                "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
-                "ports": [{"port": native_port}]}),
-        )
-        .await
-        .unwrap();
-    wait_200(&http, &gw, Some("native.default.ketch.localhost")).await;
-    for c in [1, conns] {
-        let mut added = Vec::new();
-        for round in 1..=2 {
-            let (d, dcpu) = measure(
-                &[native.id()],
-                vec![spawn_wrk(&direct, c, secs, None, None)],
-            );
-            row(&format!("A{round} direct, {c} conn"), d, dcpu);
-            // CPU of the gateway process alone: what the hop costs on top of the backend.
-            let (g, gcpu) = measure(
-                &[server.pid()],
-                vec![spawn_wrk(
-                    &gw,
-                    c,
-                    secs,
-                    Some("native.default.ketch.localhost"),
-                    None,
-                )],
-            );
-            row(&format!("B{round} via gateway, {c} conn"), g, gcpu);
-            added.push(g.p50_us - d.p50_us);
-        }
-        let a: Vec<String> = added.iter().map(|a| format!("{a:.0} µs")).collect();
-        println!("  added p50 latency at {c} conn: {}", a.join(", "));
-    }
-    let _ = native.kill();
-    let _ = native.wait();
+    overhead(&server, &http, &gw, conns, secs).await;
 
     // 4. Deploy to first response.
     println!(
@@ -481,6 +477,98 @@ async fn run() {
     );
 
     sdk_vs_plain(&server, &http, &gw, conns, secs).await;
+}
+
+/// This bench binary in one of its child modes (the env vars of `main`), pinned to the
+/// server CPU like the servers.
+fn child_mode(env: &[(&str, u16)]) -> Child {
+    let me = std::env::current_exe().unwrap();
+    let mut cmd = pinned(&me.to_string_lossy());
+    for (k, v) in env {
+        cmd.env(k, v.to_string());
+    }
+    cmd.stdout(Stdio::null()).spawn().unwrap()
+}
+
+/// Section 3: the gateway's overhead on a native hyper backend, against the floor of any
+/// proxy on this machine (a raw TCP relay and a minimal hyper proxy, pinned like the
+/// gateway). `KETCH_BENCH_OVERHEAD_ONLY=1` runs only this one.
+async fn overhead(server: &BenchServer, http: &reqwest::Client, gw: &str, conns: u32, secs: u32) {
+    println!("\n3. gateway overhead: native hyper hello-world, direct vs through a proxy");
+    let native_port = free_port();
+    let mut native = child_mode(&[("KETCH_BENCH_NATIVE_PORT", native_port)]);
+    let direct = format!("http://127.0.0.1:{native_port}/");
+    wait_200(http, &direct, None).await;
+    let mut floors = Vec::new();
+    for kind in ["tcp", "http"] {
+        let port = free_port();
+        let child = child_mode(&[
+            (&format!("KETCH_BENCH_FLOOR_{}", kind.to_uppercase()), port),
+            ("KETCH_BENCH_NATIVE_PORT_UP", native_port),
+        ]);
+        let url = format!("http://127.0.0.1:{port}/");
+        wait_200(http, &url, None).await;
+        floors.push((kind, child, url));
+    }
+    let slices = ketch_api::resource::lookup("endpointslices").unwrap();
+    let services = ketch_api::resource::lookup("services").unwrap();
+    server
+        .client
+        .create(
+            services,
+            Some("default"),
+            &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "native"},
+                "spec": {"ports": [{"port": 80}]}}),
+        )
+        .await
+        .unwrap();
+    server
+        .client
+        .create(
+            slices,
+            Some("default"),
+            &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "native-1", "labels": {"kubernetes.io/service-name": "native"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+                "ports": [{"port": native_port}]}),
+        )
+        .await
+        .unwrap();
+    let host = "native.default.ketch.localhost";
+    wait_200(http, gw, Some(host)).await;
+    for c in [1, conns] {
+        let mut added: Vec<(String, f64)> = Vec::new();
+        for round in 1..=2 {
+            let (d, dcpu) = measure(
+                &[native.id()],
+                vec![spawn_wrk(&direct, c, secs, None, None)],
+            );
+            row(&format!("A{round} direct, {c} conn"), d, dcpu);
+            // CPU of the proxy process alone: what the hop costs on top of the backend.
+            let (g, gcpu) = measure(
+                &[server.pid()],
+                vec![spawn_wrk(gw, c, secs, Some(host), None)],
+            );
+            row(&format!("B{round} via gateway, {c} conn"), g, gcpu);
+            added.push(("gateway".into(), g.p50_us - d.p50_us));
+            for (kind, child, url) in &floors {
+                let (f, fcpu) = measure(&[child.id()], vec![spawn_wrk(url, c, secs, None, None)]);
+                row(&format!("F{round} via {kind} floor, {c} conn"), f, fcpu);
+                added.push((format!("{kind} floor"), f.p50_us - d.p50_us));
+            }
+        }
+        let a: Vec<String> = added
+            .iter()
+            .map(|(k, a)| format!("{k} {a:.0} µs"))
+            .collect();
+        println!("  added p50 latency at {c} conn: {}", a.join(", "));
+    }
+    for (_, mut child, _) in floors {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = native.kill();
+    let _ = native.wait();
 }
 
 /// Section 5: the hello app written with ketch-sdk (`examples/hello`) vs the same app written

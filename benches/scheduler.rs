@@ -1,7 +1,8 @@
 //! Scheduler benchmark with hollow nodes: a real control-plane-only `ketch server --no-agent`
 //! (release build); this process plays 5,000 nodes (Node objects with Ready status, a Lease
 //! heartbeat per node every 10 s, and a hollow kubelet that marks each bound Pod Running),
-//! then creates Pods with 64 concurrent clients and measures how fast they are bound.
+//! then creates Pods with 64 concurrent clients (`KETCH_BENCH_CLIENTS`) and measures how
+//! fast they are bound.
 //! First, as a reference, it times the scheduler's placement alone (in process, no IO) for
 //! the same nodes and Pods.
 //! Run: `cargo bench --bench scheduler`. Sizes: `KETCH_BENCH_NODES` (5000),
@@ -29,7 +30,11 @@ use ketch_control::scheduler::NodesToScore;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-const CONCURRENCY: usize = 64;
+/// Concurrent clients of each kind (creators, hollow kubelet writes, heartbeats):
+/// `KETCH_BENCH_CLIENTS`, default 64.
+fn concurrency() -> usize {
+    env_usize("KETCH_BENCH_CLIENTS", 64)
+}
 
 /// The taint the nodes register with in backlog mode (removed to start the drain).
 const HOLD_TAINT: &str = "bench.ketch.dev/hold";
@@ -49,7 +54,7 @@ fn now_micro() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Runs `f(i)` for i in 0..n with `CONCURRENCY` workers.
+/// Runs `f(i)` for i in 0..n with [`concurrency`] workers.
 async fn par<F, Fut>(n: usize, f: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
@@ -58,7 +63,7 @@ where
     let f = Arc::new(f);
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency() {
         let (f, next) = (f.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -248,7 +253,7 @@ async fn main() {
             hb_lat.clone(),
         );
         tokio::spawn(async move {
-            let sem = Arc::new(Semaphore::new(CONCURRENCY));
+            let sem = Arc::new(Semaphore::new(concurrency()));
             let period = Duration::from_secs(10) / u32::try_from(n_nodes).unwrap();
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -333,13 +338,13 @@ async fn main() {
             }
         })
     };
-    // Hollow kubelet: marks each bound pod Running+Ready, CONCURRENCY writes at a time.
+    // Hollow kubelet: marks each bound pod Running+Ready, `concurrency()` writes at a time.
     let kubelet = {
         let (c, running, kerr) = (client.clone(), running.clone(), kubelet_err.clone());
         let queue = futures_util::stream::unfold(kubelet_rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        tokio::spawn(queue.for_each_concurrent(CONCURRENCY, move |(ns, name)| {
+        tokio::spawn(queue.for_each_concurrent(concurrency(), move |(ns, name)| {
             let (c, running, kerr) = (c.clone(), running.clone(), kerr.clone());
             async move {
                 let t = now_rfc3339();
@@ -359,7 +364,7 @@ async fn main() {
         }))
     };
 
-    // Pods: 64 concurrent creators; record each create-ack.
+    // Pods: `concurrency()` creators; record each create-ack.
     let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut hb_before = hb_ok.load(Ordering::Relaxed);
     let mut start = Instant::now();

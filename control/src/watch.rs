@@ -83,9 +83,15 @@ impl WatchEvent {
         }
     }
 
-    /// Attach the object as it was before a MODIFIED change.
-    pub fn with_previous(mut self, previous: Option<&Value>) -> Self {
-        self.previous = previous.map(|p| attrs_of(plural_of_key(&self.key), p));
+    /// What selectors see of `object`, stored at `key`: for [`WatchEvent::with_previous`].
+    pub fn attrs_for(key: &str, object: &Value) -> Attrs {
+        attrs_of(plural_of_key(key), object)
+    }
+
+    /// Attach what selectors saw of the object before a MODIFIED change
+    /// ([`WatchEvent::attrs_for`] of the previous object).
+    pub fn with_previous(mut self, previous: Option<Attrs>) -> Self {
+        self.previous = previous;
         self
     }
 
@@ -337,7 +343,7 @@ mod tests {
         let labelled = |v: &str| json!({"metadata": {"name": "x", "labels": {"l": v}}});
         let modified = |before: &str, after: &str| {
             WatchEvent::new(2, EventType::Modified, "pods/d/x".into(), &labelled(after))
-                .with_previous(Some(&labelled(before)))
+                .with_previous(Some(WatchEvent::attrs_for("pods/d/x", &labelled(before))))
         };
         let kind = |b: Option<Bytes>| {
             b.map(|b| serde_json::from_slice::<Value>(&b).unwrap()["type"].clone())

@@ -16,9 +16,12 @@ pub enum Mutation {
 
 /// Decide one write against the currently stored object. `revision` is the revision the
 /// write receives if it changes anything (the caller advances its counter only then).
+///
+/// Both are taken by value: the result is built from them in place, so the common writes
+/// (a create, a binding, a status update) copy no object.
 pub fn apply_write(
-    current: Option<&Value>,
-    write: &Write,
+    current: Option<Value>,
+    write: Write,
     revision: u64,
 ) -> (Result<Applied, WriteError>, Option<Mutation>) {
     match decide(current, write, revision) {
@@ -29,13 +32,12 @@ pub fn apply_write(
 
 type Decision = Result<(Applied, Option<Mutation>), WriteError>;
 
-fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
+fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
     match write {
-        Write::Create { object, .. } => {
+        Write::Create { mut object, .. } => {
             if current.is_some() {
                 return Err(WriteError::AlreadyExists);
             }
-            let mut object = object.clone();
             let meta = meta_mut(&mut object);
             meta.insert("resourceVersion".into(), rv_value(revision));
             // Kubernetes tracks generation only for objects with a spec.
@@ -44,21 +46,44 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
             }
             changed(object, EventType::Added)
         }
+        Write::Update {
+            object,
+            scope: UpdateScope::Status,
+            ..
+        } => {
+            let mut current = current.ok_or(WriteError::NotFound)?;
+            check_preconditions(&current, &object)?;
+            // Only the status changes, so the write changes nothing exactly when the
+            // statuses are equal; the spec (and so the generation) is the stored one.
+            let status = match object {
+                Value::Object(mut obj) => obj.remove("status"),
+                _ => None,
+            };
+            if current.get("status") == status.as_ref() {
+                return unchanged(current);
+            }
+            let obj = current
+                .as_object_mut()
+                .expect("stored objects are JSON objects");
+            match status {
+                Some(status) => obj.insert("status".into(), status),
+                None => obj.remove("status"),
+            };
+            meta_mut(&mut current).insert("resourceVersion".into(), rv_value(revision));
+            if is_terminating(&current) && finalizers_empty(&current) {
+                return removed(current);
+            }
+            changed(current, EventType::Modified)
+        }
         Write::Update { object, scope, .. } => {
             let current = current.ok_or(WriteError::NotFound)?;
-            check_preconditions(current, object)?;
-            let mut next = merge_update(current, object, *scope);
-            if equal_ignoring_rv(&next, current) {
-                return Ok((
-                    Applied {
-                        object: current.clone(),
-                        event: None,
-                    },
-                    None,
-                ));
+            check_preconditions(&current, &object)?;
+            let mut next = merge_spec_update(&current, object, scope);
+            if equal_ignoring_rv(&next, &current) {
+                return unchanged(current);
             }
             if current.get("spec") != next.get("spec") {
-                let generation = meta_u64(current, "generation").unwrap_or(1) + 1;
+                let generation = meta_u64(&current, "generation").unwrap_or(1) + 1;
                 meta_mut(&mut next).insert("generation".into(), Value::from(generation));
             }
             meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
@@ -72,42 +97,37 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
             precondition_rv,
             ..
         } => {
-            let current = current.ok_or(WriteError::NotFound)?;
+            let mut current = current.ok_or(WriteError::NotFound)?;
             if let Some(want) = precondition_rv {
-                let have = stored_rv(current);
-                if have != Some(*want) {
+                let have = stored_rv(&current);
+                if have != Some(want) {
                     return Err(WriteError::Conflict(format!(
                         "the resourceVersion precondition failed: stored {}, requested {want}",
                         have.map_or_else(|| "none".to_string(), |v| v.to_string())
                     )));
                 }
             }
-            let mut next = current.clone();
-            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
-            if finalizers_empty(current) {
-                return removed(next);
+            if finalizers_empty(&current) {
+                meta_mut(&mut current).insert("resourceVersion".into(), rv_value(revision));
+                return removed(current);
             }
-            if is_terminating(current) {
+            if is_terminating(&current) {
                 // Already marked; deletion completes when the last finalizer is removed.
-                return Ok((
-                    Applied {
-                        object: current.clone(),
-                        event: None,
-                    },
-                    None,
-                ));
+                return unchanged(current);
             }
-            meta_mut(&mut next).insert("deletionTimestamp".into(), Value::from(now.clone()));
-            changed(next, EventType::Modified)
+            let meta = meta_mut(&mut current);
+            meta.insert("resourceVersion".into(), rv_value(revision));
+            meta.insert("deletionTimestamp".into(), Value::from(now));
+            changed(current, EventType::Modified)
         }
         Write::Bind { uid, node, now, .. } => {
-            let current = current.ok_or(WriteError::NotFound)?;
+            let mut current = current.ok_or(WriteError::NotFound)?;
             let name = current
                 .pointer("/metadata/name")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let stored_uid = current.pointer("/metadata/uid").and_then(Value::as_str);
-            if let Some(want) = uid
+            if let Some(want) = &uid
                 && stored_uid != Some(want.as_str())
             {
                 return Err(WriteError::Conflict(format!(
@@ -115,7 +135,7 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
                     stored_uid.unwrap_or_default()
                 )));
             }
-            if is_terminating(current) {
+            if is_terminating(&current) {
                 return Err(WriteError::Conflict(format!(
                     "pod {name} is being deleted, cannot be assigned to a host"
                 )));
@@ -129,12 +149,12 @@ fn decide(current: Option<&Value>, write: &Write, revision: u64) -> Decision {
                     "pod {name} is already assigned to node \"{bound}\""
                 )));
             }
-            let mut next = current.clone();
-            bind_pod(&mut next, node, now);
-            let generation = meta_u64(current, "generation").unwrap_or(1) + 1;
-            meta_mut(&mut next).insert("generation".into(), Value::from(generation));
-            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
-            changed(next, EventType::Modified)
+            let generation = meta_u64(&current, "generation").unwrap_or(1) + 1;
+            bind_pod(&mut current, &node, &now);
+            let meta = meta_mut(&mut current);
+            meta.insert("generation".into(), Value::from(generation));
+            meta.insert("resourceVersion".into(), rv_value(revision));
+            changed(current, EventType::Modified)
         }
     }
 }
@@ -232,6 +252,17 @@ fn changed(object: Value, event: EventType) -> Decision {
     ))
 }
 
+/// The write changes nothing: no revision, no event, the stored object as the answer.
+fn unchanged(current: Value) -> Decision {
+    Ok((
+        Applied {
+            object: current,
+            event: None,
+        },
+        None,
+    ))
+}
+
 fn removed(object: Value) -> Decision {
     Ok((
         Applied {
@@ -283,41 +314,28 @@ const SERVER_OWNED_META: [&str; 6] = [
     "name",
 ];
 
-fn merge_update(current: &Value, incoming: &Value, scope: UpdateScope) -> Value {
-    match scope {
-        UpdateScope::Status => {
-            let mut next = current.clone();
-            let obj = next
-                .as_object_mut()
-                .expect("stored objects are JSON objects");
-            match incoming.get("status") {
-                Some(status) => obj.insert("status".into(), status.clone()),
-                None => obj.remove("status"),
-            };
-            next
-        }
-        UpdateScope::Spec | UpdateScope::Whole => {
-            let mut next = incoming.clone();
-            if scope == UpdateScope::Spec {
-                let obj = next
-                    .as_object_mut()
-                    .expect("incoming objects are JSON objects");
-                match current.get("status") {
-                    Some(status) => obj.insert("status".into(), status.clone()),
-                    None => obj.remove("status"),
-                };
-            }
-            let cur_meta = current.get("metadata").and_then(Value::as_object);
-            let meta = meta_mut(&mut next);
-            for field in SERVER_OWNED_META {
-                match cur_meta.and_then(|m| m.get(field)) {
-                    Some(v) => meta.insert(field.into(), v.clone()),
-                    None => meta.remove(field),
-                };
-            }
-            next
-        }
+/// The object a spec (or whole-object) update stores: the incoming object, with the stored
+/// status (for kinds with a status subresource) and the server-owned metadata.
+fn merge_spec_update(current: &Value, incoming: Value, scope: UpdateScope) -> Value {
+    let mut next = incoming;
+    if scope == UpdateScope::Spec {
+        let obj = next
+            .as_object_mut()
+            .expect("incoming objects are JSON objects");
+        match current.get("status") {
+            Some(status) => obj.insert("status".into(), status.clone()),
+            None => obj.remove("status"),
+        };
     }
+    let cur_meta = current.get("metadata").and_then(Value::as_object);
+    let meta = meta_mut(&mut next);
+    for field in SERVER_OWNED_META {
+        match cur_meta.and_then(|m| m.get(field)) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    next
 }
 
 fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
@@ -412,7 +430,7 @@ mod tests {
         let mut pending = stored(3);
         pending["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"},
                    {"type": "Other", "status": "True"}]);
-        let (res, m) = apply_write(Some(&pending), &bind(Some("u1")), 9);
+        let (res, m) = apply_write(Some(pending.clone()), bind(Some("u1")), 9);
         let bound = res.unwrap().object;
         assert!(matches!(m, Some(Mutation::Put)));
         assert_eq!(bound["spec"]["nodeName"], "n1");
@@ -425,21 +443,21 @@ mod tests {
                     "lastTransitionTime": "2026-11-21T00:00:00Z"}])
         );
 
-        let (res, m) = apply_write(Some(&bound), &bind(None), 10);
+        let (res, m) = apply_write(Some(bound.clone()), bind(None), 10);
         assert_eq!(
             res.unwrap_err(),
             WriteError::Conflict("pod a is already assigned to node \"n1\"".into())
         );
         assert!(m.is_none());
-        let (res, _) = apply_write(Some(&pending), &bind(Some("u2")), 10);
+        let (res, _) = apply_write(Some(pending.clone()), bind(Some("u2")), 10);
         assert!(
             matches!(res, Err(WriteError::Conflict(m)) if m.contains("UID in precondition: u2"))
         );
         let mut deleting = stored(3);
         deleting["metadata"]["deletionTimestamp"] = json!("2026-11-21T00:00:00Z");
-        let (res, _) = apply_write(Some(&deleting), &bind(None), 10);
+        let (res, _) = apply_write(Some(deleting.clone()), bind(None), 10);
         assert!(matches!(res, Err(WriteError::Conflict(m)) if m.contains("being deleted")));
-        let (res, _) = apply_write(None, &bind(None), 10);
+        let (res, _) = apply_write(None, bind(None), 10);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
     }
 
@@ -447,7 +465,7 @@ mod tests {
     fn create_sets_revision_and_generation_and_refuses_a_taken_key() {
         let (res, m) = apply_write(
             None,
-            &create(json!({"metadata": {"name": "a"}, "spec": {}})),
+            create(json!({"metadata": {"name": "a"}, "spec": {}})),
             7,
         );
         let applied = res.unwrap();
@@ -455,7 +473,7 @@ mod tests {
         assert_eq!(applied.object["metadata"]["resourceVersion"], "7");
         assert_eq!(applied.object["metadata"]["generation"], 1);
         assert!(matches!(m, Some(Mutation::Put)));
-        let (res, m) = apply_write(Some(&stored(3)), &create(json!({"metadata": {}})), 8);
+        let (res, m) = apply_write(Some(stored(3)), create(json!({"metadata": {}})), 8);
         assert_eq!(res.unwrap_err(), WriteError::AlreadyExists);
         assert!(m.is_none());
     }
@@ -467,7 +485,7 @@ mod tests {
             object: json!({"metadata": {"name": "a", "resourceVersion": "2"}, "spec": {"x": 2}}),
             scope: UpdateScope::Spec,
         };
-        let (res, m) = apply_write(Some(&stored(3)), &w, 9);
+        let (res, m) = apply_write(Some(stored(3)), w, 9);
         assert!(matches!(res, Err(WriteError::Conflict(_))));
         assert!(m.is_none());
     }
@@ -480,7 +498,7 @@ mod tests {
                            "spec": {"x": 2}, "status": {"phase": "Hacked"}}),
             scope: UpdateScope::Spec,
         };
-        let applied = apply_write(Some(&stored(3)), &w, 9).0.unwrap();
+        let applied = apply_write(Some(stored(3)), w, 9).0.unwrap();
         assert_eq!(applied.object["status"]["phase"], "Running");
         assert_eq!(applied.object["metadata"]["generation"], 2);
         assert_eq!(applied.object["metadata"]["resourceVersion"], "9");
@@ -494,7 +512,7 @@ mod tests {
             object: json!({"metadata": {"name": "a"}, "spec": {"x": 99}, "status": {"phase": "Failed"}}),
             scope: UpdateScope::Status,
         };
-        let applied = apply_write(Some(&stored(3)), &w, 4).0.unwrap();
+        let applied = apply_write(Some(stored(3)), w, 4).0.unwrap();
         assert_eq!(applied.object["spec"]["x"], 1);
         assert_eq!(applied.object["status"]["phase"], "Failed");
         assert_eq!(applied.object["metadata"]["generation"], 1);
@@ -507,9 +525,28 @@ mod tests {
             object: stored(3),
             scope: UpdateScope::Spec,
         };
-        let (res, m) = apply_write(Some(&stored(3)), &w, 4);
+        let (res, m) = apply_write(Some(stored(3)), w, 4);
         assert_eq!(res.unwrap().event, None);
         assert!(m.is_none());
+
+        // A status write equal to the stored status, whatever else it carries.
+        let mut same_status = stored(3);
+        same_status["spec"]["x"] = json!(42);
+        let w = |object| Write::Update {
+            key: "k".into(),
+            object,
+            scope: UpdateScope::Status,
+        };
+        let (res, m) = apply_write(Some(stored(3)), w(same_status), 4);
+        let applied = res.unwrap();
+        assert_eq!((applied.event, m), (None, None));
+        assert_eq!(applied.object, stored(3));
+        // Dropping a status is a change; so is a new one.
+        let (res, _) = apply_write(Some(stored(3)), w(json!({"metadata": {}})), 4);
+        let applied = res.unwrap();
+        assert_eq!(applied.event, Some(EventType::Modified));
+        assert!(applied.object.get("status").is_none());
+        assert_eq!(applied.object["metadata"]["resourceVersion"], "4");
     }
 
     #[test]
@@ -521,7 +558,7 @@ mod tests {
             now: "2026-01-01T00:00:00Z".into(),
             precondition_rv: None,
         };
-        let (res, m) = apply_write(Some(&obj), &del, 4);
+        let (res, m) = apply_write(Some(obj.clone()), del.clone(), 4);
         let marked = res.unwrap().object;
         assert_eq!(
             marked["metadata"]["deletionTimestamp"],
@@ -529,7 +566,7 @@ mod tests {
         );
         assert!(matches!(m, Some(Mutation::Put)));
         // Deleting again changes nothing.
-        let (res, m) = apply_write(Some(&marked), &del, 5);
+        let (res, m) = apply_write(Some(marked.clone()), del, 5);
         assert_eq!(res.unwrap().event, None);
         assert!(m.is_none());
         // Removing the finalizer completes the deletion.
@@ -540,7 +577,7 @@ mod tests {
             object: cleared,
             scope: UpdateScope::Spec,
         };
-        let (res, m) = apply_write(Some(&marked), &w, 6);
+        let (res, m) = apply_write(Some(marked.clone()), w, 6);
         assert_eq!(res.unwrap().event, Some(EventType::Deleted));
         assert_eq!(m, Some(Mutation::Remove));
     }
@@ -582,12 +619,12 @@ mod tests {
             now: "t".into(),
             precondition_rv: rv,
         };
-        let (res, _) = apply_write(Some(&stored(3)), &del(Some(2)), 4);
+        let (res, _) = apply_write(Some(stored(3)), del(Some(2)), 4);
         assert!(matches!(res, Err(WriteError::Conflict(_))));
-        let (res, m) = apply_write(Some(&stored(3)), &del(Some(3)), 4);
+        let (res, m) = apply_write(Some(stored(3)), del(Some(3)), 4);
         assert_eq!(res.unwrap().object["metadata"]["resourceVersion"], "4");
         assert_eq!(m, Some(Mutation::Remove));
-        let (res, _) = apply_write(None, &del(None), 4);
+        let (res, _) = apply_write(None, del(None), 4);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
     }
 

@@ -339,50 +339,53 @@ fn apply_entries(
                 EntryPayload::Normal(Batch(writes)) => {
                     let mut out = Vec::with_capacity(writes.len());
                     for write in writes {
-                        let key = write.key();
+                        let key = write.key().to_string();
                         let claimed = apply::claimed_node_ports(&write);
                         if !claimed.is_empty() {
-                            let held = node_ports_held_by_others(&objects, key)?;
+                            let held = node_ports_held_by_others(&objects, &key)?;
                             if let Err(e) = apply::check_node_ports(&claimed, &held) {
                                 out.push(Err(e));
                                 continue;
                             }
                         }
-                        let current: Option<Value> = match objects.get(key)? {
-                            Some(v) => Some(serde_json::from_slice(v.value())?),
-                            None => None,
+                        let (current, stored_len): (Option<Value>, usize) = match objects
+                            .get(key.as_str())?
+                        {
+                            Some(v) => (Some(serde_json::from_slice(v.value())?), v.value().len()),
+                            None => (None, 0),
                         };
-                        let (result, mutation) =
-                            apply_write(current.as_ref(), &write, revision + 1);
+                        // What watchers knew the object by, for those whose selector it leaves
+                        // (taken before the write consumes the object).
+                        let previous = current.as_ref().map(|c| WatchEvent::attrs_for(&key, c));
+                        let (result, mutation) = apply_write(current, write, revision + 1);
                         let mut stored = None;
                         // A mutation comes only with a successful write.
                         if let (Some(mutation), Ok(applied)) = (mutation, &result) {
                             revision += 1;
                             match mutation {
                                 Mutation::Put => {
-                                    let bytes = serde_json::to_vec(&applied.object)?;
-                                    objects.insert(key, bytes.as_slice())?;
+                                    let bytes = to_json(&applied.object, stored_len)?;
+                                    objects.insert(key.as_str(), bytes.as_slice())?;
                                     stored = Some(bytes::Bytes::from(bytes));
                                 }
                                 Mutation::Remove => {
-                                    objects.remove(key)?;
+                                    objects.remove(key.as_str())?;
                                 }
                             }
                         }
                         if let Ok(applied) = &result
                             && let Some(event) = applied.event
                         {
-                            let previous =
-                                current.as_ref().filter(|_| event == EventType::Modified);
+                            let previous = previous.filter(|_| event == EventType::Modified);
                             // A deletion stored nothing: its event still carries the object.
                             let bytes = match stored {
                                 Some(bytes) => bytes,
-                                None => serde_json::to_vec(&applied.object)?.into(),
+                                None => to_json(&applied.object, stored_len)?.into(),
                             };
                             let ev = WatchEvent::serialized(
                                 revision,
                                 event,
-                                key.to_string(),
+                                key,
                                 &applied.object,
                                 bytes,
                             );
@@ -412,6 +415,14 @@ fn apply_entries(
     }
     txn.commit()?;
     Ok((results, events))
+}
+
+/// `object` as stored JSON, into a buffer sized from the object's previous encoding
+/// (`previous_len`, 0 for a new one) so a write does not grow it step by step.
+fn to_json(object: &Value, previous_len: usize) -> Result<Vec<u8>, DbError> {
+    let mut buf = Vec::with_capacity(previous_len + previous_len / 4 + 256);
+    serde_json::to_writer(&mut buf, object)?;
+    Ok(buf)
 }
 
 /// The node ports of every stored Service except the one at `own_key`. A scan of the
