@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use super::{ControlOptions, ControlPlane};
 use crate::controllers::deployment::{RolloutStatus, rollout_status};
 use crate::server::{Server, ServerOptions};
-use crate::store::DEFAULT_SNAPSHOT_COUNT;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,13 +28,10 @@ struct Cluster {
 /// A server on a fresh data dir, with a client over HTTP and one in process.
 async fn start_server() -> (tempfile::TempDir, Server, Client, Client) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(ServerOptions {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        advertise: None,
-        join: None,
-        snapshot_count: DEFAULT_SNAPSHOT_COUNT,
-    })
+    let server = Server::start(ServerOptions::new(
+        dir.path(),
+        "127.0.0.1:0".parse().unwrap(),
+    ))
     .await
     .unwrap();
     let url = format!("http://{}", server.addr);

@@ -190,6 +190,20 @@ pub struct ServerOptions {
     pub snapshot_count: u64,
 }
 
+impl ServerOptions {
+    /// A one-server cluster storing in `data_dir` and listening on `listen`, with the
+    /// defaults `ketch server` uses when given no other flag.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen,
+            advertise: None,
+            join: None,
+            snapshot_count: crate::store::DEFAULT_SNAPSHOT_COUNT,
+        }
+    }
+}
+
 /// `ketch server --join ADDR --token T`.
 #[derive(Debug, Clone)]
 pub struct JoinOptions {

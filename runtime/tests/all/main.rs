@@ -9,7 +9,6 @@ use ketch_api::core::{Event, Node, Pod};
 use ketch_api::resource::Resource;
 use ketch_client::{Client, ListParams};
 use ketch_control::server::{Server, ServerOptions};
-use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use ketch_runtime::{Agent, AgentConfig, AgentError};
 use serde_json::json;
 
@@ -79,13 +78,10 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let data = tempfile::tempdir().unwrap();
-        let server = Server::start(ServerOptions {
-            data_dir: data.path().join("server"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            advertise: None,
-            join: None,
-            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
-        })
+        let server = Server::start(ServerOptions::new(
+            data.path().join("server"),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
         .await
         .unwrap();
         let url = format!("http://{}", server.addr);
