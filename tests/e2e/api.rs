@@ -289,6 +289,47 @@ async fn status_is_written_only_through_the_subresource_and_spec_changes_bump_ge
         after2["status"]["loadBalancer"]["ingress"][0]["ip"], "127.0.0.1",
         "main-resource PUT must not change status"
     );
+
+    // A merge patch through /status (what a kubelet sends) is merged into the stored object
+    // by the store: only the status changes, a stale resourceVersion is a conflict, and the
+    // merged status is admitted like any write (422 naming the field).
+    let status_patch = |body: Value| {
+        s.http()
+            .patch(format!("{}{path}/web/status", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+    };
+    let lb = json!({"ingress": [{"ip": "10.1.1.1", "hostname": "web.example"}]});
+    let resp =
+        status_patch(json!({"spec": {"defaultBackend": null}, "status": {"loadBalancer": lb}}))
+            .await
+            .unwrap();
+    assert_eq!(resp.status(), 200);
+    let patched: Value = resp.json().await.unwrap();
+    assert_eq!(patched["status"]["loadBalancer"], lb);
+    assert_eq!(
+        patched["spec"], after2["spec"],
+        "a /status patch changed the spec"
+    );
+    assert_eq!(patched["metadata"]["generation"], 2);
+    let stale = after2["metadata"]["resourceVersion"].clone();
+    let resp = status_patch(json!({"metadata": {"resourceVersion": stale}, "status": {}}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let resp = status_patch(json!({"status": {"loadBalancer": {"bogus": 1}}}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let invalid: Value = resp.json().await.unwrap();
+    assert_eq!(
+        invalid["details"]["causes"][0]["field"], "status.loadBalancer.bogus",
+        "{invalid}"
+    );
+    let (_, unchanged) = send(&s, reqwest::Method::GET, &format!("{path}/web"), None).await;
+    assert_eq!(unchanged["status"]["loadBalancer"], lb);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,15 +8,19 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::apps::{Deployment, ReplicaSet};
+use crate::apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetStatus};
 use crate::coordination::Lease;
-use crate::core::{ConfigMap, Event, Namespace, Node, Pod, Secret, Service};
+use crate::core::{
+    ConfigMap, Event, Namespace, NamespaceStatus, Node, NodeStatus, Pod, PodStatus, Secret,
+    Service, ServiceStatus,
+};
 use crate::discovery::EndpointSlice;
 use crate::meta::{Status, StatusCause, StatusDetails};
-use crate::networking::Ingress;
+use crate::networking::{Ingress, IngressStatus};
 use crate::resource::{Resource, ResourceInfo};
 use crate::validation::{self as v, FieldError};
 
@@ -233,7 +237,7 @@ fn render(v: &Value) -> String {
 }
 
 /// Strictly decodes JSON into a typed object; the error names the full field path.
-pub fn decode<T: Resource>(value: &Value) -> Result<T, FieldError> {
+pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     // Most objects are valid: decode without tracking the path (which costs on every field,
     // and admission runs on every write), and decode again with it only to explain a failure.
     if let Ok(obj) = T::deserialize(value) {
@@ -331,6 +335,49 @@ pub fn admit(info: &ResourceInfo, mut value: Value) -> Result<Value, Invalid> {
         )]),
     };
     result.map_err(invalid)
+}
+
+/// Admits a status on its own, for a `/status` merge patch that the store merges into the
+/// stored object when it applies the write: strict decode into the kind's status type, the
+/// status' own validation, canonical JSON back. Such a write changes nothing but the status
+/// (Kubernetes' status strategy), and no kind validates its spec against its status, so the
+/// rest of the object, admitted when it was written, is not looked at again. Field paths in
+/// the errors start at the object's root (`status.conditions[0].type`).
+pub fn admit_status(info: &ResourceInfo, mut status: Value) -> Result<Value, Vec<FieldError>> {
+    strip_nulls(&mut status);
+    match info.kind {
+        "Namespace" => run_status::<NamespaceStatus>(&status, |_| Vec::new()),
+        "Pod" => run_status::<PodStatus>(&status, |_| Vec::new()),
+        "Service" => run_status::<ServiceStatus>(&status, |_| Vec::new()),
+        "Node" => run_status::<NodeStatus>(&status, v::validate_node_status),
+        "Deployment" => run_status::<DeploymentStatus>(&status, |_| Vec::new()),
+        "ReplicaSet" => run_status::<ReplicaSetStatus>(&status, |_| Vec::new()),
+        "Ingress" => run_status::<IngressStatus>(&status, |_| Vec::new()),
+        other => Err(vec![FieldError::forbidden(
+            "status",
+            format!("{other} has no status subresource"),
+        )]),
+    }
+}
+
+fn run_status<T: Serialize + DeserializeOwned>(
+    value: &Value,
+    validate: fn(&T) -> Vec<FieldError>,
+) -> Result<Value, Vec<FieldError>> {
+    let status: T = decode(value).map_err(|mut e| {
+        e.field = if e.field.is_empty() {
+            "status".to_string()
+        } else {
+            format!("status.{}", e.field)
+        };
+        vec![e]
+    })?;
+    let errors = validate(&status);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    serde_json::to_value(&status)
+        .map_err(|e| vec![FieldError::invalid("status", "", e.to_string())])
 }
 
 /// Runs [`admit`] and returns only its errors (empty when the object is valid).

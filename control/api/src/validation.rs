@@ -12,8 +12,8 @@ use base64::Engine as _;
 use crate::apps::{Deployment, PodTemplateSpec, ReplicaSet};
 use crate::coordination::Lease;
 use crate::core::{
-    ConfigMap, Container, Event, IntOrString, Namespace, Node, Pod, PodSpec, Probe, Secret,
-    Service, Taint, Toleration, linux_capability,
+    ConfigMap, Container, Event, IntOrString, Namespace, Node, NodeStatus, Pod, PodSpec, Probe,
+    Secret, Service, Taint, Toleration, linux_capability,
 };
 use crate::discovery::{ADDRESS_TYPE_FQDN, ADDRESS_TYPE_IPV4, ADDRESS_TYPE_IPV6, EndpointSlice};
 use crate::meta::ObjectMeta;
@@ -24,7 +24,7 @@ use crate::quantity::Quantity;
 use crate::selector::{LabelSelector, Selector};
 
 /// What is wrong with a field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FieldErrorKind {
     /// The field must be set.
     Required,
@@ -43,7 +43,8 @@ pub enum FieldErrorKind {
 }
 
 /// One validation failure at a field path such as `spec.template.spec.containers[0].name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable: the store carries it when it refuses a write it admitted itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub kind: FieldErrorKind,
@@ -1677,13 +1678,20 @@ pub fn validate_node(node: &Node) -> Vec<FieldError> {
         }
     }
     if let Some(status) = &node.status {
-        for (field, map) in [
-            ("capacity", &status.capacity),
-            ("allocatable", &status.allocatable),
-        ] {
-            for (name, q) in map {
-                errs.extend(validate_quantity(q, &key(&child("status", field), name)));
-            }
+        errs.extend(validate_node_status(status));
+    }
+    errs
+}
+
+/// Validates a Node's status (its quantities).
+pub fn validate_node_status(status: &NodeStatus) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for (field, map) in [
+        ("capacity", &status.capacity),
+        ("allocatable", &status.allocatable),
+    ] {
+        for (name, q) in map {
+            errs.extend(validate_quantity(q, &key(&child("status", field), name)));
         }
     }
     errs

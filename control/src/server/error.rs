@@ -76,6 +76,11 @@ impl ApiError {
                 name: name.to_string(),
                 errors: vec![FieldError::invalid(field, value, detail)],
             }),
+            WriteError::Rejected(errors) => ApiError::Invalid(Invalid {
+                kind: info.group_kind(),
+                name: name.to_string(),
+                errors,
+            }),
         }
     }
 

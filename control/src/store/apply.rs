@@ -51,29 +51,31 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
             scope: UpdateScope::Status,
             ..
         } => {
-            let mut current = current.ok_or(WriteError::NotFound)?;
+            let current = current.ok_or(WriteError::NotFound)?;
             check_preconditions(&current, &object)?;
-            // Only the status changes, so the write changes nothing exactly when the
-            // statuses are equal; the spec (and so the generation) is the stored one.
             let status = match object {
                 Value::Object(mut obj) => obj.remove("status"),
                 _ => None,
             };
-            if current.get("status") == status.as_ref() {
+            replace_status(current, status, revision)
+        }
+        Write::MergeStatus { key, patch } => {
+            let current = current.ok_or(WriteError::NotFound)?;
+            check_preconditions(&current, &patch)?;
+            let Some(status_patch) = patch.get("status") else {
                 return unchanged(current);
-            }
-            let obj = current
-                .as_object_mut()
-                .expect("stored objects are JSON objects");
-            match status {
-                Some(status) => obj.insert("status".into(), status),
-                None => obj.remove("status"),
             };
-            meta_mut(&mut current).insert("resourceVersion".into(), rv_value(revision));
-            if is_terminating(&current) && finalizers_empty(&current) {
-                return removed(current);
-            }
-            changed(current, EventType::Modified)
+            let mut status = current.get("status").cloned().unwrap_or(Value::Null);
+            merge_patch(&mut status, status_patch);
+            let status = if status.is_null() {
+                None
+            } else {
+                let info = info_of_key(&key).ok_or_else(|| {
+                    WriteError::Invalid(format!("{key}: not a kind with a status subresource"))
+                })?;
+                Some(ketch_api::decode::admit_status(info, status).map_err(WriteError::Rejected)?)
+            };
+            replace_status(current, status, revision)
         }
         Write::Update { object, scope, .. } => {
             let current = current.ok_or(WriteError::NotFound)?;
@@ -156,6 +158,54 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
             meta.insert("resourceVersion".into(), rv_value(revision));
             changed(current, EventType::Modified)
         }
+    }
+}
+
+/// A status write's result: `current` with `status` (`None`: none) in place of its own. The
+/// spec (and so the generation) is the stored one, so the write changes nothing exactly when
+/// the statuses are equal.
+fn replace_status(mut current: Value, status: Option<Value>, revision: u64) -> Decision {
+    if current.get("status") == status.as_ref() {
+        return unchanged(current);
+    }
+    let obj = current
+        .as_object_mut()
+        .expect("stored objects are JSON objects");
+    match status {
+        Some(status) => obj.insert("status".into(), status),
+        None => obj.remove("status"),
+    };
+    meta_mut(&mut current).insert("resourceVersion".into(), rv_value(revision));
+    if is_terminating(&current) && finalizers_empty(&current) {
+        return removed(current);
+    }
+    changed(current, EventType::Modified)
+}
+
+/// The resource a store key (`{plural}/{namespace}/{name}`) belongs to: plurals are unique
+/// among the served resources.
+fn info_of_key(key: &str) -> Option<&'static ketch_api::ResourceInfo> {
+    let plural = key.split('/').next()?;
+    ketch_api::RESOURCES.iter().find(|r| r.plural == plural)
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Map::new());
+            }
+            let t = target.as_object_mut().expect("made an object above");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
     }
 }
 
@@ -407,6 +457,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
+        let mut t = json!({"a": [1, 2]});
+        merge_patch(&mut t, &json!({"a": [3]}));
+        assert_eq!(t, json!({"a": [3]}));
+    }
+
     fn create(obj: Value) -> Write {
         Write::Create {
             key: "pods/default/a".into(),
@@ -458,6 +518,77 @@ mod tests {
         let (res, _) = apply_write(Some(deleting.clone()), bind(None), 10);
         assert!(matches!(res, Err(WriteError::Conflict(m)) if m.contains("being deleted")));
         let (res, _) = apply_write(None, bind(None), 10);
+        assert_eq!(res.unwrap_err(), WriteError::NotFound);
+    }
+
+    #[test]
+    fn a_status_merge_patch_merges_admits_and_checks_preconditions() {
+        let patch = |p: Value| Write::MergeStatus {
+            key: "pods/default/a".into(),
+            patch: p,
+        };
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        // Merged into the stored status; the spec and the rest of the patch are not looked at.
+        let (res, m) = apply_write(
+            Some(stored(3)),
+            patch(json!({"metadata": {"labels": {"x": "y"}}, "spec": {"x": 9},
+                         "status": {"conditions": ready, "podIP": null}})),
+            9,
+        );
+        let applied = res.unwrap();
+        assert!(matches!(m, Some(Mutation::Put)));
+        assert_eq!(applied.event, Some(EventType::Modified));
+        assert_eq!(
+            applied.object["status"],
+            json!({"phase": "Running", "conditions": ready})
+        );
+        assert_eq!(applied.object["spec"], json!({"x": 1}));
+        assert_eq!(applied.object["metadata"]["generation"], 1);
+        assert_eq!(applied.object["metadata"]["resourceVersion"], "9");
+        assert!(applied.object["metadata"].get("labels").is_none());
+
+        // The same status again, or no status in the patch: nothing changes.
+        let merged = applied.object;
+        let (res, m) = apply_write(
+            Some(merged.clone()),
+            patch(json!({"status": {"phase": "Running"}})),
+            10,
+        );
+        assert_eq!(res.unwrap().event, None);
+        assert!(m.is_none());
+        let (res, _) = apply_write(Some(merged.clone()), patch(json!({"spec": {}})), 10);
+        assert_eq!(res.unwrap().event, None);
+
+        // Preconditions: a stale resourceVersion or another uid is a conflict.
+        let (res, _) = apply_write(
+            Some(merged.clone()),
+            patch(json!({"metadata": {"resourceVersion": "3"}, "status": {"phase": "Failed"}})),
+            10,
+        );
+        assert!(matches!(res, Err(WriteError::Conflict(_))));
+        let (res, _) = apply_write(
+            Some(merged.clone()),
+            patch(json!({"metadata": {"uid": "u2"}, "status": {"phase": "Failed"}})),
+            10,
+        );
+        assert!(matches!(res, Err(WriteError::Conflict(_))));
+
+        // The merged status is admitted: a field the status type lacks is refused by path.
+        let (res, m) = apply_write(
+            Some(merged.clone()),
+            patch(json!({"status": {"conditions": [{"type": "Ready", "bogus": 1}]}})),
+            10,
+        );
+        let Err(WriteError::Rejected(errors)) = res else {
+            panic!("expected a rejection, got {res:?}");
+        };
+        assert_eq!(errors[0].field, "status.conditions[0].bogus");
+        assert!(m.is_none());
+
+        // `status: null` removes it; a missing object is not found.
+        let (res, _) = apply_write(Some(merged), patch(json!({"status": null})), 11);
+        assert!(res.unwrap().object.get("status").is_none());
+        let (res, _) = apply_write(None, patch(json!({"status": {}})), 11);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
     }
 

@@ -59,6 +59,14 @@ pub enum Write {
         /// RFC 3339 time chosen by the API layer, the condition's `lastTransitionTime`.
         now: String,
     },
+    /// A JSON merge patch (RFC 7386) through `/status` (what a kubelet sends), merged into
+    /// the stored object here, at apply, so the API server does not read the object first and
+    /// never retries on a concurrent write. Only `patch.status` is merged (the stored status
+    /// and the result are admitted by [`ketch_api::decode::admit_status`]);
+    /// `patch.metadata.resourceVersion` and `.uid`, when present, are preconditions as for
+    /// [`Write::Update`]; anything else in the patch is ignored, as in Kubernetes' status
+    /// strategy.
+    MergeStatus { key: String, patch: Value },
 }
 
 impl Write {
@@ -68,7 +76,8 @@ impl Write {
             Write::Create { key, .. }
             | Write::Update { key, .. }
             | Write::Delete { key, .. }
-            | Write::Bind { key, .. } => key,
+            | Write::Bind { key, .. }
+            | Write::MergeStatus { key, .. } => key,
         }
     }
 }
@@ -120,6 +129,9 @@ pub enum WriteError {
         value: String,
         detail: String,
     },
+    /// What a [`Write::MergeStatus`] made of the status failed admission.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Rejected(Vec<ketch_api::validation::FieldError>),
 }
 
 /// What applying one [`Batch`] returns: one result per write, in order.
