@@ -170,7 +170,7 @@ fn placement_only(
     (t.elapsed(), placed)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let n_nodes = env_usize("KETCH_BENCH_NODES", 5000);
     let n_pods = env_usize("KETCH_BENCH_PODS", 50_000);

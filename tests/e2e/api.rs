@@ -132,6 +132,29 @@ async fn writes_are_compare_and_set_and_errors_are_kubernetes_status_objects() {
     assert_eq!(resp.status(), 200);
     let patched: Value = resp.json().await.unwrap();
     assert_eq!(patched["data"], json!({"k": "v2", "extra": "1"}));
+    // The store merges and admits the patch: a bad value is refused by field, and a patch
+    // cannot rename the object.
+    for (body, code, needle) in [
+        (r#"{"data":{"extra":1}}"#, 422, "data.extra"),
+        (
+            r#"{"metadata":{"name":"b"}}"#,
+            400,
+            "does not match the name on the URL",
+        ),
+    ] {
+        let resp = s
+            .http()
+            .patch(format!("{}{path}/a", s.url))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), code, "{body}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{body}: {text}");
+    }
     let resp = s
         .http()
         .patch(format!("{}{path}/a", s.url))

@@ -384,7 +384,7 @@ async fn submit(
 ) -> Result<Applied, ApiError> {
     let size = match &write {
         Write::Create { object, .. } | Write::Update { object, .. } => object_size(object),
-        Write::MergeStatus { patch, .. } => object_size(patch),
+        Write::MergeStatus { patch, .. } | Write::MergePatch { patch, .. } => object_size(patch),
         Write::Delete { .. } | Write::Bind { .. } => 64,
     };
     st.batcher
@@ -883,20 +883,28 @@ async fn patch(
         ));
     }
     let name = path.name.clone().unwrap_or_default();
-    if path.status {
-        // Only the status can change through /status, so the store merges the patch into the
-        // stored object itself (Write::MergeStatus): no read here, and no retry on a
-        // concurrent write, since the merge and the write are one step in raft order.
+    if !is_service_spec(path) {
+        // The store merges the patch into the stored object and admits the result itself
+        // (Write::MergeStatus, Write::MergePatch): no read here, and no retry on a concurrent
+        // write, since the merge and the write are one step in raft order. The name and
+        // namespace cannot change by patch; a patch naming others is refused here.
         let mut patch = patch;
         check_name(&patch, path)?;
         place_in_namespace(&mut patch, path)?;
         let key = path.key();
-        let applied = submit(st, Write::MergeStatus { key, patch }, path.info, &name).await?;
+        let write = if path.status {
+            Write::MergeStatus { key, patch }
+        } else {
+            let scope = scope_for(path);
+            Write::MergePatch { key, patch, scope }
+        };
+        let applied = submit(st, write, path.info, &name).await?;
         return Ok(json_response(headers, StatusCode::OK, &applied.object));
     }
+    // A Service's node ports are chosen here, from a read of every Service, so its patch is
+    // merged here too. Without an explicit resourceVersion it applies to whatever is stored:
+    // retry on a concurrent write, as the Kubernetes API server does.
     let explicit_rv = meta_str(&patch, "resourceVersion").is_some();
-    // Without an explicit resourceVersion a patch applies to whatever is stored: retry on a
-    // concurrent write, as the Kubernetes API server does.
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -908,18 +916,14 @@ async fn patch(
         let rv = meta_str(&current, "resourceVersion")
             .unwrap_or_default()
             .to_string();
-        // The stored object is needed after the merge only to compare a Service's node ports.
-        let before = is_service_spec(path).then(|| current.clone());
-        let mut next = current;
+        let mut next = current.clone();
         merge_patch(&mut next, &patch);
         if !explicit_rv {
             meta_mut(&mut next)?.insert("resourceVersion".into(), json!(rv));
         }
         check_name(&next, path)?;
         place_in_namespace(&mut next, path)?;
-        if let Some(before) = &before {
-            nodeports::drop_stale_node_ports(&mut next, before);
-        }
+        nodeports::drop_stale_node_ports(&mut next, &current);
         let admitted = admit(path.info, next)?;
         let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, false).await?;
         let result = submit(

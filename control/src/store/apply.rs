@@ -80,19 +80,23 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
         Write::Update { object, scope, .. } => {
             let current = current.ok_or(WriteError::NotFound)?;
             check_preconditions(&current, &object)?;
-            let mut next = merge_spec_update(&current, object, scope);
-            if equal_ignoring_rv(&next, &current) {
-                return unchanged(current);
+            update(current, object, scope, revision)
+        }
+        Write::MergePatch { key, patch, scope } => {
+            let current = current.ok_or(WriteError::NotFound)?;
+            check_preconditions(&current, &patch)?;
+            if key.starts_with(SERVICES_PREFIX) || scope == UpdateScope::Status {
+                return Err(WriteError::Invalid(format!(
+                    "{key}: a merge patch of {scope:?} scope is not applied by the store"
+                )));
             }
-            if current.get("spec") != next.get("spec") {
-                let generation = meta_u64(&current, "generation").unwrap_or(1) + 1;
-                meta_mut(&mut next).insert("generation".into(), Value::from(generation));
-            }
-            meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
-            if is_terminating(&next) && finalizers_empty(&next) {
-                return removed(next);
-            }
-            changed(next, EventType::Modified)
+            let info = info_of_key(&key)
+                .ok_or_else(|| WriteError::Invalid(format!("{key}: not a served resource")))?;
+            let mut merged = current.clone();
+            merge_patch(&mut merged, &patch);
+            let admitted =
+                ketch_api::admit(info, merged).map_err(|e| WriteError::Rejected(e.errors))?;
+            update(current, admitted, scope, revision)
         }
         Write::Delete {
             now,
@@ -159,6 +163,25 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
             changed(current, EventType::Modified)
         }
     }
+}
+
+/// A spec (or whole-object) update's result, its preconditions checked: `object` with the
+/// stored status (for `Spec`) and server-owned metadata; the generation advances when the
+/// spec changed.
+fn update(current: Value, object: Value, scope: UpdateScope, revision: u64) -> Decision {
+    let mut next = merge_spec_update(&current, object, scope);
+    if equal_ignoring_rv(&next, &current) {
+        return unchanged(current);
+    }
+    if current.get("spec") != next.get("spec") {
+        let generation = meta_u64(&current, "generation").unwrap_or(1) + 1;
+        meta_mut(&mut next).insert("generation".into(), Value::from(generation));
+    }
+    meta_mut(&mut next).insert("resourceVersion".into(), rv_value(revision));
+    if is_terminating(&next) && finalizers_empty(&next) {
+        return removed(next);
+    }
+    changed(next, EventType::Modified)
 }
 
 /// A status write's result: `current` with `status` (`None`: none) in place of its own. The
@@ -590,6 +613,57 @@ mod tests {
         assert!(res.unwrap().object.get("status").is_none());
         let (res, _) = apply_write(None, patch(json!({"status": {}})), 11);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
+    }
+
+    #[test]
+    fn a_merge_patch_is_merged_admitted_and_checked_by_the_store() {
+        let key = "configmaps/default/a";
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "default", "uid": "u1", "resourceVersion": "3"},
+            "data": {"k": "v", "gone": "x"}});
+        let patch = |p: Value| Write::MergePatch {
+            key: key.into(),
+            patch: p,
+            scope: UpdateScope::Whole,
+        };
+        let (res, m) = apply_write(
+            Some(cm.clone()),
+            patch(json!({"metadata": {"labels": {"l": "1"}, "uid": "u1"},
+                         "data": {"k": "v2", "gone": null}})),
+            7,
+        );
+        let applied = res.unwrap();
+        assert!(matches!(m, Some(Mutation::Put)));
+        assert_eq!(applied.object["data"], json!({"k": "v2"}));
+        assert_eq!(applied.object["metadata"]["labels"], json!({"l": "1"}));
+        assert_eq!(applied.object["metadata"]["resourceVersion"], "7");
+
+        // Changing nothing consumes no revision; a stale resourceVersion is a conflict.
+        let (res, m) = apply_write(Some(cm.clone()), patch(json!({"data": {"k": "v"}})), 8);
+        assert_eq!(res.unwrap().event, None);
+        assert!(m.is_none());
+        let (res, _) = apply_write(
+            Some(cm.clone()),
+            patch(json!({"metadata": {"resourceVersion": "2"}, "data": {"k": "w"}})),
+            8,
+        );
+        assert!(matches!(res, Err(WriteError::Conflict(_))));
+
+        // The merged object is admitted: the error names the field.
+        let (res, _) = apply_write(Some(cm.clone()), patch(json!({"data": {"k": 1}})), 8);
+        let Err(WriteError::Rejected(errors)) = res else {
+            panic!("expected a rejection, got {res:?}");
+        };
+        assert_eq!(errors[0].field, "data.k");
+
+        // Services are patched by the API server (node ports), never here.
+        let svc = Write::MergePatch {
+            key: "services/default/s".into(),
+            patch: json!({}),
+            scope: UpdateScope::Spec,
+        };
+        let (res, _) = apply_write(Some(cm), svc, 8);
+        assert!(matches!(res, Err(WriteError::Invalid(_))));
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub enum Write {
     /// [`Write::Update`]; anything else in the patch is ignored, as in Kubernetes' status
     /// strategy.
     MergeStatus { key: String, patch: Value },
+    /// A JSON merge patch (RFC 7386) through the main resource, merged into the stored object
+    /// and admitted ([`ketch_api::admit`]) here, at apply, for the same reasons as
+    /// [`Write::MergeStatus`]; then it is an update of `scope` (never `Status`).
+    /// `patch.metadata.resourceVersion` and `.uid`, when present, are preconditions. Not for
+    /// Services: the API server chooses their node ports from a read of every Service.
+    MergePatch {
+        key: String,
+        patch: Value,
+        scope: UpdateScope,
+    },
 }
 
 impl Write {
@@ -77,7 +87,8 @@ impl Write {
             | Write::Update { key, .. }
             | Write::Delete { key, .. }
             | Write::Bind { key, .. }
-            | Write::MergeStatus { key, .. } => key,
+            | Write::MergeStatus { key, .. }
+            | Write::MergePatch { key, .. } => key,
         }
     }
 }
