@@ -118,6 +118,34 @@ async fn writes_are_compare_and_set_and_errors_are_kubernetes_status_objects() {
     )
     .await;
     assert_eq!(code, 404, "{status}");
+    // A terminating namespace (held by a finalizer) takes no new objects.
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "closing", "finalizers": ["example.com/hold"]}});
+    let (code, created) = send(&s, reqwest::Method::POST, "/api/v1/namespaces", Some(ns)).await;
+    assert_eq!(code, 201, "{created}");
+    let (code, _) = send(
+        &s,
+        reqwest::Method::DELETE,
+        "/api/v1/namespaces/closing",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, status) = send(
+        &s,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/closing/configmaps",
+        Some(cm("c")),
+    )
+    .await;
+    assert_eq!(code, 403, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("because it is being terminated"),
+        "{status}"
+    );
 
     // Merge patch.
     let resp = s

@@ -417,12 +417,23 @@ async fn ensure_namespace(st: &ApiState, path: &ResourcePath) -> Result<(), ApiE
     };
     let ns_info =
         ketch_api::resource::by_path("", "v1", "namespaces").expect("namespaces is registered");
-    match st.store.get(&key_of(ns_info, None, Some(ns)))? {
-        Some(obj) if obj.pointer("/metadata/deletionTimestamp").is_some() => {
-            Err(ApiError::Forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )))
-        }
+    // Every create reads its namespace: decode only whether it is terminating.
+    #[derive(serde::Deserialize)]
+    struct NamespaceView {
+        metadata: MetaView,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MetaView {
+        deletion_timestamp: Option<serde::de::IgnoredAny>,
+    }
+    match st
+        .store
+        .get_as::<NamespaceView>(&key_of(ns_info, None, Some(ns)))?
+    {
+        Some(v) if v.metadata.deletion_timestamp.is_some() => Err(ApiError::Forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        ))),
         Some(_) => Ok(()),
         None => Err(ApiError::not_found(ns_info, ns)),
     }
@@ -475,9 +486,15 @@ async fn create(
         .then(|| meta_str(&obj, "generateName").map(str::to_string))
         .flatten();
     // A generated name can collide, and so can a node port chosen concurrently with another
-    // write: retry a few times, as Kubernetes' clients would.
+    // write: retry a few times, as Kubernetes' clients would. Only such a create goes round
+    // again; any other hands its object over rather than copying it.
+    let retriable = generate.is_some() || is_service_spec(path);
     for attempt in 0..5 {
-        let mut candidate = obj.clone();
+        let mut candidate = if retriable {
+            obj.clone()
+        } else {
+            std::mem::take(&mut obj)
+        };
         if let Some(prefix) = &generate {
             meta_mut(&mut candidate)?
                 .insert("name".into(), json!(format!("{prefix}{}", random_suffix())));

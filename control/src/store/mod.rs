@@ -601,6 +601,18 @@ impl Store {
     /// # Errors
     /// The database failed or the store is shut down.
     pub fn get(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get_as(key)
+    }
+
+    /// As [`Store::get`], decoded straight into `T` (a view of the few fields a caller reads
+    /// costs less than a whole JSON tree).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         Ok(state_machine::read_object(&*self.db()?, key)?)
     }
 

@@ -246,7 +246,10 @@ pub(crate) fn read_revision(db: &Database) -> Result<u64, DbError> {
 }
 
 /// One object by key.
-pub(crate) fn read_object(db: &Database, key: &str) -> Result<Option<Value>, DbError> {
+pub(crate) fn read_object<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    key: &str,
+) -> Result<Option<T>, DbError> {
     let txn = db.begin_read()?;
     let objects = txn.open_table(OBJECTS)?;
     match objects.get(key)? {
