@@ -288,6 +288,17 @@ pub fn json_response(headers: &HeaderMap, code: StatusCode, value: &Value) -> Re
     }
 }
 
+/// The object a write stored, as a response: the store's own encoding of it when it made
+/// one (the same bytes it stored), else encoded here.
+fn applied_response(headers: &HeaderMap, code: StatusCode, applied: Applied) -> Response {
+    match applied.encoded {
+        Some(body) if !wants_yaml(headers) => {
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        _ => json_response(headers, code, &applied.object),
+    }
+}
+
 /// Read and parse a request body (JSON or YAML, one document) within the size limit.
 async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -517,7 +528,7 @@ async fn create(
             Err(ApiError::AlreadyExists { .. }) if generate.is_some() && attempt < 4 => continue,
             Err(e) if lost_node_port_race(&e) && attempt < 4 => continue,
             Err(e) => return Err(e),
-            Ok(applied) => return Ok(json_response(headers, StatusCode::CREATED, &applied.object)),
+            Ok(applied) => return Ok(applied_response(headers, StatusCode::CREATED, applied)),
         }
     }
     unreachable!("the loop returns on its last attempt")
@@ -783,7 +794,7 @@ async fn update(
         match result {
             Err(e) if lost_node_port_race(&e) && attempt < 5 => continue,
             Err(e) => return Err(e),
-            Ok(applied) => return Ok(json_response(headers, StatusCode::OK, &applied.object)),
+            Ok(applied) => return Ok(applied_response(headers, StatusCode::OK, applied)),
         }
     }
 }
@@ -916,7 +927,7 @@ async fn patch(
             Write::MergePatch { key, patch, scope }
         };
         let applied = submit(st, write, path.info, &name).await?;
-        return Ok(json_response(headers, StatusCode::OK, &applied.object));
+        return Ok(applied_response(headers, StatusCode::OK, applied));
     }
     // A Service's node ports are chosen here, from a read of every Service, so its patch is
     // merged here too. Without an explicit resourceVersion it applies to whatever is stored:
@@ -958,7 +969,7 @@ async fn patch(
             Err(ApiError::Conflict { .. }) if !explicit_rv && attempts < 5 => continue,
             Err(e) if lost_node_port_race(&e) && attempts < 5 => continue,
             Err(e) => return Err(e),
-            Ok(applied) => return Ok(json_response(headers, StatusCode::OK, &applied.object)),
+            Ok(applied) => return Ok(applied_response(headers, StatusCode::OK, applied)),
         }
     }
 }
@@ -1126,7 +1137,7 @@ async fn delete(
             None => own,
         };
         let applied = submit(st, own, path.info, &name).await?;
-        return Ok(json_response(headers, StatusCode::OK, &applied.object));
+        return Ok(applied_response(headers, StatusCode::OK, applied));
     }
     if name == "default" {
         return Err(ApiError::Forbidden(
@@ -1160,7 +1171,7 @@ async fn delete(
             tracing::warn!(namespace = %name, error = %e, "deleting namespace contents");
         }
     }
-    Ok(json_response(headers, StatusCode::OK, &applied.object))
+    Ok(applied_response(headers, StatusCode::OK, applied))
 }
 
 #[cfg(test)]

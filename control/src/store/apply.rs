@@ -320,6 +320,7 @@ fn changed(object: Value, event: EventType) -> Decision {
         Applied {
             object,
             event: Some(event),
+            encoded: None,
         },
         Some(Mutation::Put),
     ))
@@ -331,6 +332,7 @@ fn unchanged(current: Value) -> Decision {
         Applied {
             object: current,
             event: None,
+            encoded: None,
         },
         None,
     ))
@@ -341,6 +343,7 @@ fn removed(object: Value) -> Decision {
         Applied {
             object,
             event: Some(EventType::Deleted),
+            encoded: None,
         },
         Some(Mutation::Remove),
     ))

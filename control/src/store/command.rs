@@ -118,6 +118,11 @@ impl EventType {
 pub struct Applied {
     pub object: Value,
     pub event: Option<EventType>,
+    /// `object` as the store serialized it (the bytes it stored and sent to watchers), when
+    /// the write changed something: a response sends these instead of encoding the object
+    /// again. Local to the server that applied the write.
+    #[serde(skip)]
+    pub encoded: Option<bytes::Bytes>,
 }
 
 /// Why one write was refused. Refusals are deterministic, so every replica agrees.

@@ -360,7 +360,7 @@ fn apply_entries(
                         // What watchers knew the object by, for those whose selector it leaves
                         // (taken before the write consumes the object).
                         let previous = current.as_ref().map(|c| WatchEvent::attrs_for(&key, c));
-                        let (result, mutation) = apply_write(current, write, revision + 1);
+                        let (mut result, mutation) = apply_write(current, write, revision + 1);
                         let mut stored = None;
                         // A mutation comes only with a successful write.
                         if let (Some(mutation), Ok(applied)) = (mutation, &result) {
@@ -376,7 +376,7 @@ fn apply_entries(
                                 }
                             }
                         }
-                        if let Ok(applied) = &result
+                        if let Ok(applied) = &mut result
                             && let Some(event) = applied.event
                         {
                             let previous = previous.filter(|_| event == EventType::Modified);
@@ -385,6 +385,7 @@ fn apply_entries(
                                 Some(bytes) => bytes,
                                 None => to_json(&applied.object, stored_len)?.into(),
                             };
+                            applied.encoded = Some(bytes.clone());
                             let ev = WatchEvent::serialized(
                                 revision,
                                 event,
