@@ -96,7 +96,10 @@ async fn a_single_server_applies_a_batch_in_order_with_one_revision_per_change()
     assert_eq!(store.revision().unwrap(), 4);
     // Each result carries the object as the store encoded it, for the response.
     for applied in res.0.iter().filter_map(|r| r.as_ref().ok()) {
-        let encoded = applied.encoded.as_ref().expect("a change carries its encoding");
+        let encoded = applied
+            .encoded
+            .as_ref()
+            .expect("a change carries its encoding");
         assert_eq!(
             serde_json::from_slice::<Value>(encoded).unwrap(),
             applied.object
