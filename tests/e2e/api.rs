@@ -162,6 +162,13 @@ async fn writes_are_compare_and_set_and_errors_are_kubernetes_status_objects() {
     assert_eq!(patched["data"], json!({"k": "v2", "extra": "1"}));
     // The store merges and admits the patch: a bad value is refused by field, and a patch
     // cannot rename the object.
+    // A patch is logged as it came, so one nested too deep for the log to read back is
+    // refused before it gets there.
+    let deep = format!(
+        r#"{{"metadata":{{"annotations":{}1{}}}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
     for (body, code, needle) in [
         (r#"{"data":{"extra":1}}"#, 422, "data.extra"),
         (
@@ -169,13 +176,14 @@ async fn writes_are_compare_and_set_and_errors_are_kubernetes_status_objects() {
             400,
             "does not match the name on the URL",
         ),
+        (deep.as_str(), 400, "nested deeper than 64 levels"),
     ] {
         let resp = s
             .http()
             .patch(format!("{}{path}/a", s.url))
             .bearer_auth(&s.token)
             .header("content-type", "application/merge-patch+json")
-            .body(body)
+            .body(body.to_string())
             .send()
             .await
             .unwrap();

@@ -877,6 +877,21 @@ fn lost_node_port_race(e: &ApiError) -> bool {
         if inv.errors.iter().any(|f| f.detail == crate::store::apply::NODE_PORT_ALLOCATED))
 }
 
+/// Deepest nesting of arrays and objects a merge patch may have. The store logs a patch as
+/// it came (it merges it at apply), inside a raft entry ~6 levels deep, and serde_json reads
+/// an entry back only up to 128 levels: a deeper patch would make its entry unreadable, which
+/// stops the store. No object ketch serves nests deeper than ~20.
+const MAX_PATCH_NESTING: usize = 64;
+
+/// How deeply arrays and objects nest in `v` (a scalar is 0).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 async fn patch(
     st: &ApiState,
     path: &ResourcePath,
@@ -909,6 +924,11 @@ async fn patch(
         return Err(ApiError::BadRequest(
             "patch body: a merge patch must be a JSON object".into(),
         ));
+    }
+    if nesting(&patch) > MAX_PATCH_NESTING {
+        return Err(ApiError::BadRequest(format!(
+            "patch body: nested deeper than {MAX_PATCH_NESTING} levels"
+        )));
     }
     let name = path.name.clone().unwrap_or_default();
     if !is_service_spec(path) {
@@ -1177,6 +1197,17 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nesting_counts_arrays_and_objects() {
+        assert_eq!(nesting(&json!(1)), 0);
+        assert_eq!(nesting(&json!({"a": [1, {"b": {}}], "c": 2})), 4);
+        let mut deep = json!(0);
+        for _ in 0..MAX_PATCH_NESTING {
+            deep = json!([deep]);
+        }
+        assert_eq!(nesting(&deep), MAX_PATCH_NESTING);
+    }
 
     #[test]
     fn query_strings_decode_percent_escapes() {

@@ -145,7 +145,8 @@ pub enum WriteError {
         value: String,
         detail: String,
     },
-    /// What a [`Write::MergeStatus`] made of the status failed admission.
+    /// What a [`Write::MergeStatus`] or [`Write::MergePatch`] made of the object failed
+    /// admission.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     Rejected(Vec<ketch_api::validation::FieldError>),
 }
