@@ -208,7 +208,7 @@ fn replace_status(mut current: Value, status: Option<Value>, revision: u64) -> D
 /// The resource a store key (`{plural}/{namespace}/{name}`) belongs to: plurals are unique
 /// among the served resources.
 fn info_of_key(key: &str) -> Option<&'static ketch_api::ResourceInfo> {
-    let plural = key.split('/').next()?;
+    let plural = crate::attrs::plural_of_key(key);
     ketch_api::RESOURCES.iter().find(|r| r.plural == plural)
 }
 
