@@ -212,9 +212,10 @@ async fn main() {
         rss / 1024,
         rss_before / 1024
     );
-    let size = std::fs::metadata(server.dir().join("data/raft.redb"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    println!("store file: {} MiB", size >> 20);
+    let size: u64 = ["data/raft.redb", "data/log.redb"]
+        .iter()
+        .map(|f| std::fs::metadata(server.dir().join(f)).map_or(0, |m| m.len()))
+        .sum();
+    println!("store files (raft.redb + log.redb): {} MiB", size >> 20);
     drop(others);
 }

@@ -89,7 +89,11 @@ impl Metrics {
             "store_revision",
             "Store revision (newest resourceVersion)",
         );
-        let store_size = g(&mut registry, "store_size_bytes", "Size of the redb file");
+        let store_size = g(
+            &mut registry,
+            "store_size_bytes",
+            "Size of the store's redb files (raft.redb, log.redb)",
+        );
         Self {
             registry,
             requests,

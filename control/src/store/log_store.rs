@@ -1,16 +1,31 @@
-//! The raft log, persisted in the server's redb file.
+//! The raft log, persisted in its own redb file (`<data_dir>/log.redb`).
 //!
-//! Every mutation of the log (append, truncate, purge) and the vote is a durable
-//! (`Durability::Immediate`) redb commit made on the blocking thread pool; `append` reports
-//! completion through [`LogFlushed::log_io_completed`] only after its commit returned.
+//! One writer thread makes every log mutation (append, truncate, purge) and the vote durable,
+//! in the order they were issued, as `Durability::Immediate` redb commits; it folds whatever is
+//! queued when it starts a commit into that commit (one fsync for several appends).
+//! `append` returns as soon as its entries are in memory and queued: raft goes on (accepts
+//! writes, applies what is committed) while they are written, and learns they are durable
+//! through [`LogFlushed::log_io_completed`], called after their commit returned — what
+//! openraft's storage contract asks for.
+//!
+//! The log has a file of its own so that its fsyncs never hold the state machine's redb
+//! writer: one shared file made every apply wait for the log commit in progress.
+//!
+//! Appended entries stay in memory (as decoded entries) until they are read for applying,
+//! so the state machine gets them without reading and decoding them back from disk. The
+//! memory holds a suffix of the log: the newest entries, bounded by [`CACHE_BYTES`] of
+//! their encoded size once they are durable.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
 
 use super::db::{DbError, blocking, get_json, put_json};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
@@ -24,10 +39,20 @@ const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
+/// Encoded bytes of durable entries kept in memory beyond which the oldest are dropped
+/// (read back from disk if ever needed). Entries not yet durable are always kept: they
+/// cannot be read from disk yet.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// Queued operations one commit of the writer thread takes at most.
+const MAX_OPS_PER_COMMIT: usize = 256;
+
 /// The raft log storage; cheap to clone (it is also its own log reader).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    cache: Arc<Mutex<Cache>>,
+    ops: mpsc::Sender<Op>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -36,36 +61,188 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
+/// Appended entries in memory: a contiguous suffix of the log (or nothing).
+#[derive(Default)]
+struct Cache {
+    entries: BTreeMap<u64, Cached>,
+    /// Encoded size of `entries`.
+    bytes: usize,
+    /// The number the next append gets; appends are numbered in the order they are queued.
+    next_seq: u64,
+    /// Every append numbered up to this one is durable.
+    durable_seq: u64,
+}
+
+struct Cached {
+    entry: Entry,
+    /// Its encoded size.
+    len: usize,
+    /// The append that wrote it.
+    seq: u64,
+}
+
+impl Cache {
+    /// Removes the oldest entries while `evict(first)` says so; they are durable, so the
+    /// cache stays a suffix of the log and what it dropped is on disk.
+    fn pop_front_while(&mut self, mut evict: impl FnMut(&Cached) -> bool) -> Vec<Cached> {
+        let mut out = Vec::new();
+        let durable_seq = self.durable_seq;
+        while let Some(first) = self.entries.first_entry() {
+            if !(first.get().seq <= durable_seq && evict(first.get())) {
+                break;
+            }
+            let c = first.remove();
+            self.bytes -= c.len;
+            out.push(c);
+        }
+        out
+    }
+}
+
+/// A log mutation for the writer thread.
+enum Op {
+    Append {
+        seq: u64,
+        entries: Vec<(u64, Vec<u8>)>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    /// Remove entries from this index on.
+    Truncate(u64, Done),
+    Purge(LogId, Done),
+    Vote(Vote, Done),
+    /// Not required durable (see `save_committed`): written with the next commit.
+    Committed(Option<LogId>),
+}
+
+type Done = oneshot::Sender<Result<(), String>>;
+
 impl LogStore {
-    /// Wrap the shared database; the tables must already exist (see `db::open`).
-    pub fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    /// Wrap the log's database (tables already created, see `db::open_log`) and start its
+    /// writer thread, which runs until the last clone is dropped. `state_machine` is the
+    /// state machine's database, made durable before any purge of the log.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn new(db: Arc<Database>, state_machine: Arc<Database>) -> Result<Self, DbError> {
+        let cache = Arc::new(Mutex::new(Cache::default()));
+        let (ops, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            state_machine,
+            cache: cache.clone(),
+        };
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer.run(&rx))
+            .map_err(|e| DbError::Other(format!("starting the raft log writer: {e}")))?;
+        Ok(Self { db, cache, ops })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // A panic while holding the lock leaves the map consistent (no invariant spans an
+        // unwinding point), so a poisoned lock is still usable.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether this server has ever taken part in a cluster: a vote or any log.
     pub(crate) fn is_pristine(&self) -> Result<bool, DbError> {
+        if !self.cache().entries.is_empty() {
+            return Ok(false);
+        }
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(RAFT_META)?;
         let log = txn.open_table(LOG)?;
         Ok(meta.get(VOTE)?.is_none() && meta.get(LAST_PURGED)?.is_none() && log.first()?.is_none())
     }
 
-    /// Run a durable write transaction on the blocking pool.
-    async fn write<T, F>(&self, f: F) -> Result<T, DbError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&redb::WriteTransaction) -> Result<T, DbError> + Send + 'static,
-    {
-        let db = self.db.clone();
-        blocking(move || {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::Immediate)?;
-            let out = f(&txn)?;
-            txn.commit()?;
-            Ok(out)
-        })
-        .await
+    /// Queue `op` built around `done` and wait until the writer made it durable.
+    async fn submit(&self, op: impl FnOnce(Done) -> Op) -> Result<(), DbError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops.send(op(tx)).map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?.map_err(DbError::Other)
     }
+
+    /// Entries in `range`: from memory where the log still has them there, the rest from
+    /// disk.
+    ///
+    /// With `budget` (a replication read, which copies), stop after the first entry that
+    /// brings the total encoded size to it; a range that begins on disk is read from disk
+    /// only (replication asks again for the rest). Without, durable entries read from memory
+    /// leave it, and with them every older durable one: raft reads each entry once, in order,
+    /// to apply it.
+    async fn read(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        budget: Option<usize>,
+    ) -> Result<Vec<Entry>, DbError> {
+        let start = match range.0 {
+            Bound::Included(s) => s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.1 {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => e,
+            Bound::Unbounded => u64::MAX,
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let (memory_start, from_memory) = {
+            let mut cache = self.cache();
+            let memory_start = cache
+                .entries
+                .first_key_value()
+                .map_or(u64::MAX, |(k, _)| *k);
+            let mut out = Vec::new();
+            match budget {
+                Some(_) if start < memory_start => {}
+                Some(budget) => {
+                    let mut bytes = 0;
+                    for c in cache.entries.range(start..end).map(|(_, c)| c) {
+                        out.push(c.entry.clone());
+                        bytes += c.len;
+                        if bytes >= budget {
+                            break;
+                        }
+                    }
+                    return Ok(out);
+                }
+                None => {
+                    for c in cache.pop_front_while(|c| c.entry.log_id.index < end) {
+                        if c.entry.log_id.index >= start {
+                            out.push(c.entry);
+                        }
+                    }
+                    // What is left in the range is not durable yet: it stays.
+                    let rest = start.max(memory_start)..end;
+                    if !rest.is_empty() {
+                        out.extend(cache.entries.range(rest).map(|(_, c)| c.entry.clone()));
+                    }
+                }
+            }
+            (memory_start, out)
+        };
+        if start >= memory_start {
+            return Ok(from_memory);
+        }
+        // Everything before memory's first entry is on disk (entries leave memory only once
+        // durable), and precedes what memory gave.
+        let db = self.db.clone();
+        let disk = (
+            Bound::Included(start),
+            Bound::Excluded(end.min(memory_start)),
+        );
+        let mut out = blocking(move || read_entries(&db, disk, budget)).await?;
+        out.extend(from_memory);
+        Ok(out)
+    }
+}
+
+fn writer_gone() -> DbError {
+    DbError::Other("the raft log writer has stopped".into())
 }
 
 /// Stored bytes of log entries one replication request carries (at least one entry,
@@ -98,14 +275,107 @@ fn read_entries(
     Ok(out)
 }
 
+/// The thread that writes the log: one commit per round, in queue order.
+struct Writer {
+    db: Arc<Database>,
+    state_machine: Arc<Database>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Writer {
+    fn run(&self, rx: &mpsc::Receiver<Op>) {
+        // Ends when every LogStore clone (every sender) is gone.
+        while let Ok(first) = rx.recv() {
+            let mut ops = vec![first];
+            while ops.len() < MAX_OPS_PER_COMMIT {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let res = self.commit(&ops).map_err(|e| e.to_string());
+            if res.is_ok() {
+                let mut cache = self
+                    .cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for op in &ops {
+                    if let Op::Append { seq, .. } = op {
+                        cache.durable_seq = cache.durable_seq.max(*seq);
+                    }
+                }
+                let mut over = cache.bytes.saturating_sub(CACHE_BYTES);
+                cache.pop_front_while(|c| {
+                    let evict = over > 0;
+                    over = over.saturating_sub(c.len);
+                    evict
+                });
+            }
+            for op in ops {
+                match op {
+                    Op::Append { callback, .. } => {
+                        callback.log_io_completed(res.clone().map_err(std::io::Error::other));
+                    }
+                    Op::Truncate(_, done) | Op::Purge(_, done) | Op::Vote(_, done) => {
+                        // The caller may have given up waiting; nothing to tell then.
+                        let _ = done.send(res.clone());
+                    }
+                    Op::Committed(_) => {}
+                }
+            }
+        }
+    }
+
+    /// One redb transaction for `ops`, in order; durable unless it only saves `committed`.
+    fn commit(&self, ops: &[Op]) -> Result<(), DbError> {
+        if ops.iter().any(|op| matches!(op, Op::Purge(..))) {
+            // After a crash the state machine resumes from its last durable commit and
+            // re-applies the log from there: the entries a purge removes must be applied
+            // durably first. (A purge follows a snapshot, whose metadata commit is durable
+            // and made after it applied them; this keeps the rule local.)
+            super::db::flush(&self.state_machine)?;
+        }
+        let mut txn = self.db.begin_write()?;
+        let durable = ops.iter().any(|op| !matches!(op, Op::Committed(_)));
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        {
+            let mut log = txn.open_table(LOG)?;
+            let mut meta = txn.open_table(RAFT_META)?;
+            for op in ops {
+                match op {
+                    Op::Append { entries, .. } => {
+                        for (index, bytes) in entries {
+                            log.insert(*index, bytes.as_slice())?;
+                        }
+                    }
+                    Op::Truncate(from, _) => {
+                        log.retain_in(*from.., |_, _| false)?;
+                    }
+                    Op::Purge(log_id, _) => {
+                        put_json(&mut meta, LAST_PURGED, log_id)?;
+                        log.retain_in(..=log_id.index, |_, _| false)?;
+                    }
+                    Op::Vote(vote, _) => put_json(&mut meta, VOTE, vote)?,
+                    Op::Committed(committed) => put_json(&mut meta, COMMITTED, committed)?,
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        let db = self.db.clone();
-        blocking(move || read_entries(&db, bounds, None))
+        self.read(bounds, None)
             .await
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
@@ -116,9 +386,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError> {
-        let db = self.db.clone();
         let bounds = (Bound::Included(start), Bound::Excluded(end));
-        blocking(move || read_entries(&db, bounds, Some(REPLICATION_BYTES)))
+        self.read(bounds, Some(REPLICATION_BYTES))
             .await
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
@@ -128,15 +397,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let in_memory = self
+            .cache()
+            .entries
+            .last_key_value()
+            .map(|(_, c)| c.entry.log_id);
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read()?;
             let meta = txn.open_table(RAFT_META)?;
             let last_purged: Option<LogId> = get_json(&meta, LAST_PURGED)?;
             let log = txn.open_table(LOG)?;
-            let last = match log.last()? {
-                Some((_, v)) => Some(serde_json::from_slice::<Entry>(v.value())?.log_id),
-                None => last_purged,
+            // Memory holds the newest entries, some perhaps not on disk yet.
+            let last = match (in_memory, log.last()?) {
+                (Some(id), _) => Some(id),
+                (None, Some((_, v))) => Some(serde_json::from_slice::<Entry>(v.value())?.log_id),
+                (None, None) => last_purged,
             };
             Ok(LogState {
                 last_purged_log_id: last_purged,
@@ -153,12 +429,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.write(move |txn| {
-            let mut meta = txn.open_table(RAFT_META)?;
-            put_json(&mut meta, VOTE, &vote)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_vote(&e).into())
+        self.submit(|done| Op::Vote(vote, done))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -174,19 +447,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not required for safety (openraft re-derives it); saved so a restart re-applies the
         // committed tail at once. Made durable by the next durable commit.
-        let db = self.db.clone();
-        blocking(move || {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::None)?;
-            {
-                let mut meta = txn.open_table(RAFT_META)?;
-                put_json(&mut meta, COMMITTED, &committed)?;
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| StorageIOError::write(&e).into())
+        self.ops
+            .send(Op::Committed(committed))
+            .map_err(|_| StorageIOError::write(&writer_gone()).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -209,55 +472,67 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded: Result<Vec<(u64, Vec<u8>)>, serde_json::Error> = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e)?)))
+            .iter()
+            .map(|e| Ok((e.log_id.index, serde_json::to_vec(e)?)))
             .collect();
-        let res = match encoded {
-            Ok(encoded) => {
-                self.write(move |txn| {
-                    let mut log = txn.open_table(LOG)?;
-                    for (index, bytes) in &encoded {
-                        log.insert(*index, bytes.as_slice())?;
-                    }
-                    Ok(())
-                })
-                .await
-            }
-            Err(e) => Err(e.into()),
-        };
-        match res {
-            Ok(()) => {
-                // The commit above was durable: the entries are on disk.
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
             Err(e) => {
+                let e = DbError::from(e);
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(StorageIOError::write_logs(&e).into())
+                return Err(StorageIOError::write_logs(&e).into());
             }
+        };
+        let seq = {
+            let mut cache = self.cache();
+            cache.next_seq += 1;
+            let seq = cache.next_seq;
+            for (entry, (index, bytes)) in entries.into_iter().zip(&encoded) {
+                let len = bytes.len();
+                cache.bytes += len;
+                if let Some(old) = cache.entries.insert(*index, Cached { entry, len, seq }) {
+                    cache.bytes -= old.len;
+                }
+            }
+            seq
+        };
+        let op = Op::Append {
+            seq,
+            entries: encoded,
+            callback,
+        };
+        if let Err(mpsc::SendError(op)) = self.ops.send(op) {
+            let e = writer_gone();
+            if let Op::Append { callback, .. } = op {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+            }
+            return Err(StorageIOError::write_logs(&e).into());
         }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write(move |txn| {
-            let mut log = txn.open_table(LOG)?;
-            log.retain_in(log_id.index.., |_, _| false)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        {
+            let mut cache = self.cache();
+            let removed = cache.entries.split_off(&log_id.index);
+            cache.bytes -= removed.values().map(|c| c.len).sum::<usize>();
+        }
+        self.submit(|done| Op::Truncate(log_id.index, done))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write(move |txn| {
-            let mut meta = txn.open_table(RAFT_META)?;
-            put_json(&mut meta, LAST_PURGED, &log_id)?;
-            let mut log = txn.open_table(LOG)?;
-            log.retain_in(..=log_id.index, |_, _| false)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        {
+            let mut cache = self.cache();
+            let kept = cache.entries.split_off(&(log_id.index + 1));
+            let removed = std::mem::replace(&mut cache.entries, kept);
+            cache.bytes -= removed.values().map(|c| c.len).sum::<usize>();
+        }
+        self.submit(|done| Op::Purge(log_id, done))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

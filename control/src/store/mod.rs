@@ -1,14 +1,18 @@
-//! The replicated object store: openraft over one redb file per server.
+//! The replicated object store: openraft over two redb files per server.
 //!
-//! `<data_dir>/raft.redb` holds both the raft log (`raft_log`, `raft_meta`) and the state
-//! machine (`objects`, `sm_meta`). Writes go through raft ([`Store::propose`]); reads are redb
-//! read transactions on the same file, concurrent with writes, behind a raft read barrier
+//! `<data_dir>/log.redb` holds the raft log (`raft_log`, `raft_meta`: vote, committed, last
+//! purged); `<data_dir>/raft.redb` the state machine (`objects`, `sm_meta`, `events`).
+//! Writes go through raft ([`Store::propose`]); reads are redb read transactions on the
+//! state machine's file, concurrent with writes, behind a raft read barrier
 //! ([`Store::read_barrier`]) when they must be linearizable.
 //!
-//! Durability: the vote and every log append/truncate/purge is an fsynced redb commit, and
-//! openraft is told an append is flushed only after its commit returned. The state machine
-//! commits once per `apply()` without its own fsync; the next durable commit (or
-//! [`Store::shutdown`]) persists it, and after a crash it is re-applied from the log.
+//! Durability: the vote and every log append/truncate/purge is an fsynced commit of the
+//! log's file, and openraft is told an append is flushed only after its commit returned
+//! (see [`log_store`]). The state machine commits once per `apply()` without an fsync, and
+//! durably at most [`state_machine::DURABLE_EVERY`] apart, before a purge of the log, at a
+//! snapshot and at [`Store::shutdown`]; after a crash it resumes from its last durable
+//! commit and re-applies the log from there. Servers before the split kept the log in
+//! `raft.redb`; the first start of this version moves it (see [`db::open_log`]).
 
 pub mod apply;
 pub mod command;
@@ -145,8 +149,10 @@ pub struct Store {
 struct Inner {
     cfg: StoreConfig,
     path: PathBuf,
-    /// `None` after shutdown, so the file can be reopened in this process.
-    db: RwLock<Option<Arc<Database>>>,
+    log_path: PathBuf,
+    /// The state machine's and the log's databases; `None` after shutdown, so the files can
+    /// be reopened in this process.
+    db: RwLock<Option<(Arc<Database>, Arc<Database>)>>,
     raft: Raft,
     log_store: LogStore,
     peer_token: PeerToken,
@@ -185,8 +191,8 @@ pub fn raft_config(snapshot_count: u64) -> Config {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/raft.redb` and starts raft with heartbeat 50 ms,
-    /// election timeout 150–300 ms.
+    /// Opens (creating if needed) `<data_dir>/raft.redb` and `<data_dir>/log.redb` and starts
+    /// raft with heartbeat 50 ms, election timeout 150–300 ms.
     ///
     /// # Errors
     /// The data dir or database cannot be opened, or raft refuses to start.
@@ -194,8 +200,11 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| StoreError::Storage(format!("{}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("raft.redb");
-        let db = db::open_retrying(&path).await?;
-        let log_store = LogStore::new(db.clone());
+        let db = db::open_retrying(&path, db::open_state).await?;
+        let log_path = cfg.data_dir.join(db::LOG_FILE);
+        let sm_db = db.clone();
+        let log_db = db::open_retrying(&log_path, move |p| db::open_log(p, &sm_db)).await?;
+        let log_store = LogStore::new(log_db.clone(), db.clone())?;
         let sm = StateMachine::open(db.clone(), hub, cfg.data_dir.join("snapshots"))?;
         let config = raft_config(cfg.snapshot_count)
             .validate()
@@ -214,7 +223,8 @@ impl Store {
             inner: Arc::new(Inner {
                 cfg,
                 path,
-                db: RwLock::new(Some(db)),
+                log_path,
+                db: RwLock::new(Some((db, log_db))),
                 raft,
                 log_store,
                 peer_token,
@@ -592,7 +602,8 @@ impl Store {
             .db
             .read()
             .map_err(|_| StoreError::Storage("database lock poisoned".into()))?
-            .clone()
+            .as_ref()
+            .map(|(db, _)| db.clone())
             .ok_or_else(|| StoreError::Unavailable("the store is shut down".into()))
     }
 
@@ -670,18 +681,22 @@ impl Store {
         }
     }
 
-    /// File size of `raft.redb` (0 when it cannot be read).
+    /// Size of the store's files, `raft.redb` and `log.redb` (a file that cannot be read
+    /// counts 0).
     pub fn db_size_bytes(&self) -> u64 {
-        std::fs::metadata(&self.inner.path).map_or(0, |m| m.len())
+        [&self.inner.path, &self.inner.log_path]
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
     }
 
-    /// Stop raft, make every applied change durable, and release the database file.
+    /// Stop raft, make every applied change durable, and release the database files.
     /// Idempotent.
     ///
     /// # Errors
     /// Raft's task failed while stopping, or the final flush failed.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        let Some(db) = self
+        let Some((db, log_db)) = self
             .inner
             .db
             .write()
@@ -691,7 +706,11 @@ impl Store {
             return Ok(());
         };
         let stopped = self.inner.raft.shutdown().await;
-        db::blocking(move || db::flush(&db)).await?;
+        db::blocking(move || {
+            db::flush(&db)?;
+            db::flush(&log_db)
+        })
+        .await?;
         stopped.map_err(|e| StoreError::Unavailable(format!("raft stopped with an error: {e}")))
     }
 }
@@ -727,7 +746,7 @@ pub(crate) mod db {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use redb::{Database, DatabaseError, Durability, ReadableTable, Table};
+    use redb::{Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, Table};
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
@@ -792,24 +811,100 @@ pub(crate) mod db {
         Ok(())
     }
 
-    /// Open (creating) the database and every table, so read transactions never miss one.
-    pub fn open(path: &Path) -> Result<Arc<Database>, DbError> {
+    /// The log's file in a data dir.
+    pub const LOG_FILE: &str = "log.redb";
+
+    /// Open (creating) the state machine's database and its tables, so read transactions
+    /// never miss one.
+    pub fn open_state(path: &Path) -> Result<Arc<Database>, DbError> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(RAFT_META)?;
         txn.open_table(OBJECTS)?;
         txn.open_table(SM_META)?;
         txn.commit()?;
         Ok(Arc::new(db))
     }
 
-    /// Like [`open`], but waits (up to 5 s) for a previous instance in this process to
+    /// Open (creating) the log's database at `path` and its tables.
+    ///
+    /// Servers before the log had a file of its own kept it in the state machine's
+    /// database: when `path` does not exist yet, the log tables of `state` are copied into
+    /// a new file, made durable, renamed into place, and only then removed from `state`. A
+    /// crash in between leaves either no log file (the copy starts over) or both copies (the
+    /// old one is removed at the next start).
+    pub fn open_log(path: &Path, state: &Database) -> Result<Arc<Database>, DbError> {
+        if !path.exists() {
+            let tmp = path.with_extension("redb.tmp");
+            match std::fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&tmp, &e)),
+            }
+            {
+                let db = Database::create(&tmp)?;
+                let txn = db.begin_write()?;
+                {
+                    let old = state.begin_read()?;
+                    copy_table(&old, &mut txn.open_table(LOG)?, LOG)?;
+                    copy_table(&old, &mut txn.open_table(RAFT_META)?, RAFT_META)?;
+                }
+                txn.commit()?;
+            }
+            std::fs::rename(&tmp, path).map_err(|e| io_error(path, &e))?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_error(dir, &e))?;
+            }
+        }
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(RAFT_META)?;
+        txn.commit()?;
+        let txn = state.begin_write()?;
+        let had_log = txn.delete_table(LOG)?;
+        let had_meta = txn.delete_table(RAFT_META)?;
+        if had_log || had_meta {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(Arc::new(db))
+    }
+
+    /// Copies every row of table `def` in `from` (if it exists there) into `to`.
+    pub fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        from: &redb::ReadTransaction,
+        to: &mut Table<'_, K, V>,
+        def: redb::TableDefinition<'_, K, V>,
+    ) -> Result<(), DbError> {
+        let table = match from.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for row in table.iter()? {
+            let (k, v) = row?;
+            to.insert(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+
+    pub fn io_error(path: &Path, e: &std::io::Error) -> DbError {
+        DbError::Other(format!("{}: {e}", path.display()))
+    }
+
+    /// Opens with `open`, but waits (up to 5 s) for a previous instance in this process to
     /// release the file (raft's tasks drop their handles shortly after shutdown).
-    pub async fn open_retrying(path: &Path) -> Result<Arc<Database>, DbError> {
+    pub async fn open_retrying<F>(path: &Path, open: F) -> Result<Arc<Database>, DbError>
+    where
+        F: Fn(&Path) -> Result<Arc<Database>, DbError> + Clone + Send + 'static,
+    {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let p = path.to_path_buf();
+            let open = open.clone();
             match blocking(move || open(&p)).await {
                 Err(DbError::Redb(redb::Error::DatabaseAlreadyOpen))
                     if tokio::time::Instant::now() < deadline =>

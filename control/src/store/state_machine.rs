@@ -1,15 +1,16 @@
-//! The replicated state machine: the object table and its metadata, in the same redb file as
-//! the raft log.
+//! The replicated state machine: the object table and its metadata, in `raft.redb` (the raft
+//! log has a file of its own).
 //!
 //! One `apply()` call is one redb write transaction: every write of every entry in the slice,
 //! the new `revision` and `last_applied` commit together, so a crash leaves the state machine
-//! exactly at some applied log id and re-application from there is deterministic. These
-//! commits are not fsynced on their own (`Durability::None`); the next durable commit (a log
-//! append, a vote, a purge, a snapshot) persists them, and anything lost in a crash is
-//! re-applied from the durable log. Watch events are published only after the commit.
+//! exactly at some applied log id and re-application from there is deterministic. Most of
+//! these commits are not fsynced (`Durability::None`): one at least [`DURABLE_EVERY`] after
+//! the last durable one is, and so are snapshots, the flush before a log purge and the one at
+//! shutdown. After a crash the state machine is at its last durable commit and what it lost
+//! is re-applied from the durable log. Watch events are published only after the commit.
 
 use std::io::{Cursor, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -21,7 +22,7 @@ use serde_json::value::RawValue;
 
 use super::apply::{self, Mutation, apply_write};
 use super::command::{Batch, BatchResult, EventType};
-use super::db::{DbError, blocking, get_json, put_json};
+use super::db::{DbError, blocking, get_json, io_error, put_json};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -119,12 +120,19 @@ struct SnapshotBlob {
     objects: Vec<(String, Box<RawValue>)>,
 }
 
+/// How far apart the state machine's durable commits are at most while it applies: what a
+/// crash can make a restart re-apply from the log (and, since redb reuses the pages a
+/// commit frees only once a durable commit follows, how long the file grows unchecked).
+pub const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The state machine; cheap to clone (it is also its own snapshot builder).
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
     hub: Arc<WatchHub>,
     snapshots: Arc<SnapshotFiles>,
+    /// When an apply last committed durably.
+    last_durable: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -155,6 +163,7 @@ impl StateMachine {
             db,
             hub,
             snapshots: Arc::new(snapshots),
+            last_durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
         })
     }
 }
@@ -235,10 +244,6 @@ impl SnapshotFiles {
     }
 }
 
-fn io_error(path: &Path, e: &std::io::Error) -> DbError {
-    DbError::Other(format!("{}: {e}", path.display()))
-}
-
 /// The current applied revision.
 pub(crate) fn read_revision(db: &Database) -> Result<u64, DbError> {
     let txn = db.begin_read()?;
@@ -309,14 +314,19 @@ fn read_current_snapshot(
     Ok(Some((meta, data)))
 }
 
-/// Apply a slice of entries in one write transaction; returns the results and the events to
-/// publish once it has committed.
+/// Apply a slice of entries in one write transaction (fsynced when `durable`); returns the
+/// results and the events to publish once it has committed.
 fn apply_entries(
     db: &Database,
     entries: Vec<Entry>,
+    durable: bool,
 ) -> Result<(Vec<BatchResult>, Vec<WatchEvent>), DbError> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::None)?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     let mut results = Vec::with_capacity(entries.len());
     let mut events = Vec::new();
     {
@@ -591,8 +601,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let durable = {
+            let mut last = self
+                .last_durable
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last.elapsed() >= DURABLE_EVERY;
+            if due {
+                *last = std::time::Instant::now();
+            }
+            due
+        };
         let db = self.db.clone();
-        let (results, events) = blocking(move || apply_entries(&db, entries))
+        let (results, events) = blocking(move || apply_entries(&db, entries, durable))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         // Only after the commit: watchers must never see a change the store does not hold.

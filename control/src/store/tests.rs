@@ -17,14 +17,15 @@ struct RedbBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = TempDir::new().expect("tempdir");
-        let db = db::open(&dir.path().join("raft.redb")).expect("open redb");
+        let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
+        let log = db::open_log(&dir.path().join(db::LOG_FILE), &db).expect("open log");
         let sm = StateMachine::open(
             db.clone(),
             Arc::new(WatchHub::new(1000)),
             dir.path().join("snapshots"),
         )
         .expect("open sm");
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(log, db).expect("log store"), sm))
     }
 }
 
@@ -273,6 +274,92 @@ async fn a_snapshot_and_purge_then_restart_keeps_the_store_consistent() {
 }
 
 /// Wait until raft's metrics show everything in the log applied; returns that index.
+/// Lays `dir` out as servers before the log had a file of its own kept it: the log's tables
+/// copied into `raft.redb`; `log.redb` is removed unless `keep_log_file` (a crash between the
+/// copy and the removal of the old tables).
+async fn put_the_log_back_into_raft_redb(dir: &std::path::Path, keep_log_file: bool) {
+    use super::log_store::{LOG, RAFT_META};
+    let state = db::open_retrying(&dir.join("raft.redb"), db::open_state)
+        .await
+        .expect("open raft.redb");
+    let log = db::open_retrying(&dir.join(db::LOG_FILE), |p| {
+        Ok(Arc::new(redb::Database::create(p)?))
+    })
+    .await
+    .expect("open log.redb");
+    let read = redb::ReadableDatabase::begin_read(&*log).expect("read");
+    let txn = state.begin_write().expect("write");
+    db::copy_table(&read, &mut txn.open_table(LOG).expect("table"), LOG).expect("copy");
+    db::copy_table(
+        &read,
+        &mut txn.open_table(RAFT_META).expect("table"),
+        RAFT_META,
+    )
+    .expect("copy");
+    txn.commit().expect("commit");
+    drop((read, log, state));
+    if !keep_log_file {
+        std::fs::remove_file(dir.join(db::LOG_FILE)).expect("remove log.redb");
+    }
+}
+
+async fn raft_redb_has_a_log(dir: &std::path::Path) -> bool {
+    // Retrying: the store's threads release the file shortly after it is dropped.
+    let db = db::open_retrying(&dir.join("raft.redb"), |p| {
+        Ok(Arc::new(redb::Database::create(p)?))
+    })
+    .await
+    .expect("open raft.redb");
+    let txn = redb::ReadableDatabase::begin_read(&*db).expect("read");
+    match txn.open_table(super::log_store::LOG) {
+        Ok(_) => true,
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_kept_inside_raft_redb_by_an_older_server_moves_to_its_own_file() {
+    let dir = TempDir::new().unwrap();
+    let last_log = {
+        let (store, _hub) = open_single(dir.path()).await;
+        for name in ["a", "b", "c"] {
+            store.propose(Batch(vec![pod(name)])).await.unwrap();
+        }
+        let last_log = store.stats().last_log_index;
+        store.shutdown().await.unwrap();
+        last_log
+    };
+    // Both copies (a crash after the new file was in place): the old tables go.
+    put_the_log_back_into_raft_redb(dir.path(), true).await;
+    assert!(raft_redb_has_a_log(dir.path()).await);
+    open(dir.path(), &Arc::new(WatchHub::new(1000)))
+        .await
+        .shutdown()
+        .await
+        .unwrap();
+    assert!(!raft_redb_has_a_log(dir.path()).await);
+    // Only the old layout: the log moves, with the vote, and the server goes on from it.
+    put_the_log_back_into_raft_redb(dir.path(), false).await;
+    let hub = Arc::new(WatchHub::new(1000));
+    let store = open(dir.path(), &hub).await;
+    assert!(!store.is_pristine().unwrap());
+    store
+        .raft()
+        .wait(Some(Duration::from_secs(5)))
+        .metrics(|m| m.last_log_index == last_log, "the moved log")
+        .await
+        .expect("the log as it was");
+    assert!(dir.path().join(db::LOG_FILE).exists());
+    store.bootstrap_single().await.unwrap();
+    assert_eq!(store.revision().unwrap(), 3);
+    let res = store.propose(Batch(vec![pod("d")])).await.unwrap();
+    assert_eq!(rv(&res.0[0].as_ref().unwrap().object), 4);
+    store.shutdown().await.unwrap();
+    drop(store);
+    assert!(!raft_redb_has_a_log(dir.path()).await);
+}
+
 async fn settled(store: &Store) -> u64 {
     let m = store
         .raft()
@@ -471,7 +558,7 @@ fn snapshot_files_that_no_metadata_names_are_removed_at_open() {
     // A build that crashed after its file, and one that crashed while writing it.
     std::fs::write(snapshots.join("1-1-10-r5.snap"), b"{}").expect("write");
     std::fs::write(snapshots.join("1-1-20-r9.snap.tmp"), b"{").expect("write");
-    let db = db::open(&dir.path().join("raft.redb")).expect("open redb");
+    let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
     StateMachine::open(db, Arc::new(WatchHub::new(10)), &snapshots).expect("open sm");
     assert_eq!(std::fs::read_dir(&snapshots).expect("read dir").count(), 0);
 }
