@@ -1,20 +1,19 @@
 //! The raft log, persisted in its own redb file (`<data_dir>/log.redb`).
 //!
 //! One writer thread makes every log mutation (append, truncate, purge) and the vote durable,
-//! in the order they were issued, as `Durability::Immediate` redb commits; it folds whatever is
-//! queued when it starts a commit into that commit (one fsync for several appends).
-//! `append` returns as soon as its entries are in memory and queued: raft goes on (accepts
-//! writes, applies what is committed) while they are written, and learns they are durable
-//! through [`LogFlushed::log_io_completed`], called after their commit returned — what
-//! openraft's storage contract asks for.
+//! in the order they were issued, as `Durability::Immediate` redb commits, and folds whatever
+//! is queued when it starts a commit into that commit. `append` returns once its entries are
+//! in memory and queued, and openraft learns they are durable through
+//! [`LogFlushed::log_io_completed`], called after their commit returned — openraft's storage
+//! contract. (openraft 0.9's core still waits for that callback before it goes on, so one
+//! append is in flight at a time; 0.10 pipelines them, and this writer is ready for it.)
 //!
 //! The log has a file of its own so that its fsyncs never hold the state machine's redb
-//! writer: one shared file made every apply wait for the log commit in progress.
+//! writer: with one shared file every apply waited for the log commit in progress.
 //!
-//! Appended entries stay in memory (as decoded entries) until they are read for applying,
-//! so the state machine gets them without reading and decoding them back from disk. The
-//! memory holds a suffix of the log: the newest entries, bounded by [`CACHE_BYTES`] of
-//! their encoded size once they are durable.
+//! Appended entries stay in memory (decoded) until raft reads them to apply them, so the
+//! state machine gets them without reading and decoding them back from disk. Memory holds a
+//! suffix of the log: the newest entries, the durable ones bounded by [`CACHE_BYTES`].
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -40,9 +39,11 @@ const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 /// Encoded bytes of durable entries kept in memory beyond which the oldest are dropped
-/// (read back from disk if ever needed). Entries not yet durable are always kept: they
-/// cannot be read from disk yet.
-const CACHE_BYTES: usize = 64 << 20;
+/// (read back from disk if ever needed); decoded, they take a few times that. Entries not
+/// yet durable are always kept: they cannot be read from disk yet. Raft applies what it
+/// appended within milliseconds, so memory holds a batch or two; this bounds a leader that
+/// appends without a quorum to commit.
+const CACHE_BYTES: usize = 16 << 20;
 
 /// Queued operations one commit of the writer thread takes at most.
 const MAX_OPS_PER_COMMIT: usize = 256;
@@ -284,6 +285,11 @@ struct Writer {
 
 impl Writer {
     fn run(&self, rx: &mpsc::Receiver<Op>) {
+        // After a failed commit every later op fails too: memory already reflects the ops
+        // that failed (a truncation, a purge), and a later append marked durable could let
+        // memory drop entries that never reached the disk. openraft stops on the first
+        // storage error anyway.
+        let mut failed: Option<String> = None;
         // Ends when every LogStore clone (every sender) is gone.
         while let Ok(first) = rx.recv() {
             let mut ops = vec![first];
@@ -293,7 +299,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let res = self.commit(&ops).map_err(|e| e.to_string());
+            let res = match &failed {
+                Some(e) => Err(format!("an earlier raft log write failed: {e}")),
+                None => self.commit(&ops).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = &res
+                && failed.is_none()
+            {
+                tracing::error!(error = %e, "raft log write failed; the log refuses every later write");
+                failed = Some(e.clone());
+            }
             if res.is_ok() {
                 let mut cache = self
                     .cache

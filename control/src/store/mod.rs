@@ -9,9 +9,9 @@
 //! Durability: the vote and every log append/truncate/purge is an fsynced commit of the
 //! log's file, and openraft is told an append is flushed only after its commit returned
 //! (see [`log_store`]). The state machine commits once per `apply()` without an fsync, and
-//! durably at most [`state_machine::DURABLE_EVERY`] apart, before a purge of the log, at a
-//! snapshot and at [`Store::shutdown`]; after a crash it resumes from its last durable
-//! commit and re-applies the log from there. Servers before the split kept the log in
+//! durably about every [`state_machine::DURABLE_EVERY`] (by an apply or, when it is quiet,
+//! its flusher task), before a purge of the log, at a snapshot and at [`Store::shutdown`];
+//! after a crash it resumes from its last durable commit and re-applies the log from there. Servers before the split kept the log in
 //! `raft.redb`; the first start of this version moves it (see [`db::open_log`]).
 
 pub mod apply;
@@ -206,6 +206,7 @@ impl Store {
         let log_db = db::open_retrying(&log_path, move |p| db::open_log(p, &sm_db)).await?;
         let log_store = LogStore::new(log_db.clone(), db.clone())?;
         let sm = StateMachine::open(db.clone(), hub, cfg.data_dir.join("snapshots"))?;
+        sm.spawn_flusher();
         let config = raft_config(cfg.snapshot_count)
             .validate()
             .map_err(|e| StoreError::Unavailable(format!("invalid raft config: {e}")))?;
@@ -830,10 +831,25 @@ pub(crate) mod db {
     /// Servers before the log had a file of its own kept it in the state machine's
     /// database: when `path` does not exist yet, the log tables of `state` are copied into
     /// a new file, made durable, renamed into place, and only then removed from `state`. A
-    /// crash in between leaves either no log file (the copy starts over) or both copies (the
-    /// old one is removed at the next start).
+    /// crash in between leaves either no log file (the copy starts over) or two equal copies
+    /// (the old one is removed at the next start).
+    ///
+    /// # Errors
+    /// Besides IO: two different logs (an older ketch ran on this data dir after a newer
+    /// one), or none at all beside an applied state machine (`log.redb` lost): a server
+    /// that went on would have forgotten its vote or its log, so it refuses to start.
     pub fn open_log(path: &Path, state: &Database) -> Result<Arc<Database>, DbError> {
-        if !path.exists() {
+        let old = LogSummary::of(&state.begin_read()?)?;
+        let fresh = !path.exists();
+        if fresh {
+            if old.is_none() && super::state_machine::has_applied(state)? {
+                return Err(DbError::Other(format!(
+                    "{} is missing, but the state machine beside it has applied raft log \
+                     entries: this server's raft log and vote are gone. Restore the data dir \
+                     whole from one backup, or remove it to join or start afresh",
+                    path.display()
+                )));
+            }
             let tmp = path.with_extension("redb.tmp");
             match std::fs::remove_file(&tmp) {
                 Ok(()) => {}
@@ -862,6 +878,15 @@ pub(crate) mod db {
         txn.open_table(LOG)?;
         txn.open_table(RAFT_META)?;
         txn.commit()?;
+        if !fresh && old.is_some() && old != LogSummary::of(&db.begin_read()?)? {
+            return Err(DbError::Other(format!(
+                "the state machine's file holds a raft log other than {} (an older ketch ran \
+                 on this data dir after a newer one?): refusing to choose between them. Move \
+                 {} away to go on from the older log",
+                path.display(),
+                path.display()
+            )));
+        }
         let txn = state.begin_write()?;
         let had_log = txn.delete_table(LOG)?;
         let had_meta = txn.delete_table(RAFT_META)?;
@@ -871,6 +896,40 @@ pub(crate) mod db {
             txn.abort()?;
         }
         Ok(Arc::new(db))
+    }
+
+    /// What tells two copies of a raft log apart: its metadata (vote, committed, last
+    /// purged) and its first and last entries. `None` for no log (no tables, or empty).
+    #[derive(PartialEq)]
+    struct LogSummary {
+        meta: Vec<(String, Vec<u8>)>,
+        first: Option<(u64, Vec<u8>)>,
+        last: Option<(u64, Vec<u8>)>,
+    }
+
+    impl LogSummary {
+        fn of(txn: &redb::ReadTransaction) -> Result<Option<Self>, DbError> {
+            let (meta, log) = match (txn.open_table(RAFT_META), txn.open_table(LOG)) {
+                (Ok(meta), Ok(log)) => (meta, log),
+                (Err(redb::TableError::TableDoesNotExist(_)), _)
+                | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(None),
+                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+            };
+            let mut rows = Vec::new();
+            for row in meta.iter()? {
+                let (k, v) = row?;
+                rows.push((k.value().to_string(), v.value().to_vec()));
+            }
+            let entry = |e: Option<(redb::AccessGuard<'_, u64>, redb::AccessGuard<'_, &[u8]>)>| {
+                e.map(|(k, v)| (k.value(), v.value().to_vec()))
+            };
+            let summary = Self {
+                meta: rows,
+                first: entry(log.first()?),
+                last: entry(log.last()?),
+            };
+            Ok((!summary.meta.is_empty() || summary.first.is_some()).then_some(summary))
+        }
     }
 
     /// Copies every row of table `def` in `from` (if it exists there) into `to`.

@@ -5,13 +5,15 @@
 //! the new `revision` and `last_applied` commit together, so a crash leaves the state machine
 //! exactly at some applied log id and re-application from there is deterministic. Most of
 //! these commits are not fsynced (`Durability::None`): one at least [`DURABLE_EVERY`] after
-//! the last durable one is, and so are snapshots, the flush before a log purge and the one at
-//! shutdown. After a crash the state machine is at its last durable commit and what it lost
+//! the last durable one is, a flusher task makes a quiet state machine durable within about
+//! twice that, and snapshots, the flush before a log purge and the one at shutdown are
+//! durable. After a crash the state machine is at its last durable commit and what it lost
 //! is re-applied from the durable log. Watch events are published only after the commit.
 
 use std::io::{Cursor, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -120,10 +122,30 @@ struct SnapshotBlob {
     objects: Vec<(String, Box<RawValue>)>,
 }
 
-/// How far apart the state machine's durable commits are at most while it applies: what a
-/// crash can make a restart re-apply from the log (and, since redb reuses the pages a
-/// commit frees only once a durable commit follows, how long the file grows unchecked).
-pub const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long an applied change stays without an fsync at most (give or take one apply):
+/// what a crash can make a restart re-apply from the log (and, since redb reuses the pages
+/// a commit frees only once a durable commit follows, how long the file grows unchecked).
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// The state machine's durable point: when a commit last was durable, and whether commits
+/// since were not.
+#[derive(Debug)]
+struct DurablePoint {
+    at: Instant,
+    dirty: bool,
+}
+
+impl DurablePoint {
+    /// After a commit (durable or not) returned.
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.at = Instant::now();
+            self.dirty = false;
+        } else {
+            self.dirty = true;
+        }
+    }
+}
 
 /// The state machine; cheap to clone (it is also its own snapshot builder).
 #[derive(Clone)]
@@ -131,8 +153,7 @@ pub struct StateMachine {
     db: Arc<Database>,
     hub: Arc<WatchHub>,
     snapshots: Arc<SnapshotFiles>,
-    /// When an apply last committed durably.
-    last_durable: Arc<std::sync::Mutex<std::time::Instant>>,
+    durable: Arc<Mutex<DurablePoint>>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -163,8 +184,53 @@ impl StateMachine {
             db,
             hub,
             snapshots: Arc::new(snapshots),
-            last_durable: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            durable: Arc::new(Mutex::new(DurablePoint {
+                at: Instant::now(),
+                dirty: false,
+            })),
         })
+    }
+
+    fn durable(&self) -> MutexGuard<'_, DurablePoint> {
+        // Two plain fields: usable whatever a panicking holder left.
+        self.durable.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether some applied change is not durable yet.
+    #[cfg(test)]
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.durable().dirty
+    }
+
+    /// Start the task that makes applied changes durable once they are [`DURABLE_EVERY`]
+    /// old when no apply came to do it (the last writes before a quiet spell). It ends
+    /// once the database is dropped.
+    pub fn spawn_flusher(&self) {
+        let db = Arc::downgrade(&self.db);
+        let durable = self.durable.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DURABLE_EVERY).await;
+                let Some(db) = db.upgrade() else { return };
+                let lock = || durable.lock().unwrap_or_else(PoisonError::into_inner);
+                {
+                    let mut d = lock();
+                    if !(d.dirty && d.at.elapsed() >= DURABLE_EVERY) {
+                        continue;
+                    }
+                    // Cleared first: an apply that commits after the flush marks it again
+                    // (whatever committed before the flush's commit is durable with it).
+                    d.dirty = false;
+                }
+                match blocking(move || super::db::flush(&db)).await {
+                    Ok(()) => lock().at = Instant::now(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "flushing the state machine failed");
+                        lock().dirty = true;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -248,6 +314,13 @@ impl SnapshotFiles {
 pub(crate) fn read_revision(db: &Database) -> Result<u64, DbError> {
     let txn = db.begin_read()?;
     Ok(get_json(&txn.open_table(SM_META)?, REVISION)?.unwrap_or(0))
+}
+
+/// Whether the state machine has applied any log entry.
+pub(crate) fn has_applied(db: &Database) -> Result<bool, DbError> {
+    let txn = db.begin_read()?;
+    let last: Option<Option<LogId>> = get_json(&txn.open_table(SM_META)?, LAST_APPLIED)?;
+    Ok(last.flatten().is_some())
 }
 
 /// One object by key.
@@ -601,21 +674,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let durable = {
-            let mut last = self
-                .last_durable
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = last.elapsed() >= DURABLE_EVERY;
-            if due {
-                *last = std::time::Instant::now();
-            }
-            due
-        };
+        let durable = self.durable().at.elapsed() >= DURABLE_EVERY;
         let db = self.db.clone();
         let (results, events) = blocking(move || apply_entries(&db, entries, durable))
             .await
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        // Marked after the commit: the flusher's next commit then covers this one.
+        self.durable().committed(durable);
         // Only after the commit: watchers must never see a change the store does not hold.
         self.hub.publish(events);
         Ok(results)

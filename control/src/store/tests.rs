@@ -273,7 +273,6 @@ async fn a_snapshot_and_purge_then_restart_keeps_the_store_consistent() {
     store.shutdown().await.unwrap();
 }
 
-/// Wait until raft's metrics show everything in the log applied; returns that index.
 /// Lays `dir` out as servers before the log had a file of its own kept it: the log's tables
 /// copied into `raft.redb`; `log.redb` is removed unless `keep_log_file` (a crash between the
 /// copy and the removal of the old tables).
@@ -358,8 +357,46 @@ async fn a_log_kept_inside_raft_redb_by_an_older_server_moves_to_its_own_file() 
     store.shutdown().await.unwrap();
     drop(store);
     assert!(!raft_redb_has_a_log(dir.path()).await);
+
+    // Two different logs (an older server ran here after a newer one): refused, untouched.
+    put_the_log_back_into_raft_redb(dir.path(), true).await;
+    write_raft_redb(dir.path(), |txn| {
+        let mut meta = txn.open_table(super::log_store::RAFT_META).unwrap();
+        meta.insert("vote", b"{}".as_slice()).unwrap();
+    })
+    .await;
+    let cfg = || StoreConfig::new(dir.path(), 1, "127.0.0.1:1");
+    let hub = Arc::new(WatchHub::new(1000));
+    let err = Store::open(cfg(), hub.clone()).await.expect_err("two logs");
+    assert!(err.to_string().contains("other than"), "{err}");
+    assert!(raft_redb_has_a_log(dir.path()).await);
+    assert!(dir.path().join(db::LOG_FILE).exists());
+
+    // No log at all beside an applied state machine (log.redb lost): refused.
+    write_raft_redb(dir.path(), |txn| {
+        txn.delete_table(super::log_store::LOG).unwrap();
+        txn.delete_table(super::log_store::RAFT_META).unwrap();
+    })
+    .await;
+    std::fs::remove_file(dir.path().join(db::LOG_FILE)).unwrap();
+    let err = Store::open(cfg(), hub).await.expect_err("no log");
+    assert!(err.to_string().contains("is missing"), "{err}");
+    assert!(!dir.path().join(db::LOG_FILE).exists());
 }
 
+/// Runs `f` in a write transaction of `dir`'s `raft.redb`.
+async fn write_raft_redb(dir: &std::path::Path, f: impl FnOnce(&redb::WriteTransaction)) {
+    let db = db::open_retrying(&dir.join("raft.redb"), |p| {
+        Ok(Arc::new(redb::Database::create(p)?))
+    })
+    .await
+    .expect("open raft.redb");
+    let txn = db.begin_write().expect("write");
+    f(&txn);
+    txn.commit().expect("commit");
+}
+
+/// Wait until raft's metrics show everything in the log applied; returns that index.
 async fn settled(store: &Store) -> u64 {
     let m = store
         .raft()
@@ -561,4 +598,26 @@ fn snapshot_files_that_no_metadata_names_are_removed_at_open() {
     let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
     StateMachine::open(db, Arc::new(WatchHub::new(10)), &snapshots).expect("open sm");
     assert_eq!(std::fs::read_dir(&snapshots).expect("read dir").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_state_machine_is_made_durable_by_its_flusher() {
+    use openraft::storage::RaftStateMachine as _;
+    let dir = TempDir::new().unwrap();
+    let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
+    let mut sm = StateMachine::open(db, Arc::new(WatchHub::new(10)), dir.path().join("snap"))
+        .expect("open sm");
+    sm.spawn_flusher();
+    let entry = openraft::Entry::<super::types::TypeConfig> {
+        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+        payload: openraft::EntryPayload::Normal(Batch(vec![pod("a")])),
+    };
+    // Less than DURABLE_EVERY after open: committed without an fsync.
+    sm.apply([entry]).await.expect("apply");
+    assert!(sm.is_dirty());
+    let deadline = std::time::Instant::now() + 3 * super::state_machine::DURABLE_EVERY;
+    while sm.is_dirty() {
+        assert!(std::time::Instant::now() < deadline, "still not durable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
