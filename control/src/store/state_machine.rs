@@ -401,7 +401,16 @@ fn apply_entries(
         Durability::None
     })?;
     let mut results = Vec::with_capacity(entries.len());
-    let mut events = Vec::new();
+    // Up to one event per write: sized once (a batch carries up to a thousand writes, and
+    // growing the vector step by step showed in profiles).
+    let writes = entries
+        .iter()
+        .map(|e| match &e.payload {
+            EntryPayload::Normal(Batch(w)) => w.len(),
+            _ => 0,
+        })
+        .sum();
+    let mut events = Vec::with_capacity(writes);
     {
         let mut objects = txn.open_table(OBJECTS)?;
         let mut meta = txn.open_table(SM_META)?;
