@@ -1,12 +1,13 @@
 //! The raft log, persisted in its own redb file (`<data_dir>/log.redb`).
 //!
 //! One writer thread makes every log mutation (append, truncate, purge) and the vote durable,
-//! in the order they were issued, as `Durability::Immediate` redb commits, and folds whatever
-//! is queued when it starts a commit into that commit. `append` returns once its entries are
+//! in the order they were issued, as `Durability::Immediate` redb commits, and folds what is
+//! queued when it starts a commit (up to [`MAX_OPS_PER_COMMIT`] ops) into that commit. `append` returns once its entries are
 //! in memory and queued, and openraft learns they are durable through
 //! [`LogFlushed::log_io_completed`], called after their commit returned — openraft's storage
-//! contract. (openraft 0.9's core still waits for that callback before it goes on, so one
-//! append is in flight at a time; 0.10 pipelines them, and this writer is ready for it.)
+//! contract. (openraft 0.9's core still waits for that callback before it goes on, so a
+//! commit holds one append, perhaps with a saved `committed`; 0.10 pipelines appends, and
+//! this writer is ready for it.)
 //!
 //! The log has a file of its own so that its fsyncs never hold the state machine's redb
 //! writer: with one shared file every apply waited for the log commit in progress.
@@ -83,8 +84,90 @@ struct Cached {
 }
 
 impl Cache {
-    /// Removes the oldest entries while `evict(first)` says so; they are durable, so the
-    /// cache stays a suffix of the log and what it dropped is on disk.
+    /// Index of the first entry in memory: everything before it is on disk.
+    fn first_index(&self) -> Option<u64> {
+        self.entries.first_key_value().map(|(k, _)| *k)
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.last_key_value().map(|(_, c)| c.entry.log_id)
+    }
+
+    /// Adds the entries of the append numbered `seq` (with their encoded sizes).
+    fn insert(&mut self, seq: u64, entries: impl IntoIterator<Item = (Entry, usize)>) {
+        for (entry, len) in entries {
+            self.bytes += len;
+            let index = entry.log_id.index;
+            if let Some(old) = self.entries.insert(index, Cached { entry, len, seq }) {
+                self.bytes -= old.len;
+            }
+        }
+    }
+
+    /// Drops the entries from `index` on (a truncation).
+    fn truncate(&mut self, index: u64) {
+        let removed = self.entries.split_off(&index);
+        self.bytes -= removed.values().map(|c| c.len).sum::<usize>();
+    }
+
+    /// Drops the entries up to `index`, inclusive (a purge).
+    fn purge(&mut self, index: u64) {
+        let kept = self.entries.split_off(&index.saturating_add(1));
+        let removed = std::mem::replace(&mut self.entries, kept);
+        self.bytes -= removed.values().map(|c| c.len).sum::<usize>();
+    }
+
+    /// After a commit: appends up to `seq` are durable; then the oldest durable entries go
+    /// while memory holds more than `limit` encoded bytes.
+    fn mark_durable(&mut self, seq: u64, limit: usize) {
+        self.durable_seq = self.durable_seq.max(seq);
+        let mut over = self.bytes.saturating_sub(limit);
+        self.pop_front_while(|c| {
+            let evict = over > 0;
+            over = over.saturating_sub(c.len);
+            evict
+        });
+    }
+
+    /// An apply read of `start..end`: durable entries leave memory, and with them every
+    /// older durable one (raft reads each entry once, in order, to apply it); entries not
+    /// durable yet are copied and stay.
+    fn take(&mut self, start: u64, end: u64) -> Vec<Entry> {
+        let mut out: Vec<Entry> = self
+            .pop_front_while(|c| c.entry.log_id.index < end)
+            .into_iter()
+            .filter(|c| c.entry.log_id.index >= start)
+            .map(|c| c.entry)
+            .collect();
+        if let Some(first) = self.first_index() {
+            let rest = start.max(first)..end;
+            if !rest.is_empty() {
+                out.extend(self.entries.range(rest).map(|(_, c)| c.entry.clone()));
+            }
+        }
+        out
+    }
+
+    /// A replication read: copies of `start..end` up to the first entry that brings their
+    /// encoded size to `budget`.
+    fn copy(&self, start: u64, end: u64, budget: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let mut bytes = 0;
+        for c in self.entries.range(start..end).map(|(_, c)| c) {
+            out.push(c.entry.clone());
+            bytes += c.len;
+            if bytes >= budget {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Removes the oldest entries while `evict(first)` says so and they are durable, so
+    /// memory stays a suffix of the log and what it dropped is on disk.
     fn pop_front_while(&mut self, mut evict: impl FnMut(&Cached) -> bool) -> Vec<Cached> {
         let mut out = Vec::new();
         let durable_seq = self.durable_seq;
@@ -193,38 +276,13 @@ impl LogStore {
         }
         let (memory_start, from_memory) = {
             let mut cache = self.cache();
-            let memory_start = cache
-                .entries
-                .first_key_value()
-                .map_or(u64::MAX, |(k, _)| *k);
-            let mut out = Vec::new();
+            let memory_start = cache.first_index().unwrap_or(u64::MAX);
             match budget {
-                Some(_) if start < memory_start => {}
-                Some(budget) => {
-                    let mut bytes = 0;
-                    for c in cache.entries.range(start..end).map(|(_, c)| c) {
-                        out.push(c.entry.clone());
-                        bytes += c.len;
-                        if bytes >= budget {
-                            break;
-                        }
-                    }
-                    return Ok(out);
-                }
-                None => {
-                    for c in cache.pop_front_while(|c| c.entry.log_id.index < end) {
-                        if c.entry.log_id.index >= start {
-                            out.push(c.entry);
-                        }
-                    }
-                    // What is left in the range is not durable yet: it stays.
-                    let rest = start.max(memory_start)..end;
-                    if !rest.is_empty() {
-                        out.extend(cache.entries.range(rest).map(|(_, c)| c.entry.clone()));
-                    }
-                }
+                // Replication asks again for what follows the disk's part.
+                Some(_) if start < memory_start => (memory_start, Vec::new()),
+                Some(budget) => return Ok(cache.copy(start, end, budget)),
+                None => (memory_start, cache.take(start, end)),
             }
-            (memory_start, out)
         };
         if start >= memory_start {
             return Ok(from_memory);
@@ -232,10 +290,7 @@ impl LogStore {
         // Everything before memory's first entry is on disk (entries leave memory only once
         // durable), and precedes what memory gave.
         let db = self.db.clone();
-        let disk = (
-            Bound::Included(start),
-            Bound::Excluded(end.min(memory_start)),
-        );
+        let disk = start..end.min(memory_start);
         let mut out = blocking(move || read_entries(&db, disk, budget)).await?;
         out.extend(from_memory);
         Ok(out)
@@ -243,7 +298,12 @@ impl LogStore {
 }
 
 fn writer_gone() -> DbError {
-    DbError::Other("the raft log writer has stopped".into())
+    // The thread ends only with the last LogStore, or by a panic.
+    DbError::Other(
+        "the raft log writer (log.redb) has stopped (a panic: see the server's log); \
+         restart the server"
+            .into(),
+    )
 }
 
 /// Stored bytes of log entries one replication request carries (at least one entry,
@@ -258,7 +318,7 @@ pub const REPLICATION_BYTES: usize = 1 << 20;
 /// `budget` bytes (all of them with `None`).
 fn read_entries(
     db: &Database,
-    range: (Bound<u64>, Bound<u64>),
+    range: std::ops::Range<u64>,
     budget: Option<usize>,
 ) -> Result<Vec<Entry>, DbError> {
     let txn = db.begin_read()?;
@@ -300,7 +360,10 @@ impl Writer {
                 }
             }
             let res = match &failed {
-                Some(e) => Err(format!("an earlier raft log write failed: {e}")),
+                Some(e) => Err(format!(
+                    "log.redb: an earlier write failed ({e}); the log takes no writes until \
+                     the server restarts"
+                )),
                 None => self.commit(&ops).map_err(|e| e.to_string()),
             };
             if let Err(e) = &res
@@ -310,21 +373,14 @@ impl Writer {
                 failed = Some(e.clone());
             }
             if res.is_ok() {
-                let mut cache = self
-                    .cache
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                for op in &ops {
-                    if let Op::Append { seq, .. } = op {
-                        cache.durable_seq = cache.durable_seq.max(*seq);
-                    }
-                }
-                let mut over = cache.bytes.saturating_sub(CACHE_BYTES);
-                cache.pop_front_while(|c| {
-                    let evict = over > 0;
-                    over = over.saturating_sub(c.len);
-                    evict
+                let seq = ops.iter().fold(0, |max, op| match op {
+                    Op::Append { seq, .. } => max.max(*seq),
+                    _ => max,
                 });
+                self.cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .mark_durable(seq, CACHE_BYTES);
             }
             for op in ops {
                 match op {
@@ -348,7 +404,11 @@ impl Writer {
             // re-applies the log from there: the entries a purge removes must be applied
             // durably first. (A purge follows a snapshot, whose metadata commit is durable
             // and made after it applied them; this keeps the rule local.)
-            super::db::flush(&self.state_machine)?;
+            super::db::flush(&self.state_machine).map_err(|e| {
+                DbError::Other(format!(
+                    "raft.redb: making the state machine durable before purging the log: {e}"
+                ))
+            })?;
         }
         let mut txn = self.db.begin_write()?;
         let durable = ops.iter().any(|op| !matches!(op, Op::Committed(_)));
@@ -412,11 +472,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let in_memory = self
-            .cache()
-            .entries
-            .last_key_value()
-            .map(|(_, c)| c.entry.log_id);
+        let in_memory = self.cache().last_log_id();
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read()?;
@@ -504,13 +560,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut cache = self.cache();
             cache.next_seq += 1;
             let seq = cache.next_seq;
-            for (entry, (index, bytes)) in entries.into_iter().zip(&encoded) {
-                let len = bytes.len();
-                cache.bytes += len;
-                if let Some(old) = cache.entries.insert(*index, Cached { entry, len, seq }) {
-                    cache.bytes -= old.len;
-                }
-            }
+            cache.insert(
+                seq,
+                entries
+                    .into_iter()
+                    .zip(encoded.iter().map(|(_, b)| b.len())),
+            );
             seq
         };
         let op = Op::Append {
@@ -529,25 +584,83 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut cache = self.cache();
-            let removed = cache.entries.split_off(&log_id.index);
-            cache.bytes -= removed.values().map(|c| c.len).sum::<usize>();
-        }
+        self.cache().truncate(log_id.index);
         self.submit(|done| Op::Truncate(log_id.index, done))
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        {
-            let mut cache = self.cache();
-            let kept = cache.entries.split_off(&(log_id.index + 1));
-            let removed = std::mem::replace(&mut cache.entries, kept);
-            cache.bytes -= removed.values().map(|c| c.len).sum::<usize>();
-        }
+        self.cache().purge(log_id.index);
         self.submit(|done| Op::Purge(log_id, done))
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cache, Entry};
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.log_id.index).collect()
+    }
+
+    /// Appends 1–3 (seq 1) and 4–5 (seq 2), 10 encoded bytes each; the first is durable.
+    fn cache() -> Cache {
+        let mut c = Cache::default();
+        c.insert(1, (1..=3).map(|i| (entry(i), 10)));
+        c.insert(2, (4..=5).map(|i| (entry(i), 10)));
+        c.mark_durable(1, usize::MAX);
+        c
+    }
+
+    #[test]
+    fn an_apply_read_takes_durable_entries_and_copies_the_rest() {
+        let mut c = cache();
+        // 2..5: 1 goes too (older and durable), 2–3 are taken, 4 is copied and stays.
+        assert_eq!(indexes(&c.take(2, 5)), vec![2, 3, 4]);
+        assert_eq!(c.first_index(), Some(4));
+        assert_eq!(c.bytes, 20);
+        c.mark_durable(2, usize::MAX);
+        assert_eq!(indexes(&c.take(4, 6)), vec![4, 5]);
+        assert_eq!((c.first_index(), c.bytes), (None, 0));
+    }
+
+    #[test]
+    fn a_replication_read_copies_up_to_its_budget_and_keeps_everything() {
+        let c = cache();
+        assert_eq!(indexes(&c.copy(2, 6, 15)), vec![2, 3]);
+        assert_eq!(indexes(&c.copy(5, 6, 1)), vec![5], "one entry however big");
+        assert_eq!(c.entries.len(), 5);
+    }
+
+    #[test]
+    fn memory_over_its_bound_drops_the_oldest_durable_entries_only() {
+        let mut c = cache();
+        // 50 bytes held, 15 allowed: of the durable 1–3 all go; 4–5 are not durable.
+        c.mark_durable(1, 15);
+        assert_eq!((c.first_index(), c.bytes), (Some(4), 20));
+        c.mark_durable(2, 15);
+        assert_eq!((c.first_index(), c.bytes), (Some(5), 10));
+    }
+
+    #[test]
+    fn truncate_and_purge_keep_memory_a_suffix_and_a_new_append_is_not_durable() {
+        let mut c = cache();
+        c.truncate(3);
+        assert_eq!((c.last_log_id().map(|l| l.index), c.bytes), (Some(2), 20));
+        // The same indexes again, from a later append: not durable until it is.
+        c.insert(3, (3..=4).map(|i| (entry(i), 10)));
+        c.purge(1);
+        assert_eq!(indexes(&c.take(2, 5)), vec![2, 3, 4]);
+        assert_eq!(c.first_index(), Some(3));
     }
 }

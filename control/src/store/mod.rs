@@ -11,8 +11,9 @@
 //! (see [`log_store`]). The state machine commits once per `apply()` without an fsync, and
 //! durably about every [`state_machine::DURABLE_EVERY`] (by an apply or, when it is quiet,
 //! its flusher task), before a purge of the log, at a snapshot and at [`Store::shutdown`];
-//! after a crash it resumes from its last durable commit and re-applies the log from there. Servers before the split kept the log in
-//! `raft.redb`; the first start of this version moves it (see [`db::open_log`]).
+//! after a crash it resumes from its last durable commit and re-applies the log from there.
+//! Servers before the split kept the log in `raft.redb`; the first start of this version
+//! moves it (see [`db::open_log`]).
 
 pub mod apply;
 pub mod command;
@@ -691,8 +692,8 @@ impl Store {
             .sum()
     }
 
-    /// Stop raft, make every applied change durable, and release the database files.
-    /// Idempotent.
+    /// Stop raft and make every applied change durable; the database files are released
+    /// once this `Store` and raft's tasks are dropped. Idempotent.
     ///
     /// # Errors
     /// Raft's task failed while stopping, or the final flush failed.
@@ -851,11 +852,7 @@ pub(crate) mod db {
                 )));
             }
             let tmp = path.with_extension("redb.tmp");
-            match std::fs::remove_file(&tmp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&tmp, &e)),
-            }
+            remove_if_exists(&tmp)?;
             {
                 let db = Database::create(&tmp)?;
                 let txn = db.begin_write()?;
@@ -866,12 +863,7 @@ pub(crate) mod db {
                 }
                 txn.commit()?;
             }
-            std::fs::rename(&tmp, path).map_err(|e| io_error(path, &e))?;
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io_error(dir, &e))?;
-            }
+            rename_durably(&tmp, path)?;
         }
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
@@ -880,9 +872,12 @@ pub(crate) mod db {
         txn.commit()?;
         if !fresh && old.is_some() && old != LogSummary::of(&db.begin_read()?)? {
             return Err(DbError::Other(format!(
-                "the state machine's file holds a raft log other than {} (an older ketch ran \
-                 on this data dir after a newer one?): refusing to choose between them. Move \
-                 {} away to go on from the older log",
+                "{} holds a raft log other than {} (an older ketch ran on this data dir after \
+                 a newer one?): refusing to choose between them. Restore the data dir from a \
+                 backup, or move {} away to go on from the older log in raft.redb (what only \
+                 {} holds is then lost)",
+                path.with_file_name("raft.redb").display(),
+                path.display(),
                 path.display(),
                 path.display()
             )));
@@ -952,6 +947,25 @@ pub(crate) mod db {
 
     pub fn io_error(path: &Path, e: &std::io::Error) -> DbError {
         DbError::Other(format!("{}: {e}", path.display()))
+    }
+
+    /// Removes `path`; a file that is not there is no error.
+    pub fn remove_if_exists(path: &Path) -> Result<(), DbError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(path, &e)),
+        }
+    }
+
+    /// Renames `from` (a file already synced) to `to` and syncs the directory, so the new
+    /// name survives a crash.
+    pub fn rename_durably(from: &Path, to: &Path) -> Result<(), DbError> {
+        std::fs::rename(from, to).map_err(|e| io_error(to, &e))?;
+        let dir = to.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(dir, &e))
     }
 
     /// Opens with `open`, but waits (up to 5 s) for a previous instance in this process to

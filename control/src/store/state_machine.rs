@@ -24,7 +24,9 @@ use serde_json::value::RawValue;
 
 use super::apply::{self, Mutation, apply_write};
 use super::command::{Batch, BatchResult, EventType};
-use super::db::{DbError, blocking, get_json, io_error, put_json};
+use super::db::{
+    DbError, blocking, get_json, io_error, put_json, remove_if_exists, rename_durably,
+};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -122,13 +124,16 @@ struct SnapshotBlob {
     objects: Vec<(String, Box<RawValue>)>,
 }
 
-/// How long an applied change stays without an fsync at most (give or take one apply):
-/// what a crash can make a restart re-apply from the log (and, since redb reuses the pages
-/// a commit frees only once a durable commit follows, how long the file grows unchecked).
+/// How often the state machine commits durably while it applies (the first apply this long
+/// after the last durable commit fsyncs; when no apply comes, the flusher does within about
+/// twice this): what a crash can make a restart re-apply from the log, and, since redb
+/// reuses the pages a commit frees only once a durable commit follows, how long the file
+/// grows unchecked.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
-/// The state machine's durable point: when a commit last was durable, and whether commits
-/// since were not.
+/// The state machine's durable point: when an apply's or the flusher's commit last was
+/// durable, and whether commits since were not. (Snapshot commits and the flush before a
+/// log purge are durable too but not recorded: at worst one fsync more than needed.)
 #[derive(Debug)]
 struct DurablePoint {
     at: Instant,
@@ -163,8 +168,8 @@ impl std::fmt::Debug for StateMachine {
 }
 
 impl StateMachine {
-    /// Open over the shared database (tables already created) and reset the watch hub to the
-    /// stored revision. Snapshots are files in `snapshot_dir` (created if missing).
+    /// Open over the state machine's database (`raft.redb`, tables already created) and
+    /// reset the watch hub to the stored revision. Snapshots are files in `snapshot_dir` (created if missing).
     pub fn open(
         db: Arc<Database>,
         hub: Arc<WatchHub>,
@@ -265,10 +270,7 @@ impl SnapshotFiles {
         f.write_all(data)
             .and_then(|()| f.sync_all())
             .map_err(|e| io_error(&tmp, &e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, &e))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_error(&self.dir, &e))
+        rename_durably(&tmp, &path)
     }
 
     fn read(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
@@ -283,13 +285,8 @@ impl SnapshotFiles {
     /// Removes snapshot `id`'s file, once no metadata names it. Only this one: a build and
     /// an install may run at once, and each removes only the file it made stale.
     fn remove(&self, id: &str) {
-        let path = self.path(id);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "removing an old snapshot")
-            }
+        if let Err(e) = remove_if_exists(&self.path(id)) {
+            tracing::warn!(error = %e, "removing an old snapshot");
         }
     }
 

@@ -320,14 +320,14 @@ async fn raft_redb_has_a_log(dir: &std::path::Path) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_kept_inside_raft_redb_by_an_older_server_moves_to_its_own_file() {
     let dir = TempDir::new().unwrap();
-    let last_log = {
+    let (last_log, term) = {
         let (store, _hub) = open_single(dir.path()).await;
         for name in ["a", "b", "c"] {
             store.propose(Batch(vec![pod(name)])).await.unwrap();
         }
-        let last_log = store.stats().last_log_index;
+        let stats = store.stats();
         store.shutdown().await.unwrap();
-        last_log
+        (stats.last_log_index, stats.term)
     };
     // Both copies (a crash after the new file was in place): the old tables go.
     put_the_log_back_into_raft_redb(dir.path(), true).await;
@@ -338,18 +338,25 @@ async fn a_log_kept_inside_raft_redb_by_an_older_server_moves_to_its_own_file() 
         .await
         .unwrap();
     assert!(!raft_redb_has_a_log(dir.path()).await);
-    // Only the old layout: the log moves, with the vote, and the server goes on from it.
+    // Only the old layout (and the leftover of a copy a crash cut short): the log moves,
+    // with the vote, and the server goes on from it.
     put_the_log_back_into_raft_redb(dir.path(), false).await;
+    let tmp = dir.path().join(format!("{}.tmp", db::LOG_FILE));
+    std::fs::write(&tmp, b"half a copy").unwrap();
     let hub = Arc::new(WatchHub::new(1000));
     let store = open(dir.path(), &hub).await;
     assert!(!store.is_pristine().unwrap());
     store
         .raft()
         .wait(Some(Duration::from_secs(5)))
-        .metrics(|m| m.last_log_index == last_log, "the moved log")
+        .metrics(
+            |m| m.last_log_index == last_log && m.vote.leader_id().term == term,
+            "the moved log and vote",
+        )
         .await
-        .expect("the log as it was");
+        .expect("the log and the vote as they were");
     assert!(dir.path().join(db::LOG_FILE).exists());
+    assert!(!tmp.exists());
     store.bootstrap_single().await.unwrap();
     assert_eq!(store.revision().unwrap(), 3);
     let res = store.propose(Batch(vec![pod("d")])).await.unwrap();
@@ -608,12 +615,18 @@ async fn a_quiet_state_machine_is_made_durable_by_its_flusher() {
     let mut sm = StateMachine::open(db, Arc::new(WatchHub::new(10)), dir.path().join("snap"))
         .expect("open sm");
     sm.spawn_flusher();
-    let entry = openraft::Entry::<super::types::TypeConfig> {
-        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
-        payload: openraft::EntryPayload::Normal(Batch(vec![pod("a")])),
-    };
-    // Less than DURABLE_EVERY after open: committed without an fsync.
-    sm.apply([entry]).await.expect("apply");
+    // Less than DURABLE_EVERY after the last durable commit: committed without an fsync
+    // (the first apply may find open longer ago than that on a busy machine, and fsync).
+    for index in 1..=3 {
+        let entry = openraft::Entry::<super::types::TypeConfig> {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(Batch(vec![pod(&format!("p{index}"))])),
+        };
+        sm.apply([entry]).await.expect("apply");
+        if sm.is_dirty() {
+            break;
+        }
+    }
     assert!(sm.is_dirty());
     let deadline = std::time::Instant::now() + 3 * super::state_machine::DURABLE_EVERY;
     while sm.is_dirty() {
