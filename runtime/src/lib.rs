@@ -156,6 +156,47 @@ fn api_err(context: impl Into<String>) -> impl FnOnce(ketch_client::Error) -> Ag
     move |source| AgentError::Api { context, source }
 }
 
+/// How long the agent keeps trying to register at start while the API servers cannot
+/// answer (one restarting, a leader failing over) before it gives up.
+const REGISTER_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Registers the node, then makes sure of the lease namespace and the node's Lease: each
+/// step is idempotent, so all are made again after a failure that may pass
+/// ([`ketch_client::Error::is_retriable`]: the client moves to the next server after a
+/// broken connection), with back-off, for up to [`REGISTER_PATIENCE`]. A refusal fails at
+/// once: a wrong token or a rejected node does not get better by waiting.
+async fn register_patiently(
+    client: &ketch_client::Client,
+    facts: &node::NodeFacts,
+) -> Result<(), AgentError> {
+    let deadline = tokio::time::Instant::now() + REGISTER_PATIENCE;
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        let res = async {
+            node::register(client, facts)
+                .await
+                .map_err(api_err(format!("registering node {}", facts.name)))?;
+            node::ensure_lease_namespace(client)
+                .await
+                .map_err(api_err("creating namespace kube-node-lease"))?;
+            node::renew_lease(client, &facts.name)
+                .await
+                .map_err(api_err("creating the node lease"))
+        }
+        .await;
+        match res {
+            Err(AgentError::Api { context, source })
+                if source.is_retriable() && tokio::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %source, "{context}; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The host part of an `http://host:port` URL.
 fn url_host(url: &str) -> Option<&str> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -371,15 +412,7 @@ impl Agent {
             kernel: node::detect_kernel(),
             runtime_handlers: ctx.runtime_names(),
         };
-        node::register(&client, &facts)
-            .await
-            .map_err(api_err(format!("registering node {}", cfg.node_name)))?;
-        node::ensure_lease_namespace(&client)
-            .await
-            .map_err(api_err("creating namespace kube-node-lease"))?;
-        node::renew_lease(&client, &cfg.node_name)
-            .await
-            .map_err(api_err("creating the node lease"))?;
+        register_patiently(&client, &facts).await?;
 
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = vec![

@@ -291,7 +291,23 @@ fn an_agent_given_every_server_moves_on_when_its_server_dies() {
             .success()
             .then_some(())
     });
-    wait_running(&servers[0], "app=roam", 1);
+    // On a timeout, say what the agent and the cluster saw (the temp dir goes with the test).
+    let running = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_running(&servers[0], "app=roam", 1);
+    }));
+    if let Err(e) = running {
+        let agent_log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+        let pod = servers[0].ketch(&["get", "pod", "roaming", "-o", "yaml"]);
+        let nodes = servers[0].ketch(&["get", "nodes", "-o", "yaml"]);
+        let events = servers[0].ketch(&["get", "events"]);
+        eprintln!(
+            "agent log:\n{agent_log}\npod:\n{}\nnodes:\n{}\nevents:\n{}",
+            String::from_utf8_lossy(&pod.stdout),
+            String::from_utf8_lossy(&nodes.stdout),
+            String::from_utf8_lossy(&events.stdout)
+        );
+        std::panic::resume_unwind(e);
+    }
     eventually(30, "node roamer Ready after the failover", || {
         ready(&servers[1])
     });

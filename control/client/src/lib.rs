@@ -50,6 +50,18 @@ impl Error {
         }
     }
 
+    /// Whether the same request may succeed if made again (to this server or, after a
+    /// client moved on, the next): the server could not be reached, the connection broke,
+    /// or it answered that it cannot serve now (5xx, 429). Not for refusals (4xx) or
+    /// answers that do not decode.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Http { .. } => true,
+            Error::Api(s) => s.code >= 500 || s.code == 429,
+            Error::Decode { .. } | Error::Config(_) => false,
+        }
+    }
+
     /// The `Status.reason` when the server answered with one.
     pub fn reason(&self) -> Option<&str> {
         match self {
@@ -261,11 +273,14 @@ impl Client {
         &self.servers[self.current.load(Ordering::Relaxed) % self.servers.len()]
     }
 
-    /// A transport error for `url`; when the connection itself failed, the server it was
-    /// for is skipped from now on (unless another request already moved on).
+    /// A transport error for `url`; when the connection failed or broke before the answer
+    /// (the server died mid-request), the server it was for is skipped from now on (unless
+    /// another request already moved on).
     fn transport_error(&self, url: String, source: reqwest::Error) -> Error {
         if source.is_connect() {
             self.move_on_from(&url, "unreachable");
+        } else if source.is_request() {
+            self.move_on_from(&url, "closed the connection before answering");
         }
         Error::Http { url, source }
     }
@@ -789,6 +804,40 @@ mod tests {
         assert_eq!(err.code(), Some(503), "{err:?}");
         assert_eq!(client.base_url(), live);
         client.get_path("/version").await.unwrap();
+    }
+
+    /// A loopback server that reads each request and closes the connection without an
+    /// answer (a server dying mid-request); its URL.
+    async fn hanging_up() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_moves_on_and_may_be_retried() {
+        let (gone, live) = (hanging_up().await, answering().await);
+        let client = Client::new(&format!("{gone},{live}"), "t").unwrap();
+        let err = client.get_path("/version").await.unwrap_err();
+        assert!(matches!(err, Error::Http { .. }), "{err:?}");
+        assert!(err.is_retriable());
+        assert_eq!(client.base_url(), live);
+        client.get_path("/version").await.unwrap();
+        // A refusal is final; a server that cannot serve now may later.
+        let status = |code| {
+            Error::Api(Box::new(Status {
+                code,
+                ..Status::default()
+            }))
+        };
+        assert!(!status(404).is_retriable() && !status(409).is_retriable());
+        assert!(status(503).is_retriable() && status(429).is_retriable());
     }
 
     #[tokio::test]
