@@ -170,7 +170,11 @@ async fn register_patiently(
     facts: &node::NodeFacts,
 ) -> Result<(), AgentError> {
     let deadline = tokio::time::Instant::now() + REGISTER_PATIENCE;
-    let mut delay = std::time::Duration::from_millis(100);
+    let mut backoff = backoff::Backoff::new(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+        REGISTER_PATIENCE,
+    );
     loop {
         let res = async {
             node::register(client, facts)
@@ -189,8 +193,7 @@ async fn register_patiently(
                 if source.is_retriable() && tokio::time::Instant::now() < deadline =>
             {
                 tracing::warn!(error = %source, "{context}; trying again");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                tokio::time::sleep(backoff.failed(std::time::Instant::now())).await;
             }
             other => return other,
         }

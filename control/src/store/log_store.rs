@@ -223,11 +223,7 @@ impl LogStore {
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
-        // A panic while holding the lock leaves the map consistent (no invariant spans an
-        // unwinding point), so a poisoned lock is still usable.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.cache)
     }
 
     /// Whether this server has ever taken part in a cluster: a vote or any log.
@@ -295,6 +291,14 @@ impl LogStore {
         out.extend(from_memory);
         Ok(out)
     }
+}
+
+fn lock(cache: &Mutex<Cache>) -> MutexGuard<'_, Cache> {
+    // A panic while holding the lock leaves the map consistent (no invariant spans an
+    // unwinding point), so a poisoned lock is still usable.
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn writer_gone() -> DbError {
@@ -377,10 +381,7 @@ impl Writer {
                     Op::Append { seq, .. } => max.max(*seq),
                     _ => max,
                 });
-                self.cache
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .mark_durable(seq, CACHE_BYTES);
+                lock(&self.cache).mark_durable(seq, CACHE_BYTES);
             }
             for op in ops {
                 match op {

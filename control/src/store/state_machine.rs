@@ -169,7 +169,8 @@ impl std::fmt::Debug for StateMachine {
 
 impl StateMachine {
     /// Open over the state machine's database (`raft.redb`, tables already created) and
-    /// reset the watch hub to the stored revision. Snapshots are files in `snapshot_dir` (created if missing).
+    /// reset the watch hub to the stored revision. Snapshots are files in `snapshot_dir`
+    /// (created if missing).
     pub fn open(
         db: Arc<Database>,
         hub: Arc<WatchHub>,
@@ -197,14 +198,25 @@ impl StateMachine {
     }
 
     fn durable(&self) -> MutexGuard<'_, DurablePoint> {
-        // Two plain fields: usable whatever a panicking holder left.
-        self.durable.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.durable)
     }
 
     /// Whether some applied change is not durable yet.
     #[cfg(test)]
     pub(crate) fn is_dirty(&self) -> bool {
         self.durable().dirty
+    }
+
+    /// Sets when the state machine last committed durably (tests: no waiting on the clock).
+    #[cfg(test)]
+    pub(crate) fn set_last_durable(&self, at: Instant) {
+        self.durable().at = at;
+    }
+
+    /// One tick of the flusher task, see [`StateMachine::spawn_flusher`].
+    #[cfg(test)]
+    pub(crate) async fn flush_if_due(&self) {
+        flush_if_due(self.db.clone(), &self.durable).await;
     }
 
     /// Start the task that makes applied changes durable once they are [`DURABLE_EVERY`]
@@ -217,25 +229,34 @@ impl StateMachine {
             loop {
                 tokio::time::sleep(DURABLE_EVERY).await;
                 let Some(db) = db.upgrade() else { return };
-                let lock = || durable.lock().unwrap_or_else(PoisonError::into_inner);
-                {
-                    let mut d = lock();
-                    if !(d.dirty && d.at.elapsed() >= DURABLE_EVERY) {
-                        continue;
-                    }
-                    // Cleared first: an apply that commits after the flush marks it again
-                    // (whatever committed before the flush's commit is durable with it).
-                    d.dirty = false;
-                }
-                match blocking(move || super::db::flush(&db)).await {
-                    Ok(()) => lock().at = Instant::now(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "flushing the state machine failed");
-                        lock().dirty = true;
-                    }
-                }
+                flush_if_due(db, &durable).await;
             }
         });
+    }
+}
+
+fn lock(point: &Mutex<DurablePoint>) -> MutexGuard<'_, DurablePoint> {
+    // Two plain fields: usable whatever a panicking holder left.
+    point.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Commits `db` durably when a change has waited [`DURABLE_EVERY`] for it.
+async fn flush_if_due(db: Arc<Database>, point: &Mutex<DurablePoint>) {
+    {
+        let mut d = lock(point);
+        if !(d.dirty && d.at.elapsed() >= DURABLE_EVERY) {
+            return;
+        }
+        // Cleared first: an apply that commits after the flush marks it again (whatever
+        // committed before the flush's commit is durable with it).
+        d.dirty = false;
+    }
+    match blocking(move || super::db::flush(&db)).await {
+        Ok(()) => lock(point).at = Instant::now(),
+        Err(e) => {
+            tracing::warn!(error = %e, "flushing the state machine failed");
+            lock(point).dirty = true;
+        }
     }
 }
 

@@ -610,27 +610,24 @@ fn snapshot_files_that_no_metadata_names_are_removed_at_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_state_machine_is_made_durable_by_its_flusher() {
     use openraft::storage::RaftStateMachine as _;
+    use std::time::Instant;
     let dir = TempDir::new().unwrap();
     let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
     let mut sm = StateMachine::open(db, Arc::new(WatchHub::new(10)), dir.path().join("snap"))
         .expect("open sm");
-    sm.spawn_flusher();
-    // Less than DURABLE_EVERY after the last durable commit: committed without an fsync
-    // (the first apply may find open longer ago than that on a busy machine, and fsync).
-    for index in 1..=3 {
-        let entry = openraft::Entry::<super::types::TypeConfig> {
-            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: openraft::EntryPayload::Normal(Batch(vec![pod(&format!("p{index}"))])),
-        };
-        sm.apply([entry]).await.expect("apply");
-        if sm.is_dirty() {
-            break;
-        }
-    }
+    let entry = openraft::Entry::<super::types::TypeConfig> {
+        log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 1),
+        payload: openraft::EntryPayload::Normal(Batch(vec![pod("a")])),
+    };
+    // Just after a durable commit: the apply commits without an fsync.
+    sm.set_last_durable(Instant::now());
+    sm.apply([entry]).await.expect("apply");
     assert!(sm.is_dirty());
-    let deadline = std::time::Instant::now() + 3 * super::state_machine::DURABLE_EVERY;
-    while sm.is_dirty() {
-        assert!(std::time::Instant::now() < deadline, "still not durable");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Not due yet: the flusher leaves it.
+    sm.flush_if_due().await;
+    assert!(sm.is_dirty());
+    // Once the change has waited DURABLE_EVERY, the flusher's tick commits durably.
+    sm.set_last_durable(Instant::now() - super::state_machine::DURABLE_EVERY);
+    sm.flush_if_due().await;
+    assert!(!sm.is_dirty());
 }
