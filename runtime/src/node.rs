@@ -29,7 +29,7 @@ pub const WASM_INSTANCES: &str = "ketch.dev/wasm-instances";
 /// Pods a node accepts beyond its Wasm instance budget (for containers and idle apps).
 const EXTRA_PODS: u32 = 100;
 /// Version of wasmtime the agent embeds (kept with the workspace pin).
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub const WASMTIME_VERSION: &str = "48.0.10";
 
 /// What the agent reports about its machine.
 #[derive(Debug, Clone)]
@@ -373,7 +373,7 @@ mod tests {
         assert_eq!(st.runtime_handlers[0].name, "wasm");
         assert_eq!(st.conditions[0].status, "True");
         let info = st.node_info.unwrap();
-        assert_eq!(info.container_runtime_version, "wasmtime-48.0.8");
+        assert_eq!(info.container_runtime_version, "wasmtime-48.0.10");
         assert!(info.kubelet_version.starts_with("ketch-"));
     }
 }

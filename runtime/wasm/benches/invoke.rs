@@ -8,8 +8,8 @@
 //! - `KETCH_BENCH_CONCURRENCY`: comma-separated task counts for the throughput runs
 //!   (default `2,16,64`);
 //! - `KETCH_BENCH_RESET`: `dirty` or `decommit` to run only that memory-reset mode (both by
-//!   default: the engine's default dirty-page reset, then decommit with
-//!   `EngineConfig::reset_dirty_pages_only` off);
+//!   default: dirty-page reset with `EngineConfig::reset_dirty_pages_only`, then the
+//!   engine's default decommit);
 //! - `KETCH_BENCH_REQUESTS`: requests per sequential run and per throughput run
 //!   (default 20,000);
 //! - `KETCH_BENCH_PROFILE_SECS`: only loop sequential requests for that many seconds (for
@@ -17,8 +17,8 @@
 //! - `KETCH_BENCH_GUEST`: serve this component instead of the test guests' hello;
 //! - `KETCH_BENCH_SERVE`: an address (`127.0.0.1:8081`): serve the guest over plain
 //!   HTTP/1.1 there until killed (hyper, one task per connection, no routing: the shape of
-//!   `wasmtime serve`), for a load generator such as `wrk`; with the default memory reset
-//!   unless `KETCH_BENCH_RESET=decommit`.
+//!   `wasmtime serve`), for a load generator such as `wrk`; with dirty-page reset unless
+//!   `KETCH_BENCH_RESET=decommit`.
 
 use std::path::Path;
 
@@ -224,7 +224,7 @@ async fn main() {
     drop(app);
     drop(engine);
 
-    // The default engine (dirty-page reset), then one that decommits (unless
+    // An engine with dirty-page reset, then the default one that decommits (unless
     // KETCH_BENCH_RESET picks one: `dirty` or `decommit`).
     let only = std::env::var("KETCH_BENCH_RESET").ok();
     for dirty in [true, false] {
@@ -248,9 +248,9 @@ async fn main() {
         println!(
             "-- memory reset: {}",
             if dirty {
-                "default: dirty pages only (PAGEMAP_SCAN)"
+                "dirty pages only (PAGEMAP_SCAN; reset_dirty_pages_only on)"
             } else {
-                "decommit (batched madvise; reset_dirty_pages_only off)"
+                "default: decommit (batched madvise)"
             }
         );
         if let Some(secs) = std::env::var("KETCH_BENCH_PROFILE_SECS")

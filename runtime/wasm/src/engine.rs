@@ -70,18 +70,25 @@ pub struct EngineConfig {
     /// IPIs per request: for the hello guest on 2 cores, about 1.8× the requests/s and
     /// half the latency in process (see BENCHMARKS.md).
     ///
-    /// On by default. A dirty page that is not present at the scan (swapped out, or being
-    /// migrated by the kernel) is decommitted instead of reset in place, so it cannot carry
-    /// one request's data into the next instance of the slot: ketch builds a patched
-    /// wasmtime for this (`runtime/vendor/wasmtime/KETCH-PATCH.md`; wasmtime 48 as
-    /// released skips such pages). Ignored, with a warning, when the kernel lacks
-    /// `PAGEMAP_SCAN`; [`Engine::resets_dirty_pages_only`] reports whether it is in effect.
+    /// **Off by default, because it weakens isolation between requests with the wasmtime
+    /// ketch builds on.** wasmtime 48.0.10 resets only dirty pages that are *present* at
+    /// the scan: a dirty page that is swapped out, or that the kernel is migrating at that
+    /// moment (compaction, NUMA balancing), keeps its contents for the next instance in
+    /// that slot, which may belong to another app (fixed in wasmtime 48.0.11, which cargo
+    /// cannot resolve from crates.io yet: see the workspace `Cargo.toml`). The engine
+    /// therefore ignores this setting, with a warning, when the kernel lacks `PAGEMAP_SCAN`
+    /// or swap is configured when it starts; the page-migration race remains. Enable it
+    /// only on dedicated nodes without swap that accept that risk.
+    /// `runtime/wasm/reset-check` fails if the default is turned on over a wasmtime that
+    /// leaks swapped-out pages. [`Engine::resets_dirty_pages_only`] reports whether it is in
+    /// effect.
     pub reset_dirty_pages_only: bool,
 }
 
 impl EngineConfig {
     /// Defaults: 100 instances, 128 MiB per instance, 120 s compile timeout, 2 compiles at
-    /// once, 10 ms tick, dirty-page reset ([`EngineConfig::reset_dirty_pages_only`]).
+    /// once, 10 ms tick, memory reset by decommit (not
+    /// [`EngineConfig::reset_dirty_pages_only`]).
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
@@ -90,7 +97,7 @@ impl EngineConfig {
             compile_timeout: Duration::from_secs(120),
             max_concurrent_compiles: 2,
             epoch_tick: Duration::from_millis(10),
-            reset_dirty_pages_only: true,
+            reset_dirty_pages_only: false,
         }
     }
 }
@@ -484,16 +491,46 @@ impl Engine {
     }
 }
 
-/// [`EngineConfig::reset_dirty_pages_only`] needs the `PAGEMAP_SCAN` ioctl (Linux 6.7+).
+/// [`EngineConfig::reset_dirty_pages_only`] needs `PAGEMAP_SCAN` and a node without swap (a
+/// swapped-out dirty page would survive the reset).
 fn dirty_page_reset_is_usable() -> bool {
-    let usable = PoolingAllocationConfig::is_pagemap_scan_available();
-    if !usable {
+    if !PoolingAllocationConfig::is_pagemap_scan_available() {
         tracing::warn!(
             "reset_dirty_pages_only ignored: the kernel has no PAGEMAP_SCAN (needs Linux 6.7+); \
              freed Wasm instance slots are decommitted instead"
         );
+        return false;
     }
-    usable
+    match swap_total_kib() {
+        Some(0) => true,
+        Some(kib) => {
+            tracing::warn!(
+                swap_kib = kib,
+                "reset_dirty_pages_only ignored: swap is configured (a dirty page swapped out \
+                 would survive the reset)"
+            );
+            false
+        }
+        None => {
+            tracing::warn!(
+                "reset_dirty_pages_only ignored: cannot read SwapTotal from /proc/meminfo"
+            );
+            false
+        }
+    }
+}
+
+/// `SwapTotal` from `/proc/meminfo`, in KiB.
+fn swap_total_kib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_swap_total(&meminfo)
+}
+
+fn parse_swap_total(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("SwapTotal:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 enum Source<'a> {
@@ -613,6 +650,14 @@ mod tests {
         assert!(normalize_digest("../../etc/passwd").is_err());
         assert!(normalize_digest(&format!("sha256:{}/", "a".repeat(63))).is_err());
         assert!(normalize_digest("sha512:abc").is_err());
+    }
+
+    #[test]
+    fn swap_total_is_read_from_meminfo() {
+        let meminfo = "MemTotal:       24000000 kB\nSwapTotal:       2097148 kB\nSwapFree: 1 kB\n";
+        assert_eq!(parse_swap_total(meminfo), Some(2_097_148));
+        assert_eq!(parse_swap_total("SwapTotal:             0 kB\n"), Some(0));
+        assert_eq!(parse_swap_total("MemTotal: 1 kB\n"), None);
     }
 
     #[test]
