@@ -11,10 +11,11 @@ use ketch_client::{Client, ClientConfig, Event, ListParams, printer};
 use ketch_control::server::{JoinOptions, Server, ServerOptions};
 use serde_json::Value;
 
+use ketch_agent::{Agent, AgentConfig};
 use ketch_control::runner::ControlOptions;
 use ketch_control::runner::leader::{self, LeaderGated};
 use ketch_control::scheduler::Profile;
-use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
+use ketch_gateway::GatewayConfig;
 
 use crate::{AgentArgs, Connection, GatewayArgs, Output};
 
@@ -261,13 +262,11 @@ fn agent_config(
         containerd: (!args.containers.no_containerd).then_some(args.containers.containerd),
         insecure_registries: args.containers.insecure_registries,
         registry_config: args.containers.registry_config,
-        pod_network: Some(
-            ketch_runtime::container::network::NetworkConfig::with_bridge(
-                data_dir.join("cni"),
-                args.containers.pod_bridge,
-                args.containers.pod_subnet,
-            ),
-        ),
+        pod_network: Some(ketch_containers::network::NetworkConfig::with_bridge(
+            data_dir.join("cni"),
+            args.containers.pod_bridge,
+            args.containers.pod_subnet,
+        )),
     })
 }
 
@@ -300,7 +299,7 @@ pub async fn agent(conn: &Connection, args: AgentArgs, data_dir: PathBuf) -> any
         token,
         data_dir,
         listen,
-        ketch_runtime::GatewayConfig::default()
+        GatewayConfig::default()
             .listen
             .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid address")),
     )?;

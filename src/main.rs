@@ -298,10 +298,10 @@ pub struct ContainerArgs {
     #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
     registry_config: Option<PathBuf>,
     /// The Linux bridge container Pods attach to (two agents on one machine need two)
-    #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_BRIDGE)]
+    #[arg(long, default_value = ketch_containers::network::DEFAULT_BRIDGE)]
     pod_bridge: String,
     /// Addresses of container Pods on this node (CIDR)
-    #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_SUBNET)]
+    #[arg(long, default_value = ketch_containers::network::DEFAULT_SUBNET)]
     pod_subnet: String,
 }
 
@@ -315,7 +315,7 @@ pub struct GatewayArgs {
     #[arg(long, conflicts_with = "gateway")]
     no_gateway: bool,
     /// Service hosts are <service>.<namespace>.<domain>
-    #[arg(long, default_value = ketch_runtime::gateway::DEFAULT_DOMAIN)]
+    #[arg(long, default_value = ketch_gateway::DEFAULT_DOMAIN)]
     gateway_domain: String,
     /// URL other nodes' gateways use to reach this one [default: http://<node IP>:<port>]
     #[arg(long)]
@@ -332,7 +332,7 @@ pub struct GatewayArgs {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    ketch_runtime::format::parse_duration(s)
+    ketch_api::format::parse_duration(s)
         .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 60s or 500ms)"))
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
-use ketch_runtime::oci::{Registries, wasm};
+use ketch_oci::{Registries, wasm};
 
 /// Checks `file` is a component, pushes it to `reference` and prints the digest reference
 /// (`registry/repository@sha256:…`) on stdout — the one line a script needs.

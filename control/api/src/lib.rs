@@ -12,19 +12,29 @@
 //! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
 //! * [`resource`]: the table of served resources and the [`Resource`] trait.
 //! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
+//! * [`env`]: a container's environment resolved from its Pod, ConfigMaps and Secrets, and
+//!   `$(VAR)` expansion, as the kubelet does it.
+//! * [`wellknown`]: every `ketch.dev/…` annotation, label and resource name, and the Pod
+//!   annotations' parsing (shared by admission and the agent).
+//! * [`format`] and [`time`]: the human spellings (`30s`, `64Mi`, an error chain) and the
+//!   timestamps (`Time`, `MicroTime`) every crate writes.
 
 pub mod apps;
 pub mod coordination;
 pub mod core;
 pub mod decode;
 pub mod discovery;
+pub mod env;
+pub mod format;
 pub mod meta;
 pub mod networking;
 pub mod quantity;
 pub mod resource;
 pub mod runtime;
 pub mod selector;
+pub mod time;
 pub mod validation;
+pub mod wellknown;
 
 pub use decode::{Invalid, ParseError, admit, parse_documents};
 pub use meta::{ObjectList, ObjectMeta, Status, WatchEvent};

@@ -25,9 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ketch_api::core::{Container, Node, Pod, PodSpec, Taint, Toleration};
 use ketch_api::quantity::Quantity;
-
-/// Allocatable key limiting how many Wasm pods a node runs at once.
-pub const WASM_INSTANCES_RESOURCE: &str = "ketch.dev/wasm-instances";
+use ketch_api::wellknown;
 
 /// cpu and memory a pod asks for, summed over its containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -203,7 +201,7 @@ impl NodeInfo {
                 cpu_millis: quantity("cpu", |q| q.millis().ok()).unwrap_or(0),
                 memory_bytes: quantity("memory", |q| q.value().ok()).unwrap_or(0),
                 pods: quantity("pods", |q| q.value().ok()),
-                wasm_instances: quantity(WASM_INSTANCES_RESOURCE, |q| q.value().ok()),
+                wasm_instances: quantity(wellknown::WASM_INSTANCES, |q| q.value().ok()),
             },
             requested: Usage::default(),
             labels: node.metadata.labels.clone(),
@@ -351,7 +349,7 @@ impl Reason {
             Reason::TooManyPods => "Too many pods".into(),
             Reason::Cpu => "Insufficient cpu".into(),
             Reason::Memory => "Insufficient memory".into(),
-            Reason::WasmInstances => format!("Insufficient {WASM_INSTANCES_RESOURCE}"),
+            Reason::WasmInstances => format!("Insufficient {}", wellknown::WASM_INSTANCES),
         }
     }
 }
@@ -953,7 +951,7 @@ mod tests {
     fn wasm_pods_are_limited_by_the_instance_count_and_pods_by_the_pod_count() {
         let mut n = node("w", "64", "64Gi");
         let alloc = &mut n.status.as_mut().unwrap().allocatable;
-        alloc.insert(WASM_INSTANCES_RESOURCE.into(), Quantity::new("2"));
+        alloc.insert(wellknown::WASM_INSTANCES.into(), Quantity::new("2"));
         alloc.insert("pods".into(), Quantity::new("3"));
         let mut snap = ClusterSnapshot::new(&[n], &[]);
         let wasm = |name: &str| {

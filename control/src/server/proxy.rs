@@ -7,14 +7,12 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt as _;
+use ketch_api::wellknown;
 use serde_json::Value;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::path::{PodSub, ResourcePath, key_of};
-
-/// The Node annotation holding the agent's base URL.
-pub const AGENT_ENDPOINT_ANNOTATION: &str = "ketch.dev/agent-endpoint";
 
 /// Request headers passed on to the agent; everything else (auth, hop-by-hop) is not.
 const FORWARDED_REQUEST_HEADERS: [header::HeaderName; 5] = [
@@ -62,11 +60,12 @@ pub async fn pod_subresource(
         })?;
     let endpoint = node_obj
         .pointer("/metadata/annotations")
-        .and_then(|a| a.get(AGENT_ENDPOINT_ANNOTATION))
+        .and_then(|a| a.get(wellknown::AGENT_ENDPOINT))
         .and_then(Value::as_str)
         .ok_or_else(|| {
             ApiError::Unavailable(format!(
-                "node \"{node}\" has no agent endpoint (annotation {AGENT_ENDPOINT_ANNOTATION})"
+                "node \"{node}\" has no agent endpoint (annotation {})",
+                wellknown::AGENT_ENDPOINT
             ))
         })?;
     let mut url = match sub {

@@ -1,0 +1,719 @@
+//! `ketch-gateway` is the node gateway: an HTTP/1.1 + HTTP/2 (h2c) listener on every node
+//! that routes requests to Services by Host (`<svc>.<ns>.<domain>`), Ingress rules,
+//! `ketch.dev/path-prefix` annotations and NodePorts, and load-balances them round robin
+//! over the Ready endpoints.
+//!
+//! It reaches the Pods of its node through the agent's [`PodRegistry`] (shared, never the
+//! agent itself), and the cluster's Services through the route table its [`reflect`]or
+//! keeps from the API.
+//!
+//! A Wasm endpoint on this node is invoked in-process (no socket hop); an endpoint on another
+//! node is proxied to that node's gateway, which invokes it there (the `x-ketch-pod` header,
+//! authenticated by the cluster token, says which Pod). The same [`Dispatcher`] serves Wasm
+//! guests' outbound calls to in-cluster names (`http://svc.ns`), so those never leave the
+//! process either when the endpoint is local.
+//!
+//! Linux containers reach Services by name through the [`proxy`] listener on the Pod
+//! bridge's address, which resolves names the same way.
+//!
+//! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
+//! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
+
+mod access;
+mod error;
+mod metrics;
+pub mod proxy;
+mod reflect;
+pub mod routes;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::watch;
+
+pub use error::GatewayError;
+pub use metrics::GatewayMetrics;
+pub use routes::{Backend, Route, RouteTable, ServiceRoute, Target};
+
+use ketch_api::format::error_chain;
+use ketch_workload::{PodKey, PodRegistry, ServiceCaller, TargetPort, Workload};
+use subtle::ConstantTimeEq as _;
+
+/// Peer gateways name the Pod to invoke with this header...
+pub const X_KETCH_POD: HeaderName = HeaderName::from_static("x-ketch-pod");
+/// With `x-ketch-pod`: the target port of the endpoint (a Linux container's port).
+pub const X_KETCH_PORT: HeaderName = HeaderName::from_static("x-ketch-port");
+/// ...and prove they are part of the cluster with this one (the cluster token).
+pub const X_KETCH_GATEWAY_TOKEN: HeaderName = HeaderName::from_static("x-ketch-gateway-token");
+/// Request id: kept when the client sends one, generated otherwise; echoed on the response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Default request body limit.
+pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
+/// Default time to the response head.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default Service host suffix; browsers and curl resolve `*.localhost` to loopback.
+pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
+
+/// How the gateway is set up.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen; `None` runs no listener (in-cluster calls from Wasm still work).
+    pub listen: Option<SocketAddr>,
+    /// URL other nodes' gateways use to reach this one; default `http://<node ip>:<port>`.
+    pub advertise: Option<String>,
+    /// Service host suffix: `<svc>.<ns>.<domain>`.
+    pub domain: String,
+    /// Largest request body accepted (413 above it).
+    pub max_body: u64,
+    /// Deadline for the response head (504 after it).
+    pub timeout: Duration,
+    /// One line per request on stderr ([`access`]).
+    pub access_log: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            advertise: None,
+            domain: DEFAULT_DOMAIN.to_string(),
+            max_body: DEFAULT_MAX_BODY,
+            timeout: DEFAULT_TIMEOUT,
+            access_log: false,
+        }
+    }
+}
+
+/// Routes requests to Service endpoints: the gateway listener's handler and the in-cluster
+/// caller Wasm guests use.
+pub struct Dispatcher {
+    /// The Pods of this node: local endpoints are invoked through it.
+    pods: Arc<PodRegistry>,
+    table: RwLock<Arc<RouteTable>>,
+    published: watch::Sender<Arc<RouteTable>>,
+    token: Arc<str>,
+    cfg: GatewayConfig,
+    /// `Some` with `--access-log`.
+    access_log: Option<access::AccessLog>,
+    client: HttpClient<HttpConnector, Body>,
+    metrics: GatewayMetrics,
+    /// The namespace of each container Pod address: the Service proxy's callers.
+    pod_addresses: proxy::PodAddresses,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The gateway: routes by Host, Ingress and path.
+    Gateway,
+    /// A NodePort: every request goes to that port's Service.
+    NodePort(u16),
+    /// The Service proxy for containers ([`proxy`]).
+    ServiceProxy,
+}
+
+/// Where one request goes after routing.
+enum Pick {
+    Local(Arc<dyn Workload>, PodKey, Option<u16>),
+    /// Another node's gateway, the node, the Pod it should invoke and its port.
+    Remote(Arc<str>, String, PodKey, Option<u16>),
+    /// A plain HTTP address (`http://host:port`).
+    Address(Arc<str>),
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher for the node `node`, invoking local endpoints through `pods`; `token`
+    /// is the cluster token peers prove themselves with, `metrics` its handles in the
+    /// node's registry.
+    pub fn new(
+        pods: Arc<PodRegistry>,
+        token: Arc<str>,
+        cfg: GatewayConfig,
+        node: &str,
+        metrics: GatewayMetrics,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        let table = Arc::new(RouteTable::build(&Default::default(), node, &cfg.domain));
+        let (published, _) = watch::channel(table.clone());
+        let access_log = cfg
+            .access_log
+            .then(|| access::AccessLog::spawn(metrics.access_log_dropped.clone()));
+        Self {
+            pods,
+            access_log,
+            table: RwLock::new(table),
+            published,
+            token,
+            cfg,
+            client,
+            metrics,
+            pod_addresses: proxy::PodAddresses::default(),
+            id_prefix: format!("{:08x}", rand::random::<u32>()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// How it was set up.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.cfg
+    }
+
+    /// The namespace of each container Pod address on this node: the agent records a Pod's
+    /// address when it attaches its network, and drops it before the address is released.
+    pub fn pod_addresses(&self) -> &proxy::PodAddresses {
+        &self.pod_addresses
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in a new table (called by the reflector).
+    pub(crate) fn publish(&self, table: RouteTable) {
+        let table = Arc::new(table);
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table.clone();
+        self.published.send_replace(table);
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<RouteTable>> {
+        self.published.subscribe()
+    }
+
+    fn request_id(&self) -> HeaderValue {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{}-{n:x}", self.id_prefix))
+            .unwrap_or(HeaderValue::from_static("-"))
+    }
+
+    /// Chooses a backend of `svc`: local ones must be running here; remote ones are trusted
+    /// to their gateway. `None` when nothing is Ready.
+    fn pick(&self, svc: &ServiceRoute) -> Option<Pick> {
+        svc.pick().find_map(|b| match &b.target {
+            Target::Local => self
+                .pods
+                .workload(&b.pod)
+                .map(|w| Pick::Local(w, b.pod.clone(), b.port)),
+            Target::Remote { gateway, node } => Some(Pick::Remote(
+                gateway.clone(),
+                node.clone(),
+                b.pod.clone(),
+                b.port,
+            )),
+            Target::Address { url } => Some(Pick::Address(url.clone())),
+            Target::Unreachable { .. } => None,
+        })
+    }
+
+    /// Sends `req` to one Ready endpoint of `svc`, within the gateway deadline.
+    async fn dispatch(
+        &self,
+        svc: &ServiceRoute,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let pick = self.pick(svc).ok_or_else(|| GatewayError::NoEndpoints {
+            namespace: svc.namespace.clone(),
+            service: svc.name.clone(),
+        })?;
+        let fut = match pick {
+            Pick::Local(w, (ns, pod), port) => {
+                let mut req = req;
+                if let Some(p) = port {
+                    req.extensions_mut().insert(TargetPort(p));
+                }
+                async move { Ok(self.pods.invoke_workload(&ns, &pod, &w, req).await?) }.boxed()
+            }
+            Pick::Remote(gateway, node, pod, port) => {
+                let mut req = req;
+                if let Some(p) = port {
+                    req.headers_mut().insert(X_KETCH_PORT, HeaderValue::from(p));
+                }
+                self.forward(gateway, node, Some(pod), req).boxed()
+            }
+            Pick::Address(url) => {
+                let to = url.to_string();
+                self.forward(url, to, None, req).boxed()
+            }
+        };
+        match tokio::time::timeout(self.cfg.timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(GatewayError::Deadline {
+                service: svc.key.clone(),
+                budget: self.cfg.timeout,
+            }),
+        }
+    }
+
+    /// Proxies to the gateway of the node running `pod` (which it names in `x-ketch-pod`,
+    /// with the cluster token), or, without a Pod, to a plain address.
+    async fn forward(
+        &self,
+        gateway: Arc<str>,
+        node: String,
+        pod: Option<(String, String)>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri: http::Uri =
+            format!("{gateway}{pq}")
+                .parse()
+                .map_err(|e| GatewayError::Upstream {
+                    node: node.clone(),
+                    message: format!("bad gateway URL {gateway:?}: {e}"),
+                })?;
+        // The peer speaks HTTP/1.1 to us whatever the client spoke (h2 needs the authority
+        // in the URI; HTTP/1.1 keeps it in Host).
+        if req.headers().get(header::HOST).is_none()
+            && let Some(a) = req.uri().authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        if let Some((ns, pod)) = pod {
+            let h = req.headers_mut();
+            h.insert(
+                X_KETCH_POD,
+                HeaderValue::try_from(format!("{ns}/{pod}")).map_err(|e| {
+                    GatewayError::Upstream {
+                        node: node.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+            );
+            if let Ok(v) = HeaderValue::from_str(&self.token) {
+                h.insert(X_KETCH_GATEWAY_TOKEN, v);
+            }
+        }
+        match self.client.request(req).await {
+            Ok(resp) => Ok(resp.map(Body::new)),
+            Err(e) => Err(GatewayError::Upstream {
+                node,
+                message: format!("proxying to {gateway}: {}", error_chain(&e)),
+            }),
+        }
+    }
+
+    /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
+    /// listeners (every request goes to that port's Service).
+    async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        node_port: Option<u16>,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) => v.clone(),
+            None => self.request_id(),
+        };
+        // Only the access log needs these after the request is handed on.
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|log| (log, req.method().clone(), req.uri().path().to_string()));
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let in_flight = self.metrics.in_flight.clone();
+        in_flight.inc();
+
+        let (label, result) = self
+            .route_and_invoke(req, &id, &host, peer, node_port)
+            .await;
+        let mut resp = match result {
+            Ok(r) => r,
+            Err(e) => axum::response::IntoResponse::into_response(e),
+        };
+        strip_hop_by_hop(resp.headers_mut());
+        resp.headers_mut().insert(X_REQUEST_ID, id.clone());
+        let code = resp.status().as_u16();
+        let elapsed = start.elapsed();
+        self.metrics.observe(&label, code, elapsed);
+        if let Some((log, method, path)) = logged {
+            log.log(&access::Entry {
+                request_id: id.to_str().unwrap_or("-"),
+                peer,
+                method: &method,
+                host: &host,
+                path: &path,
+                code,
+                service: &label,
+                took: elapsed,
+            });
+        }
+        // In flight until the response body is done, not just its head.
+        resp.map(|b| Body::new(metrics::InFlightBody::new(b, in_flight)))
+    }
+
+    async fn route_and_invoke(
+        &self,
+        req: Request<Incoming>,
+        id: &HeaderValue,
+        host: &str,
+        peer: SocketAddr,
+        node_port: Option<u16>,
+    ) -> (String, Result<Response<Body>, GatewayError>) {
+        if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
+            && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
+            && n > self.cfg.max_body
+        {
+            return (
+                "-".into(),
+                Err(GatewayError::BodyTooLarge {
+                    limit: self.cfg.max_body,
+                }),
+            );
+        }
+        let max = usize::try_from(self.cfg.max_body).unwrap_or(usize::MAX);
+        let mut req = req.map(|b| Body::new(http_body_util::Limited::new(b, max)));
+        let h = req.headers_mut();
+        strip_hop_by_hop(h);
+        h.insert(X_REQUEST_ID, id.clone());
+
+        // A peer gateway delivering to a Pod of ours.
+        if let Some(target) = h.remove(X_KETCH_POD) {
+            let token = h.remove(X_KETCH_GATEWAY_TOKEN);
+            let ok = token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.token.as_bytes())));
+            if !ok {
+                return ("-".into(), Err(GatewayError::Unauthorized));
+            }
+            let Some((ns, pod)) = target.to_str().ok().and_then(|t| t.split_once('/')) else {
+                return ("-".into(), Err(GatewayError::Unauthorized));
+            };
+            if let Some(p) = h
+                .remove(X_KETCH_PORT)
+                .and_then(|v| v.to_str().ok().and_then(|v| v.parse::<u16>().ok()))
+            {
+                req.extensions_mut().insert(TargetPort(p));
+            }
+            let label = format!("{ns}/{pod}@forwarded");
+            let r = match tokio::time::timeout(self.cfg.timeout, self.pods.invoke(ns, pod, req))
+                .await
+            {
+                Ok(r) => r.map_err(GatewayError::from),
+                Err(_) => Err(GatewayError::Deadline {
+                    service: label.clone(),
+                    budget: self.cfg.timeout,
+                }),
+            };
+            return (label, r);
+        }
+        h.remove(X_KETCH_GATEWAY_TOKEN);
+        if let Ok(v) = HeaderValue::try_from(peer.ip().to_string()) {
+            h.append(X_FORWARDED_FOR, v);
+        }
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(X_FORWARDED_HOST, v);
+        }
+
+        let table = self.table();
+        let route = match node_port {
+            Some(p) => table
+                .node_port(p)
+                .map_or(Route::None, |s| Route::Service(s.clone())),
+            None => table.route(host, req.uri().path()),
+        };
+        match route {
+            Route::Service(svc) => {
+                let r = self.dispatch(&svc, req).await;
+                (svc.key.clone(), r)
+            }
+            Route::MissingService { namespace, name } => (
+                format!("{namespace}/{name}"),
+                Err(GatewayError::ServiceNotFound {
+                    namespace,
+                    service: name,
+                }),
+            ),
+            Route::None => (
+                "-".into(),
+                Err(GatewayError::NoRoute {
+                    host: host.to_string(),
+                    path: req.uri().path().to_string(),
+                    domain: table.domain().to_string(),
+                }),
+            ),
+        }
+    }
+}
+
+impl ServiceCaller for Dispatcher {
+    fn call(
+        self: Arc<Self>,
+        from_namespace: &str,
+        host: &str,
+        req: Request<Body>,
+    ) -> Result<BoxFuture<'static, Response<Body>>, Box<Request<Body>>> {
+        let table = self.table();
+        let svc = match table.resolve_cluster_name(from_namespace, host) {
+            None => return Err(Box::new(req)),
+            Some(Ok(svc)) => svc,
+            Some(Err((namespace, service))) => {
+                let e = GatewayError::ServiceNotFound { namespace, service };
+                return Ok(futures_util::future::ready(
+                    axum::response::IntoResponse::into_response(e),
+                )
+                .boxed());
+            }
+        };
+        let me = self;
+        Ok(async move {
+            let start = Instant::now();
+            let r = me.dispatch(&svc, req).await;
+            let resp = match r {
+                Ok(r) => r,
+                Err(e) => axum::response::IntoResponse::into_response(e),
+            };
+            me.metrics
+                .observe(&svc.key, resp.status().as_u16(), start.elapsed());
+            resp
+        }
+        .boxed())
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection`, the headers it names, and
+/// the fixed set. A proxy must not pass them on — a back end's `Connection: close` would
+/// otherwise close the client's kept-alive connection to the gateway on every response.
+fn strip_hop_by_hop(h: &mut http::HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        h.remove(n);
+    }
+}
+
+/// A bound gateway listener (the main one, a NodePort, or the Service proxy).
+pub struct Listener {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Binds `addr` and serves it until [`Listener::stop`].
+    pub async fn bind(
+        dispatcher: Arc<Dispatcher>,
+        addr: SocketAddr,
+        kind: ListenerKind,
+    ) -> std::io::Result<Listener> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(dispatcher, listener, kind)
+    }
+
+    /// Serves an already bound listener (the Service proxy's, bound by
+    /// [`proxy::bind_freebind`]) until [`Listener::stop`]. Needs a tokio runtime.
+    pub fn serve_std(
+        dispatcher: Arc<Dispatcher>,
+        listener: std::net::TcpListener,
+        kind: ListenerKind,
+    ) -> std::io::Result<Listener> {
+        Self::serve(
+            dispatcher,
+            tokio::net::TcpListener::from_std(listener)?,
+            kind,
+        )
+    }
+
+    fn serve(
+        dispatcher: Arc<Dispatcher>,
+        listener: tokio::net::TcpListener,
+        kind: ListenerKind,
+    ) -> std::io::Result<Listener> {
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, dispatcher, kind, stop_rx));
+        Ok(Listener { addr, stop, task })
+    }
+
+    /// Stops accepting; open connections finish their in-flight requests (2 s at most).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    kind: ListenerKind,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
+        TokioExecutor::new(),
+    ));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "gateway accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let d = dispatcher.clone();
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let d = d.clone();
+                async move {
+                    Ok::<_, Infallible>(match kind {
+                        ListenerKind::Gateway => d.serve(req, peer, None).await,
+                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p)).await,
+                        ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
+                    })
+                }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Keeps one listener per NodePort in the route table, on the gateway's IP, until `stop`.
+pub async fn node_ports(
+    dispatcher: Arc<Dispatcher>,
+    ip: std::net::IpAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tables = dispatcher.subscribe();
+    let mut open: std::collections::BTreeMap<u16, Listener> = Default::default();
+    loop {
+        let want: std::collections::BTreeSet<u16> = tables
+            .borrow_and_update()
+            .node_ports()
+            .map(|(p, _)| p)
+            .collect();
+        let gone: Vec<u16> = open.keys().filter(|p| !want.contains(p)).copied().collect();
+        for p in gone {
+            if let Some(l) = open.remove(&p) {
+                l.stop().await;
+            }
+        }
+        for p in want {
+            if open.contains_key(&p) {
+                continue;
+            }
+            let addr = SocketAddr::new(ip, p);
+            match Listener::bind(dispatcher.clone(), addr, ListenerKind::NodePort(p)).await {
+                Ok(l) => {
+                    tracing::info!(port = p, "gateway: NodePort listening");
+                    open.insert(p, l);
+                }
+                Err(e) => {
+                    tracing::warn!(port = p, error = %e, "gateway: cannot listen on NodePort")
+                }
+            }
+        }
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            r = tables.changed() => if r.is_err() { break },
+        }
+    }
+    for (_, l) in open {
+        l.stop().await;
+    }
+}
+
+pub use reflect::run as reflect;
+
+/// Resolves once `stop` is set (the guard `wait_for` returns is dropped here, so callers'
+/// futures stay `Send`).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_not_passed_on() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain");
+    }
+}
