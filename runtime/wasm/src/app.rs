@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView as _};
 
 use crate::engine::Engine;
-use crate::error::{BodyError, InvokeError, WasmError, chain};
+use crate::error::{BodyError, InvokeError, WasmError};
 use crate::host::{HostState, LogSink, MemoryLimiter, SinkStream, Stream};
 use crate::keyvalue::KeyValueScope;
 use crate::outbound::{OutboundHooks, OutboundPolicy, OutboundResolver};
@@ -420,5 +420,5 @@ fn classify(e: &wasmtime::Error, state: &HostState, memory_limit: u64) -> Invoke
     {
         return InvokeError::Overloaded;
     }
-    InvokeError::Trap(chain(e))
+    InvokeError::Trap(format!("{e:#}"))
 }

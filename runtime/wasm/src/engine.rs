@@ -30,7 +30,7 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 const DIRTY_PAGES_KEPT_RESIDENT: usize = 1 << 20;
 
 use crate::app::{App, Loaded};
-use crate::error::{WasmError, chain};
+use crate::error::WasmError;
 use crate::host::HostState;
 
 /// Largest component accepted by [`Engine::load`] / [`Engine::load_file`], checked before the
@@ -208,18 +208,20 @@ impl Engine {
             // No component-model-async: it costs ~20 µs per request and p2 does not need it.
             .concurrency_support(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = wasmtime::Engine::new(&wasm).map_err(|e| WasmError::Engine(chain(&e)))?;
+        let engine =
+            wasmtime::Engine::new(&wasm).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
         // Full WASI p2, not just the proxy world: a Rust std guest imports wasi:cli even for
         // hello. Capabilities are still deny-by-default through each request's WasiCtx.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| WasmError::Engine(chain(&e)))?;
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| WasmError::Engine(chain(&e)))?;
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
         // Always linked (a guest that imports it must load even where no data is granted);
         // a guest that does not import it never reaches it.
-        crate::keyvalue::add_to_linker(&mut linker).map_err(|e| WasmError::Engine(chain(&e)))?;
+        crate::keyvalue::add_to_linker(&mut linker)
+            .map_err(|e| WasmError::Engine(format!("{e:#}")))?;
 
         let engine_hash = {
             let mut h = Sha256Hasher(Sha256::new());
@@ -420,9 +422,9 @@ impl Engine {
             .inner
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| WasmError::UnsupportedImport(chain(&e)))?;
-        let proxy_pre =
-            ProxyPre::new(instance_pre).map_err(|e| WasmError::NotHttpComponent(chain(&e)))?;
+            .map_err(|e| WasmError::UnsupportedImport(format!("{e:#}")))?;
+        let proxy_pre = ProxyPre::new(instance_pre)
+            .map_err(|e| WasmError::NotHttpComponent(format!("{e:#}")))?;
         Ok(Arc::new(Loaded {
             digest: digest.to_string(),
             proxy_pre,
@@ -451,7 +453,7 @@ impl Engine {
             match loaded {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %chain(&e), "discarding unusable artifact");
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "discarding unusable artifact");
                     let _ = std::fs::remove_file(&path);
                     None
                 }
@@ -480,7 +482,7 @@ impl Engine {
             let _slot = slot;
             let compiled = engine
                 .precompile_component(&bytes)
-                .map_err(|e| WasmError::InvalidComponent(chain(&e)))?;
+                .map_err(|e| WasmError::InvalidComponent(format!("{e:#}")))?;
             write_atomically(&artifact, &compiled)
         });
         match tokio::time::timeout(timeout, job).await {

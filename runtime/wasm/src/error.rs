@@ -104,15 +104,3 @@ impl fmt::Display for BodyError {
 }
 
 impl std::error::Error for BodyError {}
-
-/// Renders a wasmtime error with its whole cause chain on one line.
-pub(crate) fn chain(e: &wasmtime::Error) -> String {
-    let mut out = String::new();
-    for (i, cause) in e.chain().enumerate() {
-        if i > 0 {
-            out.push_str(": ");
-        }
-        out.push_str(&cause.to_string());
-    }
-    out
-}
