@@ -12,6 +12,8 @@
 //! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
 //! * [`resource`]: the table of served resources and the [`Resource`] trait.
 //! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
+//! * [`params`]: the query parameters (`labelSelector`, `watch`, `tailLines`, …), serialized by
+//!   the client and parsed by the servers, so each name is written once.
 
 pub mod apps;
 pub mod coordination;
@@ -20,6 +22,7 @@ pub mod decode;
 pub mod discovery;
 pub mod meta;
 pub mod networking;
+pub mod params;
 pub mod quantity;
 pub mod resource;
 pub mod runtime;

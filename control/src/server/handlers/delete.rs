@@ -5,11 +5,12 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use ketch_api::params::QueryParams;
 use ketch_api::resource::RESOURCES;
 use serde_json::{Value, json};
 
 use super::shared::{
-    MAX_BODY_BYTES, Params, applied_response, meta_mut, meta_str, now_rfc3339, scope_for, submit,
+    MAX_BODY_BYTES, applied_response, meta_mut, meta_str, now_rfc3339, scope_for, submit,
 };
 use crate::server::ApiState;
 use crate::server::error::ApiError;
@@ -19,7 +20,7 @@ use crate::store::command::Write;
 pub(super) async fn delete(
     st: &ApiState,
     path: &ResourcePath,
-    params: &Params,
+    params: &QueryParams,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -2,8 +2,9 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use ketch_api::params::QueryParams;
 
-use super::shared::{Params, json_response, read_barrier_unless_any_version};
+use super::shared::{json_response, read_barrier_unless_any_version};
 use crate::server::ApiState;
 use crate::server::error::ApiError;
 use crate::server::path::ResourcePath;
@@ -11,10 +12,10 @@ use crate::server::path::ResourcePath;
 pub(super) async fn get(
     st: &ApiState,
     path: &ResourcePath,
-    params: &Params,
+    params: &QueryParams,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_barrier_unless_any_version(st, params).await?;
+    read_barrier_unless_any_version(st, &params.read).await?;
     let name = path.name.as_deref().unwrap_or_default();
     let obj = st
         .store

@@ -2,11 +2,12 @@
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ketch_api::params::{ListParams, QueryParams};
 use ketch_api::resource::ResourceInfo;
 use ketch_api::selector::Selector;
 use serde_json::{Value, json};
 
-use super::shared::{Params, json_response, read_barrier_unless_any_version, wants_yaml};
+use super::shared::{json_response, read_barrier_unless_any_version, wants_yaml};
 use crate::attrs::{Attrs, attrs_of};
 use crate::server::ApiState;
 use crate::server::error::ApiError;
@@ -21,7 +22,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(info: &'static ResourceInfo, params: &Params) -> Result<Self, ApiError> {
+    pub fn new(info: &'static ResourceInfo, params: &ListParams) -> Result<Self, ApiError> {
         let labels = match &params.label_selector {
             Some(s) => Some(
                 Selector::parse(s)
@@ -61,11 +62,11 @@ impl Filter {
 pub(super) async fn list(
     st: &ApiState,
     path: &ResourcePath,
-    params: &Params,
+    params: &QueryParams,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::new(path.info, params)?;
-    read_barrier_unless_any_version(st, params).await?;
+    let filter = Filter::new(path.info, &params.list)?;
+    read_barrier_unless_any_version(st, &params.read).await?;
     let (revision, raw) = st.store.list_raw(&path.key())?;
     if filter.is_empty() && !wants_yaml(headers) {
         // The common case — everything of a kind — splices the stored JSON as it is:

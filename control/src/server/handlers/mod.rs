@@ -23,11 +23,12 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ketch_api::params::{QueryParams, from_query};
 use ketch_api::resource::RESOURCES;
 use serde_json::{Value, json};
 
 pub use list::Filter;
-pub use shared::{MAX_BODY_BYTES, Params, json_response};
+pub use shared::{MAX_BODY_BYTES, json_response};
 
 use super::ApiState;
 use super::auth::Attributes;
@@ -80,11 +81,11 @@ async fn dispatch(
             return Ok(json_response(&headers, StatusCode::OK, &discovery));
         }
         let path = parse(core, &rest)?;
-        let params = Params::parse(query.as_deref())?;
+        let params: QueryParams = from_query(query.as_deref().unwrap_or_default())?;
         verb = match &path.pod_sub {
             Some(PodSub::Proxy(_)) => "proxy",
             Some(PodSub::Binding) => "create",
-            _ => verb_of(&method, path.name.as_deref(), params.watch),
+            _ => verb_of(&method, path.name.as_deref(), params.read.watch),
         };
         st.authz.authorize(
             &user,
@@ -117,7 +118,7 @@ async fn dispatch(
             )
             .await;
         }
-        if params.dry_run {
+        if params.dry_run.is_some() {
             return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
         }
         match (verb, &method) {

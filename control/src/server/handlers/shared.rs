@@ -1,13 +1,12 @@
-//! What every verb's handler shares: the query parameters, reading a request body, the
-//! response encodings (JSON, or YAML on request), the metadata a handler fills in or checks,
-//! and the write path to the group committer.
-
-use std::collections::HashMap;
+//! What every verb's handler shares: reading a request body, the response encodings (JSON,
+//! or YAML on request), the metadata a handler fills in or checks, and the write path to the
+//! group committer. The query parameters are `ketch_api::params`.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ketch_api::decode::parse_documents;
+use ketch_api::params::ReadParams;
 use ketch_api::resource::ResourceInfo;
 use serde_json::{Value, json};
 
@@ -18,81 +17,6 @@ use crate::store::command::{Applied, UpdateScope, Write};
 
 /// Largest request body accepted (Kubernetes' etcd object limit is 1.5 MiB; requests 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 << 20;
-
-/// Query parameters Kubernetes clients send; unknown ones are ignored as Kubernetes does.
-#[derive(Debug, Default)]
-pub struct Params {
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-    pub watch: bool,
-    pub resource_version: Option<String>,
-    pub timeout_seconds: Option<u64>,
-    pub allow_bookmarks: bool,
-    pub propagation_policy: Option<String>,
-    pub dry_run: bool,
-}
-
-impl Params {
-    pub(super) fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let map: HashMap<String, String> = match raw {
-            Some(q) => serde_urlencoded_pairs(q),
-            None => HashMap::new(),
-        };
-        let flag = |k: &str| map.get(k).is_some_and(|v| v == "true" || v == "1");
-        Ok(Params {
-            label_selector: map.get("labelSelector").cloned().filter(|s| !s.is_empty()),
-            field_selector: map.get("fieldSelector").cloned().filter(|s| !s.is_empty()),
-            watch: flag("watch"),
-            resource_version: map
-                .get("resourceVersion")
-                .cloned()
-                .filter(|s| !s.is_empty()),
-            timeout_seconds: match map.get("timeoutSeconds") {
-                Some(v) => Some(v.parse().map_err(|_| {
-                    ApiError::BadRequest(format!("timeoutSeconds: invalid value {v:?}"))
-                })?),
-                None => None,
-            },
-            allow_bookmarks: flag("allowWatchBookmarks"),
-            propagation_policy: map.get("propagationPolicy").cloned(),
-            dry_run: map.contains_key("dryRun"),
-        })
-    }
-}
-
-fn serde_urlencoded_pairs(q: &str) -> HashMap<String, String> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Serialize a response body as JSON, or YAML when the client asks for it.
 pub fn json_response(headers: &HeaderMap, code: StatusCode, value: &Value) -> Response {
@@ -215,9 +139,9 @@ pub(super) fn now_rfc3339() -> String {
 /// is cut off, and its answer may be behind.
 pub(super) async fn read_barrier_unless_any_version(
     st: &ApiState,
-    params: &Params,
+    read: &ReadParams,
 ) -> Result<(), ApiError> {
-    if params.resource_version.as_deref() == Some("0") {
+    if read.resource_version.as_deref() == Some("0") {
         return Ok(());
     }
     st.store.read_barrier().await?;
@@ -272,14 +196,6 @@ fn object_size(v: &Value) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_strings_decode_percent_escapes() {
-        let m = serde_urlencoded_pairs("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=true");
-        assert_eq!(m["labelSelector"], "app=web,tier in (a)");
-        assert_eq!(m["watch"], "true");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-    }
 
     #[test]
     fn the_size_estimate_stays_near_the_encoded_length() {
