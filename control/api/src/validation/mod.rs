@@ -4,12 +4,13 @@
 //! the same rule, so users (and tools that grep kubectl output) see familiar text. Validators
 //! collect every error instead of stopping at the first, as the Kubernetes API server does.
 //!
-//! One file per group of kinds, each kind's `validate_*` next to the checks only it uses:
-//! `field.rs` (the error type, field paths, shared checks), `format.rs` (string formats),
-//! `meta.rs` (metadata, selectors, quantities), `pod.rs` and `container.rs`, `workloads.rs`
-//! (Deployment, ReplicaSet), `services.rs` (Service, EndpointSlice, Ingress), `config.rs`
-//! (ConfigMap, Secret) and `cluster.rs` (Namespace, Node, Lease, Event). Everything public is
-//! re-exported here, so callers name `ketch_api::validation::…` whatever file it lives in.
+//! One file per group of kinds, each kind's `validate_*` with the checks it needs (a check
+//! two files need lives with its first user): `field.rs` (the error type, field paths, the
+//! checks most files use), `format.rs` (string formats), `meta.rs` (metadata, selectors,
+//! quantities), `pod.rs` and `container.rs`, `workloads.rs` (Deployment, ReplicaSet),
+//! `services.rs` (Service, EndpointSlice, Ingress), `config.rs` (ConfigMap, Secret) and
+//! `cluster.rs` (Namespace, Node, Lease, Event). Everything public is re-exported here, so
+//! callers name `ketch_api::validation::…` whatever file it lives in.
 
 mod cluster;
 mod config;
