@@ -323,7 +323,7 @@ pub async fn logs(
     conn: &Connection,
     pod: &str,
     namespace: Option<&str>,
-    opts: ketch_client::LogOptions,
+    opts: ketch_client::LogParams,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let client = client(conn).await?;

@@ -478,10 +478,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tail,
             ns,
         } => {
-            let opts = ketch_client::LogOptions {
+            let opts = ketch_client::LogParams {
                 container,
                 follow,
                 tail_lines: tail,
+                timestamps: false,
             };
             commands::logs(&conn, &pod, ns.namespace.as_deref(), opts).await
         }

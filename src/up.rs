@@ -15,7 +15,7 @@ use ketch_api::apps::Deployment;
 use ketch_api::core::{Pod, Service};
 use ketch_api::networking::Ingress;
 use ketch_client::manifest::{self, Manifest, display_name};
-use ketch_client::{Client, Event, ListParams, LogOptions};
+use ketch_client::{Client, Event, ListParams, LogParams};
 use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
 use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use serde::Deserialize;
@@ -357,10 +357,11 @@ async fn stream_logs(client: Client, namespaces: BTreeSet<String>) {
 }
 
 async fn follow(client: Client, ns: String, pod: String, container: String, prefix: String) {
-    let opts = LogOptions {
+    let opts = LogParams {
         container: Some(container),
         follow: true,
         tail_lines: None,
+        timestamps: false,
     };
     let Ok(mut resp) = client.pod_log(&ns, &pod, &opts).await else {
         return;

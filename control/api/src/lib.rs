@@ -18,6 +18,8 @@
 //!   annotations' parsing (shared by admission and the agent).
 //! * [`format`] and [`time`]: the human spellings (`30s`, `64Mi`, an error chain) and the
 //!   timestamps (`Time`, `MicroTime`) every crate writes.
+//! * [`params`]: the query parameters (`labelSelector`, `watch`, `tailLines`, …), serialized by
+//!   the client and parsed by the servers, so each name is written once.
 
 pub mod apps;
 pub mod coordination;
@@ -28,6 +30,7 @@ pub mod env;
 pub mod format;
 pub mod meta;
 pub mod networking;
+pub mod params;
 pub mod quantity;
 pub mod resource;
 pub mod runtime;

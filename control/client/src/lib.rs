@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ketch_api::meta::Status;
+use ketch_api::params::{QueryParams, ReadParams};
 use ketch_api::resource::{Resource, ResourceInfo};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use config::ClientConfig;
+/// The query parameters a list, a watch and a log take; defined in `ketch-api`, where the
+/// server parses them from.
+pub use ketch_api::params::{ListParams, LogParams};
 pub use watcher::{Event, watcher};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,24 +73,6 @@ impl Error {
             _ => None,
         }
     }
-}
-
-/// Selectors and options for list and watch.
-#[derive(Debug, Clone, Default)]
-pub struct ListParams {
-    pub label_selector: Option<String>,
-    pub field_selector: Option<String>,
-}
-
-/// What `pod_log` asks for.
-#[derive(Debug, Clone, Default)]
-pub struct LogOptions {
-    /// Required when the Pod has more than one container.
-    pub container: Option<String>,
-    /// Keep streaming new lines.
-    pub follow: bool,
-    /// Only the last N lines.
-    pub tail_lines: Option<u64>,
 }
 
 /// A client for one server, or for the servers of a cluster: it uses one at a time and
@@ -404,8 +390,7 @@ impl Client {
         params: &ListParams,
     ) -> Result<Value, Error> {
         let (url, rb) = self.request(reqwest::Method::GET, &resource_path(info, ns, None));
-        let rb = rb.query(&selector_query(params));
-        self.send(url, rb).await
+        self.send(url, rb.query(params)).await
     }
 
     /// # Errors
@@ -530,22 +515,12 @@ impl Client {
         &self,
         namespace: &str,
         pod: &str,
-        opts: &LogOptions,
+        opts: &LogParams,
     ) -> Result<reqwest::Response, Error> {
         let info = ketch_api::resource::lookup("pods").expect("pods are registered");
         let path = format!("{}/log", resource_path(info, Some(namespace), Some(pod)));
         let (url, rb) = self.request(reqwest::Method::GET, &path);
-        let mut q: Vec<(&str, String)> = Vec::new();
-        if let Some(c) = &opts.container {
-            q.push(("container", c.clone()));
-        }
-        if opts.follow {
-            q.push(("follow", "true".into()));
-        }
-        if let Some(n) = opts.tail_lines {
-            q.push(("tailLines", n.to_string()));
-        }
-        self.send_streaming(url, rb.query(&q)).await
+        self.send_streaming(url, rb.query(opts)).await
     }
 
     /// Open one watch stream from `resource_version` (`None`: current state as ADDED first).
@@ -561,13 +536,16 @@ impl Client {
         resource_version: Option<&str>,
     ) -> Result<reqwest::Response, Error> {
         let (url, rb) = self.request(reqwest::Method::GET, &resource_path(info, ns, None));
-        let mut q = selector_query(params);
-        q.push(("watch", "true".into()));
-        q.push(("allowWatchBookmarks", "true".into()));
-        if let Some(rv) = resource_version {
-            q.push(("resourceVersion", rv.to_string()));
-        }
-        self.send_streaming(url, rb.query(&q)).await
+        let query = QueryParams {
+            list: params.clone(),
+            read: ReadParams {
+                watch: true,
+                resource_version: resource_version.map(str::to_string),
+            },
+            allow_watch_bookmarks: true,
+            ..QueryParams::default()
+        };
+        self.send_streaming(url, rb.query(&query)).await
     }
 
     /// Send a request whose successful body is a stream (a watch, a log); a failure
@@ -589,17 +567,6 @@ impl Client {
                 message: "error status with a success body".into(),
             }))
     }
-}
-
-fn selector_query(params: &ListParams) -> Vec<(&'static str, String)> {
-    let mut q = Vec::new();
-    if let Some(s) = &params.label_selector {
-        q.push(("labelSelector", s.clone()));
-    }
-    if let Some(s) = &params.field_selector {
-        q.push(("fieldSelector", s.clone()));
-    }
-    q
 }
 
 async fn decode<T: DeserializeOwned>(url: String, resp: reqwest::Response) -> Result<T, Error> {

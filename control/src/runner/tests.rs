@@ -7,6 +7,7 @@ use std::time::Duration;
 use ketch_api::apps::{Deployment, ReplicaSet};
 use ketch_api::core::{Event, Pod};
 use ketch_api::discovery::EndpointSlice;
+use ketch_api::params::QueryParams;
 use ketch_api::resource::{CONFIGMAPS, DEPLOYMENTS, NODES, PODS, SERVICES};
 use ketch_client::{Client, ListParams};
 use serde_json::{Value, json};
@@ -101,11 +102,13 @@ impl Cluster {
     /// Raw DELETE with a propagation policy (the client sends no DeleteOptions).
     async fn delete_with_policy(&self, path: &str, policy: &str) -> reqwest::Response {
         let server = self.server.as_ref().unwrap();
+        let query = QueryParams {
+            propagation_policy: Some(policy.to_string()),
+            ..QueryParams::default()
+        };
         reqwest::Client::new()
-            .delete(format!(
-                "http://{}{path}?propagationPolicy={policy}",
-                server.addr
-            ))
+            .delete(format!("http://{}{path}", server.addr))
+            .query(&query)
             .bearer_auth(&server.token)
             .send()
             .await

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::TryStreamExt as _;
+use ketch_api::params::{ReadParams, from_query};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
@@ -146,22 +147,13 @@ fn route_of(method: &Method, path: &str, query: Option<&str>) -> Route {
     // A watch from a resourceVersion needs no read barrier: it replays this server's own
     // applied events. Without one it starts with a linearizable list, so it goes to the
     // leader. A GET or LIST with `resourceVersion=0` asks, as in Kubernetes, for any
-    // version: this server's applied state, possibly behind the leader's.
-    let mut watch = false;
-    let mut rv = "";
-    for (k, v) in query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-    {
-        match k {
-            "watch" => watch = v == "true" || v == "1",
-            "resourceVersion" => rv = v,
-            _ => {}
-        }
-    }
-    let resumes = watch && !rv.is_empty() && rv != "0";
-    let any_version = !watch && *method == Method::GET && rv == "0";
+    // version: this server's applied state, possibly behind the leader's. (ReadParams'
+    // fields are all lenient, so its parse refuses nothing; a malformed parameter of another
+    // kind is the handler's to refuse, wherever it is served.)
+    let read: ReadParams = from_query(query.unwrap_or_default()).unwrap_or_default();
+    let rv = read.resource_version.as_deref();
+    let resumes = read.watch && rv.is_some_and(|v| v != "0");
+    let any_version = !read.watch && *method == Method::GET && rv == Some("0");
     if resumes || any_version {
         Route::Local
     } else {

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ketch_api::FieldError;
 use ketch_api::decode::Invalid;
+use ketch_api::params::ParamError;
 use ketch_api::resource::ResourceInfo;
 use serde_json::json;
 
@@ -187,6 +188,13 @@ impl From<StoreError> for ApiError {
             StoreError::Membership(m) => ApiError::BadRequest(m),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+/// A query string the server cannot read (`timeoutSeconds: invalid value "x"`).
+impl From<ParamError> for ApiError {
+    fn from(err: ParamError) -> Self {
+        ApiError::BadRequest(err.to_string())
     }
 }
 

@@ -8,12 +8,13 @@ use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use ketch_api::params::QueryParams;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::handlers::{Filter, Params};
+use super::handlers::Filter;
 use super::path::ResourcePath;
 use crate::store::command::EventType;
 use crate::watch::encode_line;
@@ -24,13 +25,13 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 pub async fn watch(
     st: &Arc<ApiState>,
     path: &ResourcePath,
-    params: &Params,
+    params: &QueryParams,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::new(path.info, params)?;
+    let filter = Filter::new(path.info, &params.list)?;
     let prefix = path.key();
     // A named watch (`.../pods/web?watch=true`) follows one object; a collection watch a prefix.
     let exact = path.name.is_some();
-    let from = match params.resource_version.as_deref() {
+    let from = match params.read.resource_version.as_deref() {
         None | Some("0") => None,
         Some(rv) => Some(rv.parse::<u64>().map_err(|_| {
             ApiError::BadRequest(format!(
@@ -68,7 +69,7 @@ pub async fn watch(
     let deadline = params
         .timeout_seconds
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let bookmarks = params.allow_bookmarks;
+    let bookmarks = params.allow_watch_bookmarks;
     let info = path.info;
     let st2 = st.clone();
     st.metrics.watchers.inc();

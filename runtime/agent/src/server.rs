@@ -2,19 +2,18 @@
 //! agent's bearer token (the same token it uses against the API server; per-node credentials
 //! come with RBAC).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
 use http::header;
-
+use ketch_api::params::{LogParams, from_query};
 use ketch_workload::{InvokeFailure, PodError};
 use subtle::ConstantTimeEq as _;
 
@@ -120,7 +119,7 @@ async fn forward(
 async fn log(
     State(st): State<HttpState>,
     Path((ns, pod)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, AgentError> {
     let entry = st
         .ctx
@@ -130,16 +129,19 @@ async fn log(
             namespace: ns.clone(),
             pod: pod.clone(),
         })?;
-    let container = match q.get("container").filter(|c| !c.is_empty()) {
+    // LogParams' fields are all lenient: its parse refuses nothing (a malformed tailLines is
+    // ignored).
+    let params: LogParams = from_query(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let container = match params.container {
         Some(c) => {
-            if !entry.containers.iter().any(|(n, _)| n == c) {
+            if !entry.containers.iter().any(|(n, _)| *n == c) {
                 return Err(AgentError::from(PodError::ContainerNotFound {
                     namespace: ns,
                     pod,
-                    container: c.clone(),
+                    container: c,
                 }));
             }
-            c.clone()
+            c
         }
         None => match entry.containers.first() {
             Some((n, _)) => n.clone(),
@@ -152,13 +154,11 @@ async fn log(
             }
         },
     };
-    let follow = q.get("follow").is_some_and(|v| v == "true" || v == "1");
-    let timestamps = q.get("timestamps").is_some_and(|v| v == "true" || v == "1");
-    let tail_lines = q
-        .get("tailLines")
-        .and_then(|v| v.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
-        .map(|n| n as usize);
+    let follow = params.follow;
+    let timestamps = params.timestamps;
+    let tail_lines = params
+        .tail_lines
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let file = logs::container_file(&entry.log_dir, &container);
     let text = logs::read_all(&file).await;
     let mut first = String::new();

@@ -1,0 +1,207 @@
+//! The REST handlers: one module per verb over the generic object store (`create.rs`,
+//! `get.rs`, `list.rs`, `update.rs`, `patch.rs`, `delete.rs`, `bind.rs`; watch is
+//! [`super::watch`]), and here the entry points that authenticate, parse the path and query,
+//! authorize and dispatch to them. Objects are admitted (strictly decoded + validated) by
+//! `ketch_api`, then written through the group committer; reads come from the local state
+//! machine after a linearizable read barrier. What several verbs share (bodies, responses,
+//! metadata, the write path) is in `shared.rs`; a Service's node ports in `service_ports.rs`.
+
+mod bind;
+mod create;
+mod delete;
+mod get;
+mod list;
+mod patch;
+mod service_ports;
+mod shared;
+mod update;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ketch_api::params::{QueryParams, from_query};
+use ketch_api::resource::RESOURCES;
+use serde_json::{Value, json};
+
+pub use list::Filter;
+pub use shared::{MAX_BODY_BYTES, json_response};
+
+use super::ApiState;
+use super::auth::Attributes;
+use super::error::ApiError;
+use super::metrics::{RequestLabels, VerbLabels};
+use super::path::{PodSub, parse};
+
+/// Entry for `/api/{*rest}`.
+pub async fn core(
+    state: State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, method, true, rest, query, headers, body).await
+}
+
+/// Entry for `/apis/{*rest}`.
+pub async fn grouped(
+    state: State<Arc<ApiState>>,
+    method: Method,
+    Path(rest): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    dispatch(state, method, false, rest, query, headers, body).await
+}
+
+async fn dispatch(
+    State(st): State<Arc<ApiState>>,
+    method: Method,
+    core: bool,
+    rest: String,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut verb = verb_of(&method, None, false);
+    let result = async {
+        let user = st.authn.authenticate(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        if let Some(discovery) = discovery(core, &rest) {
+            return Ok(json_response(&headers, StatusCode::OK, &discovery));
+        }
+        let path = parse(core, &rest)?;
+        let params: QueryParams = from_query(query.as_deref().unwrap_or_default())?;
+        verb = match &path.pod_sub {
+            Some(PodSub::Proxy(_)) => "proxy",
+            Some(PodSub::Binding) => "create",
+            _ => verb_of(&method, path.name.as_deref(), params.read.watch),
+        };
+        st.authz.authorize(
+            &user,
+            &Attributes {
+                verb,
+                group: path.info.group,
+                resource: path.info.plural,
+                subresource: match &path.pod_sub {
+                    Some(PodSub::Log) => Some("log"),
+                    Some(PodSub::Proxy(_)) => Some("proxy"),
+                    Some(PodSub::Binding) => Some("binding"),
+                    None => path.status.then_some("status"),
+                },
+                namespace: path.namespace.as_deref(),
+                name: path.name.as_deref(),
+            },
+        )?;
+        if path.pod_sub == Some(PodSub::Binding) {
+            return bind::bind(&st, &path, &method, &headers, body).await;
+        }
+        if let Some(sub) = &path.pod_sub {
+            return super::proxy::pod_subresource(
+                &st,
+                &path,
+                sub,
+                &method,
+                query.as_deref(),
+                &headers,
+                body,
+            )
+            .await;
+        }
+        if params.dry_run.is_some() {
+            return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
+        }
+        match (verb, &method) {
+            ("watch", _) => super::watch::watch(&st, &path, &params).await,
+            ("list", _) => list::list(&st, &path, &params, &headers).await,
+            ("get", _) => get::get(&st, &path, &params, &headers).await,
+            ("create", _) => create::create(&st, &path, &headers, body).await,
+            ("update", _) => update::update(&st, &path, &headers, body).await,
+            ("patch", _) => patch::patch(&st, &path, &headers, body).await,
+            ("delete", _) => delete::delete(&st, &path, &params, &headers, body).await,
+            _ => Err(ApiError::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource: {method} {}",
+                if path.name.is_some() {
+                    "object"
+                } else {
+                    "collection"
+                }
+            ))),
+        }
+    }
+    .await;
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let code = response.status().as_u16();
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.to_string(),
+            code,
+        })
+        .inc();
+    if verb != "watch" {
+        st.metrics
+            .latency
+            .get_or_create(&VerbLabels {
+                verb: verb.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+    response
+}
+
+fn verb_of(method: &Method, name: Option<&str>, watch: bool) -> &'static str {
+    match (method.as_str(), name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// `/api/v1` and `/apis/{group}/{version}`: the APIResourceList kubectl reads.
+fn discovery(core: bool, rest: &str) -> Option<Value> {
+    let rest = rest.trim_matches('/');
+    // `/api/v1` names the core group's version; `/apis/apps/v1` names group/version.
+    let gv = rest;
+    if core && rest.contains('/') {
+        return None;
+    }
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .filter(|r| r.api_version() == gv)
+        .flat_map(|r| {
+            let mut v = vec![json!({
+                "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+                "kind": r.kind, "shortNames": r.short_names,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            })];
+            if r.has_status {
+                v.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
+                    "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            }
+            v
+        })
+        .collect();
+    if resources.is_empty() {
+        return None;
+    }
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
