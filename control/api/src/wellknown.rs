@@ -134,7 +134,7 @@ impl AnnotationScope {
 /// The errors of `annotations` (at `path`, e.g. `metadata.annotations`) for an object of
 /// `scope`: a `ketch.dev/…` key the scope does not know, or a Pod annotation whose value
 /// does not parse.
-pub fn validate_annotations(
+pub fn validate_ketch_annotations(
     scope: AnnotationScope,
     annotations: &BTreeMap<String, String>,
     path: &str,
@@ -145,10 +145,13 @@ pub fn validate_annotations(
         .filter(|k| k.starts_with(PREFIX) && !known.contains(&k.as_str()))
         .map(|k| {
             if known.is_empty() {
-                FieldError::forbidden(
-                    validation::key(path, k),
-                    "ketch defines no ketch.dev/ annotation for this kind",
-                )
+                let detail = if POD_ANNOTATIONS.contains(&k.as_str()) {
+                    "a Pod annotation: set it on the Pod, or on the Pod template \
+                     (spec.template.metadata.annotations)"
+                } else {
+                    "ketch defines no ketch.dev/ annotation for this kind"
+                };
+                FieldError::forbidden(validation::key(path, k), detail)
             } else {
                 FieldError::not_supported(path, k, known)
             }
@@ -195,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_bad_pod_annotation_value_is_refused_naming_the_annotation() {
-        let errs = validate_annotations(
+        let errs = validate_ketch_annotations(
             AnnotationScope::Pod,
             &ann(&[(REQUEST_TIMEOUT, "soon"), (MAX_CONCURRENCY, "0")]),
             "metadata.annotations",
@@ -213,7 +216,7 @@ mod tests {
 
     #[test]
     fn an_unknown_ketch_annotation_is_refused_by_name_and_others_pass() {
-        let errs = validate_annotations(
+        let errs = validate_ketch_annotations(
             AnnotationScope::Pod,
             &ann(&[
                 ("ketch.dev/max-instance-reuse", "5"),
@@ -231,7 +234,7 @@ mod tests {
         );
         // A Pod annotation means nothing on a Service, and the reverse.
         assert_eq!(
-            validate_annotations(
+            validate_ketch_annotations(
                 AnnotationScope::Service,
                 &ann(&[(REQUEST_TIMEOUT, "1s"), (PATH_PREFIX, "/x/")]),
                 "metadata.annotations"
@@ -240,7 +243,7 @@ mod tests {
             1
         );
         assert_eq!(
-            validate_annotations(
+            validate_ketch_annotations(
                 AnnotationScope::Node,
                 &ann(&[
                     (AGENT_ENDPOINT, "http://n:1"),
@@ -251,13 +254,26 @@ mod tests {
             []
         );
         assert_eq!(
-            validate_annotations(
+            validate_ketch_annotations(
                 AnnotationScope::Other,
                 &ann(&[(PATH_PREFIX, "/")]),
                 "metadata.annotations"
             )
             .len(),
             1
+        );
+        // A Pod knob on a Deployment's own metadata says where it belongs.
+        let errs = validate_ketch_annotations(
+            AnnotationScope::Other,
+            &ann(&[(REQUEST_TIMEOUT, "1s")]),
+            "metadata.annotations",
+        );
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("spec.template.metadata.annotations"),
+            "{}",
+            errs[0]
         );
     }
 }

@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ketch_api::time;
+
 use chrono::{DateTime, Utc};
 use ketch_api::apps::{
     Deployment, DeploymentCondition, DeploymentStatus, PodTemplateSpec, ReplicaSet, ReplicaSetSpec,
@@ -22,8 +24,7 @@ use ketch_api::meta::ObjectMeta;
 use ketch_api::selector::Selector;
 
 use super::{
-    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, is_controlled_by,
-    parse_time, pod_phase,
+    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, is_controlled_by, pod_phase,
 };
 
 /// Annotation holding the rollout revision on ReplicaSets and the Deployment.
@@ -209,7 +210,7 @@ impl<'a> Rs<'a> {
                 .metadata
                 .creation_timestamp
                 .as_deref()
-                .and_then(parse_time),
+                .and_then(time::parse),
             revision: revision(&rs.metadata),
         }
     }
@@ -265,7 +266,7 @@ pub fn plan(d: &Deployment, replicasets: &[ReplicaSet], pods: &[Pod], now: &str)
             r.metadata
                 .creation_timestamp
                 .as_deref()
-                .and_then(parse_time)
+                .and_then(time::parse)
         };
         t(a).cmp(&t(b))
             .then_with(|| a.metadata.name().cmp(b.metadata.name()))
@@ -574,8 +575,8 @@ fn finish(
             && let Some(c) = find_condition(&st.conditions, "Progressing")
             && c.status == "True"
             && let (Some(updated), Some(now)) = (
-                c.last_update_time.as_deref().and_then(parse_time),
-                parse_time(ctx.now),
+                c.last_update_time.as_deref().and_then(time::parse),
+                time::parse(ctx.now),
             )
         {
             let left = updated + chrono::Duration::seconds(i64::from(deadline)) - now;
@@ -838,8 +839,8 @@ fn timed_out(cond: &DeploymentCondition, deadline: i32, now: &str) -> bool {
         return true;
     }
     match (
-        cond.last_update_time.as_deref().and_then(parse_time),
-        parse_time(now),
+        cond.last_update_time.as_deref().and_then(time::parse),
+        time::parse(now),
     ) {
         (Some(t), Some(now)) => t + chrono::Duration::seconds(i64::from(deadline)) < now,
         _ => false,
@@ -860,9 +861,10 @@ mod tests {
     const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
     fn at(secs: i64) -> String {
-        DateTime::from_timestamp(T0 + secs, 0)
-            .unwrap()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ketch_api::time::format(
+            DateTime::from_timestamp(T0 + secs, 0).unwrap(),
+            chrono::SecondsFormat::Secs,
+        )
     }
 
     fn deployment(replicas: i32, image: &str) -> Deployment {

@@ -31,6 +31,8 @@ pub mod replicaset;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ketch_api::time;
+
 use chrono::{DateTime, Utc};
 use ketch_api::apps::{DeploymentStatus, ReplicaSet, ReplicaSetStatus};
 use ketch_api::core::Pod;
@@ -167,13 +169,6 @@ pub fn controller_owner_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -
     }
 }
 
-/// Parses an RFC 3339 timestamp.
-pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 pub(crate) fn pod_phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
@@ -205,7 +200,7 @@ pub(crate) fn pod_is_available(
     match pod_ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
-        Some(since) => match (since.and_then(parse_time), now) {
+        Some(since) => match (since.and_then(time::parse), now) {
             (Some(since), Some(now)) => {
                 since + chrono::Duration::seconds(i64::from(min_ready_seconds)) <= now
             }

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ketch_api::time;
+
 use ketch_api::coordination::Lease;
 use ketch_api::core::{Node, NodeCondition};
-
-use super::parse_time;
 
 /// Where agents keep their node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -28,7 +28,7 @@ pub fn plan(
     now: &str,
     grace: Duration,
 ) -> Vec<(String, Vec<NodeCondition>)> {
-    let Some(now_t) = parse_time(now).map(|t| t.timestamp_millis()) else {
+    let Some(now_t) = time::parse(now).map(|t| t.timestamp_millis()) else {
         return Vec::new();
     };
     let renewed: HashMap<&str, i64> = leases
@@ -40,7 +40,7 @@ pub fn plan(
                 .as_ref()?
                 .renew_time
                 .as_deref()
-                .and_then(parse_time)?;
+                .and_then(time::parse)?;
             Some((l.metadata.name(), t.timestamp_millis()))
         })
         .collect();
@@ -61,7 +61,7 @@ pub fn plan(
         let heartbeat = ready
             .last_heartbeat_time
             .as_deref()
-            .and_then(parse_time)
+            .and_then(time::parse)
             .map(|t| t.timestamp_millis());
         let last_seen = [heartbeat, renewed.get(node.metadata.name()).copied()]
             .into_iter()

@@ -7,6 +7,8 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
+use ketch_api::time;
+
 use chrono::{DateTime, Utc};
 use ketch_api::apps::{ReplicaSet, ReplicaSetStatus};
 use ketch_api::core::Pod;
@@ -14,7 +16,7 @@ use ketch_api::meta::ObjectMeta;
 use ketch_api::selector::Selector;
 
 use super::{
-    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, parse_time, pod_is_active,
+    Action, ObjectKey, Plan, Propagation, claim, controller_owner_ref, pod_is_active,
     pod_is_available, pod_phase, pod_ready_since,
 };
 
@@ -34,7 +36,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[Pod], now: &str) -> Plan {
         Ok(s) if !s.is_empty() => s,
         _ => return Vec::new(),
     };
-    let now_t = parse_time(now);
+    let now_t = time::parse(now);
     let rs_deleting = rs.metadata.deletion_timestamp.is_some();
     let mut actions = Vec::new();
 
@@ -120,7 +122,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[Pod], now: &str) -> Plan {
         let wait = active
             .iter()
             .filter(|p| !pod_is_available(p, min_ready, Some(now_t)))
-            .filter_map(|p| pod_ready_since(p).flatten().and_then(parse_time))
+            .filter_map(|p| pod_ready_since(p).flatten().and_then(time::parse))
             .map(|since| since + chrono::Duration::seconds(i64::from(min_ready)) - now_t)
             .filter_map(|d| d.to_std().ok())
             .min();
@@ -163,7 +165,7 @@ impl<'a> DeleteRank<'a> {
                 _ => 0,
             },
             ready: ready.is_some(),
-            ready_since: ready.flatten().and_then(parse_time),
+            ready_since: ready.flatten().and_then(time::parse),
             restarts: pod
                 .status
                 .as_ref()
@@ -173,7 +175,7 @@ impl<'a> DeleteRank<'a> {
                 .metadata
                 .creation_timestamp
                 .as_deref()
-                .and_then(parse_time),
+                .and_then(time::parse),
             name: pod.metadata.name(),
         }
     }

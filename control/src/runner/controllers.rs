@@ -16,10 +16,10 @@ use ketch_client::Client;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::Error;
 use super::actions::{self, Outcome, info_of};
 use super::informer::{Change, Informer, key_of};
 use super::queue::{Reconciler, Requeue, WorkQueue};
-use super::{Error, now};
 use crate::controllers::gc::GcObject;
 use crate::controllers::{Action, controller_ref, deployment, endpointslice, gc, replicaset};
 
@@ -118,7 +118,7 @@ impl Reconciler for ReplicaSetController {
             return Ok(Requeue::AwaitChange);
         };
         let pods = self.caches.pods.list_owned(Some(rs.metadata.namespace()));
-        let plan = replicaset::plan(&rs, &pods, &now());
+        let plan = replicaset::plan(&rs, &pods, &ketch_api::time::now());
         if plan.is_empty() {
             return Ok(Requeue::AwaitChange);
         }
@@ -142,7 +142,7 @@ impl Reconciler for DeploymentController {
         let ns = d.metadata.namespace();
         let rss = self.caches.replica_sets.list_owned(Some(ns));
         let pods = self.caches.pods.list_owned(Some(ns));
-        let plan = deployment::plan(&d, &rss, &pods, &now());
+        let plan = deployment::plan(&d, &rss, &pods, &ketch_api::time::now());
         if plan.is_empty() {
             return Ok(Requeue::AwaitChange);
         }

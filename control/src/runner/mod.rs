@@ -72,11 +72,6 @@ impl Error {
     }
 }
 
-/// The current time as the planners want it (RFC 3339, seconds, `Z`).
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// How the control plane behaves.
 #[derive(Debug, Clone, Default)]
 pub struct ControlOptions {
@@ -292,7 +287,7 @@ async fn node_lifecycle(
     loop {
         tick.tick().await;
         let (ns, ls) = (nodes.list_owned(None), leases.list_owned(None));
-        for (name, conditions) in node_lifecycle::plan(&ns, &ls, &now(), grace) {
+        for (name, conditions) in node_lifecycle::plan(&ns, &ls, &ketch_api::time::now(), grace) {
             let patch = serde_json::json!({"status": {"conditions": conditions}});
             match client.merge_patch(info, None, &name, &patch, true).await {
                 Ok(_) => {

@@ -34,7 +34,6 @@ use tokio::task::{self, JoinSet};
 use tokio::time::Instant;
 
 use super::informer::{Change, Informer, key_of};
-use super::now;
 use crate::scheduler::cache::{SchedulerCache, is_finished};
 use crate::scheduler::{NodeInfo, Placement, Profile};
 
@@ -633,7 +632,7 @@ fn with_condition(
     let old = conditions.iter().position(|c| c.type_ == "PodScheduled");
     let transition = match old.map(|i| &conditions[i]) {
         Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Some(now()),
+        _ => Some(ketch_api::time::now()),
     };
     let cond = PodCondition {
         type_: "PodScheduled".into(),
@@ -653,7 +652,7 @@ fn with_condition(
 /// A v1 Event about `pod`. Events are written blind (create only, no read-modify-write of a
 /// counter): cheap, at the cost of not aggregating repeats into one object.
 pub fn pod_event(pod: &Pod, type_: &str, reason: &str, message: &str) -> Event {
-    let ts = now();
+    let ts = ketch_api::time::now();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     Event {
         api_version: Some("v1".into()),

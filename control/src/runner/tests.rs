@@ -169,7 +169,7 @@ async fn kubelet(client: Client) {
                 if !bound || ready || p.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
-                let now = super::now();
+                let now = ketch_api::time::now();
                 let mut conditions: Vec<Value> = vec![
                     json!({"type": "Initialized", "status": "True", "lastTransitionTime": now}),
                     json!({"type": "ContainersReady", "status": "True", "lastTransitionTime": now}),

@@ -500,7 +500,7 @@ async fn ensure_default_namespace(batcher: &Batcher) -> Result<(), ServerError> 
     let object = json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "default", "uid": uuid::Uuid::new_v4().to_string(),
-                     "creationTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+                     "creationTimestamp": ketch_api::time::now()},
         "spec": {}, "status": {"phase": "Active"},
     });
     let write = Write::Create {

@@ -7,10 +7,17 @@ use super::meta::{NameFormat, validate_object_meta, validate_quantity};
 use super::pod::TOLERATION_EFFECTS;
 use crate::coordination::Lease;
 use crate::core::{Event, Namespace, Node, NodeStatus, Taint};
+use crate::wellknown::AnnotationScope;
 
 /// Validates a Namespace.
 pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
-    validate_object_meta(&ns.metadata, false, NameFormat::Dns1123Label, "metadata")
+    validate_object_meta(
+        &ns.metadata,
+        false,
+        NameFormat::Dns1123Label,
+        AnnotationScope::Other,
+        "metadata",
+    )
 }
 
 /// Validates a Node.
@@ -19,6 +26,7 @@ pub fn validate_node(node: &Node) -> Vec<FieldError> {
         &node.metadata,
         false,
         NameFormat::Dns1123Subdomain,
+        AnnotationScope::Node,
         "metadata",
     );
     if let Some(spec) = &node.spec {
@@ -76,8 +84,13 @@ fn validate_taint(t: &Taint, p: &str) -> Vec<FieldError> {
 
 /// Validates an Event. Event names are generated (`<object>.<hex>`), so any subdomain is fine.
 pub fn validate_event(ev: &Event) -> Vec<FieldError> {
-    let mut errs =
-        validate_object_meta(&ev.metadata, true, NameFormat::Dns1123Subdomain, "metadata");
+    let mut errs = validate_object_meta(
+        &ev.metadata,
+        true,
+        NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
+        "metadata",
+    );
     check_one_of(
         &mut errs,
         "type".into(),
@@ -110,6 +123,7 @@ pub fn validate_lease(lease: &Lease) -> Vec<FieldError> {
         &lease.metadata,
         true,
         NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
         "metadata",
     );
     if let Some(spec) = &lease.spec {

@@ -1,6 +1,7 @@
 //! ConfigMaps and Secrets: keys that can become file names, base64 binary data, and the
 //! 1 MiB size limit. A Secret's values are never echoed into an error.
 
+use crate::wellknown::AnnotationScope;
 use base64::Engine as _;
 
 use super::field::{FieldError, check, key};
@@ -25,8 +26,13 @@ fn is_base64(s: &str) -> bool {
 
 /// Validates a ConfigMap.
 pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
-    let mut errs =
-        validate_object_meta(&cm.metadata, true, NameFormat::Dns1123Subdomain, "metadata");
+    let mut errs = validate_object_meta(
+        &cm.metadata,
+        true,
+        NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
+        "metadata",
+    );
     validate_data_keys(cm.data.keys(), "data", &mut errs);
     validate_data_keys(cm.binary_data.keys(), "binaryData", &mut errs);
     let mut total = 0usize;
@@ -58,8 +64,13 @@ pub fn validate_config_map(cm: &ConfigMap) -> Vec<FieldError> {
 
 /// Validates a Secret (after `stringData` has been merged into `data`).
 pub fn validate_secret(s: &Secret) -> Vec<FieldError> {
-    let mut errs =
-        validate_object_meta(&s.metadata, true, NameFormat::Dns1123Subdomain, "metadata");
+    let mut errs = validate_object_meta(
+        &s.metadata,
+        true,
+        NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
+        "metadata",
+    );
     validate_data_keys(s.data.keys(), "data", &mut errs);
     validate_data_keys(s.string_data.keys(), "stringData", &mut errs);
     let mut total = 0usize;

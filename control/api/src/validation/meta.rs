@@ -11,6 +11,7 @@ use super::format::{
 use crate::meta::ObjectMeta;
 use crate::quantity::Quantity;
 use crate::selector::LabelSelector;
+use crate::wellknown::{self, AnnotationScope};
 
 const ANNOTATIONS_MAX: usize = 256 * 1024;
 
@@ -42,9 +43,14 @@ pub fn validate_labels(labels: &BTreeMap<String, String>, path: &str) -> Vec<Fie
     errs
 }
 
-/// Validates annotation keys and the 256 KiB total size limit.
-pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+/// Validates annotation keys, the 256 KiB total size limit, and the `ketch.dev/…` ones an
+/// object of `scope` may carry ([`wellknown::validate_ketch_annotations`]).
+pub fn validate_annotations(
+    annotations: &BTreeMap<String, String>,
+    scope: AnnotationScope,
+    path: &str,
+) -> Vec<FieldError> {
+    let mut errs = wellknown::validate_ketch_annotations(scope, annotations, path);
     let mut total = 0usize;
     for (k, v) in annotations {
         check(
@@ -61,11 +67,13 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) 
     errs
 }
 
-/// Validates object metadata: name (or generateName), namespace, labels, annotations, owners.
+/// Validates object metadata: name (or generateName), namespace, labels, annotations (with
+/// the `ketch.dev/…` ones of `scope`), owners.
 pub fn validate_object_meta(
     meta: &ObjectMeta,
     namespaced: bool,
     format: NameFormat,
+    scope: AnnotationScope,
     path: &str,
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -107,6 +115,7 @@ pub fn validate_object_meta(
     errs.extend(validate_labels(&meta.labels, &child(path, "labels")));
     errs.extend(validate_annotations(
         &meta.annotations,
+        scope,
         &child(path, "annotations"),
     ));
     check_non_negative(&mut errs, child(path, "generation"), meta.generation);
@@ -224,7 +233,11 @@ mod tests {
     fn annotations_are_limited_to_256_kib_in_total() {
         let big = BTreeMap::from([("a".to_string(), "x".repeat(256 * 1024))]);
         assert_eq!(
-            strings(&validate_annotations(&big, "metadata.annotations")),
+            strings(&validate_annotations(
+                &big,
+                AnnotationScope::Other,
+                "metadata.annotations"
+            )),
             vec!["metadata.annotations: Too long: may not be more than 262144 bytes"]
         );
     }

@@ -2,6 +2,7 @@
 //! `container.rs`), restart policy, scheduling (node selector, tolerations), volumes and
 //! their projections.
 
+use crate::wellknown::AnnotationScope;
 use std::collections::BTreeSet;
 
 use super::container::validate_container;
@@ -21,6 +22,7 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
         &pod.metadata,
         true,
         NameFormat::Dns1123Subdomain,
+        AnnotationScope::Pod,
         "metadata",
     );
     match &pod.spec {

@@ -1,6 +1,7 @@
 //! What routes traffic to Pods: Services (ClusterIP and NodePort), EndpointSlices and
 //! Ingresses.
 
+use crate::wellknown::AnnotationScope;
 use std::collections::BTreeSet;
 
 use super::container::{PROTOCOLS, validate_port_ref};
@@ -20,7 +21,13 @@ use crate::networking::{
 
 /// Validates a Service.
 pub fn validate_service(svc: &Service) -> Vec<FieldError> {
-    let mut errs = validate_object_meta(&svc.metadata, true, NameFormat::Dns1035Label, "metadata");
+    let mut errs = validate_object_meta(
+        &svc.metadata,
+        true,
+        NameFormat::Dns1035Label,
+        AnnotationScope::Service,
+        "metadata",
+    );
     let Some(spec) = &svc.spec else {
         errs.push(FieldError::required("spec", ""));
         return errs;
@@ -111,6 +118,7 @@ pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Vec<FieldError> {
         &slice.metadata,
         true,
         NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
         "metadata",
     );
     let address_type = slice.address_type.as_str();
@@ -224,6 +232,7 @@ pub fn validate_ingress(ing: &Ingress) -> Vec<FieldError> {
         &ing.metadata,
         true,
         NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
         "metadata",
     );
     let Some(spec) = &ing.spec else {

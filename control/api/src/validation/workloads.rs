@@ -11,6 +11,7 @@ use crate::apps::{Deployment, PodTemplateSpec, ReplicaSet};
 use crate::core::IntOrString;
 use crate::meta::ObjectMeta;
 use crate::selector::{LabelSelector, Selector};
+use crate::wellknown::AnnotationScope;
 
 /// Validates a pod template, including that `selector` (if given) selects its labels.
 fn validate_template(
@@ -25,6 +26,7 @@ fn validate_template(
     errs.extend(validate_labels(&meta.labels, &child(&meta_path, "labels")));
     errs.extend(validate_annotations(
         &meta.annotations,
+        AnnotationScope::Pod,
         &child(&meta_path, "annotations"),
     ));
     if let Some(sel) = selector
@@ -87,8 +89,13 @@ fn validate_int_or_percent(v: &IntOrString, path: &str) -> (Vec<FieldError>, boo
 
 /// Validates a Deployment.
 pub fn validate_deployment(d: &Deployment) -> Vec<FieldError> {
-    let mut errs =
-        validate_object_meta(&d.metadata, true, NameFormat::Dns1123Subdomain, "metadata");
+    let mut errs = validate_object_meta(
+        &d.metadata,
+        true,
+        NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
+        "metadata",
+    );
     let Some(spec) = &d.spec else {
         errs.push(FieldError::required("spec", ""));
         return errs;
@@ -180,8 +187,13 @@ pub fn validate_deployment(d: &Deployment) -> Vec<FieldError> {
 
 /// Validates a ReplicaSet.
 pub fn validate_replica_set(rs: &ReplicaSet) -> Vec<FieldError> {
-    let mut errs =
-        validate_object_meta(&rs.metadata, true, NameFormat::Dns1123Subdomain, "metadata");
+    let mut errs = validate_object_meta(
+        &rs.metadata,
+        true,
+        NameFormat::Dns1123Subdomain,
+        AnnotationScope::Other,
+        "metadata",
+    );
     let Some(spec) = &rs.spec else {
         errs.push(FieldError::required("spec", ""));
         return errs;

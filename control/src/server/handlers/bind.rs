@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::shared::{json_response, now_rfc3339, read_object, submit};
+use super::shared::{json_response, read_object, submit};
 use crate::server::ApiState;
 use crate::server::error::ApiError;
 use crate::server::path::ResourcePath;
@@ -74,7 +74,7 @@ pub(super) async fn bind(
                 .filter(|u| !u.is_empty())
                 .map(str::to_string),
             node: node.to_string(),
-            now: now_rfc3339(),
+            now: ketch_api::time::now(),
         },
         path.info,
         &name,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::service_ports::{assign_node_ports, is_service_spec, lost_node_port_race};
 use super::shared::{
-    applied_response, meta_mut, meta_str, now_rfc3339, place_in_namespace, read_object, submit,
+    applied_response, meta_mut, meta_str, place_in_namespace, read_object, submit,
 };
 use crate::server::ApiState;
 use crate::server::error::ApiError;
@@ -82,7 +82,7 @@ pub(super) async fn create(
             meta.remove(owned);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.insert("creationTimestamp".into(), json!(ketch_api::time::now()));
     }
     if path.info.has_status
         && let Some(o) = obj.as_object_mut()

@@ -9,9 +9,7 @@ use ketch_api::params::QueryParams;
 use ketch_api::resource::RESOURCES;
 use serde_json::{Value, json};
 
-use super::shared::{
-    MAX_BODY_BYTES, applied_response, meta_mut, meta_str, now_rfc3339, scope_for, submit,
-};
+use super::shared::{MAX_BODY_BYTES, applied_response, meta_mut, meta_str, scope_for, submit};
 use crate::server::ApiState;
 use crate::server::error::ApiError;
 use crate::server::path::{ResourcePath, key_of};
@@ -160,7 +158,7 @@ pub(super) async fn delete(
         None => None,
     };
     let name = path.name.clone().unwrap_or_default();
-    let now = now_rfc3339();
+    let now = ketch_api::time::now();
     let own = Write::Delete {
         key: path.key(),
         now: now.clone(),

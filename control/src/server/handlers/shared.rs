@@ -129,10 +129,6 @@ pub(super) fn check_name(obj: &Value, path: &ResourcePath) -> Result<(), ApiErro
     Ok(())
 }
 
-pub(super) fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// The linearizable read barrier, skipped for `resourceVersion=0`: Kubernetes' "any
 /// version", served from this server's applied state without asking the leader (the
 /// forwarding middleware keeps such reads local too), so a follower answers it even when it
