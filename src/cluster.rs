@@ -44,7 +44,7 @@ fn table(list: &MemberList) -> String {
             ]
         })
         .collect();
-    ketch_client::printer::render(
+    crate::printer::render(
         &["ID", "ADDRESS", "ROLE", "LEADER", "LAST-LOG-INDEX"],
         &rows,
     )

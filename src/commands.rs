@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow, bail};
 use futures_util::StreamExt as _;
 use ketch_api::resource::{ResourceInfo, lookup};
-use ketch_client::manifest::{self, display_name};
-use ketch_client::{Client, ClientConfig, Event, ListParams, printer};
+use ketch_client::{Client, ClientConfig, Event, ListParams};
 use ketch_control::server::{JoinOptions, Server, ServerOptions};
 use serde_json::Value;
 
@@ -16,6 +15,8 @@ use ketch_control::runner::leader::{self, LeaderGated};
 use ketch_control::scheduler::Profile;
 use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
+use crate::manifest;
+use crate::printer::{self, display_name};
 use crate::{AgentArgs, Connection, GatewayArgs, Output};
 
 pub fn config_path(conn: &Connection) -> PathBuf {

@@ -3,7 +3,9 @@
 
 mod cluster;
 mod commands;
+mod manifest;
 mod new;
+mod printer;
 mod push;
 mod up;
 

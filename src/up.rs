@@ -14,7 +14,6 @@ use futures_util::StreamExt as _;
 use ketch_api::apps::Deployment;
 use ketch_api::core::{Pod, Service};
 use ketch_api::networking::Ingress;
-use ketch_client::manifest::{self, Manifest, display_name};
 use ketch_client::{Client, Event, ListParams, LogOptions};
 use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
 use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
@@ -22,6 +21,8 @@ use serde::Deserialize;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::commands::{AllInOne, AllInOneOptions, Signals};
+use crate::manifest::{self, Manifest};
+use crate::printer::display_name;
 use crate::{AgentArgs, Connection};
 
 /// The project file: `DIR/ketch.toml`.
@@ -91,7 +92,7 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("app directory {}", args.dir.display()))?;
     let project = read_project(&dir)?;
-    let load = || manifest::load(std::slice::from_ref(&dir)).map_err(anyhow::Error::from);
+    let load = || manifest::load(std::slice::from_ref(&dir));
     // Loading checks that `file:` images exist: a failed load is the sign a declared build
     // has not run yet (after the build, loading again reports whatever is still wrong).
     let first = load();
