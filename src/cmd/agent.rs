@@ -8,14 +8,14 @@ use anyhow::Context as _;
 use clap::Args;
 use ketch_runtime::{Agent, AgentConfig, GatewayConfig};
 
-use super::shared::{Connection, Signals, servers_and_token};
+use super::shared::{Connection, Signals, absolute_path, servers_and_token};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     #[command(flatten)]
     node: NodeArgs,
     /// Where the agent keeps logs and the compiled-Wasm cache
-    #[arg(long, default_value_os_t = default_agent_dir())]
+    #[arg(long, default_value_os_t = default_agent_dir(), value_parser = absolute_path())]
     data_dir: PathBuf,
 }
 
@@ -45,7 +45,7 @@ pub struct NodeArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ContainerArgs {
     /// containerd's socket; without a containerd answering there the node runs Wasm only
-    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    #[arg(long, default_value = "/run/containerd/containerd.sock", value_parser = absolute_path())]
     containerd: PathBuf,
     /// Do not run Linux containers on this node
     #[arg(long, conflicts_with = "containerd")]
@@ -54,7 +54,7 @@ pub struct ContainerArgs {
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
     /// Registry credentials: a Docker-style config.json [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json]
-    #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
+    #[arg(long, env = "KETCH_REGISTRY_CONFIG", value_parser = absolute_path())]
     registry_config: Option<PathBuf>,
     /// The Linux bridge container Pods attach to (two agents on one machine need two)
     #[arg(long, default_value = ketch_runtime::container::network::DEFAULT_BRIDGE)]

@@ -16,12 +16,12 @@ use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use ketch_runtime::Agent;
 
 use super::agent::NodeArgs;
-use super::shared::{Connection, Signals, config_path};
+use super::shared::{Connection, Signals, absolute_path, config_path};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Where the store, token and server identity live
-    #[arg(long, default_value_os_t = default_data_dir())]
+    #[arg(long, default_value_os_t = default_data_dir(), value_parser = absolute_path())]
     data_dir: PathBuf,
     /// Address the API listens on
     #[arg(long, default_value = "127.0.0.1:6443")]

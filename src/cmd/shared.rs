@@ -1,10 +1,11 @@
 //! What the verbs share: the connection flags and the client they make, the `-n` flag, kind
-//! names, and signals.
+//! names, signals, and absolute paths.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
+use clap::builder::{PathBufValueParser, TypedValueParser};
 use ketch_api::resource::{ResourceInfo, lookup};
 use ketch_client::{Client, ClientConfig};
 
@@ -100,6 +101,16 @@ pub fn resolve_kind(kind: &str) -> anyhow::Result<&'static ResourceInfo> {
     })
 }
 
+/// The value parser of every path flag a node keeps (the data dirs of `server`, `up` and
+/// `agent`, containerd's socket, the registry credentials): a relative path is made absolute
+/// against the current directory when parsed, for every verb the same way. The agent hands
+/// paths under its data dir to programs that run in another directory (the CNI plugins,
+/// containerd's shims), where a relative path means another place, and the Pod network
+/// refuses one (a relative `ketch up` default once turned containers off).
+pub fn absolute_path() -> impl TypedValueParser<Value = PathBuf> {
+    PathBufValueParser::new().try_map(|p| std::path::absolute(&p))
+}
+
 /// SIGTERM and SIGINT, caught from the moment this is created: create it before starting
 /// anything, so a signal during startup stops the process cleanly instead of killing it.
 pub struct Signals {
@@ -122,5 +133,33 @@ impl Signals {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn path_flags_are_made_absolute_against_the_current_dir() {
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("dir")
+                .long("dir")
+                .default_value(".ketch")
+                .value_parser(absolute_path()),
+        );
+        let dir = |args: &[&str]| {
+            let m = cmd.clone().try_get_matches_from(args).unwrap();
+            m.get_one::<PathBuf>("dir").unwrap().clone()
+        };
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(dir(&["t"]), cwd.join(".ketch"), "the default too");
+        assert_eq!(dir(&["t", "--dir", "./data/x"]), cwd.join("data/x"));
+        assert_eq!(
+            dir(&["t", "--dir", "/var/lib/ketch"]),
+            Path::new("/var/lib/ketch")
+        );
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::agent::NodeArgs;
 use super::apply::apply_all;
 use super::server::{AllInOne, ServerArgs};
-use super::shared::{Connection, Signals};
+use super::shared::{Connection, Signals, absolute_path};
 use crate::manifest::{self, Manifest};
 
 /// The project file: `DIR/ketch.toml`.
@@ -83,7 +83,7 @@ pub struct UpArgs {
     #[arg(default_value = ".")]
     dir: PathBuf,
     /// Where the store and the agent's data live (kept for the next run)
-    #[arg(long, default_value = ".ketch")]
+    #[arg(long, default_value = ".ketch", value_parser = absolute_path())]
     data_dir: PathBuf,
     /// Address the API listens on
     #[arg(long, default_value = "127.0.0.1:6443")]
@@ -367,6 +367,18 @@ async fn follow(client: Client, ns: String, pod: String, container: String, pref
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_data_dir_is_absolute() {
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            args: UpArgs,
+        }
+        let up = <Up as clap::Parser>::try_parse_from(["up"]).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(up.args.data_dir, cwd.join(".ketch"));
+    }
 
     #[test]
     fn project_files_declare_a_build_command_and_reject_unknown_keys() {
