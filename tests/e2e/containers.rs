@@ -576,6 +576,56 @@ fn the_mixed_example_answers_end_to_end() {
 }
 
 #[test]
+fn ketch_up_with_its_default_relative_data_dir_runs_containers() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    // No --data-dir: the default `./.ketch` is relative (to the temp dir `ketch up` runs in).
+    // The agent hands paths under it to processes that run elsewhere (CNI plugins,
+    // containerd's shims); a relative one turned containers off with only a warning.
+    let mut up =
+        crate::support::KetchUp::start_with_the_default_data_dir("mixed", &bridge.flags(&env));
+    let data_dir = up.dir.path().canonicalize().unwrap().join(".ketch");
+    let started = up.wait_line("ketch ", 900);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let nodes: Value = serde_json::from_str(&up.ok(&["get", "nodes", "-o", "json"])).unwrap();
+        let offers = nodes["items"][0]["status"]["runtimeHandlers"]
+            .as_array()
+            .is_some_and(|hs| hs.iter().any(|h| h["name"] == "container"));
+        if offers {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node does not offer containers:\n{}",
+            up.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The default was used, made absolute.
+    assert!(
+        started.contains(&format!("(data in {};", data_dir.display())),
+        "{started}"
+    );
+    up.wait_line("service default/frontend: ", 300);
+    let gw = format!("http://127.0.0.1:{}/", up.gw_port);
+    // The Wasm front end calls the container back end by its Service name.
+    let body = eventually(60, "the front end to reach the back end", || {
+        let (code, _, body) = http(
+            "GET",
+            &gw,
+            &[("host", "frontend.default.ketch.localhost")],
+            None,
+        );
+        (code == 200).then_some(body)
+    });
+    assert!(body.contains("\"from\":\"backend\""), "{body}");
+    assert!(data_dir.join("agent").join("cni").is_dir(), "{}", up.log());
+    let status = up.interrupt(60);
+    assert!(status.success(), "ketch up exited with {status}");
+}
+
+#[test]
 fn the_mixed_example_deploys_from_registry_references() {
     let Some(env) = test_env() else { return };
     let registry = env_or_skip("KETCH_TEST_REGISTRY").unwrap();

@@ -8,24 +8,9 @@ use serde_json::Value;
 
 use crate::support::{KETCH, KetchUp, eventually, http, try_http};
 
-/// `ketch ARGS` against the cluster `up` runs (its client config); stdout.
-fn ketch(up: &KetchUp, args: &[&str]) -> String {
-    let out = Command::new(KETCH)
-        .args(args)
-        .env("KETCH_CONFIG", up.dir.path().join("config"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ketch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn running_pods(up: &KetchUp, selector: &str) -> Vec<String> {
     let list: Value =
-        serde_json::from_str(&ketch(up, &["get", "pods", "-l", selector, "-o", "json"])).unwrap();
+        serde_json::from_str(&up.ok(&["get", "pods", "-l", selector, "-o", "json"])).unwrap();
     list["items"]
         .as_array()
         .cloned()
@@ -54,7 +39,7 @@ fn counter_counts_per_path_and_keeps_counting_after_its_pod_is_replaced() {
         let pods = running_pods(&up, "app=counter");
         (pods.len() == 1).then(|| pods[0].clone())
     });
-    ketch(&up, &["delete", "pod", &before]);
+    up.ok(&["delete", "pod", &before]);
     // The Deployment's replacement Pod (another name) serves the same app's data.
     eventually(90, "a replacement Pod", || {
         let pods = running_pods(&up, "app=counter");

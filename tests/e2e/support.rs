@@ -466,17 +466,30 @@ impl KetchUp {
     /// Starts `ketch up EXAMPLE` (a directory under `examples/`) with its own data dir, API
     /// and gateway ports, and `extra` flags.
     pub fn start(example: &str, extra: &[&str]) -> KetchUp {
+        Self::spawn(example, extra, true)
+    }
+
+    /// [`KetchUp::start`] without `--data-dir`, run in its own temp dir: the data goes to
+    /// the default, `./.ketch`, a relative path (`dir/.ketch`).
+    pub fn start_with_the_default_data_dir(example: &str, extra: &[&str]) -> KetchUp {
+        Self::spawn(example, extra, false)
+    }
+
+    fn spawn(example: &str, extra: &[&str], data_dir_flag: bool) -> KetchUp {
         use std::io::BufRead as _;
         let dir = tempfile::tempdir().unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("examples")
             .join(example);
         let gw_port = free_port();
-        let mut child = Command::new(KETCH)
-            .arg("up")
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("state"))
+        let mut cmd = Command::new(KETCH);
+        cmd.arg("up").arg(&path);
+        if data_dir_flag {
+            cmd.arg("--data-dir").arg(dir.path().join("state"));
+        } else {
+            cmd.current_dir(dir.path());
+        }
+        let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--gateway", &format!("127.0.0.1:{gw_port}")])
             .args(extra)
@@ -517,7 +530,7 @@ impl KetchUp {
                     panic!(
                         "no line starting with {prefix:?}; output so far:\n{}\n{}",
                         self.seen.join("\n"),
-                        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+                        self.log()
                     )
                 });
             self.seen.push(line.clone());
@@ -525,6 +538,26 @@ impl KetchUp {
                 return rest.to_string();
             }
         }
+    }
+
+    /// `ketch ARGS` against the cluster this runs (its client config); stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = Command::new(KETCH)
+            .args(args)
+            .env("KETCH_CONFIG", self.dir.path().join("config"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ketch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// What `ketch up` wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
     }
 
     /// Whether a line containing `needle` has been printed by now.

@@ -3,7 +3,14 @@
 //! and relists when the server says that version is gone (410).
 //!
 //! Objects can be handled dynamically (`serde_json::Value` + a [`ResourceInfo`]) — as the
-//! CLI does for any kind — or typed through [`Api<K>`] for a [`Resource`] type.
+//! CLI does for any kind — or typed through [`Api<K>`] for a [`Resource`] type. A
+//! [`Client`] knows every server of a cluster and moves on from one that fails, or calls
+//! the server's router in its own process ([`LocalTransport`]). [`ClientConfig`] is the
+//! client config file (servers and token) that `ketch server` writes and the CLI reads.
+//!
+//! What the CLI prints (kubectl-style tables) and how it reads and applies manifests are
+//! the `ketch` binary's, not this crate's: the control plane and the agent are clients too
+//! and need neither.
 
 mod config;
 mod watcher;
@@ -695,9 +702,6 @@ impl<K: Resource> Api<K> {
         )
     }
 }
-
-pub mod manifest;
-pub mod printer;
 
 #[cfg(test)]
 mod tests {

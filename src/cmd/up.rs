@@ -10,19 +10,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use futures_util::StreamExt as _;
 use ketch_api::apps::Deployment;
 use ketch_api::core::{Pod, Service};
 use ketch_api::networking::Ingress;
-use ketch_client::manifest::{self, Manifest, display_name};
 use ketch_client::{Client, Event, ListParams, LogParams};
 use ketch_control::controllers::deployment::{RolloutStatus, rollout_status};
-use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 use serde::Deserialize;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::commands::{AllInOne, AllInOneOptions, Signals};
-use crate::{AgentArgs, Connection};
+use super::agent::NodeArgs;
+use super::apply::apply_all;
+use super::server::{AllInOne, ServerArgs};
+use super::shared::{Connection, Signals, absolute_path};
+use crate::manifest::{self, Manifest};
 
 /// The project file: `DIR/ketch.toml`.
 pub const PROJECT_FILE: &str = "ketch.toml";
@@ -75,23 +77,32 @@ fn run_build(dir: &Path, build: &Build) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ketch up` settings.
+#[derive(Args, Debug)]
 pub struct UpArgs {
-    pub dir: PathBuf,
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub build: bool,
-    pub agent: AgentArgs,
+    /// The app directory (its *.yaml manifests and optional ketch.toml)
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where the store and the agent's data live (kept for the next run)
+    #[arg(long, default_value = ".ketch", value_parser = absolute_path())]
+    data_dir: PathBuf,
+    /// Address the API listens on
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Run the ketch.toml build command even when the app's files exist
+    #[arg(long)]
+    build: bool,
+    #[command(flatten)]
+    agent: NodeArgs,
 }
 
-pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let dir = args
         .dir
         .canonicalize()
         .with_context(|| format!("app directory {}", args.dir.display()))?;
     let project = read_project(&dir)?;
-    let load = || manifest::load(std::slice::from_ref(&dir)).map_err(anyhow::Error::from);
+    let load = || manifest::load(std::slice::from_ref(&dir));
     // Loading checks that `file:` images exist: a failed load is the sign a declared build
     // has not run yet (after the build, loading again reports whatever is still wrong).
     let first = load();
@@ -114,17 +125,8 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
 
     let all = AllInOne::start(
         conn,
-        AllInOneOptions {
-            data_dir: args.data_dir.clone(),
-            listen: args.listen,
-            advertise: None,
-            join: None,
-            agent: Some(args.agent),
-            node_grace: Duration::from_secs(40),
-            scheduler: Default::default(),
-            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
-            default_gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        },
+        ServerArgs::single(args.data_dir.clone(), args.listen, args.agent),
+        SocketAddr::from(([127, 0, 0, 1], 8080)),
     )
     .await?;
     println!(
@@ -146,20 +148,7 @@ pub async fn up(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
 
 /// Applies, waits, prints URLs, then streams logs forever (until the caller's Ctrl-C).
 async fn serve(client: &Client, all: &AllInOne, manifests: &[Manifest]) -> anyhow::Result<()> {
-    let mut failed = 0;
-    for m in manifests {
-        let name = m.name().unwrap_or("<generated>");
-        match manifest::apply(client, m, "default").await {
-            Ok(outcome) => println!("{} {}", display_name(m.info, name), outcome.as_str()),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {}: {} {name:?}: {e}", m.source, m.info.kind);
-            }
-        }
-    }
-    if failed > 0 {
-        bail!("{failed} of {} objects failed to apply", manifests.len());
-    }
+    apply_all(client, manifests, "default").await?;
     let of_kind = |kind: &str| -> Vec<(String, String)> {
         manifests
             .iter()
@@ -379,6 +368,18 @@ async fn follow(client: Client, ns: String, pod: String, container: String, pref
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_data_dir_is_absolute() {
+        #[derive(clap::Parser)]
+        struct Up {
+            #[command(flatten)]
+            args: UpArgs,
+        }
+        let up = <Up as clap::Parser>::try_parse_from(["up"]).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(up.args.data_dir, cwd.join(".ketch"));
+    }
 
     #[test]
     fn project_files_declare_a_build_command_and_reject_unknown_keys() {

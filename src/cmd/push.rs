@@ -1,18 +1,35 @@
 //! `ketch push FILE.wasm REF`: a Wasm component to an OCI registry as a CNCF Wasm artifact.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
+use clap::Args;
 use ketch_oci::{Registries, wasm};
 
-/// Checks `file` is a component, pushes it to `reference` and prints the digest reference
-/// (`registry/repository@sha256:…`) on stdout — the one line a script needs.
-pub async fn push(
-    file: &Path,
-    reference: &str,
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The component (.wasm built for wasm32-wasip2)
+    file: PathBuf,
+    /// Where to: REGISTRY/REPOSITORY[:TAG]
+    reference: String,
+    /// Speak plain HTTP to the registry (loopback registries always are)
+    #[arg(long)]
     insecure: bool,
+    /// Registry credentials: a Docker-style config.json [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json]
+    #[arg(long, env = "KETCH_REGISTRY_CONFIG")]
     registry_config: Option<PathBuf>,
-) -> anyhow::Result<()> {
+}
+
+/// Checks the file is a component, pushes it to the reference and prints the digest
+/// reference (`registry/repository@sha256:…`) on stdout — the one line a script needs.
+pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+    let PushArgs {
+        file,
+        reference,
+        insecure,
+        registry_config,
+    } = args;
+    let (file, reference) = (file.as_path(), reference.as_str());
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let info = wasm::inspect_component(&bytes).map_err(|m| {
         anyhow!(

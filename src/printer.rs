@@ -1,4 +1,5 @@
-//! kubectl-style tables for `ketch get`: the columns each kind shows, ages, and `-o wide`.
+//! kubectl-style output: the table columns each kind shows (`ketch get`, `-o wide`), ages,
+//! and how an object is named in messages (`deployment.apps/web`).
 
 use ketch_api::resource::ResourceInfo;
 use serde_json::Value;
@@ -50,10 +51,10 @@ fn or_none(x: String) -> String {
 
 /// `5s`, `3m`, `2h`, `4d` since an RFC 3339 timestamp, like kubectl.
 pub fn age(timestamp: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(timestamp) else {
+    let Some(t) = ketch_api::time::parse(timestamp) else {
         return "<unknown>".into();
     };
-    let secs = (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let secs = (now - t).num_seconds().max(0);
     match secs {
         0..120 => format!("{secs}s"),
         120..7200 => format!("{}m", secs / 60),
@@ -396,6 +397,16 @@ pub fn row(
     r
 }
 
+/// `deployment.apps/web`: how kubectl names an object in messages.
+pub fn display_name(info: &ResourceInfo, name: &str) -> String {
+    let kind = info.kind.to_lowercase();
+    if info.group.is_empty() {
+        format!("{kind}/{name}")
+    } else {
+        format!("{kind}.{}/{name}", info.group)
+    }
+}
+
 /// Render rows under headers with columns padded like kubectl (3 spaces between).
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -523,5 +534,13 @@ mod tests {
         let bare = json!({"metadata": {"name": "x"}, "spec": {"defaultBackend": {}}});
         let r = row(info("ing"), &bare, false, false, chrono::Utc::now());
         assert_eq!(&r[..5], &["x", "<none>", "*", "", "80"]);
+    }
+
+    #[test]
+    fn display_names_follow_kubectl() {
+        let deploy = ketch_api::resource::by_kind("apps/v1", "Deployment").unwrap();
+        assert_eq!(display_name(deploy, "web"), "deployment.apps/web");
+        let svc = ketch_api::resource::by_kind("v1", "Service").unwrap();
+        assert_eq!(display_name(svc, "web"), "service/web");
     }
 }

@@ -3,6 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// The app's name (Deployment, Service and Cargo package): a DNS label, e.g. my-app
+    name: String,
+    /// The ketch-sdk sources to depend on [default: the sdk/ this ketch was built from]
+    #[arg(long)]
+    sdk_path: Option<PathBuf>,
+}
 
 /// The ketch-sdk sources this binary was built with (used when `--sdk-path` is not given).
 const BUILT_WITH_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk");
@@ -131,7 +141,9 @@ command = "cargo build --release --target wasm32-wasip2 --target-dir target"
 }
 
 /// Writes the new app into `./NAME` and says what to do next.
-pub fn new(name: &str, sdk_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(args: NewArgs) -> anyhow::Result<()> {
+    let NewArgs { name, sdk_path } = args;
+    let name = name.as_str();
     let sdk = match sdk_path {
         Some(p) => p,
         None => PathBuf::from(BUILT_WITH_SDK),

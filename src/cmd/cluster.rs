@@ -2,12 +2,36 @@
 //! as the leader sees them (any server forwards `/cluster` calls to the leader).
 
 use anyhow::Context as _;
+use clap::{Args, Subcommand};
 use ketch_control::server::cluster::MemberList;
 
-use crate::Connection;
-use crate::commands::client;
+use super::shared::{Connection, client};
 
-pub async fn members(conn: &Connection) -> anyhow::Result<()> {
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// List the servers: id, address, role (voter/learner), leader, last log index
+    Members,
+    /// Remove a server from the cluster (its id from `ketch cluster members`)
+    Remove {
+        /// The server's id
+        id: u64,
+    },
+}
+
+pub async fn run(conn: &Connection, args: ClusterArgs) -> anyhow::Result<()> {
+    match args.command {
+        ClusterCommand::Members => members(conn).await,
+        ClusterCommand::Remove { id } => remove(conn, id).await,
+    }
+}
+
+async fn members(conn: &Connection) -> anyhow::Result<()> {
     let client = client(conn).await?;
     let list: MemberList = serde_json::from_value(client.get_path("/cluster/members").await?)
         .context("decoding the member list")?;
@@ -15,7 +39,7 @@ pub async fn members(conn: &Connection) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn remove(conn: &Connection, id: u64) -> anyhow::Result<()> {
+async fn remove(conn: &Connection, id: u64) -> anyhow::Result<()> {
     let client = client(conn).await?;
     let list: MemberList = serde_json::from_value(
         client
@@ -44,7 +68,7 @@ fn table(list: &MemberList) -> String {
             ]
         })
         .collect();
-    ketch_client::printer::render(
+    crate::printer::render(
         &["ID", "ADDRESS", "ROLE", "LEADER", "LAST-LOG-INDEX"],
         &rows,
     )

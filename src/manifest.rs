@@ -1,14 +1,17 @@
 //! Manifests on disk → objects to apply: files, directories (`*.yaml`, `*.yml`, `*.json`,
 //! sorted, not recursive) or stdin; every object tagged with where it came from, so an
-//! error names the file and document.
+//! error names the file and document. Then kubectl's apply of one object: create it, or
+//! update it with a three-way merge against the manifest last applied.
 
 use std::path::{Path, PathBuf};
 
+use anyhow::anyhow;
 use ketch_api::decode::parse_documents;
 use ketch_api::resource::{ResourceInfo, by_kind};
+use ketch_client::Client;
 use serde_json::Value;
 
-use crate::Error;
+use crate::printer::display_name;
 
 /// One object read from a manifest.
 #[derive(Debug, Clone)]
@@ -36,19 +39,18 @@ impl Manifest {
 /// Expand `-f` arguments into the files they name.
 ///
 /// # Errors
-/// [`Error::Config`] naming a path that does not exist or a directory with no manifests.
-pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+/// Naming a path that does not exist or a directory with no manifests.
+pub fn expand_paths(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
             out.push(arg.clone());
             continue;
         }
-        let meta =
-            std::fs::metadata(arg).map_err(|e| Error::Config(format!("{}: {e}", arg.display())))?;
+        let meta = std::fs::metadata(arg).map_err(|e| anyhow!("{}: {e}", arg.display()))?;
         if meta.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(arg)
-                .map_err(|e| Error::Config(format!("{}: {e}", arg.display())))?
+                .map_err(|e| anyhow!("{}: {e}", arg.display()))?
                 .filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| {
@@ -60,10 +62,10 @@ pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(Error::Config(format!(
+                return Err(anyhow!(
                     "{}: no .yaml, .yml or .json files in this directory",
                     arg.display()
-                )));
+                ));
             }
             out.extend(files);
         } else {
@@ -76,10 +78,10 @@ pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
 /// Parse manifest text; `source` names it in errors.
 ///
 /// # Errors
-/// [`Error::Config`] with the source, line and column of malformed YAML/JSON, or naming
-/// an object whose apiVersion/kind ketch does not serve.
-pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Manifest>, Error> {
-    let docs = parse_documents(text).map_err(|e| Error::Config(format!("{source}: {e}")))?;
+/// With the source, line and column of malformed YAML/JSON, or naming an object whose
+/// apiVersion/kind ketch does not serve.
+pub fn parse_manifests(source: &str, text: &str) -> anyhow::Result<Vec<Manifest>> {
+    let docs = parse_documents(text).map_err(|e| anyhow!("{source}: {e}"))?;
     let many = docs.len() > 1;
     docs.into_iter()
         .enumerate()
@@ -88,17 +90,17 @@ pub fn parse_manifests(source: &str, text: &str) -> Result<Vec<Manifest>, Error>
             let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
             let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
             if api_version.is_empty() || kind.is_empty() {
-                return Err(Error::Config(format!("{source}: apiVersion and kind are required")));
+                return Err(anyhow!("{source}: apiVersion and kind are required"));
             }
             let info = by_kind(api_version, kind).ok_or_else(|| {
-                Error::Config(format!(
+                anyhow!(
                     "{source}: unknown kind {kind:?} in apiVersion {api_version:?}: ketch serves {}",
                     ketch_api::resource::RESOURCES
                         .iter()
                         .map(|r| format!("{}/{}", r.api_version(), r.kind))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
+                )
             })?;
             Ok(Manifest { source, info, object })
         })
@@ -116,8 +118,8 @@ pub fn is_local_image(image: &str) -> bool {
 /// directory. A local image that does not exist is an error naming the field.
 ///
 /// # Errors
-/// [`Error::Config`] naming the field and path of a missing file.
-pub fn resolve_local_images(m: &mut Manifest, base: &Path) -> Result<(), Error> {
+/// Naming the field and path of a missing file.
+pub fn resolve_local_images(m: &mut Manifest, base: &Path) -> anyhow::Result<()> {
     let pointer = match m.info.plural {
         "pods" => "/spec",
         "deployments" | "replicasets" => "/spec/template/spec",
@@ -144,11 +146,11 @@ pub fn resolve_local_images(m: &mut Manifest, base: &Path) -> Result<(), Error> 
                 .unwrap_or(image);
             let full = base.join(path);
             let canonical = std::fs::canonicalize(&full).map_err(|e| {
-                Error::Config(format!(
+                anyhow!(
                     "{}: {field_prefix}.{list}[{i}].image: {image:?} does not exist ({}: {e})",
                     m.source,
                     full.display()
-                ))
+                )
             })?;
             c["image"] = Value::String(format!("file:{}", canonical.display()));
         }
@@ -160,7 +162,7 @@ pub fn resolve_local_images(m: &mut Manifest, base: &Path) -> Result<(), Error> 
 ///
 /// # Errors
 /// As [`expand_paths`] and [`parse_manifests`].
-pub fn load(args: &[PathBuf]) -> Result<Vec<Manifest>, Error> {
+pub fn load(args: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for path in expand_paths(args)? {
         let (source, text) = read_source(&path)?;
@@ -176,15 +178,14 @@ pub fn load(args: &[PathBuf]) -> Result<Vec<Manifest>, Error> {
     Ok(out)
 }
 
-fn read_source(path: &Path) -> Result<(String, String), Error> {
+fn read_source(path: &Path) -> anyhow::Result<(String, String)> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| Error::Config(format!("stdin: {e}")))?;
+            .map_err(|e| anyhow!("stdin: {e}"))?;
         return Ok(("-".into(), text));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok((path.display().to_string(), text))
 }
 
@@ -203,16 +204,6 @@ impl Applied {
             Applied::Configured => "configured",
             Applied::Unchanged => "unchanged",
         }
-    }
-}
-
-/// `deployment.apps/web`: how kubectl names an object in messages.
-pub fn display_name(info: &ResourceInfo, name: &str) -> String {
-    let kind = info.kind.to_lowercase();
-    if info.group.is_empty() {
-        format!("{kind}/{name}")
-    } else {
-        format!("{kind}.{}/{name}", info.group)
     }
 }
 
@@ -254,12 +245,9 @@ pub fn three_way_patch(last: Option<&Value>, desired: &Value) -> Value {
 /// concurrent write. `default_ns` applies when the object names none.
 ///
 /// # Errors
-/// The server's refusal ([`Error::Api`]) or a transport error.
-pub async fn apply(
-    client: &crate::Client,
-    m: &Manifest,
-    default_ns: &str,
-) -> Result<Applied, Error> {
+/// The server's refusal ([`ketch_client::Error::Api`]), a transport error, or an object that
+/// kept changing through every attempt.
+pub async fn apply(client: &Client, m: &Manifest, default_ns: &str) -> anyhow::Result<Applied> {
     let ns = m
         .info
         .namespaced
@@ -292,10 +280,10 @@ pub async fn apply(
                 match client.create(m.info, ns.as_deref(), &desired).await {
                     Ok(_) => return Ok(Applied::Created),
                     Err(e) if e.code() == Some(409) => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let last: Option<Value> = existing
             .pointer("/metadata/annotations")
@@ -323,13 +311,13 @@ pub async fn apply(
                 });
             }
             Err(e) if e.code() == Some(409) => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Config(format!(
+    Err(anyhow!(
         "{}: the object kept changing while applying; try again",
         display_name(m.info, name)
-    )))
+    ))
 }
 
 #[cfg(test)]
@@ -411,13 +399,5 @@ mod tests {
         );
         // Without a record, nothing is deleted: fields set by others survive.
         assert_eq!(three_way_patch(None, &desired), desired);
-    }
-
-    #[test]
-    fn display_names_follow_kubectl() {
-        let deploy = by_kind("apps/v1", "Deployment").unwrap();
-        assert_eq!(display_name(deploy, "web"), "deployment.apps/web");
-        let svc = by_kind("v1", "Service").unwrap();
-        assert_eq!(display_name(svc, "web"), "service/web");
     }
 }

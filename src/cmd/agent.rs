@@ -1,0 +1,210 @@
+//! `ketch agent`: a node agent that joins a server; and the node agent's flags and settings,
+//! which `ketch server` and `ketch up` share for the agent they run in their process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use ketch_agent::{Agent, AgentConfig};
+use ketch_gateway::GatewayConfig;
+
+use super::shared::{Connection, Signals, absolute_path, servers_and_token};
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Where the agent keeps logs and the compiled-Wasm cache
+    #[arg(long, default_value_os_t = default_agent_dir(), value_parser = absolute_path())]
+    data_dir: PathBuf,
+}
+
+/// Node agent settings (shared by `ketch agent` and the agent inside `ketch server`).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Node name [default: this machine's hostname]
+    #[arg(long = "name")]
+    node_name: Option<String>,
+    /// Address the agent's endpoint (logs, pod proxy) listens on
+    /// [default: 127.0.0.1:0 inside `ketch server`, 0.0.0.0:10250 for `ketch agent`]
+    #[arg(long = "agent-listen")]
+    agent_listen: Option<SocketAddr>,
+    /// Node label KEY=VALUE (repeatable)
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// Most Wasm instances alive at once on this node
+    #[arg(long, default_value_t = 1000)]
+    max_wasm_instances: u32,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+    #[command(flatten)]
+    containers: ContainerArgs,
+}
+
+/// Linux containers through containerd.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerArgs {
+    /// containerd's socket; without a containerd answering there the node runs Wasm only
+    #[arg(long, default_value = "/run/containerd/containerd.sock", value_parser = absolute_path())]
+    containerd: PathBuf,
+    /// Do not run Linux containers on this node
+    #[arg(long, conflicts_with = "containerd")]
+    no_containerd: bool,
+    /// Pull from this registry (HOST:PORT) over plain HTTP; loopback registries always are (repeatable)
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Registry credentials: a Docker-style config.json [default: $DOCKER_CONFIG/config.json or ~/.docker/config.json]
+    #[arg(long, env = "KETCH_REGISTRY_CONFIG", value_parser = absolute_path())]
+    registry_config: Option<PathBuf>,
+    /// The Linux bridge container Pods attach to (two agents on one machine need two)
+    #[arg(long, default_value = ketch_containers::network::DEFAULT_BRIDGE)]
+    pod_bridge: String,
+    /// Addresses of container Pods on this node (CIDR)
+    #[arg(long, default_value = ketch_containers::network::DEFAULT_SUBNET)]
+    pod_subnet: String,
+}
+
+/// The node gateway: Services over HTTP.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Address the gateway listens on (HTTP/1.1 and h2c) [default: 0.0.0.0:8080; 127.0.0.1:8080 for `ketch up`]
+    #[arg(long = "gateway")]
+    gateway: Option<SocketAddr>,
+    /// Run no gateway listener (Wasm apps can still call Services by name)
+    #[arg(long, conflicts_with = "gateway")]
+    no_gateway: bool,
+    /// Service hosts are <service>.<namespace>.<domain>
+    #[arg(long, default_value = ketch_gateway::DEFAULT_DOMAIN)]
+    gateway_domain: String,
+    /// URL other nodes' gateways use to reach this one [default: http://<node IP>:<port>]
+    #[arg(long)]
+    gateway_advertise: Option<String>,
+    /// Deadline for a response from the app, e.g. 60s or 500ms
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    gateway_timeout: std::time::Duration,
+    /// Largest request body the gateway accepts, e.g. 16Mi
+    #[arg(long, default_value = "16Mi", value_parser = parse_bytes)]
+    gateway_max_body: u64,
+    /// Log one line per gateway request to stderr
+    #[arg(long)]
+    access_log: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    ketch_api::format::parse_duration(s)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 60s or 500ms)"))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    ketch_api::quantity::Quantity::new(s)
+        .value()
+        .ok()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("invalid size {s:?} (use e.g. 16Mi or 1048576)"))
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+fn default_agent_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".ketch").join("agent")
+}
+
+impl NodeArgs {
+    /// The agent's settings. `listen` is the endpoint's address when `--agent-listen` is not
+    /// given, `default_gateway` the gateway's when `--gateway` is not.
+    ///
+    /// # Errors
+    /// When no `--name` is given and the hostname cannot be read.
+    pub fn agent_config(
+        self,
+        server: String,
+        token: String,
+        data_dir: PathBuf,
+        default_listen: SocketAddr,
+        default_gateway: SocketAddr,
+    ) -> anyhow::Result<AgentConfig> {
+        let node_name = match self.node_name {
+            Some(n) => n,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .context("reading the hostname for the node name (pass --name)")?
+                .trim()
+                .to_lowercase(),
+        };
+        Ok(AgentConfig {
+            server,
+            token,
+            in_process: None,
+            node_name,
+            listen: self.agent_listen.unwrap_or(default_listen),
+            advertise: None,
+            data_dir: data_dir.clone(),
+            labels: self.node_labels.into_iter().collect(),
+            cpu_millis: None,
+            memory_bytes: None,
+            max_wasm_instances: self.max_wasm_instances,
+            gateway: self.gateway.config(default_gateway),
+            containerd: (!self.containers.no_containerd).then_some(self.containers.containerd),
+            insecure_registries: self.containers.insecure_registries,
+            registry_config: self.containers.registry_config,
+            pod_network: Some(ketch_containers::network::NetworkConfig::with_bridge(
+                data_dir.join("cni"),
+                self.containers.pod_bridge,
+                self.containers.pod_subnet,
+            )),
+        })
+    }
+}
+
+impl GatewayArgs {
+    fn config(self, default_listen: SocketAddr) -> GatewayConfig {
+        GatewayConfig {
+            listen: if self.no_gateway {
+                None
+            } else {
+                Some(self.gateway.unwrap_or(default_listen))
+            },
+            advertise: self.gateway_advertise,
+            domain: self.gateway_domain,
+            max_body: self.gateway_max_body,
+            timeout: self.gateway_timeout,
+            access_log: self.access_log,
+        }
+    }
+}
+
+pub async fn run(conn: &Connection, args: AgentArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    // Every configured server: the agent moves to the next when one is unreachable.
+    let (servers, token) = servers_and_token(conn)?;
+    let server = servers.join(",");
+    let cfg = args.node.agent_config(
+        server.clone(),
+        token,
+        args.data_dir,
+        "0.0.0.0:10250".parse().expect("valid address"),
+        GatewayConfig::default()
+            .listen
+            .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid address")),
+    )?;
+    let name = cfg.node_name.clone();
+    let agent = Agent::start(cfg).await.context("starting the node agent")?;
+    println!(
+        "ketch agent {}: node {name} joined {server}; endpoint {}",
+        env!("CARGO_PKG_VERSION"),
+        agent.endpoint()
+    );
+    if let Some(addr) = agent.gateway_addr() {
+        println!("  gateway: http://{addr}");
+    }
+    signals.wait().await;
+    println!("shutting down");
+    agent.stop().await;
+    Ok(())
+}

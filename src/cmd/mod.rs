@@ -1,0 +1,20 @@
+//! The verbs of the command line, one module each: its flags (a `clap::Args` struct that
+//! `main.rs`'s `Command` holds) and its `run`. What several verbs share is in [`shared`];
+//! the node agent's flags, which `server` and `up` take too, are in [`agent`].
+
+pub mod agent;
+pub mod apply;
+pub mod cluster;
+pub mod completion;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod logs;
+pub mod new;
+pub mod push;
+pub mod rollout;
+pub mod scale;
+pub mod server;
+pub mod shared;
+pub mod up;
+pub mod version;

@@ -1,0 +1,241 @@
+//! `ketch server`: a control-plane server, its controllers and scheduler, and (unless
+//! `--no-agent`) a node agent, all in this process; [`AllInOne`] is what `ketch up` runs too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Args, ValueEnum};
+use ketch_agent::Agent;
+use ketch_client::{Client, ClientConfig};
+use ketch_control::runner::ControlOptions;
+use ketch_control::runner::leader::{self, LeaderGated};
+use ketch_control::scheduler::{NodesToScore, Profile, ScoringStrategy};
+use ketch_control::server::{JoinOptions, Server, ServerOptions};
+use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
+
+use super::agent::NodeArgs;
+use super::shared::{Connection, Signals, absolute_path, config_path};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the store, token and server identity live
+    #[arg(long, default_value_os_t = default_data_dir(), value_parser = absolute_path())]
+    data_dir: PathBuf,
+    /// Address the API listens on
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Address other servers and agents use to reach this one [default: the listen address]
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Join the cluster of the server at ADDR (host:port of any member) on first start;
+    /// --token must be the cluster's admin token
+    #[arg(long, value_name = "ADDR")]
+    join: Option<String>,
+    /// Don't run a node agent in this process (control plane only)
+    #[arg(long)]
+    no_agent: bool,
+    /// Seconds a node may go without renewing its Lease before it is marked not Ready
+    #[arg(long, default_value_t = NODE_GRACE_PERIOD_SECS)]
+    node_grace_period: u64,
+    /// How the scheduler ranks the nodes a Pod fits on: most-allocated packs Pods densely
+    /// (bin-packing, leaves whole nodes free), least-allocated spreads them
+    #[arg(long, value_enum, default_value_t = Scoring::MostAllocated)]
+    scheduler_scoring: Scoring,
+    /// Percentage of the nodes the scheduler looks for a fit on before it picks among
+    /// them, on clusters of 100 nodes or more (kube-scheduler's percentageOfNodesToScore):
+    /// 0 adapts it to the cluster's size (50 % minus 1 % per 125 nodes, at least 5 %),
+    /// 100 checks every node for every Pod
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    percentage_of_nodes_to_score: u8,
+    /// Raft log entries applied between snapshots (a snapshot lets the log be truncated
+    /// and brings far-behind servers up to date); one entry holds a batch of writes
+    #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT, value_parser = clap::value_parser!(u64).range(10..))]
+    snapshot_count: u64,
+    #[command(flatten)]
+    agent: NodeArgs,
+}
+
+/// `--node-grace-period`'s default.
+const NODE_GRACE_PERIOD_SECS: u64 = 40;
+
+/// `--scheduler-scoring` (Kubernetes' NodeResourcesFit scoring strategies).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scoring {
+    MostAllocated,
+    LeastAllocated,
+}
+
+fn default_data_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".ketch").join("data")
+}
+
+impl ServerArgs {
+    /// A one-server cluster with every default of `ketch server` except these: what
+    /// `ketch up` runs.
+    pub fn single(data_dir: PathBuf, listen: SocketAddr, agent: NodeArgs) -> ServerArgs {
+        ServerArgs {
+            data_dir,
+            listen,
+            advertise: None,
+            join: None,
+            no_agent: false,
+            node_grace_period: NODE_GRACE_PERIOD_SECS,
+            scheduler_scoring: Scoring::MostAllocated,
+            percentage_of_nodes_to_score: 0,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            agent,
+        }
+    }
+
+    /// The scheduler's settings from `--scheduler-scoring` and
+    /// `--percentage-of-nodes-to-score`.
+    fn scheduler(&self) -> Profile {
+        Profile {
+            scoring: match self.scheduler_scoring {
+                Scoring::MostAllocated => ScoringStrategy::MostAllocated,
+                Scoring::LeastAllocated => ScoringStrategy::LeastAllocated,
+            },
+            nodes_to_score: NodesToScore::percentage(self.percentage_of_nodes_to_score),
+        }
+    }
+}
+
+/// A server, its control plane and (optionally) its node agent in this process: what
+/// `ketch server` and `ketch up` run.
+pub struct AllInOne {
+    pub server: Server,
+    /// The controllers and scheduler, running while this server is the raft leader.
+    pub control: LeaderGated,
+    pub agent: Option<Agent>,
+    pub url: String,
+    pub config_path: PathBuf,
+}
+
+impl AllInOne {
+    /// Starts what `args` says; the agent's gateway listens on `default_gateway` when
+    /// `--gateway` is not given.
+    pub async fn start(
+        conn: &Connection,
+        args: ServerArgs,
+        default_gateway: SocketAddr,
+    ) -> anyhow::Result<AllInOne> {
+        let scheduler = args.scheduler();
+        let join = match args.join {
+            Some(address) => Some(JoinOptions {
+                address,
+                token: conn.token.clone().ok_or_else(|| {
+                    anyhow!("--join needs --token (or KETCH_TOKEN): the cluster's admin token")
+                })?,
+            }),
+            None => None,
+        };
+        let server = Server::start(ServerOptions {
+            data_dir: args.data_dir.clone(),
+            listen: args.listen,
+            advertise: args.advertise,
+            join,
+            snapshot_count: args.snapshot_count,
+        })
+        .await?;
+        let url = format!("http://{}", server.addr);
+        let config_path = config_path(conn);
+        // This server first, then every other member this server knows of.
+        let mut servers = vec![url.clone()];
+        let me = server.node_id;
+        for m in server.store().members() {
+            if m.id != me {
+                servers.push(format!("http://{}", m.address));
+            }
+        }
+        ClientConfig {
+            servers,
+            token: server.token.clone(),
+        }
+        .save(&config_path)
+        .context("writing the client config")?;
+        // The scheduler and controllers talk to the store only through the API, like any
+        // client, and only on the leader; being in this process, they call its router
+        // directly instead of connecting to it.
+        let control = LeaderGated::start(
+            Client::in_process(&url, &server.token, server.in_process())?.no_forward(),
+            ControlOptions {
+                node_grace: Some(Duration::from_secs(args.node_grace_period)),
+                scheduler,
+            },
+            leader::leadership(server.store().clone()),
+        );
+        let agent = if args.no_agent {
+            None
+        } else {
+            let mut cfg = args.agent.agent_config(
+                url.clone(),
+                server.token.clone(),
+                args.data_dir.join("agent"),
+                "127.0.0.1:0".parse().expect("valid address"),
+                default_gateway,
+            )?;
+            // This process's own agent calls the server's router directly.
+            cfg.in_process = Some(server.in_process());
+            Some(Agent::start(cfg).await.context("starting the node agent")?)
+        };
+        Ok(AllInOne {
+            server,
+            control,
+            agent,
+            url,
+            config_path,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(a) = self.agent {
+            a.stop().await;
+        }
+        self.control.stop().await;
+        self.server.stop().await?;
+        Ok(())
+    }
+}
+
+pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let data_dir = args.data_dir.clone();
+    let all = AllInOne::start(conn, args, SocketAddr::from(([0, 0, 0, 0], 8080))).await?;
+    println!(
+        "ketch server {} (id {}) listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        all.server.node_id,
+        all.url
+    );
+    println!("  data dir:      {}", data_dir.display());
+    println!(
+        "  client config: {} (token in {}/admin.token)",
+        all.config_path.display(),
+        data_dir.display()
+    );
+    println!(
+        "  add a server:  ketch server --join {} --token \"$(cat {}/admin.token)\"",
+        all.server.addr,
+        data_dir.display()
+    );
+    match &all.agent {
+        Some(a) => {
+            println!("  node agent:    {}", a.endpoint());
+            match a.gateway_addr() {
+                Some(addr) => println!(
+                    "  gateway:       http://{addr} (Services at http://<service>.<namespace>.{}:{})",
+                    a.gateway_domain(),
+                    addr.port()
+                ),
+                None => println!("  gateway:       none (--no-gateway)"),
+            }
+        }
+        None => println!("  node agent:    none (--no-agent)"),
+    }
+    signals.wait().await;
+    println!("shutting down");
+    all.stop().await
+}
