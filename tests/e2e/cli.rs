@@ -180,6 +180,33 @@ fn bad_manifests_are_refused_with_file_line_field_and_nothing_is_stored() {
         "{err}"
     );
 
+    // ketch's own Pod knobs are checked when the Pod (or its template) is admitted: a bad
+    // value, or a ketch.dev/ annotation no kind defines, is refused by name.
+    let bad_timeout = write_file(
+        dir,
+        "timeout.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    ketch.dev/request-timeout: soon\nspec:\n  containers:\n  - name: c\n    image: registry.example/app:1\n",
+    );
+    let err = s.fails(&["apply", "-f", bad_timeout.to_str().unwrap()]);
+    assert!(
+        err.contains("metadata.annotations[ketch.dev/request-timeout]")
+            && err.contains("\"soon\"")
+            && err.contains("30s or 500ms"),
+        "{err}"
+    );
+    let invented = write_file(
+        dir,
+        "invented.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector:\n    matchLabels: {app: d}\n  template:\n    metadata:\n      labels: {app: d}\n      annotations:\n        ketch.dev/max-instance-reuse: \"5\"\n    spec:\n      containers:\n      - name: c\n        image: registry.example/app:1\n",
+    );
+    let err = s.fails(&["apply", "-f", invented.to_str().unwrap()]);
+    assert!(
+        err.contains("spec.template.metadata.annotations")
+            && err.contains("ketch.dev/max-instance-reuse")
+            && err.contains("ketch.dev/request-timeout"),
+        "{err}"
+    );
+
     let err = s.fails(&["get", "gadgets"]);
     assert!(err.contains("doesn't have a resource type"), "{err}");
     // Nothing of the above was stored.
@@ -187,6 +214,8 @@ fn bad_manifests_are_refused_with_file_line_field_and_nothing_is_stored() {
     assert_eq!(String::from_utf8_lossy(&pods.stdout).trim(), "");
     let cms = s.ok(&["get", "cm", "-A", "-o", "name"]);
     assert_eq!(cms.trim(), "");
+    let deploys = s.ok(&["get", "deployments", "-A", "-o", "name"]);
+    assert_eq!(deploys.trim(), "");
 }
 
 #[test]
