@@ -50,9 +50,12 @@ impl BenchServer {
             }
             None => Command::new(&bin),
         };
+        // KETCH_BENCH_SERVER_ARGS: flags for every server under test (an A/B of a setting).
+        let from_env = std::env::var("KETCH_BENCH_SERVER_ARGS").unwrap_or_default();
         let child = cmd
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
+            .args(from_env.split_whitespace())
             .args(
                 (!extra.iter().any(|a| a.contains("gateway")))
                     .then_some(["--gateway", "127.0.0.1:0"])

@@ -36,6 +36,12 @@ pub struct NodeArgs {
     /// Most Wasm instances alive at once on this node
     #[arg(long, default_value_t = 1000)]
     max_wasm_instances: u32,
+    /// Reset a freed Wasm instance slot by resetting only the pages its guest dirtied
+    /// (PAGEMAP_SCAN, Linux 6.7+; about 1.5x faster per request) instead of decommitting its
+    /// memory. Isolation risk: with the wasmtime ketch builds on, a dirty page the kernel is
+    /// migrating at that moment can reach the next instance; ignored where swap is on
+    #[arg(long)]
+    wasm_dirty_page_reset: bool,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -149,6 +155,7 @@ impl NodeArgs {
             cpu_millis: None,
             memory_bytes: None,
             max_wasm_instances: self.max_wasm_instances,
+            wasm_dirty_page_reset: self.wasm_dirty_page_reset,
             gateway: self.gateway.config(default_gateway),
             containerd: (!self.containers.no_containerd).then_some(self.containers.containerd),
             insecure_registries: self.containers.insecure_registries,

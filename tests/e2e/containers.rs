@@ -549,6 +549,20 @@ fn a_container_calls_a_service_by_name_through_the_node_proxy() {
     assert_clean(&env, &s, &node);
 }
 
+/// The mixed example's Wasm front end's answer through the gateway at `gw` (it calls the
+/// container back end by its Service name), once it gives one.
+fn front_end_answer(gw: &str) -> String {
+    eventually(60, "the front end to reach the back end", || {
+        let (code, _, body) = http(
+            "GET",
+            gw,
+            &[("host", "frontend.default.ketch.localhost")],
+            None,
+        );
+        (code == 200).then_some(body)
+    })
+}
+
 #[test]
 fn the_mixed_example_answers_end_to_end() {
     let Some(env) = test_env() else { return };
@@ -560,15 +574,7 @@ fn the_mixed_example_answers_end_to_end() {
     assert!(url.contains("frontend.default.ketch.localhost"), "{url}");
     let gw = format!("http://127.0.0.1:{}/", up.gw_port);
     // The Wasm front end calls the container back end by its Service name.
-    let body = eventually(60, "the front end to reach the back end", || {
-        let (code, _, body) = http(
-            "GET",
-            &gw,
-            &[("host", "frontend.default.ketch.localhost")],
-            None,
-        );
-        (code == 200).then_some(body)
-    });
+    let body = front_end_answer(&gw);
     assert!(body.contains("frontend got:"), "{body}");
     assert!(body.contains("\"from\":\"backend\""), "{body}");
     let status = up.interrupt(60);
@@ -610,15 +616,7 @@ fn ketch_up_with_its_default_relative_data_dir_runs_containers() {
     up.wait_line("service default/frontend: ", 300);
     let gw = format!("http://127.0.0.1:{}/", up.gw_port);
     // The Wasm front end calls the container back end by its Service name.
-    let body = eventually(60, "the front end to reach the back end", || {
-        let (code, _, body) = http(
-            "GET",
-            &gw,
-            &[("host", "frontend.default.ketch.localhost")],
-            None,
-        );
-        (code == 200).then_some(body)
-    });
+    let body = front_end_answer(&gw);
     assert!(body.contains("\"from\":\"backend\""), "{body}");
     assert!(data_dir.join("agent").join("cni").is_dir(), "{}", up.log());
     let status = up.interrupt(60);
@@ -642,15 +640,7 @@ fn the_mixed_example_deploys_from_registry_references() {
     let (s, node) = serve(&env, &bridge, &manifest);
     wait_running(&s, "app=frontend", 2);
     let gw = s.gateway();
-    let body = eventually(60, "the front end to reach the back end", || {
-        let (code, _, body) = http(
-            "GET",
-            &format!("{gw}/"),
-            &[("host", "frontend.default.ketch.localhost")],
-            None,
-        );
-        (code == 200).then_some(body)
-    });
+    let body = front_end_answer(&format!("{gw}/"));
     assert!(body.contains("frontend got:"), "{body}");
     assert!(body.contains("\"from\":\"backend\""), "{body}");
     s.ok(&[

@@ -74,6 +74,10 @@ pub struct AgentConfig {
     pub memory_bytes: Option<i64>,
     /// Wasm instances alive at once (sizes the pooling allocator); default 1000.
     pub max_wasm_instances: u32,
+    /// Reset freed Wasm slots by their dirty pages only
+    /// (`ketch_wasm::EngineConfig::reset_dirty_pages_only`, and its isolation caveat); off by
+    /// default.
+    pub wasm_dirty_page_reset: bool,
     /// The node gateway (Services over HTTP).
     pub gateway: GatewayConfig,
     /// containerd's socket: Linux containers run when it answers (and the CNI plugins are
@@ -109,6 +113,7 @@ impl AgentConfig {
             cpu_millis: None,
             memory_bytes: None,
             max_wasm_instances: 1000,
+            wasm_dirty_page_reset: false,
             // Like the endpoint: a free loopback port, so embedded agents never collide.
             gateway: GatewayConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -312,18 +317,18 @@ impl Agent {
             cfg.data_dir.join("keyvalue.redb"),
             cfg.max_wasm_instances,
             u64::try_from(memory).unwrap_or(1 << 30),
+            cfg.wasm_dirty_page_reset,
         )
         .map_err(AgentError::Engine)?;
         let registries = Arc::new(Registries::new(
             cfg.insecure_registries.clone(),
             cfg.registry_config.clone(),
         ));
-        let wasm_store = Arc::new(WasmStore::new(
+        let runtime = runtime.with_store(Arc::new(WasmStore::new(
             cfg.data_dir.join("wasm-images"),
             registries.clone(),
             ketch_wasm::MAX_COMPONENT_BYTES,
-        ));
-        let runtime = runtime.with_store(wasm_store.clone());
+        )));
         let containers = match &cfg.containerd {
             Some(socket) => start_containers(&cfg, socket, registries.clone()).await,
             None => None,

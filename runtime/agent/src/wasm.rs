@@ -62,10 +62,12 @@ impl WasmRuntime {
         key_value_file: PathBuf,
         max_instances: u32,
         node_memory: u64,
+        dirty_page_reset: bool,
     ) -> Result<Self, WasmError> {
         let mut config = EngineConfig::new(cache_dir);
         config.max_instances = max_instances;
         config.max_memory_per_instance = max_memory_per_instance(node_memory);
+        config.reset_dirty_pages_only = dirty_page_reset;
         Ok(Self {
             engine: Engine::new(config)?,
             key_value: KeyValueStore::new(key_value_file),
