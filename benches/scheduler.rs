@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
+use ketch_api::time::{now, now_micro};
 use ketch_client::{Event, ListParams};
 use ketch_control::scheduler::NodesToScore;
 use serde_json::{Value, json};
@@ -57,14 +58,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn now_micro() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Runs `f(i)` for i in 0..n with [`concurrency`] workers.
@@ -231,7 +224,7 @@ async fn main() {
                     node["spec"] = json!({"taints": [{"key": HOLD_TAINT, "effect": "NoSchedule"}]});
                 }
                 c.create(nodes, None, &node).await.unwrap();
-                let t = now_rfc3339();
+                let t = now();
                 let res = node_resources();
                 let status = json!({"status": {"capacity": res, "allocatable": res,
                     "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": t,
@@ -362,7 +355,7 @@ async fn main() {
         tokio::spawn(queue.for_each_concurrent(concurrency(), move |(ns, name)| {
             let (c, running, kerr) = (c.clone(), running.clone(), kerr.clone());
             async move {
-                let t = now_rfc3339();
+                let t = now();
                 let status = json!({"status": {"phase": "Running", "startTime": t,
                     "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": t}]}});
                 if no_running() {

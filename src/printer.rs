@@ -444,9 +444,7 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
+        let now = ketch_api::time::parse("2026-01-02T00:00:00Z").unwrap();
         assert_eq!(age("2026-01-01T23:59:30Z", now), "30s");
         assert_eq!(age("2026-01-01T23:50:00Z", now), "10m");
         assert_eq!(age("2026-01-01T12:00:00Z", now), "12h");

@@ -37,7 +37,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 1000)]
     max_wasm_instances: u32,
     /// Reset a freed Wasm instance slot by resetting only the pages its guest dirtied
-    /// (PAGEMAP_SCAN, Linux 6.7+; about 1.5x faster per request) instead of decommitting its
+    /// (PAGEMAP_SCAN, Linux 6.7+; faster per request) instead of decommitting its
     /// memory. Isolation risk: with the wasmtime ketch builds on, a dirty page the kernel is
     /// migrating at that moment can reach the next instance; ignored where swap is on
     #[arg(long)]

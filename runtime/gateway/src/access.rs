@@ -29,7 +29,7 @@ pub(crate) struct Entry<'a> {
 /// `<RFC 3339 time> access request_id=… peer=… method=GET host=… path=/ code=200
 /// service=ns/name micros=…` (logfmt after the time; values with spaces are quoted).
 pub(crate) fn format(e: &Entry<'_>, now: chrono::DateTime<chrono::Utc>) -> String {
-    let mut line = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut line = ketch_api::time::format(now, chrono::SecondsFormat::Millis);
     let quoted = |v: &str| {
         if v.is_empty() || v.contains([' ', '"', '=']) {
             format!("{v:?}")
@@ -93,9 +93,7 @@ mod tests {
 
     #[test]
     fn a_line_is_logfmt_after_the_time_with_odd_values_quoted() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T07:30:00.123Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
+        let now = ketch_api::time::parse("2026-12-06T07:30:00.123Z").unwrap();
         let line = format(
             &Entry {
                 request_id: "abc-1",
