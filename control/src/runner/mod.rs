@@ -356,6 +356,13 @@ async fn node_lifecycle(
                 tracing::debug!(node = %name, error = %e, "writing node taints");
             }
         }
+        // Evictions go by the taints this look just wrote, not the cache's older ones.
+        let mut nodes = nodes;
+        for (name, taints) in &plan.taints {
+            if let Some(n) = nodes.iter_mut().find(|n| n.metadata.name() == name) {
+                n.spec.get_or_insert_with(Default::default).taints = taints.clone();
+            }
+        }
         let noexecute: std::collections::BTreeSet<&str> = nodes
             .iter()
             .filter(|n| {
