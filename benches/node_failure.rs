@@ -29,7 +29,15 @@ fn agent(server: &BenchServer, name: &str) -> Child {
     let token = std::fs::read_to_string(server.dir().join("data/admin.token")).unwrap();
     let log = std::fs::File::create(server.dir().join(format!("{name}.log"))).unwrap();
     Command::new(ketch_bin())
-        .args(["agent", "--server", &server.url, "--token", token.trim(), "--name", name])
+        .args([
+            "agent",
+            "--server",
+            &server.url,
+            "--token",
+            token.trim(),
+            "--name",
+            name,
+        ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
         .args(["--no-containerd", "--data-dir"])
         .arg(server.dir().join(format!("{name}-data")))
@@ -62,15 +70,22 @@ async fn nodes_ready(server: &BenchServer) -> Vec<String> {
 }
 
 async fn hello_pods(server: &BenchServer) -> Vec<Value> {
-    get(server, "/api/v1/namespaces/default/pods?labelSelector=app%3Dhello").await["items"]
+    get(
+        server,
+        "/api/v1/namespaces/default/pods?labelSelector=app%3Dhello",
+    )
+    .await["items"]
         .as_array()
         .cloned()
         .unwrap_or_default()
 }
 
 async fn ready_endpoints_on(server: &BenchServer, node: &str) -> usize {
-    get(server, "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/hello").await
-        ["endpoints"]
+    get(
+        server,
+        "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/hello",
+    )
+    .await["endpoints"]
         .as_array()
         .into_iter()
         .flatten()
@@ -114,7 +129,10 @@ async fn main() {
         .iter()
         .map(|n| (n.to_string(), agent(&server, n)))
         .collect();
-    until("three Ready nodes", 60, || async { nodes_ready(&server).await.len() == 3 }).await;
+    until("three Ready nodes", 60, || async {
+        nodes_ready(&server).await.len() == 3
+    })
+    .await;
     let c = &server.client;
     let deployments = ketch_api::resource::lookup("deployments").unwrap();
     let services = ketch_api::resource::lookup("services").unwrap();
@@ -144,7 +162,9 @@ async fn main() {
             let ps = hello_pods(server).await;
             ps.len() == 6
                 && ps.iter().all(running_and_ready)
-                && ps.iter().all(|p| p["spec"]["nodeName"] != excluding.as_str())
+                && ps
+                    .iter()
+                    .all(|p| p["spec"]["nodeName"] != excluding.as_str())
         }
     };
     until("six running replicas", 60, || six_running(String::new())).await;
@@ -199,7 +219,10 @@ async fn main() {
         })
         .await;
         gone.push(t0.elapsed());
-        until("six running replicas elsewhere", 60, || six_running(victim.clone())).await;
+        until("six running replicas elsewhere", 60, || {
+            six_running(victim.clone())
+        })
+        .await;
         replaced.push(t0.elapsed());
         // Some time with every replica elsewhere, to see that nothing fails any more.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -243,7 +266,10 @@ async fn main() {
     report("kill → node not Ready", &mut not_ready);
     report("kill → its endpoints gone", &mut gone);
     report("kill → 6 replicas Running elsewhere", &mut replaced);
-    report("kill → every request succeeding (last failure)", &mut all_ok);
+    report(
+        "kill → every request succeeding (last failure)",
+        &mut all_ok,
+    );
     let total = seen.lock().unwrap().len();
     println!("requests: {total}, failed {failed}");
     for (_, mut a) in agents {

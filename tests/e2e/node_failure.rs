@@ -231,6 +231,12 @@ fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_traffic_moves_with_t
     assert!(n_after > 0);
     let events = s.ok(&["get", "events", "-o", "json"]);
     assert!(events.contains("TaintManagerEviction"), "{events}");
+    let described = s.ok(&["describe", "node", &victim]);
+    assert!(
+        described.contains("Taints:          node.kubernetes.io/unreachable:NoSchedule")
+            && described.contains("NodeStatusUnknown"),
+        "{described}"
+    );
 }
 
 #[test]
