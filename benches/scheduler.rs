@@ -1,6 +1,7 @@
 //! Scheduler benchmark with hollow nodes: a real control-plane-only `ketch server --no-agent`
 //! (release build); this process plays 5,000 nodes (Node objects with Ready status, a Lease
-//! heartbeat per node every 10 s, and a hollow kubelet that marks each bound Pod Running),
+//! renewal per node every 10 s, a heartbeat to the leader per node at the interval it gives
+//! (`KETCH_BENCH_NO_BEATS=1`: none), and a hollow kubelet that marks each bound Pod Running),
 //! then creates Pods with 64 concurrent clients (`KETCH_BENCH_CLIENTS`) and measures how
 //! fast they are bound.
 //! First, as a reference, it times the scheduler's placement alone (in process, no IO) for
@@ -293,6 +294,55 @@ async fn main() {
         })
     };
 
+    // Node heartbeats to the leader (in its memory, no store write), at the interval its
+    // first answer gives (it grows with the cluster: 5 s at 5,000 nodes, so 1,000/s), spread
+    // evenly. KETCH_BENCH_NO_BEATS=1 leaves them out (the nodes are then judged by their
+    // Leases, as older agents are).
+    let beat_ok = Arc::new(AtomicU64::new(0));
+    let beat_err = Arc::new(AtomicU64::new(0));
+    let beats = if std::env::var_os("KETCH_BENCH_NO_BEATS").is_some() {
+        None
+    } else {
+        // One round first, as agents joining do: the interval the leader gives depends on
+        // how many nodes beat.
+        let c = client.clone();
+        par(n_nodes, move |i| {
+            let c = c.clone();
+            async move {
+                c.node_heartbeat(&node_name(i)).await.unwrap();
+            }
+        })
+        .await;
+        let last = client.node_heartbeat(&node_name(0)).await.unwrap();
+        let every = Duration::from_millis(last.interval_millis);
+        println!(
+            "node heartbeats: every {every:?} per node ({:.0}/s for {n_nodes} nodes)",
+            n_nodes as f64 / every.as_secs_f64()
+        );
+        let (c, ok, err) = (client.clone(), beat_ok.clone(), beat_err.clone());
+        Some(tokio::spawn(async move {
+            let sem = Arc::new(Semaphore::new(concurrency()));
+            let period = every / u32::try_from(n_nodes).unwrap();
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut i = 0usize;
+            loop {
+                tick.tick().await;
+                let name = node_name(i % n_nodes);
+                i += 1;
+                let permit = sem.clone().acquire_owned().await.unwrap();
+                let (c, ok, err) = (c.clone(), ok.clone(), err.clone());
+                tokio::spawn(async move {
+                    match c.node_heartbeat(&name).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => err.fetch_add(1, Ordering::Relaxed),
+                    };
+                    drop(permit);
+                });
+            }
+        }))
+    };
+
     // Bind recorder: one watcher over all pods. It only records and hands each newly bound
     // pod to the hollow kubelet, so the kubelet's writes never hold back the observation of a
     // binding.
@@ -378,6 +428,7 @@ async fn main() {
     // Pods: `concurrency()` creators; record each create-ack.
     let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut hb_before = hb_ok.load(Ordering::Relaxed);
+    let mut beats_before = beat_ok.load(Ordering::Relaxed);
     let mut start = Instant::now();
     let creators = {
         let (c, acks) = (client.clone(), acks.clone());
@@ -404,6 +455,7 @@ async fn main() {
             bound.lock().unwrap().len()
         );
         hb_before = hb_ok.load(Ordering::Relaxed);
+        beats_before = beat_ok.load(Ordering::Relaxed);
         start = Instant::now();
         let c = client.clone();
         release = Some(tokio::spawn(par(n_nodes, move |i| {
@@ -454,6 +506,7 @@ async fn main() {
         }
     }
     let hb_during = hb_ok.load(Ordering::Relaxed) - hb_before;
+    let beats_during = beat_ok.load(Ordering::Relaxed) - beats_before;
     // Let the hollow kubelet finish its status writes. When it lags, part of every Pod's work
     // falls after the binding window, so the run also reports the window that ends with the
     // last Running write: the rate the whole cycle keeps up with.
@@ -467,6 +520,9 @@ async fn main() {
     }
     let all_running = (Instant::now(), cpu_seconds(server.pid()) - cpu_start.0);
     heartbeat.abort();
+    if let Some(b) = beats {
+        b.abort();
+    }
     watch.abort();
     kubelet.abort();
 
@@ -564,6 +620,26 @@ async fn main() {
         ms(pct(&hb, 0.5)),
         ms(pct(&hb, 0.99))
     );
+    println!(
+        "node heartbeats during the run: {beats_during} ok ({:.0}/s), {} errors total",
+        beats_during as f64 / wall.as_secs_f64(),
+        beat_err.load(Ordering::Relaxed)
+    );
+    // Every hollow node stays alive for the node lifecycle: none may be found silent.
+    let nodes_now = client.list(nodes, None, &Default::default()).await.unwrap();
+    let not_ready = nodes_now["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            !n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .count();
+    println!("nodes not Ready at the end: {not_ready}");
     println!(
         "server RSS at the end: {} MiB",
         rss_kib(server.pid()) / 1024

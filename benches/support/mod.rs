@@ -25,6 +25,8 @@ pub struct BenchServer {
     child: Child,
     dir: tempfile::TempDir,
     pub client: ketch_client::Client,
+    /// The API's URL.
+    pub url: String,
 }
 
 impl BenchServer {
@@ -86,7 +88,12 @@ impl BenchServer {
         }
         let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
         let client = ketch_client::Client::new(&url, token.trim()).unwrap();
-        BenchServer { child, dir, client }
+        BenchServer {
+            child,
+            dir,
+            client,
+            url,
+        }
     }
 
     pub fn pid(&self) -> u32 {

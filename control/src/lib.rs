@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod controllers;
+pub mod liveness;
 pub mod runner;
 pub mod scheduler;
 pub mod server;

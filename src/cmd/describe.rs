@@ -120,6 +120,29 @@ fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
     if let Some(g) = obj.pointer("/metadata/generation") {
         out.push_str(&format!("Generation:      {g}\n"));
     }
+    if info.kind == "Node" {
+        // kubectl's one-line summary; the whole list is in the spec below.
+        let taints: Vec<String> = obj
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let key = t["key"].as_str().unwrap_or_default();
+                let effect = t["effect"].as_str().unwrap_or_default();
+                match t["value"].as_str() {
+                    Some(v) => format!("{key}={v}:{effect}"),
+                    None => format!("{key}:{effect}"),
+                }
+            })
+            .collect();
+        let taints = if taints.is_empty() {
+            "<none>".to_string()
+        } else {
+            taints.join("\n                 ")
+        };
+        out.push_str(&format!("Taints:          {taints}\n"));
+    }
     let deleting = s("/metadata/deletionTimestamp");
     if !deleting.is_empty() {
         out.push_str(&format!("Terminating:     since {deleting}\n"));

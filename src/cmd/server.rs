@@ -9,6 +9,8 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, ValueEnum};
 use ketch_agent::Agent;
 use ketch_client::{Client, ClientConfig};
+use ketch_control::controllers::node_lifecycle::LifecyclePolicy;
+use ketch_control::liveness::HeartbeatPolicy;
 use ketch_control::runner::ControlOptions;
 use ketch_control::runner::leader::{self, LeaderGated};
 use ketch_control::scheduler::{NodesToScore, Profile, ScoringStrategy};
@@ -36,9 +38,8 @@ pub struct ServerArgs {
     /// Don't run a node agent in this process (control plane only)
     #[arg(long)]
     no_agent: bool,
-    /// Seconds a node may go without renewing its Lease before it is marked not Ready
-    #[arg(long, default_value_t = NODE_GRACE_PERIOD_SECS)]
-    node_grace_period: u64,
+    #[command(flatten)]
+    node_failure: NodeFailureArgs,
     /// How the scheduler ranks the nodes a Pod fits on: most-allocated packs Pods densely
     /// (bin-packing, leaves whole nodes free), least-allocated spreads them
     #[arg(long, value_enum, default_value_t = Scoring::MostAllocated)]
@@ -57,8 +58,67 @@ pub struct ServerArgs {
     agent: NodeArgs,
 }
 
-/// `--node-grace-period`'s default.
-const NODE_GRACE_PERIOD_SECS: u64 = 40;
+/// How dead nodes are found and their Pods moved (defaults: `LifecyclePolicy` and
+/// `HeartbeatPolicy`, Kubernetes' where it has the knob).
+#[derive(Args, Debug, Clone)]
+pub struct NodeFailureArgs {
+    /// Seconds a node that sends no heartbeats (an older agent; any node just after a leader
+    /// change) may go without renewing its Lease before it is marked not Ready
+    #[arg(long, default_value_t = LifecyclePolicy::default().grace.as_secs())]
+    node_grace_period: u64,
+    /// Node heartbeats per second the leader takes at most: the interval it gives agents
+    /// grows with the cluster to stay under it (1 s up to this many nodes, at most 10 s); a
+    /// node is not Ready after 3 intervals without one
+    #[arg(long, default_value_t = HeartbeatPolicy::default().max_rate)]
+    node_heartbeat_max_rate: f64,
+    /// Nodes per second, per zone, that get the NoExecute taint which evicts their Pods
+    /// (Kubernetes' --node-eviction-rate)
+    #[arg(long, default_value_t = LifecyclePolicy::default().eviction_rate)]
+    node_eviction_rate: f64,
+    /// The same in a large zone in partial disruption
+    #[arg(long, default_value_t = LifecyclePolicy::default().secondary_eviction_rate)]
+    secondary_node_eviction_rate: f64,
+    /// Share of a zone's nodes not Ready (and more than two) that puts it in partial
+    /// disruption: large zones slow down evictions, small ones stop them
+    #[arg(long, default_value_t = LifecyclePolicy::default().unhealthy_zone_threshold)]
+    unhealthy_zone_threshold: f64,
+    /// Zones of up to this many nodes stop evicting in partial disruption
+    #[arg(long, default_value_t = LifecyclePolicy::default().large_cluster_threshold)]
+    large_cluster_size_threshold: usize,
+}
+
+impl Default for NodeFailureArgs {
+    fn default() -> Self {
+        let (l, h) = (LifecyclePolicy::default(), HeartbeatPolicy::default());
+        Self {
+            node_grace_period: l.grace.as_secs(),
+            node_heartbeat_max_rate: h.max_rate,
+            node_eviction_rate: l.eviction_rate,
+            secondary_node_eviction_rate: l.secondary_eviction_rate,
+            unhealthy_zone_threshold: l.unhealthy_zone_threshold,
+            large_cluster_size_threshold: l.large_cluster_threshold,
+        }
+    }
+}
+
+impl NodeFailureArgs {
+    fn lifecycle(&self) -> LifecyclePolicy {
+        LifecyclePolicy {
+            grace: Duration::from_secs(self.node_grace_period),
+            eviction_rate: self.node_eviction_rate,
+            secondary_eviction_rate: self.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: self.unhealthy_zone_threshold,
+            large_cluster_threshold: self.large_cluster_size_threshold,
+        }
+    }
+
+    fn heartbeat(&self) -> HeartbeatPolicy {
+        HeartbeatPolicy {
+            max_rate: self.node_heartbeat_max_rate,
+            ..HeartbeatPolicy::default()
+        }
+    }
+}
 
 /// `--scheduler-scoring` (Kubernetes' NodeResourcesFit scoring strategies).
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +142,7 @@ impl ServerArgs {
             advertise: None,
             join: None,
             no_agent: false,
-            node_grace_period: NODE_GRACE_PERIOD_SECS,
+            node_failure: NodeFailureArgs::default(),
             scheduler_scoring: Scoring::MostAllocated,
             percentage_of_nodes_to_score: 0,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
@@ -138,6 +198,7 @@ impl AllInOne {
             advertise: args.advertise,
             join,
             snapshot_count: args.snapshot_count,
+            heartbeat: args.node_failure.heartbeat(),
         })
         .await?;
         let url = format!("http://{}", server.addr);
@@ -162,7 +223,8 @@ impl AllInOne {
         let control = LeaderGated::start(
             Client::in_process(&url, &server.token, server.in_process())?.no_forward(),
             ControlOptions {
-                node_grace: Some(Duration::from_secs(args.node_grace_period)),
+                lifecycle: args.node_failure.lifecycle(),
+                liveness: Some(server.liveness()),
                 scheduler,
             },
             leader::leadership(server.store().clone()),

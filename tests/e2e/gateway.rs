@@ -9,10 +9,10 @@ use crate::support::{
     KETCH, KetchUp, Server, eventually, http, try_http, wait_running, write_file,
 };
 
-const HELLO_HOST: &str = "hello.default.ketch.localhost";
+pub(crate) const HELLO_HOST: &str = "hello.default.ketch.localhost";
 
 /// A Deployment of the hello test guest that greets with its Pod name, and its Service.
-fn hello_app(replicas: u32, node_port: Option<u16>) -> String {
+pub(crate) fn hello_app(replicas: u32, node_port: Option<u16>) -> String {
     let svc_type = match node_port {
         Some(p) => format!("  type: NodePort\n  ports:\n  - port: 80\n    nodePort: {p}\n"),
         None => "  ports:\n  - port: 80\n".to_string(),

@@ -12,6 +12,7 @@ mod ha;
 mod linearizability;
 mod load;
 mod netns;
+mod node_failure;
 mod registry;
 mod services;
 mod support;

@@ -314,7 +314,11 @@ pub fn admit(info: &ResourceInfo, mut value: Value) -> Result<Value, Invalid> {
     }
     let result = match info.kind {
         "Namespace" => run::<Namespace>(&value, v::validate_namespace, |_| {}),
-        "Pod" => run::<Pod>(&value, v::validate_pod, |_| {}),
+        "Pod" => run::<Pod>(&value, v::validate_pod, |p| {
+            if let Some(spec) = &mut p.spec {
+                crate::defaults::pod_tolerations(spec);
+            }
+        }),
         "Service" => run::<Service>(&value, v::validate_service, |_| {}),
         "ConfigMap" => run::<ConfigMap>(&value, v::validate_config_map, |_| {}),
         "Secret" => run::<Secret>(&value, v::validate_secret, merge_string_data),

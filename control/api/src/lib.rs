@@ -12,6 +12,8 @@
 //! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
 //! * [`resource`]: the table of served resources and the [`Resource`] trait.
 //! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
+//! * [`defaults`]: what admission adds to a Pod (the tolerations of a dead node).
+//! * [`heartbeat`]: the node heartbeat's path and answer.
 //! * [`env`]: a container's environment resolved from its Pod, ConfigMaps and Secrets, and
 //!   `$(VAR)` expansion, as the kubelet does it.
 //! * [`wellknown`]: every `ketch.dev/…` annotation, label and resource name, and the Pod
@@ -25,9 +27,11 @@ pub mod apps;
 pub mod coordination;
 pub mod core;
 pub mod decode;
+pub mod defaults;
 pub mod discovery;
 pub mod env;
 pub mod format;
+pub mod heartbeat;
 pub mod meta;
 pub mod networking;
 pub mod params;

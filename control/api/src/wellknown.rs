@@ -41,6 +41,14 @@ pub const LABEL_CONTAINER: &str = "ketch.dev/container";
 /// containerd label: the node whose agent owns the container.
 pub const LABEL_NODE: &str = "ketch.dev/node";
 
+/// Node taint (Kubernetes' name): the node's Ready condition is `False`.
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// Node taint (Kubernetes' name): the node's Ready condition is `Unknown` (its agent went
+/// silent).
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// Node label (Kubernetes' name): the failure zone, for the eviction brake and spreading.
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+
 /// The `ketch.dev/…` annotations a Pod (or a Pod template) may carry.
 pub const POD_ANNOTATIONS: [&str; 3] = [REQUEST_TIMEOUT, MAX_CONCURRENCY, ALLOWED_OUTBOUND_HOSTS];
 /// The `ketch.dev/…` annotations a Service may carry.

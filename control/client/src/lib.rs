@@ -512,6 +512,19 @@ impl Client {
         self.send(url, rb).await
     }
 
+    /// Tells the leader that `node`'s agent is alive (ketch's heartbeat, kept in the
+    /// leader's memory: see `ketch_api::heartbeat`); the answer says when to come back.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (404 from a server that predates heartbeats), or a transport error.
+    pub async fn node_heartbeat(
+        &self,
+        node: &str,
+    ) -> Result<ketch_api::heartbeat::HeartbeatAnswer, Error> {
+        let (url, rb) = self.request(reqwest::Method::POST, &ketch_api::heartbeat::path(node));
+        self.send(url, rb).await
+    }
+
     /// Stream a container's log from its node (through the API server): the response body
     /// is the log text.
     ///
@@ -685,6 +698,21 @@ impl<K: Resource> Api<K> {
     /// See [`Client::delete`].
     pub async fn delete(&self, name: &str) -> Result<K, Error> {
         to_typed(self.client.delete(K::INFO, self.ns(), name).await?)
+    }
+
+    /// Deletes `name` only if it is still the object with `uid` (a `uid` precondition).
+    ///
+    /// # Errors
+    /// See [`Client::delete`]; 409 when another object now has the name.
+    pub async fn delete_with_uid(&self, name: &str, uid: &str) -> Result<K, Error> {
+        let options = serde_json::json!({
+            "kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid},
+        });
+        let (url, rb) = self.client.request(
+            reqwest::Method::DELETE,
+            &resource_path(K::INFO, self.ns(), Some(name)),
+        );
+        to_typed(self.client.send(url, rb.json(&options)).await?)
     }
 
     /// A resuming watch of this kind (see [`watcher`]).

@@ -27,6 +27,7 @@ pub mod endpointslice;
 pub mod gc;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod taint_eviction;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

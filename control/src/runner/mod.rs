@@ -33,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ketch_api::coordination::Lease;
-use ketch_api::core::Node;
+use ketch_api::core::{Event, EventSource, Node, ObjectReference, Pod};
+use ketch_api::meta::ObjectMeta;
 use ketch_client::Client;
 use tokio::task::JoinSet;
 
@@ -43,7 +44,11 @@ use self::controllers::{
 };
 use self::informer::{Informer, key_of};
 use self::queue::{Reconciler, WorkQueue};
-use crate::controllers::node_lifecycle;
+use crate::controllers::node_lifecycle::{
+    self, Heartbeat, LifecyclePolicy, LifecycleState, Observed,
+};
+use crate::controllers::taint_eviction;
+use crate::liveness::NodeLiveness;
 use crate::scheduler::Profile;
 
 /// Why a reconcile failed.
@@ -77,9 +82,11 @@ impl Error {
 pub struct ControlOptions {
     /// How the scheduler looks for and ranks nodes that fit.
     pub scheduler: Profile,
-    /// How long a node may go without renewing its Lease before it is marked not Ready
-    /// (`None`: Kubernetes' 40 s).
-    pub node_grace: Option<Duration>,
+    /// How nodes are judged alive and how fast their Pods may be evicted.
+    pub lifecycle: LifecyclePolicy,
+    /// The nodes' heartbeats, as this server's API noted them (`None`: nodes are judged by
+    /// their Leases only).
+    pub liveness: Option<Arc<NodeLiveness>>,
 }
 
 /// Workers per keyed controller: different keys reconcile in parallel.
@@ -229,9 +236,13 @@ impl ControlPlane {
         let leases = Informer::<Lease>::start(&client);
         tasks.spawn(node_lifecycle(
             client.clone(),
-            nodes.clone(),
-            leases.clone(),
-            opts.node_grace.unwrap_or(node_lifecycle::DEFAULT_GRACE),
+            Looked {
+                nodes: nodes.clone(),
+                leases: leases.clone(),
+                pods: caches.pods.clone(),
+            },
+            opts.liveness.clone(),
+            opts.lifecycle,
         ));
 
         let sched =
@@ -270,32 +281,237 @@ impl ControlPlane {
     }
 }
 
-/// How often silent nodes are looked for.
-const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(5);
+/// How often nodes are looked at (and evictions that fell due are done): the granularity
+/// of detection and of `tolerationSeconds`.
+const NODE_MONITOR_PERIOD: Duration = Duration::from_secs(1);
+/// Who writes the node lifecycle's Events.
+const LIFECYCLE_COMPONENT: &str = "ketch-node-lifecycle";
 
-/// Marks nodes whose agents went silent as not Ready (see `controllers::node_lifecycle`).
-async fn node_lifecycle(
-    client: Client,
+/// The caches the node lifecycle looks at.
+struct Looked {
     nodes: Informer<Node>,
     leases: Informer<Lease>,
-    grace: Duration,
+    pods: Informer<Pod>,
+}
+
+/// Node liveness, Ready, taints, marking Pods of dead nodes not Ready, and taint-based
+/// eviction (see `controllers::node_lifecycle` and `controllers::taint_eviction`). Pods are
+/// listed only when a node is not Ready or has a `NoExecute` taint: a healthy cluster costs
+/// a look at its nodes a second.
+async fn node_lifecycle(
+    client: Client,
+    looked: Looked,
+    liveness: Option<Arc<NodeLiveness>>,
+    policy: LifecyclePolicy,
 ) {
-    nodes.synced().await;
-    leases.synced().await;
-    let info = ketch_api::resource::lookup("nodes").expect("nodes are registered");
+    looked.nodes.synced().await;
+    looked.leases.synced().await;
+    looked.pods.synced().await;
+    let nodes_info = ketch_api::resource::lookup("nodes").expect("nodes are registered");
+    let pods_info = ketch_api::resource::lookup("pods").expect("pods are registered");
+    let mut state = LifecycleState::default();
     let mut tick = tokio::time::interval(NODE_MONITOR_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (ns, ls) = (nodes.list_owned(None), leases.list_owned(None));
-        for (name, conditions) in node_lifecycle::plan(&ns, &ls, &ketch_api::time::now(), grace) {
+        let now = ketch_api::time::now();
+        let (nodes, leases) = (
+            looked.nodes.list_owned(None),
+            looked.leases.list_owned(None),
+        );
+        let heartbeats = heartbeats_on_the_wall_clock(liveness.as_deref(), &nodes);
+        let plan = node_lifecycle::plan(
+            &Observed {
+                nodes: &nodes,
+                leases: &leases,
+                heartbeats: &heartbeats,
+                now: &now,
+            },
+            &policy,
+            &mut state,
+        );
+        for (zone, zs) in &plan.zones {
+            tracing::warn!(zone = %zone, state = ?zs, "node zone state changed");
+        }
+        for (name, conditions) in &plan.conditions {
+            let ready = conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map_or("", |c| c.status.as_str());
             let patch = serde_json::json!({"status": {"conditions": conditions}});
-            match client.merge_patch(info, None, &name, &patch, true).await {
-                Ok(_) => {
-                    tracing::warn!(node = %name, "node stopped renewing its lease: Ready=Unknown")
-                }
-                Err(e) => tracing::debug!(node = %name, error = %e, "marking node not ready"),
+            match client
+                .merge_patch(nodes_info, None, name, &patch, true)
+                .await
+            {
+                Ok(_) => tracing::warn!(node = %name, ready, "node Ready changed"),
+                Err(e) => tracing::debug!(node = %name, error = %e, "writing node Ready"),
             }
         }
+        for (name, taints) in &plan.taints {
+            let patch = serde_json::json!({"spec": {"taints": taints}});
+            if let Err(e) = client
+                .merge_patch(nodes_info, None, name, &patch, false)
+                .await
+            {
+                tracing::debug!(node = %name, error = %e, "writing node taints");
+            }
+        }
+        // Evictions go by the taints this look just wrote, not the cache's older ones.
+        let mut nodes = nodes;
+        for (name, taints) in &plan.taints {
+            if let Some(n) = nodes.iter_mut().find(|n| n.metadata.name() == name) {
+                n.spec.get_or_insert_with(Default::default).taints = taints.clone();
+            }
+        }
+        let noexecute: std::collections::BTreeSet<&str> = nodes
+            .iter()
+            .filter(|n| {
+                n.spec
+                    .as_ref()
+                    .is_some_and(|s| s.taints.iter().any(|t| t.effect == "NoExecute"))
+            })
+            .map(|n| n.metadata.name())
+            .collect();
+        if plan.not_ready.is_empty() && noexecute.is_empty() {
+            continue;
+        }
+        // Only the Pods of the nodes in question, not every Pod of the cluster.
+        let pods: Vec<Pod> = looked
+            .pods
+            .list(None)
+            .iter()
+            .filter(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| plan.not_ready.contains(n) || noexecute.contains(n))
+            })
+            .map(|p| (**p).clone())
+            .collect();
+        for (ns, name, conditions) in node_lifecycle::pods_not_ready(&pods, &plan.not_ready, &now) {
+            let patch = serde_json::json!({"status": {"conditions": conditions}});
+            if let Err(e) = client
+                .merge_patch(pods_info, Some(&ns), &name, &patch, true)
+                .await
+            {
+                tracing::debug!(pod = %name, error = %e, "marking a pod not ready");
+            }
+        }
+        let (evictions, _) = taint_eviction::plan(&pods, &nodes, &now);
+        for ev in evictions {
+            evict(&client, &pods, &ev).await;
+        }
+    }
+}
+
+/// This leader's heartbeat table with its instants moved onto the wall clock; nodes that no
+/// longer exist are forgotten.
+fn heartbeats_on_the_wall_clock(
+    liveness: Option<&NodeLiveness>,
+    nodes: &[Node],
+) -> std::collections::HashMap<String, Heartbeat> {
+    let Some(liveness) = liveness else {
+        return Default::default();
+    };
+    let names: std::collections::HashSet<&str> = nodes.iter().map(|n| n.metadata.name()).collect();
+    liveness.retain(|n| names.contains(n));
+    let (wall_ms, mono) = (
+        chrono::Utc::now().timestamp_millis(),
+        std::time::Instant::now(),
+    );
+    liveness
+        .snapshot()
+        .into_iter()
+        .map(|(node, beat)| {
+            let age = i64::try_from(mono.saturating_duration_since(beat.at).as_millis())
+                .unwrap_or(i64::MAX);
+            let grace_ms = i64::try_from(beat.grace.as_millis()).unwrap_or(i64::MAX);
+            (
+                node,
+                Heartbeat {
+                    at_ms: wall_ms.saturating_sub(age),
+                    grace_ms,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Deletes an evicted Pod (only the one of that uid) and records why.
+async fn evict(client: &Client, pods: &[Pod], ev: &taint_eviction::Eviction) {
+    let api = client.api::<Pod>(Some(&ev.namespace));
+    match api.delete_with_uid(&ev.name, &ev.uid).await {
+        Ok(_) => {
+            tracing::warn!(pod = %ev.name, node = %ev.node, "evicted a pod of a tainted node");
+            if let Some(pod) = pods
+                .iter()
+                .find(|p| p.metadata.uid.as_deref() == Some(&ev.uid))
+            {
+                let event = pod_event(
+                    pod,
+                    LIFECYCLE_COMPONENT,
+                    "Evicting",
+                    "Normal",
+                    "TaintManagerEviction",
+                    &ev.message,
+                );
+                if let Err(e) = client
+                    .api::<Event>(Some(&ev.namespace))
+                    .create(&event)
+                    .await
+                {
+                    tracing::debug!(pod = %ev.name, error = %e, "recording an eviction event");
+                }
+            }
+        }
+        Err(e) if matches!(e.code(), Some(404 | 409)) => {}
+        Err(e) => tracing::warn!(pod = %ev.name, error = %e, "evicting a pod"),
+    }
+}
+
+/// A v1 Event about `pod`. Events are written blind (create only, no read-modify-write of a
+/// counter): cheap, at the cost of not aggregating repeats into one object.
+pub fn pod_event(
+    pod: &Pod,
+    component: &str,
+    action: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> Event {
+    let ts = ketch_api::time::now();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    Event {
+        api_version: Some("v1".into()),
+        kind: Some("Event".into()),
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{}", pod.metadata.name(), &suffix[..16])),
+            namespace: pod.metadata.namespace.clone(),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Pod".into()),
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            api_version: Some("v1".into()),
+            resource_version: pod.metadata.resource_version.clone(),
+            field_path: None,
+        },
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        type_: Some(type_.into()),
+        count: Some(1),
+        first_timestamp: Some(ts.clone()),
+        last_timestamp: Some(ts),
+        event_time: None,
+        source: Some(EventSource {
+            component: Some(component.into()),
+            host: None,
+        }),
+        reporting_component: Some(component.into()),
+        reporting_instance: None,
+        action: Some(action.into()),
     }
 }
 

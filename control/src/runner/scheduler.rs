@@ -25,8 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use ketch_api::core::{Event, EventSource, Node, ObjectReference, Pod, PodCondition};
-use ketch_api::meta::ObjectMeta;
+use ketch_api::core::{Event, Node, Pod, PodCondition};
 use ketch_client::Client;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -509,7 +508,14 @@ impl Recorder {
     fn record(&self, pod: &Pod, type_: &str, reason: &str, message: &str) {
         // Reserve first: a full queue costs no Event built for nothing.
         if let Ok(slot) = self.tx.try_reserve() {
-            slot.send(pod_event(pod, type_, reason, message));
+            let action = if type_ == "Normal" {
+                "Binding"
+            } else {
+                "Scheduling"
+            };
+            slot.send(super::pod_event(
+                pod, COMPONENT, action, type_, reason, message,
+            ));
         } else {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
@@ -649,52 +655,6 @@ fn with_condition(
     conditions
 }
 
-/// A v1 Event about `pod`. Events are written blind (create only, no read-modify-write of a
-/// counter): cheap, at the cost of not aggregating repeats into one object.
-pub fn pod_event(pod: &Pod, type_: &str, reason: &str, message: &str) -> Event {
-    let ts = ketch_api::time::now();
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    Event {
-        api_version: Some("v1".into()),
-        kind: Some("Event".into()),
-        metadata: ObjectMeta {
-            name: Some(format!("{}.{}", pod.metadata.name(), &suffix[..16])),
-            namespace: pod.metadata.namespace.clone(),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            kind: Some("Pod".into()),
-            namespace: pod.metadata.namespace.clone(),
-            name: pod.metadata.name.clone(),
-            uid: pod.metadata.uid.clone(),
-            api_version: Some("v1".into()),
-            resource_version: pod.metadata.resource_version.clone(),
-            field_path: None,
-        },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some(type_.into()),
-        count: Some(1),
-        first_timestamp: Some(ts.clone()),
-        last_timestamp: Some(ts),
-        event_time: None,
-        source: Some(EventSource {
-            component: Some(COMPONENT.into()),
-            host: None,
-        }),
-        reporting_component: Some(COMPONENT.into()),
-        reporting_instance: None,
-        action: Some(
-            if type_ == "Normal" {
-                "Binding"
-            } else {
-                "Scheduling"
-            }
-            .into(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -703,6 +663,7 @@ mod tests {
         Container, NodeCondition, NodeRuntimeHandler, NodeSpec, NodeStatus, PodSpec,
         ResourceRequirements,
     };
+    use ketch_api::meta::ObjectMeta;
     use ketch_api::quantity::Quantity;
 
     use super::*;

@@ -140,7 +140,8 @@ fn route_of(method: &Method, path: &str, query: Option<&str>) -> Route {
     let leader_path = path.starts_with("/api/")
         || path.starts_with("/apis/")
         || path == "/cluster"
-        || path.starts_with("/cluster/");
+        || path.starts_with("/cluster/")
+        || path.starts_with("/heartbeat/");
     if !leader_path {
         return Route::Local;
     }
@@ -338,6 +339,11 @@ mod tests {
                 "{m}"
             );
         }
+        // The leader keeps the heartbeats (in memory).
+        assert_eq!(
+            route_of(&Method::POST, "/heartbeat/node-1", None),
+            Route::Leader
+        );
     }
 
     #[test]

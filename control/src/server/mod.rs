@@ -20,14 +20,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use serde_json::json;
 
+use crate::liveness::{HeartbeatPolicy, NodeLiveness};
 use crate::store::command::Write;
 use crate::store::{Store, StoreConfig, StoreError};
 use crate::watch::WatchHub;
@@ -50,6 +51,8 @@ pub struct ApiState {
     pub agent_token: String,
     /// Node ports chosen for Service writes in flight (see [`nodeports`]).
     pub node_ports: nodeports::Reservations,
+    /// The nodes' heartbeats, noted in memory (on the leader: followers forward them).
+    pub liveness: Arc<NodeLiveness>,
 }
 
 /// The whole HTTP surface of a server.
@@ -73,6 +76,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/apis/{*rest}", any(handlers::grouped))
         .nest("/raft", raft)
         .nest("/cluster", cluster)
+        .route(
+            "/heartbeat/{node}",
+            post(heartbeat).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                require_admin,
+            )),
+        )
         .fallback(|| async {
             ApiError::NotFound {
                 resource: "path".into(),
@@ -99,6 +109,22 @@ async fn require_admin(State(st): State<Arc<ApiState>>, req: Request, next: Next
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// `POST /heartbeat/{node}`: notes that `node`'s agent is alive (in memory, see
+/// [`crate::liveness`]) and says when to come back. Served by the leader: followers
+/// forward it, and the leader's node lifecycle controller reads the table.
+async fn heartbeat(State(st): State<Arc<ApiState>>, Path(node): Path<String>) -> Response {
+    let errors = ketch_api::validation::is_dns1123_subdomain(&node);
+    if !errors.is_empty() {
+        return ApiError::BadRequest(format!("node name {node:?}: {}", errors.join(", ")))
+            .into_response();
+    }
+    let interval = st.liveness.beat(&node, std::time::Instant::now());
+    let answer = ketch_api::heartbeat::HeartbeatAnswer {
+        interval_millis: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+    };
+    axum::Json(answer).into_response()
 }
 
 /// Ready when this server is the leader and can pass a read barrier, or is a voter that
@@ -188,6 +214,8 @@ pub struct ServerOptions {
     /// Applied raft entries between snapshots (etcd's `--snapshot-count`); see
     /// [`crate::store::DEFAULT_SNAPSHOT_COUNT`].
     pub snapshot_count: u64,
+    /// How often agents send heartbeats and when a silent one counts as gone.
+    pub heartbeat: HeartbeatPolicy,
 }
 
 impl ServerOptions {
@@ -200,6 +228,7 @@ impl ServerOptions {
             advertise: None,
             join: None,
             snapshot_count: crate::store::DEFAULT_SNAPSHOT_COUNT,
+            heartbeat: HeartbeatPolicy::default(),
         }
     }
 }
@@ -307,6 +336,8 @@ pub struct Server {
     serve: tokio::task::JoinHandle<Result<(), std::io::Error>>,
     /// The router the listener serves, for [`Server::in_process`].
     app: Router,
+    /// The heartbeat table the router writes, for [`Server::liveness`].
+    liveness: Arc<NodeLiveness>,
 }
 
 impl std::fmt::Debug for Server {
@@ -373,6 +404,7 @@ impl Server {
             (None, false) => store.resume_after_restart().await?,
         };
         let batcher = Batcher::spawn(store.clone());
+        let liveness = Arc::new(NodeLiveness::new(opts.heartbeat));
         let state = Arc::new(ApiState {
             store: store.clone(),
             hub,
@@ -386,6 +418,7 @@ impl Server {
                 .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
             agent_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
+            liveness: liveness.clone(),
         });
         // The namespace is created once, by the server that founded the cluster; the others
         // get it by replication. (A restarted member may still believe in its old term's
@@ -444,6 +477,7 @@ impl Server {
             shutdown,
             serve,
             app,
+            liveness,
         })
     }
 
@@ -451,6 +485,12 @@ impl Server {
     /// process (`Client::in_process`), which then skip the loopback connection.
     pub fn in_process(&self) -> Arc<dyn ketch_client::LocalTransport> {
         Arc::new(InProcess(self.app.clone()))
+    }
+
+    /// The nodes' heartbeats this server noted (while it leads: followers forward them),
+    /// for the node lifecycle controller of its process.
+    pub fn liveness(&self) -> Arc<NodeLiveness> {
+        self.liveness.clone()
     }
 
     /// The store: leadership, membership and raft metrics for the process around the server.

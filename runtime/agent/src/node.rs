@@ -1,6 +1,7 @@
-//! The Node object and the heartbeat: registration (create or update), the
-//! `kube-node-lease` Lease renewed every [`HEARTBEAT`], and the Ready condition's
-//! `lastHeartbeatTime`. Marking a silent node NotReady is the node lifecycle controller's job
+//! The Node object and the heartbeats: registration (create or update), the leader's
+//! in-memory heartbeat at the interval it asks for, the `kube-node-lease` Lease renewed
+//! every [`HEARTBEAT`], and the Ready condition's `lastHeartbeatTime`. Marking a silent node
+//! not Ready is the node lifecycle controller's job
 //! (`ketch_control::controllers::node_lifecycle`): this side only keeps proving it is alive.
 
 use std::collections::BTreeMap;
@@ -293,25 +294,49 @@ pub async fn heartbeat(
         .map(|_| ())
 }
 
-/// The heartbeat loop: lease then Ready condition, every [`HEARTBEAT`], until `stop`.
+/// Bounds on the heartbeat interval a server may hand out, so a bad answer neither floods
+/// it nor makes the node look dead.
+const BEAT_BOUNDS: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(60));
+
+/// The heartbeat loop, until `stop`: a heartbeat to the leader (`POST /heartbeat/{node}`,
+/// kept in its memory) at the interval it answers, which is how a dead node is found in
+/// seconds; and every [`HEARTBEAT`] the Lease and the Ready condition (what Kubernetes
+/// tools read, and what a server without heartbeats goes by).
 pub async fn heartbeat_loop(
     client: Client,
     node: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let ready_since = now();
-    let mut tick = tokio::time::interval(HEARTBEAT);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let start = tokio::time::Instant::now();
+    let (mut next_beat, mut next_status) = (start, start);
+    let mut beat_every = Duration::from_secs(1);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(next_beat.min(next_status)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = renew_lease(&client, &node).await {
-            tracing::warn!(error = %e, "renewing the node lease");
+        let now_i = tokio::time::Instant::now();
+        if now_i >= next_beat {
+            match client.node_heartbeat(&node).await {
+                Ok(answer) => {
+                    beat_every = Duration::from_millis(answer.interval_millis)
+                        .clamp(BEAT_BOUNDS.0, BEAT_BOUNDS.1);
+                }
+                // A server that predates heartbeats: the Lease is all it reads.
+                Err(e) if e.code() == Some(404) => beat_every = HEARTBEAT,
+                Err(e) => tracing::warn!(error = %e, "sending the node heartbeat"),
+            }
+            next_beat = now_i + beat_every;
         }
-        if let Err(e) = heartbeat(&client, &node, &ready_since).await {
-            tracing::warn!(error = %e, "updating the node's Ready condition");
+        if now_i >= next_status {
+            if let Err(e) = renew_lease(&client, &node).await {
+                tracing::warn!(error = %e, "renewing the node lease");
+            }
+            if let Err(e) = heartbeat(&client, &node, &ready_since).await {
+                tracing::warn!(error = %e, "updating the node's Ready condition");
+            }
+            next_status = now_i + HEARTBEAT;
         }
     }
 }

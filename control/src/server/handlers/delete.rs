@@ -158,6 +158,32 @@ pub(super) async fn delete(
         None => None,
     };
     let name = path.name.clone().unwrap_or_default();
+    if let Some(uid) = options
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+    {
+        // Kubernetes' uid precondition, as a compare-and-set: the object read now must be
+        // the one named, and the delete carries its resourceVersion, so nothing can replace
+        // it in between (an evicted Pod recreated under its name is not deleted).
+        st.store.read_barrier().await?;
+        let current = st
+            .store
+            .get(&path.key())?
+            .ok_or_else(|| ApiError::not_found(path.info, &name))?;
+        let current_uid = meta_str(&current, "uid").unwrap_or_default();
+        if current_uid != uid {
+            return Err(ApiError::Conflict {
+                resource: path.info.group_resource(),
+                name,
+                message: format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {current_uid}"
+                ),
+            });
+        }
+        if precondition_rv.is_none() {
+            precondition_rv = meta_str(&current, "resourceVersion").and_then(|s| s.parse().ok());
+        }
+    }
     let now = ketch_api::time::now();
     let own = Write::Delete {
         key: path.key(),

@@ -159,7 +159,10 @@ pub(super) async fn run(
         // branches' futures (a watch guard among them) are alive.
         w.apply(effects).await;
         match updated {
-            Some(true) => w.pod = updates.borrow_and_update().clone(),
+            Some(true) => {
+                w.pod = updates.borrow_and_update().clone();
+                w.forget_overwritten_status();
+            }
             // The manager dropped this worker's handle: its stop value says why.
             Some(false) => {
                 break match *stop.borrow() {
@@ -392,6 +395,30 @@ impl Worker {
         self.network
             .as_ref()
             .map_or_else(|| WASM_POD_IP.to_string(), |n| n.ip.to_string())
+    }
+
+    /// When someone else changed the Pod's Ready condition (the node lifecycle marks the
+    /// Pods of a node it lost not Ready), the status this worker last wrote is no longer
+    /// what is stored: write it again.
+    fn forget_overwritten_status(&mut self) {
+        let ready = |conditions: Option<&Value>| {
+            conditions
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+        };
+        let Some(written) = &self.last_written else {
+            return;
+        };
+        let stored = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| Value::String(c.status.clone()));
+        if stored.is_some() && stored != ready(written.get("conditions")) {
+            self.last_written = None;
+        }
     }
 
     /// Writes the status if it changed; `false` when the write failed (retry later).
@@ -759,6 +786,34 @@ mod tests {
             h.api.event_reasons().contains(&"Killing".to_string())
         })
         .await;
+        h.stop(Stop::Shutdown).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_condition_someone_else_changed_is_written_again() {
+        let p = pod(json!({"containers": [{"name": "app", "image": "app.wasm"}]}));
+        let h = start(p.clone());
+        until("Running", || phase(&h.last_status()) == "Running").await;
+        let writes = h.api.statuses().len();
+        // The node lifecycle marked the Pod not Ready while this node was out of touch.
+        let mut marked = p;
+        marked.status = Some(
+            serde_json::from_value(json!({"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "False", "reason": "NodeNotReady"}]}))
+            .unwrap(),
+        );
+        h.pod.send(marked).unwrap();
+        until("the status written again", || {
+            h.api.statuses().len() > writes
+        })
+        .await;
+        let ready = h.last_status()["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .map(|c| c["status"].clone());
+        assert_eq!(ready, Some(json!("True")));
         h.stop(Stop::Shutdown).await;
     }
 

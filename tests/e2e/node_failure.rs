@@ -1,0 +1,307 @@
+//! A node that dies, hangs or is cut off: one `ketch server --no-agent` and three
+//! `ketch agent` processes on loopback, a Deployment of six Wasm replicas spread over them
+//! (least-allocated scoring: default spreading is still to come), traffic through a node
+//! that stays up.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::gateway::{HELLO_HOST, hello_app};
+use crate::support::{KETCH, Server, eventually, http, pods, running_ready, write_file};
+
+struct AgentProc {
+    name: String,
+    child: Child,
+}
+
+impl AgentProc {
+    fn start(s: &Server, name: &str) -> AgentProc {
+        let log = std::fs::File::create(s.dir.path().join(format!("{name}.log"))).unwrap();
+        let child = Command::new(KETCH)
+            .args([
+                "agent", "--server", &s.url, "--token", &s.token, "--name", name,
+            ])
+            .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+            .args(["--no-containerd", "--data-dir"])
+            .arg(s.dir.path().join(format!("{name}-data")))
+            .env("KETCH_CONFIG", s.dir.path().join("no-config"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        AgentProc {
+            name: name.into(),
+            child,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {}", self.name);
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A server, three agents, and six hello replicas Running on them.
+fn cluster() -> (Server, Vec<AgentProc>) {
+    let s = Server::start_with(&["--no-agent", "--scheduler-scoring", "least-allocated"]);
+    let agents: Vec<AgentProc> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| AgentProc::start(&s, n))
+        .collect();
+    for a in &agents {
+        s.gateway_of(&a.name);
+    }
+    eventually(30, "three Ready nodes", || {
+        (ready_nodes(&s).len() == 3).then_some(())
+    });
+    // Requests, so least-allocated scoring has something to spread by.
+    let app = hello_app(6, None).replace(
+        "        env:\n",
+        "        resources: {requests: {cpu: 100m}}\n        env:\n",
+    );
+    let f = write_file(s.dir.path(), "hello.yaml", &app);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    eventually(60, "6 running replicas on 3 nodes", || {
+        let ps = pods(&s, "app=hello");
+        let nodes: std::collections::BTreeSet<&str> = ps
+            .iter()
+            .filter_map(|p| p["spec"]["nodeName"].as_str())
+            .collect();
+        (ps.len() == 6 && ps.iter().all(running_ready) && nodes.len() == 3).then_some(())
+    });
+    (s, agents)
+}
+
+fn ready_nodes(s: &Server) -> Vec<String> {
+    let out = s.ok(&["get", "nodes", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `(name, uid, node)` of the hello Pods.
+fn hello_pods(s: &Server) -> Vec<(String, String, String)> {
+    pods(s, "app=hello")
+        .iter()
+        .map(|p| {
+            let f = |ptr: &str| {
+                p.pointer(ptr)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (f("/metadata/name"), f("/metadata/uid"), f("/spec/nodeName"))
+        })
+        .collect()
+}
+
+/// Ready endpoints of the hello Service on `node`.
+fn ready_endpoints_on(s: &Server, node: &str) -> usize {
+    let out = s.ok(&["get", "endpointslices", "hello", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["nodeName"] == node && e["conditions"]["ready"] == true)
+        .count()
+}
+
+/// Requests through `gateway` until stopped: `(when, status)` of each.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(Instant, u16)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(gateway: String) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (st, se) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let (code, _, _) =
+                    http("GET", &format!("{gateway}/"), &[("host", HELLO_HOST)], None);
+                se.lock().unwrap().push((Instant::now(), code));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Load {
+            stop,
+            seen,
+            thread: Some(thread),
+        }
+    }
+
+    /// Failed requests answered in `[from, to)`, and all answered then.
+    fn failures(&self, from: Instant, to: Instant) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap();
+        let window: Vec<u16> = seen
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, c)| *c)
+            .collect();
+        (window.iter().filter(|c| **c != 200).count(), window.len())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The node that is not `victim` and serves the load.
+fn survivor<'a>(agents: &'a [AgentProc], victim: &str) -> &'a AgentProc {
+    agents.iter().find(|a| a.name != victim).unwrap()
+}
+
+/// After `victim` stopped answering at `t0`: it goes not Ready, its endpoints go, its Pods
+/// are replaced on the others. Returns (not Ready, endpoints gone, replaced) after `t0`.
+fn wait_for_replacement(s: &Server, victim: &str, t0: Instant) -> (Duration, Duration, Duration) {
+    eventually(60, "the victim not Ready", || {
+        (!ready_nodes(s).contains(&victim.to_string())).then_some(())
+    });
+    let not_ready = t0.elapsed();
+    eventually(30, "the victim's endpoints not ready", || {
+        (ready_endpoints_on(s, victim) == 0).then_some(())
+    });
+    let endpoints = t0.elapsed();
+    eventually(60, "6 running replicas on the other nodes", || {
+        let ps = pods(s, "app=hello");
+        (ps.len() == 6
+            && ps.iter().all(running_ready)
+            && ps.iter().all(|p| p["spec"]["nodeName"] != victim))
+        .then_some(())
+    });
+    (not_ready, endpoints, t0.elapsed())
+}
+
+#[test]
+fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_traffic_moves_with_them() {
+    let (s, agents) = cluster();
+    let victim = agents[0].name.clone();
+    let gw = s.gateway_of(&survivor(&agents, &victim).name);
+    let load = Load::start(gw);
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    agents[0].signal("-KILL");
+    let (not_ready, endpoints, replaced) = wait_for_replacement(&s, &victim, t0);
+    std::thread::sleep(Duration::from_secs(2));
+    let (before, n_before) = load.failures(t0, t0 + endpoints);
+    // A gateway learns of the slice a moment after the API shows it.
+    let (after, n_after) = load.failures(t0 + endpoints + Duration::from_secs(1), Instant::now());
+    eprintln!(
+        "kill -9 → not Ready {not_ready:?}, endpoints gone {endpoints:?}, 6 running elsewhere \
+         {replaced:?}; failed requests before {before}/{n_before}, after {after}/{n_after}"
+    );
+    assert!(replaced < Duration::from_secs(30), "{replaced:?}");
+    assert_eq!(after, 0, "no request fails once the endpoints are gone");
+    assert!(n_after > 0);
+    let events = s.ok(&["get", "events", "-o", "json"]);
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    let described = s.ok(&["describe", "node", &victim]);
+    assert!(
+        described.contains("Taints:          node.kubernetes.io/unreachable:NoSchedule")
+            && described.contains("NodeStatusUnknown"),
+        "{described}"
+    );
+}
+
+#[test]
+fn a_hung_agents_pods_are_replaced_and_its_stale_copies_stop_when_it_wakes() {
+    let (s, agents) = cluster();
+    let victim = agents[1].name.clone();
+    let victim_gw = s.gateway_of(&victim);
+    let stale: Vec<String> = hello_pods(&s)
+        .into_iter()
+        .filter(|(_, _, n)| *n == victim)
+        .map(|(name, _, _)| name)
+        .collect();
+    assert!(!stale.is_empty());
+    let t0 = Instant::now();
+    agents[1].signal("-STOP");
+    wait_for_replacement(&s, &victim, t0);
+    agents[1].signal("-CONT");
+    eventually(30, "the woken node Ready again", || {
+        ready_nodes(&s).contains(&victim).then_some(())
+    });
+    // Its agent stops the Pods that were replaced: a peer asking it for one gets a 404.
+    for pod in &stale {
+        eventually(30, "the stale copy stopped", || {
+            let (code, _, _) = http(
+                "GET",
+                &format!("{victim_gw}/"),
+                &[
+                    ("x-ketch-pod", &format!("default/{pod}")),
+                    ("x-ketch-gateway-token", &s.token),
+                ],
+                None,
+            );
+            (code == 404).then_some(())
+        });
+    }
+    assert_eq!(
+        hello_pods(&s).len(),
+        6,
+        "no more copies than the Deployment asks for"
+    );
+}
+
+#[test]
+fn a_control_plane_cut_off_from_every_node_evicts_nothing() {
+    let (s, agents) = cluster();
+    let before = hello_pods(&s);
+    for a in &agents {
+        a.signal("-STOP");
+    }
+    eventually(30, "every node not Ready", || {
+        ready_nodes(&s).is_empty().then_some(())
+    });
+    // Well past the grace and the Wasm Pods' toleration.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(hello_pods(&s), before, "nothing evicted while cut off");
+    for a in &agents {
+        a.signal("-CONT");
+    }
+    eventually(30, "every node Ready again", || {
+        (ready_nodes(&s).len() == 3).then_some(())
+    });
+    eventually(30, "the same Pods Running and Ready", || {
+        let ps = pods(&s, "app=hello");
+        (ps.iter().all(running_ready) && hello_pods(&s) == before).then_some(())
+    });
+    let events = s.ok(&["get", "events", "-o", "json"]);
+    assert!(!events.contains("TaintManagerEviction"), "{events}");
+}
