@@ -61,6 +61,33 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Runs `f(node name)` for every hollow node once per `every`, spread evenly over it, at
+/// most [`concurrency`] at a time, until aborted.
+fn each_node_every<F, Fut>(n_nodes: usize, every: Duration, f: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let sem = Arc::new(Semaphore::new(concurrency()));
+        let period = every / u32::try_from(n_nodes).unwrap();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut i = 0usize;
+        loop {
+            tick.tick().await;
+            let name = node_name(i % n_nodes);
+            i += 1;
+            let permit = sem.clone().acquire_owned().await.unwrap();
+            let work = f(name);
+            tokio::spawn(async move {
+                work.await;
+                drop(permit);
+            });
+        }
+    })
+}
+
 /// Runs `f(i)` for i in 0..n with [`concurrency`] workers.
 async fn par<F, Fut>(n: usize, f: F)
 where
@@ -261,35 +288,23 @@ async fn main() {
             hb_err.clone(),
             hb_lat.clone(),
         );
-        tokio::spawn(async move {
-            let sem = Arc::new(Semaphore::new(concurrency()));
-            let period = Duration::from_secs(10) / u32::try_from(n_nodes).unwrap();
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut i = 0usize;
-            loop {
-                tick.tick().await;
-                let name = node_name(i % n_nodes);
-                i += 1;
-                let permit = sem.clone().acquire_owned().await.unwrap();
-                let (c, ok, err, lat) = (c.clone(), ok.clone(), err.clone(), lat.clone());
-                tokio::spawn(async move {
-                    let t = Instant::now();
-                    let patch = json!({"spec": {"renewTime": now_micro(), "holderIdentity": name}});
-                    match c
-                        .merge_patch(leases, Some("kube-node-lease"), &name, &patch, false)
-                        .await
-                    {
-                        Ok(_) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            lat.lock().unwrap().push(t.elapsed());
-                        }
-                        Err(_) => {
-                            err.fetch_add(1, Ordering::Relaxed);
-                        }
+        each_node_every(n_nodes, Duration::from_secs(10), move |name| {
+            let (c, ok, err, lat) = (c.clone(), ok.clone(), err.clone(), lat.clone());
+            async move {
+                let t = Instant::now();
+                let patch = json!({"spec": {"renewTime": now_micro(), "holderIdentity": name}});
+                match c
+                    .merge_patch(leases, Some("kube-node-lease"), &name, &patch, false)
+                    .await
+                {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        lat.lock().unwrap().push(t.elapsed());
                     }
-                    drop(permit);
-                });
+                    Err(_) => {
+                        err.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         })
     };
@@ -320,25 +335,13 @@ async fn main() {
             n_nodes as f64 / every.as_secs_f64()
         );
         let (c, ok, err) = (client.clone(), beat_ok.clone(), beat_err.clone());
-        Some(tokio::spawn(async move {
-            let sem = Arc::new(Semaphore::new(concurrency()));
-            let period = every / u32::try_from(n_nodes).unwrap();
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut i = 0usize;
-            loop {
-                tick.tick().await;
-                let name = node_name(i % n_nodes);
-                i += 1;
-                let permit = sem.clone().acquire_owned().await.unwrap();
-                let (c, ok, err) = (c.clone(), ok.clone(), err.clone());
-                tokio::spawn(async move {
-                    match c.node_heartbeat(&name).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => err.fetch_add(1, Ordering::Relaxed),
-                    };
-                    drop(permit);
-                });
+        Some(each_node_every(n_nodes, every, move |name| {
+            let (c, ok, err) = (c.clone(), ok.clone(), err.clone());
+            async move {
+                match c.node_heartbeat(&name).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => err.fetch_add(1, Ordering::Relaxed),
+                };
             }
         }))
     };

@@ -438,6 +438,15 @@ mod tests {
         }
     }
 
+    /// Nodes a, b and c, Ready, in no zone.
+    fn three_ready() -> [Node; 3] {
+        [
+            node("a", "True", ""),
+            node("b", "True", ""),
+            node("c", "True", ""),
+        ]
+    }
+
     fn tainted(mut n: Node, key: &str, effects: &[&str]) -> Node {
         n.spec.get_or_insert_with(NodeSpec::default).taints = effects
             .iter()
@@ -542,11 +551,7 @@ mod tests {
 
     #[test]
     fn a_node_whose_heartbeats_stop_is_unknown_after_its_grace_and_tainted_at_once() {
-        let nodes = [
-            node("a", "True", ""),
-            node("b", "True", ""),
-            node("c", "True", ""),
-        ];
+        let nodes = three_ready();
         let mut state = LifecycleState::default();
         let alive = [("a", beat(0)), ("b", beat(3)), ("c", beat(3))];
         // Started before the grace ran out: a fresh controller waits out its own grace.
@@ -780,11 +785,7 @@ mod tests {
 
     #[test]
     fn pods_on_a_node_that_is_not_ready_are_marked_not_ready_once() {
-        let nodes = [
-            node("a", "True", ""),
-            node("b", "True", ""),
-            node("c", "True", ""),
-        ];
+        let nodes = three_ready();
         let mut state = LifecycleState::default();
         look(&nodes, &[], &at(-60), &mut state);
         let p = look(
@@ -807,11 +808,7 @@ mod tests {
 
     #[test]
     fn a_flapping_node_is_tainted_no_faster_than_the_zone_rate() {
-        let nodes = [
-            node("a", "True", ""),
-            node("b", "True", ""),
-            node("c", "True", ""),
-        ];
+        let nodes = three_ready();
         let mut state = LifecycleState::default();
         look(&nodes, &[], &at(-60), &mut state);
         let mut noexecute = 0;
