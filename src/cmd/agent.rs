@@ -89,6 +89,10 @@ pub struct GatewayArgs {
     /// Deadline for a response from the app, e.g. 60s or 500ms
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     gateway_timeout: std::time::Duration,
+    /// Deadline for connecting to another node's gateway; a node that misses it is tried
+    /// no more for 2 s and its requests go to other endpoints
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    gateway_connect_timeout: std::time::Duration,
     /// Largest request body the gateway accepts, e.g. 16Mi
     #[arg(long, default_value = "16Mi", value_parser = parse_bytes)]
     gateway_max_body: u64,
@@ -181,6 +185,7 @@ impl GatewayArgs {
             domain: self.gateway_domain,
             max_body: self.gateway_max_body,
             timeout: self.gateway_timeout,
+            connect_timeout: self.gateway_connect_timeout,
             access_log: self.access_log,
         }
     }

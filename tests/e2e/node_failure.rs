@@ -134,10 +134,11 @@ fn ready_endpoints_on(s: &Server, node: &str) -> usize {
         .count()
 }
 
-/// Requests through `gateway` until stopped: `(when, status)` of each.
+/// Requests through `gateway` until stopped, one at a time, GET and POST in turn:
+/// `(when answered, method, status)` of each.
 struct Load {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, u16)>>>,
+    seen: Arc<Mutex<Vec<(Instant, &'static str, u16)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -147,10 +148,14 @@ impl Load {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (st, se) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
+            for method in ["GET", "POST"].into_iter().cycle() {
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                let body = (method == "POST").then_some("order");
                 let (code, _, _) =
-                    http("GET", &format!("{gateway}/"), &[("host", HELLO_HOST)], None);
-                se.lock().unwrap().push((Instant::now(), code));
+                    http(method, &format!("{gateway}/"), &[("host", HELLO_HOST)], body);
+                se.lock().unwrap().push((Instant::now(), method, code));
                 std::thread::sleep(Duration::from_millis(20));
             }
         });
@@ -161,13 +166,14 @@ impl Load {
         }
     }
 
-    /// Failed requests answered in `[from, to)`, and all answered then.
-    fn failures(&self, from: Instant, to: Instant) -> (usize, usize) {
+    /// Failed requests of `method` (any: `None`) answered in `[from, to)`, and all answered
+    /// then.
+    fn failures(&self, method: Option<&str>, from: Instant, to: Instant) -> (usize, usize) {
         let seen = self.seen.lock().unwrap();
         let window: Vec<u16> = seen
             .iter()
-            .filter(|(t, _)| *t >= from && *t < to)
-            .map(|(_, c)| *c)
+            .filter(|(t, m, _)| *t >= from && *t < to && method.is_none_or(|want| want == *m))
+            .map(|(_, _, c)| *c)
             .collect();
         (window.iter().filter(|c| **c != 200).count(), window.len())
     }
@@ -219,14 +225,26 @@ fn a_killed_agents_pods_are_replaced_on_the_other_nodes_and_traffic_moves_with_t
     agents[0].signal("-KILL");
     let (not_ready, endpoints, replaced) = wait_for_replacement(&s, &victim, t0);
     std::thread::sleep(Duration::from_secs(2));
-    let (before, n_before) = load.failures(t0, t0 + endpoints);
+    let (get_before, n_get) = load.failures(Some("GET"), t0, t0 + endpoints);
+    let (post_before, n_post) = load.failures(Some("POST"), t0, t0 + endpoints);
     // A gateway learns of the slice a moment after the API shows it.
-    let (after, n_after) = load.failures(t0 + endpoints + Duration::from_secs(1), Instant::now());
+    let (after, n_after) = load.failures(
+        None,
+        t0 + endpoints + Duration::from_secs(1),
+        Instant::now(),
+    );
     eprintln!(
         "kill -9 → not Ready {not_ready:?}, endpoints gone {endpoints:?}, 6 running elsewhere \
-         {replaced:?}; failed requests before {before}/{n_before}, after {after}/{n_after}"
+         {replaced:?}; failed requests before the endpoints went: GET {get_before}/{n_get}, \
+         POST {post_before}/{n_post}; after {after}/{n_after}"
     );
     assert!(replaced < Duration::from_secs(30), "{replaced:?}");
+    // Before detection the survivor's gateway still picks the dead node's endpoints: it
+    // sends those requests on to another endpoint (a GET always; a POST when it never
+    // reached the dead node, which is every one but one in flight at the kill).
+    assert!(n_get > 0 && n_post > 0);
+    assert_eq!(get_before, 0, "every GET is retried on a live endpoint");
+    assert!(post_before <= 1, "only a POST in flight at the kill may fail");
     assert_eq!(after, 0, "no request fails once the endpoints are gone");
     assert!(n_after > 0);
     let events = s.ok(&["get", "events", "-o", "json"]);

@@ -625,10 +625,16 @@ impl Workload for ContainerWorkload {
             *req.version_mut() = http::Version::HTTP_11;
             match self.http.request(req).await {
                 Ok(resp) => Ok(resp.map(Body::new)),
-                Err(e) => Err(InvokeFailure::Unreachable(format!(
-                    "{addr}: {}",
-                    ketch_api::format::error_chain(&e)
-                ))),
+                Err(e) => {
+                    let msg = format!("{addr}: {}", ketch_api::format::error_chain(&e));
+                    // The gateway may send a request that never reached the container to
+                    // another endpoint; one that may have, only if it is safe to repeat.
+                    Err(if e.is_connect() {
+                        InvokeFailure::Unreachable(msg)
+                    } else {
+                        InvokeFailure::Disconnected(msg)
+                    })
+                }
             }
         }
         .boxed()

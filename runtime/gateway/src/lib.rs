@@ -24,6 +24,7 @@ mod error;
 mod metrics;
 pub mod proxy;
 mod reflect;
+pub mod retry;
 pub mod routes;
 
 use std::convert::Infallible;
@@ -57,6 +58,10 @@ pub const X_KETCH_POD: HeaderName = HeaderName::from_static("x-ketch-pod");
 pub const X_KETCH_PORT: HeaderName = HeaderName::from_static("x-ketch-port");
 /// ...and prove they are part of the cluster with this one (the cluster token).
 pub const X_KETCH_GATEWAY_TOKEN: HeaderName = HeaderName::from_static("x-ketch-gateway-token");
+/// On a peer gateway's answer to an `x-ketch-pod` request: the Pod never saw the request
+/// (not on that node, not running, at its limit), so the sender may try another endpoint.
+/// The peer removes it from the Pod's own responses, and the sender from what it returns.
+pub const X_KETCH_UNDELIVERED: HeaderName = HeaderName::from_static("x-ketch-undelivered");
 /// Request id: kept when the client sends one, generated otherwise; echoed on the response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -67,6 +72,9 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
 /// Default time to the response head.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to connect to a peer gateway: a node that does not answer a connect within
+/// it is treated as down for this request (tried elsewhere) and for [`retry::EJECT_FOR`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default Service host suffix; browsers and curl resolve `*.localhost` to loopback.
 pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
 
@@ -81,8 +89,10 @@ pub struct GatewayConfig {
     pub domain: String,
     /// Largest request body accepted (413 above it).
     pub max_body: u64,
-    /// Deadline for the response head (504 after it).
+    /// Deadline for the response head (504 after it), all attempts together.
     pub timeout: Duration,
+    /// Deadline for a connection to a peer gateway or an address endpoint.
+    pub connect_timeout: Duration,
     /// One line per request on stderr ([`access`]).
     pub access_log: bool,
 }
@@ -95,6 +105,7 @@ impl Default for GatewayConfig {
             domain: DEFAULT_DOMAIN.to_string(),
             max_body: DEFAULT_MAX_BODY,
             timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             access_log: false,
         }
     }
@@ -115,6 +126,8 @@ pub struct Dispatcher {
     metrics: GatewayMetrics,
     /// The namespace of each container Pod address: the Service proxy's callers.
     pod_addresses: proxy::PodAddresses,
+    /// Peer gateways that refused a connection a moment ago.
+    ejections: retry::Ejections,
     id_prefix: String,
     next_id: AtomicU64,
 }
@@ -139,6 +152,22 @@ enum Pick {
     Address(Arc<str>),
 }
 
+/// One failed attempt: what the client gets if no other endpoint is tried, and whether the
+/// request may have reached a backend (see [`retry`]).
+struct Failed {
+    answer: Result<Response<Body>, GatewayError>,
+    delivered: bool,
+}
+
+/// The peer gateway or address a backend is reached through (ejections are by it).
+fn peer_url(b: &Backend) -> Option<&str> {
+    match &b.target {
+        Target::Remote { gateway, .. } => Some(gateway),
+        Target::Address { url } => Some(url),
+        Target::Local | Target::Unreachable { .. } => None,
+    }
+}
+
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
@@ -160,6 +189,7 @@ impl Dispatcher {
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
         let client = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -178,6 +208,7 @@ impl Dispatcher {
             client,
             metrics,
             pod_addresses: proxy::PodAddresses::default(),
+            ejections: retry::Ejections::default(),
             id_prefix: format!("{:08x}", rand::random::<u32>()),
             next_id: AtomicU64::new(0),
         }
@@ -216,10 +247,10 @@ impl Dispatcher {
             .unwrap_or(HeaderValue::from_static("-"))
     }
 
-    /// Chooses a backend of `svc`: local ones must be running here; remote ones are trusted
-    /// to their gateway. `None` when nothing is Ready.
-    fn pick(&self, svc: &ServiceRoute) -> Option<Pick> {
-        svc.pick().find_map(|b| match &b.target {
+    /// Where `b` is reached: local ones must be running here; remote ones are trusted to
+    /// their gateway.
+    fn resolve(&self, b: &Backend) -> Option<Pick> {
+        match &b.target {
             Target::Local => self
                 .pods
                 .workload(&b.pod)
@@ -232,45 +263,127 @@ impl Dispatcher {
             )),
             Target::Address { url } => Some(Pick::Address(url.clone())),
             Target::Unreachable { .. } => None,
-        })
+        }
     }
 
-    /// Sends `req` to one Ready endpoint of `svc`, within the gateway deadline.
+    /// The next backend of a Service's round-robin `order` to try. Backends behind an
+    /// ejected peer go to `deferred` and are tried only when nothing else is left.
+    fn next_pick<'a>(
+        &self,
+        order: &mut impl Iterator<Item = &'a Backend>,
+        deferred: &mut Vec<&'a Backend>,
+    ) -> Option<Pick> {
+        let now = self.ejections.any().then(Instant::now);
+        for b in order.by_ref() {
+            if let Some(now) = now
+                && let Some(peer) = peer_url(b)
+                && self.ejections.is_ejected(peer, now)
+            {
+                deferred.push(b);
+                continue;
+            }
+            if let Some(pick) = self.resolve(b) {
+                return Some(pick);
+            }
+        }
+        // Better a peer that refused a moment ago than no answer at all.
+        while !deferred.is_empty() {
+            if let Some(pick) = self.resolve(deferred.remove(0)) {
+                return Some(pick);
+            }
+        }
+        None
+    }
+
+    /// Sends `req` to one Ready endpoint of `svc`, and on to others while [`retry`] allows,
+    /// all within the gateway deadline.
     async fn dispatch(
         &self,
         svc: &ServiceRoute,
         req: Request<Body>,
     ) -> Result<Response<Body>, GatewayError> {
-        let pick = self.pick(svc).ok_or_else(|| GatewayError::NoEndpoints {
-            namespace: svc.namespace.clone(),
-            service: svc.name.clone(),
-        })?;
-        let fut = match pick {
-            Pick::Local(w, (ns, pod), port) => {
-                let mut req = req;
-                if let Some(p) = port {
-                    req.extensions_mut().insert(TargetPort(p));
-                }
-                async move { Ok(self.pods.invoke_workload(&ns, &pod, &w, req).await?) }.boxed()
-            }
-            Pick::Remote(gateway, node, pod, port) => {
-                let mut req = req;
-                if let Some(p) = port {
-                    req.headers_mut().insert(X_KETCH_PORT, HeaderValue::from(p));
-                }
-                self.forward(gateway, node, Some(pod), req).boxed()
-            }
-            Pick::Address(url) => {
-                let to = url.to_string();
-                self.forward(url, to, None, req).boxed()
-            }
-        };
-        match tokio::time::timeout(self.cfg.timeout, fut).await {
+        let answer = match tokio::time::timeout(self.cfg.timeout, self.send(svc, req)).await {
             Ok(r) => r,
             Err(_) => Err(GatewayError::Deadline {
                 service: svc.key.clone(),
                 budget: self.cfg.timeout,
             }),
+        };
+        answer.map(|mut resp| {
+            resp.headers_mut().remove(X_KETCH_UNDELIVERED);
+            resp
+        })
+    }
+
+    async fn send(
+        &self,
+        svc: &ServiceRoute,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let no_endpoints = || GatewayError::NoEndpoints {
+            namespace: svc.namespace.clone(),
+            service: svc.name.clone(),
+        };
+        let mut order = svc.pick();
+        let mut deferred = Vec::new();
+        // One endpoint: nowhere else to go, so no copy of the request is kept.
+        if svc.backends.len() < 2 {
+            let pick = self
+                .next_pick(&mut order, &mut deferred)
+                .ok_or_else(no_endpoints)?;
+            return self.attempt(pick, req).await.or_else(|f| f.answer);
+        }
+        let (parts, body) = req.into_parts();
+        let body = retry::BodySlot::new(body);
+        let mut answer = None;
+        for n in 1..=retry::MAX_ATTEMPTS {
+            let Some(pick) = self.next_pick(&mut order, &mut deferred) else {
+                break;
+            };
+            let req = Request::from_parts(parts.clone(), body.body());
+            let failed = match self.attempt(pick, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(f) => f,
+            };
+            let again = n < retry::MAX_ATTEMPTS
+                && retry::may_retry(&parts.method, failed.delivered, body.replayable());
+            if let Err(e) = &failed.answer {
+                tracing::debug!(service = %svc.key, attempt = n, retry = again, error = %e, "endpoint failed");
+            }
+            answer = Some(failed.answer);
+            if !again {
+                break;
+            }
+            self.metrics.retries.inc();
+        }
+        answer.unwrap_or_else(|| Err(no_endpoints()))
+    }
+
+    /// One try at one endpoint.
+    async fn attempt(&self, pick: Pick, mut req: Request<Body>) -> Result<Response<Body>, Failed> {
+        match pick {
+            Pick::Local(w, (ns, pod), port) => {
+                if let Some(p) = port {
+                    req.extensions_mut().insert(TargetPort(p));
+                }
+                self.pods
+                    .invoke_workload(&ns, &pod, &w, req)
+                    .await
+                    .map_err(|e| Failed {
+                        delivered: !e.not_delivered(),
+                        answer: Err(e.into()),
+                    })
+            }
+            Pick::Remote(gateway, node, pod, port) => {
+                if let Some(p) = port {
+                    req.headers_mut().insert(X_KETCH_PORT, HeaderValue::from(p));
+                }
+                self.forward(gateway, node, Some(pod), req).await
+            }
+            Pick::Address(url) => {
+                let to = url.to_string();
+                self.forward(url, to, None, req).await
+            }
         }
     }
 
@@ -282,15 +395,15 @@ impl Dispatcher {
         node: String,
         pod: Option<(String, String)>,
         mut req: Request<Body>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Response<Body>, Failed> {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri: http::Uri =
-            format!("{gateway}{pq}")
-                .parse()
-                .map_err(|e| GatewayError::Upstream {
-                    node: node.clone(),
-                    message: format!("bad gateway URL {gateway:?}: {e}"),
-                })?;
+        let uri: http::Uri = format!("{gateway}{pq}").parse().map_err(|e| Failed {
+            delivered: false,
+            answer: Err(GatewayError::Upstream {
+                node: node.clone(),
+                message: format!("bad gateway URL {gateway:?}: {e}"),
+            }),
+        })?;
         // The peer speaks HTTP/1.1 to us whatever the client spoke (h2 needs the authority
         // in the URI; HTTP/1.1 keeps it in Host).
         if req.headers().get(header::HOST).is_none()
@@ -301,27 +414,47 @@ impl Dispatcher {
         }
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_11;
+        let via_peer = pod.is_some();
         if let Some((ns, pod)) = pod {
             let h = req.headers_mut();
-            h.insert(
-                X_KETCH_POD,
-                HeaderValue::try_from(format!("{ns}/{pod}")).map_err(|e| {
-                    GatewayError::Upstream {
-                        node: node.clone(),
-                        message: e.to_string(),
-                    }
-                })?,
-            );
+            match HeaderValue::try_from(format!("{ns}/{pod}")) {
+                Ok(v) => h.insert(X_KETCH_POD, v),
+                Err(e) => {
+                    return Err(Failed {
+                        delivered: false,
+                        answer: Err(GatewayError::Upstream {
+                            node,
+                            message: e.to_string(),
+                        }),
+                    });
+                }
+            };
             if let Ok(v) = HeaderValue::from_str(&self.token) {
                 h.insert(X_KETCH_GATEWAY_TOKEN, v);
             }
         }
         match self.client.request(req).await {
+            Ok(resp) if via_peer && resp.headers().contains_key(X_KETCH_UNDELIVERED) => {
+                Err(Failed {
+                    delivered: false,
+                    answer: Ok(resp.map(Body::new)),
+                })
+            }
             Ok(resp) => Ok(resp.map(Body::new)),
-            Err(e) => Err(GatewayError::Upstream {
-                node,
-                message: format!("proxying to {gateway}: {}", error_chain(&e)),
-            }),
+            Err(e) => {
+                // Not connected: nothing was sent, and the peer is likely down.
+                let delivered = !e.is_connect();
+                if !delivered {
+                    self.ejections.eject(&gateway, Instant::now());
+                }
+                Err(Failed {
+                    delivered,
+                    answer: Err(GatewayError::Upstream {
+                        node,
+                        message: format!("proxying to {gateway}: {}", error_chain(&e)),
+                    }),
+                })
+            }
         }
     }
 
@@ -426,7 +559,19 @@ impl Dispatcher {
             let r = match tokio::time::timeout(self.cfg.timeout, self.pods.invoke(ns, pod, req))
                 .await
             {
-                Ok(r) => r.map_err(GatewayError::from),
+                Ok(Ok(mut resp)) => {
+                    // Only this gateway may say a request was not delivered, not the Pod.
+                    resp.headers_mut().remove(X_KETCH_UNDELIVERED);
+                    Ok(resp)
+                }
+                Ok(Err(e)) if e.not_delivered() => {
+                    let mut resp =
+                        axum::response::IntoResponse::into_response(GatewayError::from(e));
+                    resp.headers_mut()
+                        .insert(X_KETCH_UNDELIVERED, HeaderValue::from_static("1"));
+                    Ok(resp)
+                }
+                Ok(Err(e)) => Err(GatewayError::from(e)),
                 Err(_) => Err(GatewayError::Deadline {
                     service: label.clone(),
                     budget: self.cfg.timeout,
@@ -696,7 +841,176 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http::Method;
+    use http_body_util::BodyExt as _;
+    use ketch_api::core::Node;
+    use tokio::net::TcpListener;
+
     use super::*;
+    use crate::routes::tests::{node, service, slice};
+
+    /// How a stand-in peer gateway answers.
+    #[derive(Clone, Copy)]
+    enum Peer {
+        /// 200 with its name.
+        Serves,
+        /// 503 marked undelivered, as a peer whose Pod is gone answers.
+        Undelivered,
+        /// Closes the connection once it has read the request head.
+        Hangs,
+    }
+
+    /// A peer gateway on loopback; returns its URL and the requests it has read.
+    async fn peer(name: &'static str, how: Peer) -> (String, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = l.accept().await else {
+                    return;
+                };
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            match how {
+                                Peer::Serves => Ok(Response::new(Body::from(name))),
+                                Peer::Undelivered => {
+                                    let mut r = Response::new(Body::from("pod not here"));
+                                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                                    r.headers_mut()
+                                        .insert(X_KETCH_UNDELIVERED, HeaderValue::from_static("1"));
+                                    Ok(r)
+                                }
+                                Peer::Hangs => Err(std::io::Error::other("dropped")),
+                            }
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// A URL nothing listens on: connects are refused.
+    async fn refusing() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        drop(l);
+        url
+    }
+
+    /// A dispatcher on node `n0` whose Service `default/hello` has one Pod on each of the
+    /// given `(node, gateway URL)`s.
+    fn dispatcher(peers: &[(&str, &str)]) -> (Arc<Dispatcher>, GatewayMetrics) {
+        let metrics = GatewayMetrics::new(&mut prometheus_client::registry::Registry::default());
+        let d = Arc::new(Dispatcher::new(
+            Arc::new(PodRegistry::new(None)),
+            Arc::from("token"),
+            GatewayConfig {
+                listen: None,
+                ..GatewayConfig::default()
+            },
+            "n0",
+            metrics.clone(),
+        ));
+        let svc = service("default", "hello");
+        let pods: Vec<(String, String)> = peers
+            .iter()
+            .map(|(n, _)| (format!("pod-{n}"), n.to_string()))
+            .collect();
+        let eps: Vec<(&str, &str, bool)> = pods
+            .iter()
+            .map(|(p, n)| (p.as_str(), n.as_str(), true))
+            .collect();
+        let sl = slice("default", "hello", &eps);
+        let nodes: Vec<Node> = peers.iter().map(|(n, gw)| node(n, Some(gw))).collect();
+        d.publish(RouteTable::build(
+            &routes::Inputs {
+                services: vec![&svc],
+                slices: vec![&sl],
+                nodes: nodes.iter().collect(),
+                ..Default::default()
+            },
+            "n0",
+            DEFAULT_DOMAIN,
+        ));
+        (d, metrics)
+    }
+
+    async fn send(d: &Arc<Dispatcher>, method: Method, body: &'static str) -> (u16, String, bool) {
+        let req = Request::builder()
+            .method(method)
+            .uri("/")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = d.clone().call("default", "hello", req).unwrap().await;
+        let code = resp.status().as_u16();
+        let marked = resp.headers().contains_key(X_KETCH_UNDELIVERED);
+        let text = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8_lossy(&text).into_owned(), marked)
+    }
+
+    #[tokio::test]
+    async fn a_refused_peer_is_tried_once_then_left_out_and_every_request_succeeds() {
+        let dead = refusing().await;
+        let (alive, seen) = peer("b", Peer::Serves).await;
+        let (d, metrics) = dispatcher(&[("a", &dead), ("b", &alive)]);
+        // POST too: a refused connect never delivered anything.
+        for method in [Method::GET, Method::POST, Method::GET, Method::POST] {
+            let (code, body, _) = send(&d, method, "x").await;
+            assert_eq!((code, body.as_str()), (200, "b"));
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            metrics.retries.get(),
+            1,
+            "after the first refusal the dead peer is ejected, not tried again"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undelivered_answer_is_retried_and_its_mark_never_reaches_the_client() {
+        let (gone, gone_seen) = peer("a", Peer::Undelivered).await;
+        let (alive, _) = peer("b", Peer::Serves).await;
+        let (d, metrics) = dispatcher(&[("a", &gone), ("b", &alive)]);
+        for _ in 0..4 {
+            let (code, body, marked) = send(&d, Method::POST, "payload").await;
+            assert_eq!((code, body.as_str(), marked), (200, "b", false));
+        }
+        assert_eq!(gone_seen.load(Ordering::SeqCst), 2, "round robin picks it every other time");
+        assert_eq!(metrics.retries.get(), 2);
+        // With nowhere else to go the client gets the peer's answer, unmarked.
+        let (d, _) = dispatcher(&[("a", &gone), ("c", &refusing().await)]);
+        let (code, _, marked) = send(&d, Method::POST, "payload").await;
+        assert!(code == 503 || code == 502, "{code}");
+        assert!(!marked);
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_mid_request_is_retried_only_when_safe_to_repeat() {
+        let (hangs, hangs_seen) = peer("a", Peer::Hangs).await;
+        let (alive, _) = peer("b", Peer::Serves).await;
+        let (d, metrics) = dispatcher(&[("a", &hangs), ("b", &alive)]);
+        let mut codes = Vec::new();
+        for method in [Method::GET, Method::GET, Method::POST, Method::POST] {
+            codes.push((method.clone(), send(&d, method, "x").await.0));
+        }
+        assert_eq!(hangs_seen.load(Ordering::SeqCst), 2);
+        // Both GETs succeed; one POST went to the hanging peer and is not repeated.
+        let get_ok = codes.iter().filter(|(m, c)| *m == Method::GET && *c == 200).count();
+        let post_failed = codes.iter().filter(|(m, c)| *m == Method::POST && *c == 502).count();
+        assert_eq!((get_ok, post_failed), (2, 1), "{codes:?}");
+        assert_eq!(metrics.retries.get(), 1);
+    }
 
     #[test]
     fn hop_by_hop_headers_are_not_passed_on() {

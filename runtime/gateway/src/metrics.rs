@@ -32,6 +32,8 @@ pub struct GatewayMetrics {
     requests: Family<CodeLabels, Counter>,
     latency: Family<ServiceLabels, Histogram>,
     pub(crate) in_flight: Gauge,
+    /// Requests sent to another endpoint after one failed ([`crate::retry`]).
+    pub(crate) retries: Counter,
     /// Access log lines dropped because stderr could not keep up.
     pub(crate) access_log_dropped: Counter,
 }
@@ -52,6 +54,12 @@ impl GatewayMetrics {
         });
         let in_flight = Gauge::default();
         let access_log_dropped = Counter::default();
+        let retries = Counter::default();
+        registry.register(
+            "retries",
+            "Requests sent to another endpoint after one failed before reaching its Pod, or failed and are safe to repeat",
+            retries.clone(),
+        );
         registry.register(
             "access_log_dropped",
             "Access log lines dropped because stderr could not keep up",
@@ -76,6 +84,7 @@ impl GatewayMetrics {
             requests,
             latency,
             in_flight,
+            retries,
             access_log_dropped,
         }
     }

@@ -465,7 +465,7 @@ fn strip_port(host: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ketch_api::core::{ServicePort, ServiceSpec};
     use ketch_api::discovery::{Endpoint, EndpointConditions};
@@ -482,7 +482,7 @@ mod tests {
         }
     }
 
-    fn service(ns: &str, name: &str) -> Service {
+    pub(crate) fn service(ns: &str, name: &str) -> Service {
         Service {
             metadata: meta(ns, name),
             spec: Some(ServiceSpec {
@@ -496,7 +496,7 @@ mod tests {
         }
     }
 
-    fn slice(ns: &str, svc: &str, eps: &[(&str, &str, bool)]) -> EndpointSlice {
+    pub(crate) fn slice(ns: &str, svc: &str, eps: &[(&str, &str, bool)]) -> EndpointSlice {
         let mut m = meta(ns, svc);
         m.labels.insert(SERVICE_NAME_LABEL.into(), svc.into());
         EndpointSlice {
@@ -524,7 +524,7 @@ mod tests {
         }
     }
 
-    fn node(name: &str, gw: Option<&str>) -> Node {
+    pub(crate) fn node(name: &str, gw: Option<&str>) -> Node {
         let mut n = Node {
             metadata: ObjectMeta {
                 name: Some(name.into()),

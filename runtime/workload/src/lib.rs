@@ -236,9 +236,14 @@ pub enum InvokeFailure {
     BadRequest(String),
     #[error("this container does not serve HTTP")]
     NotHttp,
-    /// A Linux container that did not answer on its address.
+    /// A Linux container that did not accept a connection on its address: the request
+    /// never reached it.
     #[error("container not reachable: {0}")]
     Unreachable(String),
+    /// The connection to a Linux container failed after it was made: the request may have
+    /// reached it.
+    #[error("container connection failed: {0}")]
+    Disconnected(String),
 }
 
 impl InvokeFailure {

@@ -97,11 +97,29 @@ impl IntoResponse for PodError {
                 }
                 InvokeFailure::Guest(_)
                 | InvokeFailure::NoResponse
-                | InvokeFailure::Unreachable(_) => plain(StatusCode::BAD_GATEWAY, msg),
+                | InvokeFailure::Unreachable(_)
+                | InvokeFailure::Disconnected(_) => plain(StatusCode::BAD_GATEWAY, msg),
                 InvokeFailure::BadRequest(_) => plain(StatusCode::BAD_REQUEST, msg),
                 InvokeFailure::NotHttp => plain(StatusCode::NOT_IMPLEMENTED, msg),
             },
         }
+    }
+}
+
+impl PodError {
+    /// The request never reached the workload (no such Pod here, not running, at its
+    /// concurrency limit, or refusing connections), so another endpoint may serve it
+    /// whatever its method.
+    pub fn not_delivered(&self) -> bool {
+        matches!(
+            self,
+            PodError::NotFound { .. }
+                | PodError::NotRunning { .. }
+                | PodError::Invoke {
+                    failure: InvokeFailure::Overloaded | InvokeFailure::Unreachable(_),
+                    ..
+                }
+        )
     }
 }
 
@@ -249,12 +267,52 @@ mod tests {
                 StatusCode::BAD_GATEWAY,
             ),
             (
+                InvokeFailure::Disconnected("reset".into()),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
                 InvokeFailure::BadRequest("x".into()),
                 StatusCode::BAD_REQUEST,
             ),
             (InvokeFailure::NotHttp, StatusCode::NOT_IMPLEMENTED),
         ] {
             assert_eq!(invoke(failure.clone()).status(), code, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn only_failures_before_the_workload_saw_the_request_are_undelivered() {
+        let failed = |failure| PodError::Invoke {
+            namespace: "default".into(),
+            pod: "web".into(),
+            failure,
+        };
+        assert!(
+            PodError::NotFound {
+                namespace: "default".into(),
+                pod: "web".into()
+            }
+            .not_delivered()
+        );
+        assert!(
+            PodError::NotRunning {
+                namespace: "default".into(),
+                pod: "web".into()
+            }
+            .not_delivered()
+        );
+        assert!(failed(InvokeFailure::Overloaded).not_delivered());
+        assert!(failed(InvokeFailure::Unreachable("refused".into())).not_delivered());
+        for f in [
+            InvokeFailure::Disconnected("reset".into()),
+            InvokeFailure::Trap("unreachable".into()),
+            InvokeFailure::Timeout {
+                budget: Duration::from_secs(1),
+            },
+            InvokeFailure::NoResponse,
+            InvokeFailure::BadRequest("x".into()),
+        ] {
+            assert!(!failed(f.clone()).not_delivered(), "{f:?}");
         }
     }
 
