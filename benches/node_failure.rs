@@ -2,7 +2,7 @@
 //! and when every request succeeds again. A `ketch server --no-agent` (least-allocated
 //! scoring, so replicas spread) and three `ketch agent` processes on loopback; a Deployment
 //! of six replicas of the HELLO guest behind a Service; a load of one request at a time
-//! through node n1's gateway for the whole run. Each round kills n2 or n3 (in turn, so the
+//! (GET and POST in turn) through node n1's gateway for the whole run. Each round kills n2 or n3 (in turn, so the
 //! victim always holds Pods: the replacements of the previous round went to the node
 //! restarted then), measures, and restarts it.
 //!
@@ -169,9 +169,10 @@ async fn main() {
     };
     until("six running replicas", 60, || six_running(String::new())).await;
 
-    // The load: one request at a time through n1's gateway, for the whole run.
+    // The load: one request at a time through n1's gateway, GET and POST in turn, for the
+    // whole run: `(answered, POST, ok)`.
     let gw = gateway_of(&server, "n1").await;
-    let seen: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<(Instant, bool, bool)>>> = Arc::default();
     let load = {
         let seen = seen.clone();
         tokio::spawn(async move {
@@ -179,14 +180,18 @@ async fn main() {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .unwrap();
-            loop {
-                let ok = http
-                    .get(format!("{gw}/"))
+            for post in [false, true].into_iter().cycle() {
+                let req = if post {
+                    http.post(format!("{gw}/")).body("order")
+                } else {
+                    http.get(format!("{gw}/"))
+                };
+                let ok = req
                     .header("host", HELLO_HOST)
                     .send()
                     .await
                     .is_ok_and(|r| r.status() == 200);
-                seen.lock().unwrap().push((Instant::now(), ok));
+                seen.lock().unwrap().push((Instant::now(), post, ok));
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -197,7 +202,7 @@ async fn main() {
         "node failure: 1 server, 3 agents, 6 Wasm replicas, {kills} kills; times after kill -9"
     );
     let (mut not_ready, mut gone, mut replaced, mut all_ok) = (vec![], vec![], vec![], vec![]);
-    let mut failed = 0;
+    let (mut failed_get, mut failed_post) = (0, 0);
     let mut last_lost: Option<Instant> = None;
     for k in 0..kills {
         let i = 1 + k % 2;
@@ -226,20 +231,23 @@ async fn main() {
         replaced.push(t0.elapsed());
         // Some time with every replica elsewhere, to see that nothing fails any more.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (last_failure, fails) = {
+        let (last_failure, fails, posts) = {
             let seen = seen.lock().unwrap();
-            let round: Vec<&(Instant, bool)> = seen.iter().filter(|(t, _)| *t >= t0).collect();
+            let failed: Vec<&(Instant, bool, bool)> =
+                seen.iter().filter(|(t, _, ok)| *t >= t0 && !ok).collect();
             (
-                round.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).max(),
-                round.iter().filter(|(_, ok)| !ok).count(),
+                failed.iter().map(|(t, _, _)| *t).max(),
+                failed.len(),
+                failed.iter().filter(|(_, post, _)| *post).count(),
             )
         };
-        failed += fails;
+        failed_get += fails - posts;
+        failed_post += posts;
         let ok_after = last_failure.map_or(Duration::ZERO, |t| t.duration_since(t0));
         all_ok.push(ok_after);
         println!(
             "  kill {} ({victim}): not Ready {:.2} s, endpoints gone {:.2} s, replaced {:.2} s, \
-             last failed request {:.2} s ({fails} failed)",
+             last failed request {:.2} s ({fails} failed, {posts} of them POST)",
             k + 1,
             not_ready[k].as_secs_f64(),
             gone[k].as_secs_f64(),
@@ -271,7 +279,7 @@ async fn main() {
         &mut all_ok,
     );
     let total = seen.lock().unwrap().len();
-    println!("requests: {total}, failed {failed}");
+    println!("requests: {total} (GET and POST in turn), failed: GET {failed_get}, POST {failed_post}");
     for (_, mut a) in agents {
         let _ = a.kill();
         let _ = a.wait();
