@@ -279,7 +279,9 @@ async fn main() {
         &mut all_ok,
     );
     let total = seen.lock().unwrap().len();
-    println!("requests: {total} (GET and POST in turn), failed: GET {failed_get}, POST {failed_post}");
+    println!(
+        "requests: {total} (GET and POST in turn), failed: GET {failed_get}, POST {failed_post}"
+    );
     for (_, mut a) in agents {
         let _ = a.kill();
         let _ = a.wait();

@@ -85,6 +85,10 @@ pub struct NodeFailureArgs {
     /// Zones of up to this many nodes stop evicting in partial disruption
     #[arg(long, default_value_t = LifecyclePolicy::default().large_cluster_threshold)]
     large_cluster_size_threshold: usize,
+    /// Seconds in which a node's flap penalty halves: a node that failed twice within about
+    /// this long is kept free of new Pods (ketch.dev/flapping:NoSchedule) for about twice it
+    #[arg(long, default_value_t = LifecyclePolicy::default().flap_half_life.as_secs())]
+    node_flap_half_life: u64,
 }
 
 impl Default for NodeFailureArgs {
@@ -97,6 +101,7 @@ impl Default for NodeFailureArgs {
             secondary_node_eviction_rate: l.secondary_eviction_rate,
             unhealthy_zone_threshold: l.unhealthy_zone_threshold,
             large_cluster_size_threshold: l.large_cluster_threshold,
+            node_flap_half_life: l.flap_half_life.as_secs(),
         }
     }
 }
@@ -109,6 +114,7 @@ impl NodeFailureArgs {
             secondary_eviction_rate: self.secondary_node_eviction_rate,
             unhealthy_zone_threshold: self.unhealthy_zone_threshold,
             large_cluster_threshold: self.large_cluster_size_threshold,
+            flap_half_life: Duration::from_secs(self.node_flap_half_life.max(1)),
         }
     }
 

@@ -46,6 +46,9 @@ pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// Node taint (Kubernetes' name): the node's Ready condition is `Unknown` (its agent went
 /// silent).
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// `NoSchedule` on a node that went down and came back again and again lately (ketch's
+/// flap damping; the node lifecycle controller adds and removes it).
+pub const TAINT_FLAPPING: &str = "ketch.dev/flapping";
 /// Node label (Kubernetes' name): the failure zone, for the eviction brake and spreading.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 

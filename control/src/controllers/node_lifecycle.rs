@@ -27,6 +27,16 @@
 //!   When every node of every zone is not Ready at once, the likelier cause is this control
 //!   plane being cut off, not every node dying: no `NoExecute` taint is added, the existing
 //!   ones are removed, and no Pod is marked not Ready.
+//! - **Flap damping**, after BGP's route flap damping (RFC 2439): each time a node goes from
+//!   Ready to not Ready it gains a penalty of [`FLAP_PENALTY`], which halves every
+//!   [`LifecyclePolicy::flap_half_life`]. Over [`FLAP_SUPPRESS`] (two failures within about
+//!   a half-life) it gets `ketch.dev/flapping:NoSchedule` until the penalty is back under
+//!   [`FLAP_REUSE`] (two half-lives later for two failures): its Pods stay, but no new ones
+//!   go there, so replacements never land on a node that is about to drop them again and a
+//!   flapping node's Pods are evicted once, not at each flap. When at least
+//!   `unhealthy_zone_threshold` of all nodes would be suppressed, none is: that is the
+//!   control plane's network, not the nodes, and suppressing them all would stop all
+//!   scheduling. A look where the control plane looks cut off adds no penalty.
 //! - **Pods** on a node that is not Ready are marked not Ready (their `Ready` condition
 //!   `False`, reason `NodeNotReady`), so every EndpointSlice drops them and no gateway routes
 //!   new requests there; the agent writes its own status again when it is back.
@@ -37,7 +47,7 @@ use std::time::Duration;
 use ketch_api::coordination::Lease;
 use ketch_api::core::{Node, NodeCondition, Pod, PodCondition, Taint};
 use ketch_api::time;
-use ketch_api::wellknown::{LABEL_ZONE, TAINT_NOT_READY, TAINT_UNREACHABLE};
+use ketch_api::wellknown::{LABEL_ZONE, TAINT_FLAPPING, TAINT_NOT_READY, TAINT_UNREACHABLE};
 
 /// Where agents keep their node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -47,6 +57,15 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(40);
 pub const REASON_UNKNOWN: &str = "NodeStatusUnknown";
 /// Why a Pod's Ready is `False` when this controller set it.
 pub const REASON_POD_NODE_NOT_READY: &str = "NodeNotReady";
+/// What one failure (Ready to not Ready) adds to a node's flap penalty.
+pub const FLAP_PENALTY: f64 = 1000.0;
+/// A node whose penalty reaches this is tainted `ketch.dev/flapping:NoSchedule`.
+pub const FLAP_SUPPRESS: f64 = 1500.0;
+/// ...and keeps the taint until its penalty is under this.
+pub const FLAP_REUSE: f64 = 500.0;
+/// The most penalty a node accrues: it is never suppressed for more than
+/// log2(4000 / 500) = 3 half-lives after its last failure.
+pub const FLAP_MAX: f64 = 4000.0;
 
 /// How nodes are judged and how fast their Pods may be evicted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +80,8 @@ pub struct LifecyclePolicy {
     pub unhealthy_zone_threshold: f64,
     /// Zones up to this many nodes stop evicting in partial disruption (50).
     pub large_cluster_threshold: usize,
+    /// How fast a node's flap penalty decays (halves): see the module docs.
+    pub flap_half_life: Duration,
 }
 
 impl Default for LifecyclePolicy {
@@ -71,6 +92,7 @@ impl Default for LifecyclePolicy {
             secondary_eviction_rate: 0.01,
             unhealthy_zone_threshold: 0.55,
             large_cluster_threshold: 50,
+            flap_half_life: Duration::from_secs(60),
         }
     }
 }
@@ -117,6 +139,37 @@ pub struct LifecycleState {
     started_ms: Option<i64>,
     buckets: HashMap<String, Bucket>,
     zones: BTreeMap<String, ZoneState>,
+    flaps: HashMap<String, Flap>,
+}
+
+/// One node's flap damping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Flap {
+    penalty: f64,
+    at_ms: i64,
+    was_ready: bool,
+    suppressed: bool,
+}
+
+impl Flap {
+    /// Decays the penalty to `now_ms`, adds a failure if the node went from Ready to not
+    /// Ready (and `count`), and says whether it is to be suppressed.
+    fn update(&mut self, now_ms: i64, ready: bool, count: bool, half_life: Duration) -> bool {
+        let half_life_ms = half_life.as_millis().max(1) as f64;
+        let elapsed = (now_ms - self.at_ms).max(0) as f64;
+        self.penalty *= 0.5f64.powf(elapsed / half_life_ms);
+        self.at_ms = now_ms;
+        if self.was_ready && !ready && count {
+            self.penalty = (self.penalty + FLAP_PENALTY).min(FLAP_MAX);
+        }
+        self.was_ready = ready;
+        self.suppressed = if self.suppressed {
+            self.penalty >= FLAP_REUSE
+        } else {
+            self.penalty >= FLAP_SUPPRESS
+        };
+        self.suppressed
+    }
 }
 
 /// One node's heartbeats as this leader saw them, on the wall clock.
@@ -278,7 +331,34 @@ pub fn plan(seen: &Observed<'_>, policy: &LifecyclePolicy, state: &mut Lifecycle
     let cut_off = !zones.is_empty() && zones.values().all(|z| *z == ZoneState::FullDisruption);
     state.zones = zones;
 
-    // 3. Taints.
+    // 3. Flap damping.
+    let mut flapping: BTreeSet<&str> = BTreeSet::new();
+    for node in seen.nodes {
+        let name = node.metadata.name();
+        let Some(status) = ready.get(name) else {
+            continue;
+        };
+        let is_ready = status == "True";
+        let flap = state.flaps.entry(name.to_string()).or_insert(Flap {
+            penalty: 0.0,
+            at_ms: now_ms,
+            was_ready: is_ready,
+            suppressed: false,
+        });
+        if flap.update(now_ms, is_ready, !cut_off, policy.flap_half_life) {
+            flapping.insert(name);
+        }
+    }
+    state
+        .flaps
+        .retain(|name, _| ready.contains_key(name.as_str()));
+    if !flapping.is_empty()
+        && flapping.len() as f64 / seen.nodes.len() as f64 >= policy.unhealthy_zone_threshold
+    {
+        flapping.clear();
+    }
+
+    // 4. Taints.
     for node in seen.nodes {
         let name = node.metadata.name();
         let Some(status) = ready.get(name) else {
@@ -290,13 +370,26 @@ pub fn plan(seen: &Observed<'_>, policy: &LifecyclePolicy, state: &mut Lifecycle
             .as_ref()
             .map(|s| s.taints.as_slice())
             .unwrap_or_default();
-        let managed = |t: &Taint| t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE;
+        let managed = |t: &Taint| {
+            t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE || t.key == TAINT_FLAPPING
+        };
         let key = match status.as_str() {
             "Unknown" => Some(TAINT_UNREACHABLE),
             "False" => Some(TAINT_NOT_READY),
             _ => None,
         };
         let mut desired: Vec<Taint> = current.iter().filter(|t| !managed(t)).cloned().collect();
+        if flapping.contains(name) {
+            let kept = current
+                .iter()
+                .find(|t| t.key == TAINT_FLAPPING && t.effect == "NoSchedule");
+            desired.push(kept.cloned().unwrap_or_else(|| Taint {
+                key: TAINT_FLAPPING.into(),
+                value: None,
+                effect: "NoSchedule".into(),
+                time_added: Some(seen.now.to_string()),
+            }));
+        }
         if let Some(key) = key {
             for effect in ["NoSchedule", "NoExecute"] {
                 let existing = current.iter().find(|t| t.key == key && t.effect == effect);
@@ -806,21 +899,28 @@ mod tests {
         assert_eq!(conds[0].reason.as_deref(), Some(REASON_POD_NODE_NOT_READY));
     }
 
-    #[test]
-    fn a_flapping_node_is_tainted_no_faster_than_the_zone_rate() {
-        let nodes = three_ready();
+    /// One look a second at a, b and c (no zone) for `secs` seconds, each sending a
+    /// heartbeat in the seconds `alive(node, s)` says, with every plan's writes applied to
+    /// the nodes as the runner does. Returns the `NoExecute` taints added, and for each node
+    /// the seconds it carried `ketch.dev/flapping`.
+    fn simulate(
+        secs: i64,
+        alive: impl Fn(&str, i64) -> bool,
+    ) -> (usize, HashMap<String, Vec<i64>>) {
+        let mut current = three_ready().to_vec();
         let mut state = LifecycleState::default();
-        look(&nodes, &[], &at(-60), &mut state);
+        look(&current, &[], &at(-60), &mut state);
+        let mut last_beat: HashMap<&str, i64> = [("a", -1), ("b", -1), ("c", -1)].into();
         let mut noexecute = 0;
-        let mut current = nodes.to_vec();
-        // Dead 5 s, alive 1 s, for a minute.
-        for s in 0..60 {
-            let alive = s % 6 == 5;
-            let beats = [
-                ("a", beat(if alive { s } else { s - (s % 6) - 1 })),
-                ("b", beat(s)),
-                ("c", beat(s)),
-            ];
+        let mut flapping: HashMap<String, Vec<i64>> = HashMap::new();
+        for s in 0..secs {
+            for (name, last) in last_beat.iter_mut() {
+                if alive(name, s) {
+                    *last = s;
+                }
+            }
+            let beats: Vec<(&str, Heartbeat)> =
+                last_beat.iter().map(|(n, t)| (*n, beat(*t))).collect();
             let p = look(&current, &beats, &at(s), &mut state);
             for (name, ts) in &p.taints {
                 let n = current
@@ -841,10 +941,65 @@ mod tests {
                     .unwrap();
                 n.status.as_mut().unwrap().conditions = conds.clone();
             }
+            for n in &current {
+                let taints = n
+                    .spec
+                    .as_ref()
+                    .map(|sp| sp.taints.as_slice())
+                    .unwrap_or(&[]);
+                if taints
+                    .iter()
+                    .any(|t| t.key == TAINT_FLAPPING && t.effect == "NoSchedule")
+                {
+                    flapping
+                        .entry(n.metadata.name().to_string())
+                        .or_default()
+                        .push(s);
+                }
+            }
         }
+        (noexecute, flapping)
+    }
+
+    #[test]
+    fn a_flapping_node_is_tainted_no_faster_than_the_zone_rate() {
+        // a: dead 5 s, alive 1 s, for a minute.
+        let (noexecute, _) = simulate(60, |n, s| n != "a" || s % 6 == 5);
         assert!(
             noexecute <= 7,
             "at most one per 10 s (+ the first): {noexecute}"
         );
+    }
+
+    #[test]
+    fn a_node_that_fails_twice_in_a_minute_takes_no_new_pods_until_it_has_been_steady() {
+        // a is silent from 10 s to 16 s and from 30 s to 36 s.
+        let down = |s: i64| (10..16).contains(&s) || (30..36).contains(&s);
+        let (_, flapping) = simulate(240, |n, s| n != "a" || !down(s));
+        let a = flapping.get("a").cloned().unwrap_or_default();
+        assert!(!a.contains(&20), "one failure is no flapping: {a:?}");
+        // Found out again at 34 s: 1000 halved over 24 s, plus 1000, is over 1500.
+        assert_eq!(a.first(), Some(&34), "{a:?}");
+        // Kept while its penalty (about 1760 at 34 s) is over 500: about 108 s more.
+        assert!(a.contains(&100) && a.contains(&140), "{a:?}");
+        assert!(!a.contains(&150), "{a:?}");
+        assert_eq!(
+            a.len() as i64,
+            a.last().unwrap() - a.first().unwrap() + 1,
+            "one stretch"
+        );
+        assert!(!flapping.contains_key("b") && !flapping.contains_key("c"));
+    }
+
+    #[test]
+    fn nodes_that_fail_together_are_not_suppressed() {
+        // The control plane cut off twice: every node silent at once.
+        let down = |s: i64| (10..16).contains(&s) || (30..36).contains(&s);
+        let (_, flapping) = simulate(120, |_, s| !down(s));
+        assert!(flapping.is_empty(), "{flapping:?}");
+        // Two of three nodes flapping together: a network problem, not two bad nodes, and
+        // suppressing both would leave one node for all new Pods.
+        let (_, flapping) = simulate(120, |n, s| n == "c" || !down(s));
+        assert!(flapping.is_empty(), "{flapping:?}");
     }
 }

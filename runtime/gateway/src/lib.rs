@@ -986,7 +986,11 @@ mod tests {
             let (code, body, marked) = send(&d, Method::POST, "payload").await;
             assert_eq!((code, body.as_str(), marked), (200, "b", false));
         }
-        assert_eq!(gone_seen.load(Ordering::SeqCst), 2, "round robin picks it every other time");
+        assert_eq!(
+            gone_seen.load(Ordering::SeqCst),
+            2,
+            "round robin picks it every other time"
+        );
         assert_eq!(metrics.retries.get(), 2);
         // With nowhere else to go the client gets the peer's answer, unmarked.
         let (d, _) = dispatcher(&[("a", &gone), ("c", &refusing().await)]);
@@ -1006,8 +1010,14 @@ mod tests {
         }
         assert_eq!(hangs_seen.load(Ordering::SeqCst), 2);
         // Both GETs succeed; one POST went to the hanging peer and is not repeated.
-        let get_ok = codes.iter().filter(|(m, c)| *m == Method::GET && *c == 200).count();
-        let post_failed = codes.iter().filter(|(m, c)| *m == Method::POST && *c == 502).count();
+        let get_ok = codes
+            .iter()
+            .filter(|(m, c)| *m == Method::GET && *c == 200)
+            .count();
+        let post_failed = codes
+            .iter()
+            .filter(|(m, c)| *m == Method::POST && *c == 502)
+            .count();
         assert_eq!((get_ok, post_failed), (2, 1), "{codes:?}");
         assert_eq!(metrics.retries.get(), 1);
     }

@@ -181,7 +181,9 @@ impl http_body::Body for AttemptBody {
                 if !shared.overflowed {
                     let recorded = match frame.data_ref() {
                         Some(d) => Some((Recorded::Data(d.clone()), d.len())),
-                        None => frame.trailers_ref().map(|t| (Recorded::Trailers(t.clone()), 0)),
+                        None => frame
+                            .trailers_ref()
+                            .map(|t| (Recorded::Trailers(t.clone()), 0)),
                     };
                     if let Some((r, len)) = recorded {
                         shared.read_bytes += len;
