@@ -6,6 +6,7 @@ pub mod agent;
 pub mod apply;
 pub mod cluster;
 pub mod completion;
+pub mod cordon;
 pub mod delete;
 pub mod describe;
 pub mod get;
