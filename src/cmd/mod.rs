@@ -9,6 +9,7 @@ pub mod completion;
 pub mod cordon;
 pub mod delete;
 pub mod describe;
+pub mod drain;
 pub mod get;
 pub mod logs;
 pub mod new;
