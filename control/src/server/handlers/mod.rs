@@ -203,6 +203,12 @@ fn discovery(core: bool, rest: &str) -> Option<Value> {
                 v.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
                     "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
             }
+            if r.plural == "pods" {
+                // kubectl drain evicts through this subresource only when discovery lists
+                // it (otherwise it deletes, bypassing PodDisruptionBudgets).
+                v.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                    "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+            }
             v
         })
         .collect();
@@ -212,4 +218,36 @@ fn discovery(core: bool, rest: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_budgets_and_the_pods_eviction_subresource_as_kubectl_looks_for_it() {
+        let core = discovery(true, "v1").unwrap();
+        let eviction = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .expect("pods/eviction is listed");
+        assert_eq!(
+            (&eviction["group"], &eviction["version"], &eviction["kind"]),
+            (&json!("policy"), &json!("v1"), &json!("Eviction"))
+        );
+        assert_eq!(eviction["verbs"], json!(["create"]));
+        let policy = discovery(false, "policy/v1").unwrap();
+        let names: Vec<&str> = policy["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["poddisruptionbudgets", "poddisruptionbudgets/status"]
+        );
+    }
 }
