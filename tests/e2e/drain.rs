@@ -306,3 +306,35 @@ fn drain_with_a_budget_never_goes_below_min_available_and_uncordon_lets_pods_bac
         s.ok(&["get", "events"])
     );
 }
+
+#[test]
+fn two_evictions_racing_for_the_last_allowed_disruption_cannot_both_win() {
+    let s = Server::start();
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(3, None));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let names = wait_running(&s, "app=hello", 3);
+    let f = write_file(s.dir.path(), "pdb.yaml", &budget("2"));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    eventually(20, "one disruption allowed", || {
+        let st = pdb_status(&s);
+        (st["currentHealthy"] == 3 && st["disruptionsAllowed"] == 1).then_some(())
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = s.client();
+    let (a, b) = rt.block_on(async {
+        tokio::join!(
+            c.evict_pod("default", &names[0], None),
+            c.evict_pod("default", &names[1], None)
+        )
+    });
+    let refused: Vec<_> = [&a, &b].iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(refused.len(), 1, "{a:?} {b:?}");
+    assert_eq!(refused[0].code(), Some(429), "{refused:?}");
+    // Exactly one of the two Pods is gone.
+    let left: Vec<String> = pods(&s, "app=hello")
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    let kept = names[..2].iter().filter(|n| left.contains(n)).count();
+    assert_eq!(kept, 1, "{names:?} {left:?}");
+}
