@@ -185,7 +185,7 @@ pub async fn run(conn: &Connection, args: DrainArgs) -> anyhow::Result<()> {
 
 enum Evicted {
     Yes,
-    /// A budget refused (429): the message and its causes.
+    /// Not now (a budget refused, 429): why.
     Refused(String),
 }
 
@@ -198,9 +198,17 @@ async fn evict(client: &Client, pod: &Pod) -> anyhow::Result<Evicted> {
         )
         .await
     {
-        // Gone already, or replaced by another Pod of that name: nothing left to evict.
         Ok(_) => Ok(Evicted::Yes),
-        Err(e) if matches!(e.code(), Some(404 | 409)) => Ok(Evicted::Yes),
+        // Gone already: nothing left to evict.
+        Err(e) if e.code() == Some(404) => Ok(Evicted::Yes),
+        // Another Pod has the name now (the uid precondition), or the eviction lost the
+        // race for its budget too often: look which, and ask again if the Pod is still
+        // there.
+        Err(e) if e.code() == Some(409) => Ok(if is_gone(client, pod).await? {
+            Evicted::Yes
+        } else {
+            Evicted::Refused(e.to_string())
+        }),
         Err(e) if e.code() == Some(429) => Ok(Evicted::Refused(e.to_string())),
         Err(e) => Err(e.into()),
     }
