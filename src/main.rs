@@ -54,6 +54,12 @@ enum Command {
     Describe(cmd::describe::DescribeArgs),
     /// Delete objects named in manifests, or by kind and name
     Delete(cmd::delete::DeleteArgs),
+    /// Mark a node unschedulable: no new Pods are placed there
+    Cordon(cmd::cordon::CordonArgs),
+    /// Mark a node schedulable again
+    Uncordon(cmd::cordon::CordonArgs),
+    /// Cordon a node and evict its Pods, honoring PodDisruptionBudgets; waits until they are gone
+    Drain(cmd::drain::DrainArgs),
     /// Push a Wasm component to an OCI registry (CNCF Wasm artifact); prints REF@DIGEST
     Push(cmd::push::PushArgs),
     /// Show or change the servers of the control plane
@@ -114,6 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => cmd::get::run(&conn, args).await,
         Command::Describe(args) => cmd::describe::run(&conn, args).await,
         Command::Delete(args) => cmd::delete::run(&conn, args).await,
+        Command::Cordon(args) => cmd::cordon::run(&conn, args, true).await,
+        Command::Uncordon(args) => cmd::cordon::run(&conn, args, false).await,
+        Command::Drain(args) => cmd::drain::run(&conn, args).await,
         Command::Push(args) => cmd::push::run(args).await,
         Command::Cluster(args) => cmd::cluster::run(&conn, args).await,
         Command::Version => cmd::version::run(&conn).await,

@@ -23,6 +23,13 @@ pub fn headers(info: &ResourceInfo, wide: bool, all_namespaces: bool) -> Vec<&'s
         "leases" => &["NAME", "HOLDER", "AGE"],
         "endpointslices" => &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
         "ingresses" => &["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
+        "poddisruptionbudgets" => &[
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE",
+        ],
         _ => &["NAME", "AGE"],
     });
     if wide {
@@ -392,6 +399,21 @@ pub fn row(
                 created,
             ]);
         }
+        "poddisruptionbudgets" => {
+            // A bound is a number or a percentage string; the one not set shows as N/A.
+            let bound = |p: &str| match obj.pointer(p) {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Number(v)) => v.to_string(),
+                _ => "N/A".to_string(),
+            };
+            r.extend([
+                name,
+                bound("/spec/minAvailable"),
+                bound("/spec/maxUnavailable"),
+                n(obj, "/status/disruptionsAllowed").to_string(),
+                created,
+            ]);
+        }
         _ => r.extend([name, created]),
     }
     r
@@ -513,6 +535,28 @@ mod tests {
             chrono::Utc::now(),
         );
         assert_eq!(&r[2..4], &["<unset>", "<unset>"]);
+    }
+
+    #[test]
+    fn a_pod_disruption_budget_row_shows_its_bounds_and_allowed_disruptions() {
+        let h = headers(info("pdb"), false, false);
+        assert_eq!(
+            h,
+            [
+                "NAME",
+                "MIN AVAILABLE",
+                "MAX UNAVAILABLE",
+                "ALLOWED DISRUPTIONS",
+                "AGE"
+            ]
+        );
+        let pdb = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 2},
+            "status": {"disruptionsAllowed": 1}});
+        let r = row(info("pdb"), &pdb, false, false, chrono::Utc::now());
+        assert_eq!(&r[..4], &["web", "2", "N/A", "1"]);
+        let pdb = json!({"metadata": {"name": "api"}, "spec": {"maxUnavailable": "25%"}});
+        let r = row(info("pdb"), &pdb, false, false, chrono::Utc::now());
+        assert_eq!(&r[..4], &["api", "N/A", "25%", "0"]);
     }
 
     #[test]

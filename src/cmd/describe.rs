@@ -142,6 +142,8 @@ fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
             taints.join("\n                 ")
         };
         out.push_str(&format!("Taints:          {taints}\n"));
+        let cordoned = obj.pointer("/spec/unschedulable") == Some(&Value::Bool(true));
+        out.push_str(&format!("Unschedulable:   {cordoned}\n"));
     }
     let deleting = s("/metadata/deletionTimestamp");
     if !deleting.is_empty() {

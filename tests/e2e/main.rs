@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod containers;
+mod drain;
 mod durability;
 mod examples;
 mod faults;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::gateway::{HELLO_HOST, hello_app};
 use crate::support::{KETCH, Server, eventually, http, pods, running_ready, write_file};
 
-struct AgentProc {
-    name: String,
+pub(crate) struct AgentProc {
+    pub(crate) name: String,
     child: Child,
 }
 
@@ -73,7 +73,7 @@ impl Drop for AgentProc {
 }
 
 /// A server, three agents, and six hello replicas Running on them.
-fn cluster() -> (Server, Vec<AgentProc>) {
+pub(crate) fn cluster() -> (Server, Vec<AgentProc>) {
     let s = Server::start_with(&["--no-agent", "--scheduler-scoring", "least-allocated"]);
     let agents: Vec<AgentProc> = ["n1", "n2", "n3"]
         .iter()
@@ -127,7 +127,7 @@ fn ready_nodes(s: &Server) -> Vec<String> {
 }
 
 /// `(name, uid, node)` of the hello Pods.
-fn hello_pods(s: &Server) -> Vec<(String, String, String)> {
+pub(crate) fn hello_pods(s: &Server) -> Vec<(String, String, String)> {
     pods(s, "app=hello")
         .iter()
         .map(|p| {

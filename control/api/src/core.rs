@@ -26,6 +26,31 @@ impl Default for IntOrString {
     }
 }
 
+impl IntOrString {
+    /// The value as a count of `total`: a number as it is, a percentage of `total` rounded
+    /// up or down (Kubernetes' `GetScaledValueFromIntOrPercent`). Negative and unreadable
+    /// values (which admission refuses) count as 0.
+    pub fn scaled(&self, total: i32, round_up: bool) -> i32 {
+        match self {
+            IntOrString::Int(i) => (*i).max(0),
+            IntOrString::String(s) => match s.strip_suffix('%') {
+                Some(p) => {
+                    let p = i64::from(p.trim().parse::<i32>().unwrap_or(0).max(0));
+                    let n = p * i64::from(total.max(0));
+                    let v = if round_up { (n + 99) / 100 } else { n / 100 };
+                    v.min(i64::from(i32::MAX)) as i32
+                }
+                None => s.trim().parse::<i32>().unwrap_or(0).max(0),
+            },
+        }
+    }
+
+    /// Whether this is a percentage (`"50%"`).
+    pub fn is_percent(&self) -> bool {
+        matches!(self, IntOrString::String(s) if s.ends_with('%'))
+    }
+}
+
 impl fmt::Display for IntOrString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -21,6 +21,7 @@ use crate::core::{
 use crate::discovery::EndpointSlice;
 use crate::meta::{Status, StatusCause, StatusDetails};
 use crate::networking::{Ingress, IngressStatus};
+use crate::policy::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use crate::resource::{Resource, ResourceInfo};
 use crate::validation::{self as v, FieldError};
 
@@ -329,6 +330,9 @@ pub fn admit(info: &ResourceInfo, mut value: Value) -> Result<Value, Invalid> {
         "Lease" => run::<Lease>(&value, v::validate_lease, |_| {}),
         "EndpointSlice" => run::<EndpointSlice>(&value, v::validate_endpoint_slice, |_| {}),
         "Ingress" => run::<Ingress>(&value, v::validate_ingress, |_| {}),
+        "PodDisruptionBudget" => {
+            run::<PodDisruptionBudget>(&value, v::validate_pod_disruption_budget, |_| {})
+        }
         other => Err(vec![FieldError::not_supported(
             "kind",
             other,
@@ -357,6 +361,10 @@ pub fn admit_status(info: &ResourceInfo, mut status: Value) -> Result<Value, Vec
         "Deployment" => run_status::<DeploymentStatus>(&status, |_| Vec::new()),
         "ReplicaSet" => run_status::<ReplicaSetStatus>(&status, |_| Vec::new()),
         "Ingress" => run_status::<IngressStatus>(&status, |_| Vec::new()),
+        "PodDisruptionBudget" => run_status::<PodDisruptionBudgetStatus>(
+            &status,
+            v::validate_pod_disruption_budget_status,
+        ),
         other => Err(vec![FieldError::forbidden(
             "status",
             format!("{other} has no status subresource"),

@@ -4,7 +4,7 @@
 //! controllers and the tests all agree on exactly one definition of what an object looks like
 //! and what makes it valid.
 //!
-//! * [`meta`], [`core`], [`apps`], [`coordination`], [`discovery`], [`networking`]: serde types with the exact Kubernetes JSON
+//! * [`meta`], [`core`], [`apps`], [`coordination`], [`discovery`], [`networking`], [`policy`]: serde types with the exact Kubernetes JSON
 //!   shape. Every object struct denies unknown fields, so a manifest using a feature ketch does not
 //!   implement is rejected by name instead of silently ignored.
 //! * [`quantity`] and [`selector`]: the two mini-languages of the API (`500m`, `app in (a,b)`).
@@ -35,6 +35,7 @@ pub mod heartbeat;
 pub mod meta;
 pub mod networking;
 pub mod params;
+pub mod policy;
 pub mod quantity;
 pub mod resource;
 pub mod runtime;

@@ -12,6 +12,7 @@ use crate::core::{ConfigMap, Event, Namespace, Node, Pod, Secret, Service};
 use crate::discovery::EndpointSlice;
 use crate::meta::ObjectMeta;
 use crate::networking::Ingress;
+use crate::policy::PodDisruptionBudget;
 
 /// Static description of one served resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +152,15 @@ pub const INGRESSES: ResourceInfo = info(
     true,
     true,
 );
+pub const PODDISRUPTIONBUDGETS: ResourceInfo = info(
+    "policy",
+    "PodDisruptionBudget",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    &["pdb"],
+    true,
+    true,
+);
 
 /// Every served resource, in the order `ketch api-resources` lists them.
 pub static RESOURCES: &[ResourceInfo] = &[
@@ -166,6 +176,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     LEASES,
     ENDPOINTSLICES,
     INGRESSES,
+    PODDISRUPTIONBUDGETS,
 ];
 
 /// The resource served at `/api/v1/<plural>` (group `""`) or `/apis/<group>/<version>/<plural>`.
@@ -243,6 +254,7 @@ impl_resource!(
     Lease => LEASES,
     EndpointSlice => ENDPOINTSLICES,
     Ingress => INGRESSES,
+    PodDisruptionBudget => PODDISRUPTIONBUDGETS,
 );
 
 #[cfg(test)]
@@ -278,6 +290,11 @@ mod tests {
         );
         assert_eq!(lookup("CM").map(|r| r.kind), Some("ConfigMap"));
         assert_eq!(lookup("ing").map(|r| r.kind), Some("Ingress"));
+        assert_eq!(lookup("pdb").map(|r| r.kind), Some("PodDisruptionBudget"));
+        assert_eq!(
+            lookup("poddisruptionbudgets.policy").map(|r| r.api_version()),
+            Some("policy/v1".to_string())
+        );
         assert_eq!(
             lookup("endpointslices.discovery.k8s.io").map(|r| r.kind),
             Some("EndpointSlice")
@@ -308,7 +325,7 @@ mod tests {
     #[test]
     fn the_trait_constant_points_at_the_table_entry() {
         assert_eq!(<Deployment as Resource>::INFO.plural, "deployments");
-        assert_eq!(RESOURCES.len(), 12);
+        assert_eq!(RESOURCES.len(), 13);
         assert!(!<Node as Resource>::INFO.namespaced);
     }
 }

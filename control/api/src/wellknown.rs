@@ -49,6 +49,8 @@ pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// `NoSchedule` on a node that went down and came back again and again lately (ketch's
 /// flap damping; the node lifecycle controller adds and removes it).
 pub const TAINT_FLAPPING: &str = "ketch.dev/flapping";
+/// Node taint (Kubernetes' name), `NoSchedule`: the node is cordoned (`spec.unschedulable`).
+pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 /// Node label (Kubernetes' name): the failure zone, for the eviction brake and spreading.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 

@@ -495,6 +495,27 @@ impl Client {
         self.send(url, rb).await
     }
 
+    /// Evict a Pod through its `eviction` subresource: deleted if its PodDisruptionBudget
+    /// allows (or none covers it). `uid`, when given, must be the stored Pod's.
+    ///
+    /// # Errors
+    /// [`Error::Api`] 429 when the budget does not allow it now (retry later), 404 when the
+    /// Pod is gone, 409 when `uid` is another Pod's, 500 when several budgets cover it.
+    pub async fn evict_pod(&self, ns: &str, name: &str, uid: Option<&str>) -> Result<Value, Error> {
+        let pods = ketch_api::resource::lookup("pods").expect("pods are registered");
+        let path = format!("{}/eviction", resource_path(pods, Some(ns), Some(name)));
+        let (url, rb) = self.request(reqwest::Method::POST, &path);
+        let mut eviction = serde_json::json!({"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": ns}});
+        if let Some(uid) = uid {
+            eviction["deleteOptions"] = serde_json::json!({"preconditions": {"uid": uid}});
+        }
+        let rb = rb
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(&eviction).expect("JSON values serialize"));
+        self.send(url, rb).await
+    }
+
     /// Delete; returns the object as deleted (or as marked, when finalizers hold it).
     ///
     /// # Errors

@@ -142,36 +142,18 @@ pub fn resolve_fenceposts(d: &Deployment) -> (i32, i32) {
     }
     let ru = strategy.and_then(|s| s.rolling_update.as_ref());
     let pct25 = IntOrString::String("25%".into());
-    let surge = scaled(
-        ru.and_then(|r| r.max_surge.as_ref()).unwrap_or(&pct25),
-        replicas,
-        true,
-    );
-    let unavailable = scaled(
-        ru.and_then(|r| r.max_unavailable.as_ref())
-            .unwrap_or(&pct25),
-        replicas,
-        false,
-    );
+    let surge = ru
+        .and_then(|r| r.max_surge.as_ref())
+        .unwrap_or(&pct25)
+        .scaled(replicas, true);
+    let unavailable = ru
+        .and_then(|r| r.max_unavailable.as_ref())
+        .unwrap_or(&pct25)
+        .scaled(replicas, false);
     if surge == 0 && unavailable == 0 {
         (0, 1)
     } else {
         (surge, unavailable)
-    }
-}
-
-fn scaled(v: &IntOrString, total: i32, round_up: bool) -> i32 {
-    match v {
-        IntOrString::Int(i) => (*i).max(0),
-        IntOrString::String(s) => match s.strip_suffix('%') {
-            Some(p) => {
-                let p = i64::from(p.trim().parse::<i32>().unwrap_or(0).max(0));
-                let n = p * i64::from(total);
-                let v = if round_up { (n + 99) / 100 } else { n / 100 };
-                v.min(i64::from(i32::MAX)) as i32
-            }
-            None => s.trim().parse::<i32>().unwrap_or(0).max(0),
-        },
     }
 }
 

@@ -23,6 +23,7 @@
 //! Timestamps (`now`, `creationTimestamp`, condition times) are RFC 3339 strings.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpointslice;
 pub mod gc;
 pub mod node_lifecycle;

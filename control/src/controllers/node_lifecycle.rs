@@ -37,6 +37,10 @@
 //!   `unhealthy_zone_threshold` of all nodes would be suppressed, none is: that is the
 //!   control plane's network, not the nodes, and suppressing them all would stop all
 //!   scheduling. A look where the control plane looks cut off adds no penalty.
+//! - **Cordon.** A node with `spec.unschedulable` (`ketch cordon`, `ketch drain`) carries
+//!   `node.kubernetes.io/unschedulable:NoSchedule`, as Kubernetes: the scheduler already
+//!   skips such a node, and the taint shows why to whoever reads the node's taints. It goes
+//!   when the node is uncordoned.
 //! - **Pods** on a node that is not Ready are marked not Ready (their `Ready` condition
 //!   `False`, reason `NodeNotReady`), so every EndpointSlice drops them and no gateway routes
 //!   new requests there; the agent writes its own status again when it is back.
@@ -47,7 +51,9 @@ use std::time::Duration;
 use ketch_api::coordination::Lease;
 use ketch_api::core::{Node, NodeCondition, Pod, PodCondition, Taint};
 use ketch_api::time;
-use ketch_api::wellknown::{LABEL_ZONE, TAINT_FLAPPING, TAINT_NOT_READY, TAINT_UNREACHABLE};
+use ketch_api::wellknown::{
+    LABEL_ZONE, TAINT_FLAPPING, TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE,
+};
 
 /// Where agents keep their node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -361,34 +367,45 @@ pub fn plan(seen: &Observed<'_>, policy: &LifecyclePolicy, state: &mut Lifecycle
     // 4. Taints.
     for node in seen.nodes {
         let name = node.metadata.name();
-        let Some(status) = ready.get(name) else {
-            continue;
-        };
         let zone = zone_of(node);
         let current: &[Taint] = node
             .spec
             .as_ref()
             .map(|s| s.taints.as_slice())
             .unwrap_or_default();
+        // A node with no Ready condition yet is not judged (its Ready taints are left as they
+        // are), but it may be cordoned.
+        let judged = ready.contains_key(name);
         let managed = |t: &Taint| {
-            t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE || t.key == TAINT_FLAPPING
+            (judged
+                && (t.key == TAINT_NOT_READY
+                    || t.key == TAINT_UNREACHABLE
+                    || t.key == TAINT_FLAPPING))
+                || (t.key == TAINT_UNSCHEDULABLE && t.effect == "NoSchedule")
         };
-        let key = match status.as_str() {
-            "Unknown" => Some(TAINT_UNREACHABLE),
-            "False" => Some(TAINT_NOT_READY),
+        let key = match ready.get(name).map(String::as_str) {
+            Some("Unknown") => Some(TAINT_UNREACHABLE),
+            Some("False") => Some(TAINT_NOT_READY),
             _ => None,
         };
         let mut desired: Vec<Taint> = current.iter().filter(|t| !managed(t)).cloned().collect();
-        if flapping.contains(name) {
-            let kept = current
+        // Kept as written (its time too) while it applies, made now when it starts to.
+        let mut no_schedule = |key: &str| {
+            let existing = current
                 .iter()
-                .find(|t| t.key == TAINT_FLAPPING && t.effect == "NoSchedule");
-            desired.push(kept.cloned().unwrap_or_else(|| Taint {
-                key: TAINT_FLAPPING.into(),
+                .find(|t| t.key == key && t.effect == "NoSchedule");
+            desired.push(existing.cloned().unwrap_or_else(|| Taint {
+                key: key.into(),
                 value: None,
                 effect: "NoSchedule".into(),
                 time_added: Some(seen.now.to_string()),
             }));
+        };
+        if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+            no_schedule(TAINT_UNSCHEDULABLE);
+        }
+        if flapping.contains(name) {
+            no_schedule(TAINT_FLAPPING);
         }
         if let Some(key) = key {
             for effect in ["NoSchedule", "NoExecute"] {
@@ -897,6 +914,56 @@ mod tests {
         assert_eq!((ns.as_str(), name.as_str()), ("default", "p"));
         assert_eq!(conds[0].status, "False");
         assert_eq!(conds[0].reason.as_deref(), Some(REASON_POD_NODE_NOT_READY));
+    }
+
+    #[test]
+    fn a_cordoned_node_gets_the_unschedulable_taint_and_loses_it_when_uncordoned() {
+        let cordoned = |mut n: Node, on: bool| {
+            n.spec.get_or_insert_with(NodeSpec::default).unschedulable = Some(on);
+            n
+        };
+        let beats = [("a", beat(0)), ("b", beat(0)), ("c", beat(0))];
+        let mut state = LifecycleState::default();
+        let [a, b, c] = three_ready();
+        let nodes = [cordoned(a, true), b, c];
+        let p = look(&nodes, &beats, &at(1), &mut state);
+        let want = vec![(TAINT_UNSCHEDULABLE.to_string(), "NoSchedule".to_string())];
+        assert_eq!(taints_of(&p, "a"), Some(want.clone()));
+        assert_eq!(p.taints.len(), 1, "{:?}", p.taints);
+
+        // Once written it stays as it is (its time too); a user's taint is kept beside it.
+        let mut a = cordoned(tainted(node("a", "True", ""), "gpu", &["NoSchedule"]), true);
+        a.spec
+            .as_mut()
+            .unwrap()
+            .taints
+            .push(p.taints[0].1[0].clone());
+        let mut nodes = [a, node("b", "True", ""), node("c", "True", "")];
+        assert_eq!(look(&nodes, &beats, &at(2), &mut state).taints, vec![]);
+
+        // A cordoned node that dies has both; uncordoned, only the user's taint is left.
+        nodes[0] = cordoned(nodes[0].clone(), false);
+        let p = look(&nodes, &beats, &at(3), &mut state);
+        assert_eq!(
+            taints_of(&p, "a"),
+            Some(vec![("gpu".to_string(), "NoSchedule".to_string())])
+        );
+        let mut dead = cordoned(node("a", "False", ""), true);
+        dead.spec.as_mut().unwrap().taints.clear();
+        let p = look(
+            &[dead, node("b", "True", ""), node("c", "True", "")],
+            &beats[1..],
+            &at(4),
+            &mut LifecycleState::default(),
+        );
+        assert_eq!(
+            taints_of(&p, "a"),
+            Some(vec![
+                (TAINT_UNSCHEDULABLE.to_string(), "NoSchedule".to_string()),
+                (TAINT_NOT_READY.to_string(), "NoSchedule".to_string()),
+                (TAINT_NOT_READY.to_string(), "NoExecute".to_string()),
+            ])
+        );
     }
 
     /// One look a second at a, b and c (no zone) for `secs` seconds, each sending a

@@ -1,4 +1,5 @@
-//! The ReplicaSet, Deployment, EndpointSlice and garbage-collector reconcilers: gather a
+//! The ReplicaSet, Deployment, EndpointSlice, disruption and garbage-collector reconcilers:
+//! gather a
 //! plan's inputs from the informers, call the pure `plan`, execute it, and wait until the
 //! caches show the writes.
 
@@ -10,6 +11,7 @@ use ketch_api::apps::{Deployment, ReplicaSet};
 use ketch_api::core::{Pod, Service};
 use ketch_api::discovery::EndpointSlice;
 use ketch_api::meta::{ObjectMeta, OwnerReference};
+use ketch_api::policy::PodDisruptionBudget;
 use ketch_api::resource::Resource;
 use ketch_api::selector::Selector;
 use ketch_client::Client;
@@ -21,7 +23,9 @@ use super::actions::{self, Outcome, info_of};
 use super::informer::{Change, Informer, key_of};
 use super::queue::{Reconciler, Requeue, WorkQueue};
 use crate::controllers::gc::GcObject;
-use crate::controllers::{Action, controller_ref, deployment, endpointslice, gc, replicaset};
+use crate::controllers::{
+    Action, controller_ref, deployment, disruption, endpointslice, gc, replicaset,
+};
 
 /// How long a reconcile waits for the caches to show its own writes before giving up and
 /// planning again later.
@@ -176,6 +180,109 @@ impl Reconciler for EndpointSliceController {
         let out = actions::execute_plan(&self.client, plan, None).await;
         self.caches.finish(out).await
     }
+}
+
+/// Keeps each PodDisruptionBudget's status (see `controllers::disruption`). Keyed by the
+/// budget's `namespace/name`.
+pub struct DisruptionController {
+    pub client: Client,
+    pub caches: Caches,
+    pub budgets: Informer<PodDisruptionBudget>,
+}
+
+impl Reconciler for DisruptionController {
+    const NAME: &'static str = "disruption";
+
+    async fn reconcile(self: Arc<Self>, key: String) -> Result<Requeue, Error> {
+        let Some(pdb) = self.budgets.get(&key) else {
+            return Ok(Requeue::AwaitChange);
+        };
+        let ns = Some(pdb.metadata.namespace());
+        let (pods, rss, ds) = (
+            self.caches.pods.list(ns),
+            self.caches.replica_sets.list(ns),
+            self.caches.deployments.list(ns),
+        );
+        let plan = disruption::plan(
+            &pdb,
+            &pods.iter().map(|p| &**p).collect::<Vec<_>>(),
+            &rss.iter().map(|r| &**r).collect::<Vec<_>>(),
+            &ds.iter().map(|d| &**d).collect::<Vec<_>>(),
+            &ketch_api::time::now(),
+        );
+        if !plan.unmanaged.is_empty() {
+            tracing::debug!(budget = %key, pods = ?plan.unmanaged,
+                "pods without a controller are left out of the budget's expected count");
+        }
+        let requeue = plan
+            .recheck_after
+            .map_or(Requeue::AwaitChange, Requeue::After);
+        let Some(status) = plan.status else {
+            return Ok(requeue);
+        };
+        // A compare-and-set on the budget as read: an eviction that used an allowance since
+        // then makes this write fail (409), and the next look counts that eviction.
+        let mut next = (*pdb).clone();
+        next.status = Some(status);
+        let written = self
+            .client
+            .api::<PodDisruptionBudget>(ns)
+            .replace_status(&next)
+            .await?;
+        let rv = written
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if !self.budgets.wait_for(rv, READ_YOUR_WRITES_TIMEOUT).await {
+            return Err(Error::StaleCache);
+        }
+        Ok(requeue)
+    }
+}
+
+/// A budget change enqueues that budget.
+pub fn budget_keys_of_budget(c: &Change<PodDisruptionBudget>) -> HashSet<String> {
+    HashSet::from([key_of(&**c.object())])
+}
+
+/// A Pod change enqueues the budgets of its namespace that select it before or after.
+pub fn budget_keys_of_pod(
+    c: &Change<Pod>,
+    budgets: &Informer<PodDisruptionBudget>,
+) -> HashSet<String> {
+    let pods: Vec<&Arc<Pod>> = versions(c).collect();
+    budgets
+        .list(Some(c.object().metadata.namespace()))
+        .iter()
+        .filter(|b| pods.iter().any(|p| disruption::selects(b, p)))
+        .map(|b| key_of(&**b))
+        .collect()
+}
+
+/// A change of a workload's replica count (or its coming or going) enqueues every budget
+/// of its namespace: a percentage's expected count is the controllers' replicas.
+pub fn budget_keys_of_scale<K: Resource>(
+    c: &Change<K>,
+    replicas: impl Fn(&K) -> Option<i32>,
+    budgets: &Informer<PodDisruptionBudget>,
+) -> HashSet<String> {
+    let scaled = match c {
+        Change::Upsert {
+            old: Some(old),
+            new,
+        } => replicas(old) != replicas(new),
+        _ => true,
+    };
+    if !scaled {
+        return HashSet::new();
+    }
+    budgets
+        .list(Some(c.object().metadata().namespace()))
+        .iter()
+        .map(|b| key_of(&**b))
+        .collect()
 }
 
 /// The kinds the collector sees; owner references to any other kind are left alone.

@@ -35,12 +35,13 @@ use std::time::Duration;
 use ketch_api::coordination::Lease;
 use ketch_api::core::{Event, EventSource, Node, ObjectReference, Pod};
 use ketch_api::meta::ObjectMeta;
+use ketch_api::policy::PodDisruptionBudget;
 use ketch_client::Client;
 use tokio::task::JoinSet;
 
 use self::controllers::{
-    Caches, DeploymentController, EndpointSliceController, GC_KEY, GcController,
-    ReplicaSetController, feed,
+    Caches, DeploymentController, DisruptionController, EndpointSliceController, GC_KEY,
+    GcController, ReplicaSetController, feed,
 };
 use self::informer::{Informer, key_of};
 use self::queue::{Reconciler, WorkQueue};
@@ -92,8 +93,8 @@ pub struct ControlOptions {
 /// Workers per keyed controller: different keys reconcile in parallel.
 const WORKERS: usize = 4;
 
-/// The running scheduler, ReplicaSet, Deployment and EndpointSlice controllers and garbage
-/// collector.
+/// The running scheduler, ReplicaSet, Deployment, EndpointSlice and disruption controllers
+/// and garbage collector.
 pub struct ControlPlane {
     /// Trigger feeds and the scheduler: they run until aborted.
     tasks: JoinSet<()>,
@@ -103,6 +104,7 @@ pub struct ControlPlane {
     caches: Caches,
     nodes: Informer<Node>,
     leases: Informer<Lease>,
+    budgets: Informer<PodDisruptionBudget>,
 }
 
 impl ControlPlane {
@@ -193,6 +195,44 @@ impl ControlPlane {
             controllers::gc_keys,
         ));
 
+        // PodDisruptionBudgets: their own changes, the Pods they select, and the replica
+        // counts of the workloads of their namespace.
+        let budgets = Informer::<PodDisruptionBudget>::start(&client);
+        let pdb_queue = WorkQueue::new();
+        tasks.spawn(feed(
+            budgets.subscribe(),
+            pdb_queue.clone(),
+            controllers::budget_keys_of_budget,
+        ));
+        let b = budgets.clone();
+        tasks.spawn(feed(caches.pods.subscribe(), pdb_queue.clone(), move |c| {
+            controllers::budget_keys_of_pod(c, &b)
+        }));
+        let b = budgets.clone();
+        tasks.spawn(feed(
+            caches.replica_sets.subscribe(),
+            pdb_queue.clone(),
+            move |c| {
+                controllers::budget_keys_of_scale(
+                    c,
+                    |rs: &ketch_api::apps::ReplicaSet| rs.spec.as_ref().and_then(|s| s.replicas),
+                    &b,
+                )
+            },
+        ));
+        let b = budgets.clone();
+        tasks.spawn(feed(
+            caches.deployments.subscribe(),
+            pdb_queue.clone(),
+            move |c| {
+                controllers::budget_keys_of_scale(
+                    c,
+                    |d: &ketch_api::apps::Deployment| d.spec.as_ref().and_then(|s| s.replicas),
+                    &b,
+                )
+            },
+        ));
+
         let rs = Arc::new(ReplicaSetController {
             client: client.clone(),
             caches: caches.clone(),
@@ -233,6 +273,22 @@ impl ControlPlane {
             vec![GC_KEY.to_string()]
         });
 
+        let pdb = Arc::new(DisruptionController {
+            client: client.clone(),
+            caches: caches.clone(),
+            budgets: budgets.clone(),
+        });
+        start_controller(&mut ctrls, pdb, pdb_queue.clone(), caches.clone(), Vec::new);
+        // The budgets' cache is not among the shared ones `start_controller` waits for: the
+        // first pass over every budget is queued once it has listed.
+        let (initial, q) = (budgets.clone(), pdb_queue.clone());
+        tasks.spawn(async move {
+            initial.synced().await;
+            for b in initial.list(None) {
+                q.add(key_of(&*b));
+            }
+        });
+
         let leases = Informer::<Lease>::start(&client);
         tasks.spawn(node_lifecycle(
             client.clone(),
@@ -252,10 +308,11 @@ impl ControlPlane {
         ControlPlane {
             tasks,
             controllers: ctrls,
-            queues: vec![rs_queue, d_queue, eps_queue, gc_queue],
+            queues: vec![rs_queue, d_queue, eps_queue, gc_queue, pdb_queue],
             caches,
             nodes,
             leases,
+            budgets,
         }
     }
 
@@ -278,6 +335,7 @@ impl ControlPlane {
         self.caches.stop();
         self.nodes.stop();
         self.leases.stop();
+        self.budgets.stop();
     }
 }
 

@@ -40,6 +40,13 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// 429: not now. `causes` are `(reason, message)` pairs (an eviction refused by a
+    /// disruption budget says which budget and why, reason `DisruptionBudget`).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<(String, String)>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -97,6 +104,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +124,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
         }
@@ -145,6 +154,13 @@ impl ApiError {
                     .map(|e| {
                         json!({"reason": e.reason(), "message": e.to_string(), "field": e.field})
                     })
+                    .collect();
+                details.insert("causes".into(), json!(causes));
+            }
+            ApiError::TooManyRequests { causes, .. } if !causes.is_empty() => {
+                let causes: Vec<_> = causes
+                    .iter()
+                    .map(|(reason, message)| json!({"reason": reason, "message": message}))
                     .collect();
                 details.insert("causes".into(), json!(causes));
             }
@@ -212,5 +228,39 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_eviction_is_a_429_status_naming_the_budget_as_its_cause() {
+        let err = ApiError::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            causes: vec![(
+                "DisruptionBudget".into(),
+                "The disruption budget web needs 2 healthy pods and has 2 currently".into(),
+            )],
+        };
+        assert_eq!(err.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        let status = err.to_status();
+        assert_eq!(status["code"], 429);
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert_eq!(
+            status["message"],
+            "Cannot evict pod as it would violate the pod's disruption budget."
+        );
+        assert_eq!(
+            status["details"]["causes"],
+            json!([{"reason": "DisruptionBudget",
+                "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}])
+        );
+        let bare = ApiError::TooManyRequests {
+            message: "slow down".into(),
+            causes: Vec::new(),
+        };
+        assert!(bare.to_status().get("details").is_none());
     }
 }

@@ -19,13 +19,15 @@ pub struct ResourcePath {
 }
 
 /// Pod subresources: `log` and `proxy` are proxied to the node agent running the Pod;
-/// `binding` (the scheduler's assignment) is a store write.
+/// `binding` (the scheduler's assignment) and `eviction` (a delete under the Pod's
+/// disruption budget) are store writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodSub {
     Log,
     /// The path after `proxy/` (without a leading slash).
     Proxy(String),
     Binding,
+    Eviction,
 }
 
 impl ResourcePath {
@@ -128,6 +130,7 @@ fn name_and_sub(tail: &[&str], rest: &str) -> Result<NameAndSub, ApiError> {
         [n, "status"] => Ok((name(n), true, None)),
         [n, "log"] => Ok((name(n), false, Some(PodSub::Log))),
         [n, "binding"] => Ok((name(n), false, Some(PodSub::Binding))),
+        [n, "eviction"] => Ok((name(n), false, Some(PodSub::Eviction))),
         [n, "proxy", path @ ..] => Ok((name(n), false, Some(PodSub::Proxy(path.join("/"))))),
         _ => Err(not_found_path(rest)),
     }
@@ -207,5 +210,8 @@ mod tests {
         let p = parse(true, "v1/namespaces/d/pods/web/binding").unwrap();
         assert_eq!(p.pod_sub, Some(PodSub::Binding));
         assert!(parse(true, "v1/namespaces/d/services/web/binding").is_err());
+        let p = parse(true, "v1/namespaces/d/pods/web/eviction").unwrap();
+        assert_eq!(p.pod_sub, Some(PodSub::Eviction));
+        assert!(parse(true, "v1/namespaces/d/services/web/eviction").is_err());
     }
 }

@@ -77,10 +77,11 @@ pub async fn pod_subresource(
             "{}/pods/{namespace}/{name}/proxy/{rest}",
             endpoint.trim_end_matches('/')
         ),
-        // Dispatched to `handlers::bind` before proxying; never reaches here.
-        PodSub::Binding => {
+        // Dispatched to `handlers::bind` and `handlers::evict` before proxying; never
+        // reaches here.
+        PodSub::Binding | PodSub::Eviction => {
             return Err(ApiError::Internal(
-                "pods/binding is served by the API server, not the node".into(),
+                "pods/binding and pods/eviction are served by the API server, not the node".into(),
             ));
         }
     };

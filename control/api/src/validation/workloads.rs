@@ -62,7 +62,7 @@ fn validate_workload_selector(sel: &LabelSelector, path: &str) -> Vec<FieldError
     validate_label_selector(sel, path)
 }
 
-fn validate_int_or_percent(v: &IntOrString, path: &str) -> (Vec<FieldError>, bool) {
+pub(super) fn validate_int_or_percent(v: &IntOrString, path: &str) -> (Vec<FieldError>, bool) {
     match v {
         IntOrString::Int(n) if *n < 0 => (
             vec![FieldError::invalid(

@@ -1,5 +1,5 @@
 //! The REST handlers: one module per verb over the generic object store (`create.rs`,
-//! `get.rs`, `list.rs`, `update.rs`, `patch.rs`, `delete.rs`, `bind.rs`; watch is
+//! `get.rs`, `list.rs`, `update.rs`, `patch.rs`, `delete.rs`, `bind.rs`, `evict.rs`; watch is
 //! [`super::watch`]), and here the entry points that authenticate, parse the path and query,
 //! authorize and dispatch to them. Objects are admitted (strictly decoded + validated) by
 //! `ketch_api`, then written through the group committer; reads come from the local state
@@ -9,6 +9,7 @@
 mod bind;
 mod create;
 mod delete;
+mod evict;
 mod get;
 mod list;
 mod patch;
@@ -84,7 +85,7 @@ async fn dispatch(
         let params: QueryParams = from_query(query.as_deref().unwrap_or_default())?;
         verb = match &path.pod_sub {
             Some(PodSub::Proxy(_)) => "proxy",
-            Some(PodSub::Binding) => "create",
+            Some(PodSub::Binding | PodSub::Eviction) => "create",
             _ => verb_of(&method, path.name.as_deref(), params.read.watch),
         };
         st.authz.authorize(
@@ -97,6 +98,7 @@ async fn dispatch(
                     Some(PodSub::Log) => Some("log"),
                     Some(PodSub::Proxy(_)) => Some("proxy"),
                     Some(PodSub::Binding) => Some("binding"),
+                    Some(PodSub::Eviction) => Some("eviction"),
                     None => path.status.then_some("status"),
                 },
                 namespace: path.namespace.as_deref(),
@@ -105,6 +107,12 @@ async fn dispatch(
         )?;
         if path.pod_sub == Some(PodSub::Binding) {
             return bind::bind(&st, &path, &method, &headers, body).await;
+        }
+        if path.pod_sub == Some(PodSub::Eviction) {
+            if params.dry_run.is_some() {
+                return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
+            }
+            return evict::evict(&st, &path, &method, &params, &headers, body).await;
         }
         if let Some(sub) = &path.pod_sub {
             return super::proxy::pod_subresource(
@@ -195,6 +203,12 @@ fn discovery(core: bool, rest: &str) -> Option<Value> {
                 v.push(json!({"name": format!("{}/status", r.plural), "singularName": "",
                     "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
             }
+            if r.plural == "pods" {
+                // kubectl drain evicts through this subresource only when discovery lists
+                // it (otherwise it deletes, bypassing PodDisruptionBudgets).
+                v.push(json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                    "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}));
+            }
             v
         })
         .collect();
@@ -204,4 +218,36 @@ fn discovery(core: bool, rest: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_budgets_and_the_pods_eviction_subresource_as_kubectl_looks_for_it() {
+        let core = discovery(true, "v1").unwrap();
+        let eviction = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .expect("pods/eviction is listed");
+        assert_eq!(
+            (&eviction["group"], &eviction["version"], &eviction["kind"]),
+            (&json!("policy"), &json!("v1"), &json!("Eviction"))
+        );
+        assert_eq!(eviction["verbs"], json!(["create"]));
+        let policy = discovery(false, "policy/v1").unwrap();
+        let names: Vec<&str> = policy["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["poddisruptionbudgets", "poddisruptionbudgets/status"]
+        );
+    }
 }
