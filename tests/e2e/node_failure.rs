@@ -154,11 +154,13 @@ fn ready_endpoints_on(s: &Server, node: &str) -> usize {
         .count()
 }
 
-/// Requests through `gateway` until stopped, one at a time, GET and POST in turn:
-/// `(when answered, method, status)` of each.
+/// One answered request: when, its method, its status.
+type Answered = (Instant, &'static str, u16);
+
+/// Requests through `gateway` until stopped, one at a time, GET and POST in turn.
 struct Load {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, &'static str, u16)>>>,
+    seen: Arc<Mutex<Vec<Answered>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
