@@ -12,6 +12,10 @@
 //! be tainted `NoExecute` every 10 s (Kubernetes' `--node-eviction-rate` 0.1), so closer
 //! kills measure the brake, not a node failure. Run: `cargo bench --bench node_failure`
 //! (`KETCH_BENCH_KILLS`, default 10).
+//!
+//! `KETCH_BENCH_CONTAINERS=1` runs the replicas as Linux containers instead: the http-echo
+//! test image (`KETCH_TEST_HTTP_IMAGE`) through containerd (`KETCH_TEST_CONTAINERD`), both as
+//! `tests/run` sets them up; each agent gets its own bridge and Pod subnet. As root.
 
 mod support;
 
@@ -24,6 +28,35 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const HELLO_HOST: &str = "hello.default.ketch.localhost";
+
+/// The containerd socket and the http-echo image, with `KETCH_BENCH_CONTAINERS=1`.
+fn containers() -> Option<(String, String)> {
+    if std::env::var("KETCH_BENCH_CONTAINERS").is_ok_and(|v| v == "1") {
+        let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+        Some((var("KETCH_TEST_CONTAINERD"), var("KETCH_TEST_HTTP_IMAGE")))
+    } else {
+        None
+    }
+}
+
+/// Agent flags for the runtimes: containerd with a bridge and subnet of the node's own (`n2`
+/// gets `kb-n2`, `10.89.102.0/24`), or none.
+fn runtime_flags(name: &str) -> Vec<String> {
+    match containers() {
+        Some((socket, _)) => {
+            let i: u8 = name.trim_start_matches('n').parse().unwrap();
+            vec![
+                "--containerd".into(),
+                socket,
+                "--pod-bridge".into(),
+                format!("kb-{name}"),
+                "--pod-subnet".into(),
+                format!("10.89.{}.0/24", 100 + i),
+            ]
+        }
+        None => vec!["--no-containerd".into()],
+    }
+}
 
 fn agent(server: &BenchServer, name: &str) -> Child {
     let token = std::fs::read_to_string(server.dir().join("data/admin.token")).unwrap();
@@ -39,7 +72,8 @@ fn agent(server: &BenchServer, name: &str) -> Child {
             name,
         ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
-        .args(["--no-containerd", "--data-dir"])
+        .args(runtime_flags(name))
+        .arg("--data-dir")
         .arg(server.dir().join(format!("{name}-data")))
         .env("KETCH_CONFIG", server.dir().join("no-config"))
         .env("KETCH_LOG", "warn")
@@ -136,15 +170,23 @@ async fn main() {
     let c = &server.client;
     let deployments = ketch_api::resource::lookup("deployments").unwrap();
     let services = ketch_api::resource::lookup("services").unwrap();
-    let image = format!("file:{}", ketch_test_guests::HELLO);
+    let (image, port, kind) = match containers() {
+        Some((_, image)) => (image, 8080, "container"),
+        None => (format!("file:{}", ketch_test_guests::HELLO), 80, "Wasm"),
+    };
+    let mut app = json!({"name": "app", "image": image,
+        "resources": {"requests": {"cpu": "100m"}}});
+    if kind == "container" {
+        app["ports"] = json!([{"containerPort": port}]);
+    }
     c.create(
         deployments,
         Some("default"),
         &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello"},
             "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "hello"}},
                 "template": {"metadata": {"labels": {"app": "hello"}},
-                    "spec": {"containers": [{"name": "app", "image": image,
-                        "resources": {"requests": {"cpu": "100m"}}}]}}}}),
+                    "spec": {"terminationGracePeriodSeconds": 2,
+                        "containers": [app]}}}}),
     )
     .await
     .unwrap();
@@ -152,7 +194,7 @@ async fn main() {
         services,
         Some("default"),
         &json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"},
-            "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80}]}}),
+            "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": port}]}}),
     )
     .await
     .unwrap();
@@ -199,7 +241,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!(
-        "node failure: 1 server, 3 agents, 6 Wasm replicas, {kills} kills; times after kill -9"
+        "node failure: 1 server, 3 agents, 6 {kind} replicas, {kills} kills; times after kill -9"
     );
     let (mut not_ready, mut gone, mut replaced, mut all_ok) = (vec![], vec![], vec![], vec![]);
     let (mut failed_get, mut failed_post) = (0, 0);

@@ -391,6 +391,47 @@ fn after_kill_9_the_agent_readopts_the_running_containers() {
     assert_clean(&env, &s, &node);
 }
 
+#[test]
+fn a_running_container_no_pod_claims_is_stopped_when_its_agent_comes_back() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let (s, node) = serve(&env, &bridge, &http_app(&env.http_image, 1));
+    let name = wait_running(&s, "app=web", 1).remove(0);
+    let cid = pod(&s, &name)["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = cid.strip_prefix("containerd://").unwrap().to_string();
+    let task = |env: &Env| {
+        ctr(env, &["tasks", "ls", "-q"])
+            .lines()
+            .any(|t| t == id.as_str())
+    };
+    assert!(task(&env));
+    // The agent dies; meanwhile its Pod is deleted (a server without an agent does it).
+    let (dir, port) = s.kill9();
+    let s = Server::start_full(dir, port, &["--no-agent"]);
+    s.ok(&["delete", "deployment", "web"]);
+    eventually(30, "the pod gone", || {
+        pods(&s, "app=web").is_empty().then_some(())
+    });
+    let (dir, port) = s.kill9();
+    assert!(
+        task(&env),
+        "containerd still runs it while no agent is there"
+    );
+    // Back, the agent finds a running container no Pod claims: it stops it and removes it,
+    // task first (a container record deleted under a live task would leave its process
+    // running, unlisted).
+    let mut flags = bridge.flags(&env).to_vec();
+    flags.extend(["--gateway", "127.0.0.1:0"]);
+    let s = Server::start_full(dir, port, &flags);
+    eventually(60, "the unclaimed task gone", || {
+        (!task(&env)).then_some(())
+    });
+    assert_clean(&env, &s, &node);
+}
+
 /// A Wasm Service `hello`, a container Service `web` and a busybox Pod that calls both by
 /// name through the node's Service proxy (`HTTP_PROXY`), with `$(VAR)` expanded in its
 /// command; a host that is not a Service is refused by the proxy.

@@ -328,25 +328,24 @@ impl Containerd {
     }
 
     /// Deletes the task, the container, its snapshot and its lease: each step tolerates
-    /// "already gone", and every step runs even if an earlier one failed (the first error is
-    /// returned).
+    /// "already gone". A task that cannot be deleted keeps its container (returning the
+    /// error): containerd deletes a container record under a live task, which would leave
+    /// its processes running where nothing lists them; kept, it is reaped again at the
+    /// agent's next start.
+    /// After that every step runs even if an earlier one failed (the first error is returned).
     pub async fn remove_container(&self, id: &str) -> Result<(), ContainerdError> {
         let mut first = None;
         let mut task = self.delete_task(id).await;
-        // A task that is still running cannot be deleted: SIGKILL it, wait for the exit
-        // (bounded), then delete.
-        if task
-            .as_ref()
-            .is_err_and(|e| e.code() == Some(Code::FailedPrecondition))
-        {
+        // A task that is still running cannot be deleted (containerd 1.6's runc shim says so
+        // with code Unknown, later ones with FailedPrecondition): SIGKILL it, wait for the
+        // exit (bounded), then delete.
+        if task.is_err() {
             let _ = self.kill(id, 9).await;
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(10), self.wait_task(id)).await;
             task = self.delete_task(id).await;
         }
-        if let Err(e) = task {
-            first.get_or_insert(e);
-        }
+        task?;
         let c = self
             .client
             .containers()
