@@ -7,7 +7,7 @@
 //! One file per group of kinds, each kind's `validate_*` with the checks it needs (a check
 //! two files need lives with its first user): `field.rs` (the error type, field paths, the
 //! checks most files use), `format.rs` (string formats), `meta.rs` (metadata, selectors,
-//! quantities), `pod.rs` and `container.rs`, `workloads.rs` (Deployment, ReplicaSet),
+//! quantities), `pod.rs`, `container.rs` and `scheduling.rs` (affinity, topology spread), `workloads.rs` (Deployment, ReplicaSet),
 //! `services.rs` (Service, EndpointSlice, Ingress), `config.rs` (ConfigMap, Secret) and
 //! `cluster.rs` (Namespace, Node, Lease, Event). Everything public is re-exported here, so
 //! callers name `ketch_api::validation::…` whatever file it lives in.
@@ -19,6 +19,7 @@ mod field;
 mod format;
 mod meta;
 mod pod;
+mod scheduling;
 mod services;
 mod workloads;
 
@@ -37,6 +38,7 @@ pub use meta::{
     validate_object_meta, validate_quantity,
 };
 pub use pod::{PodSpecOptions, validate_pod, validate_pod_spec};
+pub use scheduling::{DO_NOT_SCHEDULE, NODE_FIELD_NAME, SCHEDULE_ANYWAY};
 pub use services::{validate_endpoint_slice, validate_ingress, validate_service};
 pub use workloads::{validate_deployment, validate_replica_set};
 
