@@ -46,6 +46,8 @@ pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 /// Node taint (Kubernetes' name): the node's Ready condition is `Unknown` (its agent went
 /// silent).
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// Node label (Kubernetes' name): the node's hostname, its own topology domain.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// Node label (Kubernetes' name): the failure zone, for the eviction brake and spreading.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 

@@ -19,13 +19,19 @@
 //! scores only the first share of nodes found to fit ([`NodesToScore`]), starting where the
 //! previous one stopped.
 
+mod affinity;
 pub mod cache;
+pub mod topology;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ketch_api::core::{Container, Node, Pod, PodSpec, Taint, Toleration};
 use ketch_api::quantity::Quantity;
 use ketch_api::wellknown;
+
+use affinity::NodeAffinityFacts;
+use topology::{PodMeta, PodTopology, Spread};
 
 /// cpu and memory a pod asks for, summed over its containers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -258,15 +264,11 @@ impl NodeInfo {
         if !self.offers(pod.runtime) {
             return Err(Reason::Runtime(pod.runtime));
         }
-        // The emptiness guards keep the common case (no selector, no taints) cheap: this runs
-        // once per node per pod.
-        if !pod.node_selector.is_empty() {
-            for (k, v) in pod.node_selector {
-                if self.labels.get(k) != Some(v) {
-                    return Err(Reason::NodeSelector);
-                }
-            }
+        if !pod.matches_node_labels(self) {
+            return Err(Reason::NodeSelector);
         }
+        // The emptiness guard keeps the common case (no taints) cheap: this runs once per
+        // node per pod.
         if !self.taints.is_empty() {
             for (i, taint) in self.taints.iter().enumerate() {
                 if !pod.tolerations.iter().any(|t| tolerates(t, taint)) {
@@ -329,6 +331,10 @@ enum Reason {
     Cpu,
     Memory,
     WasmInstances,
+    /// A `DoNotSchedule` topology spread constraint would be violated.
+    Spread,
+    /// The node lacks the topology key of a `DoNotSchedule` constraint.
+    SpreadMissingLabel,
 }
 
 impl Reason {
@@ -350,6 +356,11 @@ impl Reason {
             Reason::Cpu => "Insufficient cpu".into(),
             Reason::Memory => "Insufficient memory".into(),
             Reason::WasmInstances => format!("Insufficient {}", wellknown::WASM_INSTANCES),
+            Reason::Spread => "node(s) didn't match pod topology spread constraints".into(),
+            Reason::SpreadMissingLabel => {
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+                    .into()
+            }
         }
     }
 }
@@ -360,6 +371,7 @@ struct PodFacts<'a> {
     runtime: Runtime,
     node_selector: &'a BTreeMap<String, String>,
     tolerations: &'a [Toleration],
+    node_affinity: Option<NodeAffinityFacts>,
 }
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -374,14 +386,38 @@ impl<'a> PodFacts<'a> {
                 runtime: placement_runtime(pod_runtime_choice(spec), offers_containers),
                 node_selector: &spec.node_selector,
                 tolerations: &spec.tolerations,
+                node_affinity: spec
+                    .affinity
+                    .as_ref()
+                    .and_then(|a| a.node_affinity.as_ref())
+                    .map(NodeAffinityFacts::of),
             },
             None => PodFacts {
                 requests: Requests::default(),
                 runtime: Runtime::Container,
                 node_selector: &NO_LABELS,
                 tolerations: &[],
+                node_affinity: None,
             },
         }
+    }
+
+    /// The pod's `nodeSelector` and required node affinity hold on `node` (kube-scheduler's
+    /// NodeAffinity filter).
+    fn matches_node_labels(&self, node: &NodeInfo) -> bool {
+        // The emptiness guards keep the common case (neither set) cheap: this runs once per
+        // node per pod.
+        if !self.node_selector.is_empty()
+            && self
+                .node_selector
+                .iter()
+                .any(|(k, v)| node.labels.get(k) != Some(v))
+        {
+            return false;
+        }
+        self.node_affinity
+            .as_ref()
+            .is_none_or(|a| a.required_match(node))
     }
 }
 
@@ -395,6 +431,10 @@ pub struct ClusterSnapshot {
     index: HashMap<String, usize>,
     /// Some node offers the container runtime.
     offers_containers: bool,
+    /// The pods counted against the nodes, for spreading.
+    pods: PodTopology,
+    /// How many nodes each `topology.kubernetes.io/zone` has.
+    zones: BTreeMap<String, usize>,
 }
 
 impl ClusterSnapshot {
@@ -425,11 +465,22 @@ impl ClusterSnapshot {
             .map(|(i, n)| (n.name.clone(), i))
             .collect();
         let offers_containers = nodes.iter().any(|n| n.offers(Runtime::Container));
+        let mut zones = BTreeMap::new();
+        for n in &nodes {
+            count_zone(&mut zones, n, 1);
+        }
         ClusterSnapshot {
             nodes,
             index,
             offers_containers,
+            pods: PodTopology::default(),
+            zones,
         }
+    }
+
+    /// The pods counted against the nodes (by node name).
+    pub fn pods(&self) -> &PodTopology {
+        &self.pods
     }
 
     /// The nodes, sorted by name.
@@ -456,10 +507,28 @@ impl ClusterSnapshot {
         match self.index.get(node) {
             Some(&i) => {
                 self.nodes[i].add(&PodFacts::of(pod, self.offers_containers), sign);
+                let key = pod_key(pod);
+                if sign > 0 {
+                    self.pods.add(node, &key, Arc::new(PodMeta::of(pod)));
+                } else {
+                    self.pods.remove(node, &key);
+                }
                 true
             }
             None => false,
         }
+    }
+}
+
+/// Adds (`sign` 1) or removes (`sign` -1) `node` from the count of nodes in its zone.
+fn count_zone(zones: &mut BTreeMap<String, usize>, node: &NodeInfo, sign: isize) {
+    let Some(z) = node.labels.get(wellknown::LABEL_ZONE) else {
+        return;
+    };
+    let n = zones.entry(z.clone()).or_default();
+    *n = n.saturating_add_signed(sign);
+    if *n == 0 {
+        zones.remove(z);
     }
 }
 
@@ -533,6 +602,12 @@ pub fn place_from(
     feasible_to_find: usize,
 ) -> (Placement, usize) {
     let facts = PodFacts::of(pod, nodes.offers_containers);
+    let spread = Spread::prepare(pod, &facts, nodes);
+    // Only a score that can differ between nodes needs the second pass; without one (no
+    // controller owner, no preferences) the placement is today's single pass.
+    let spreads = spread.scores();
+    let prefers = facts.node_affinity.as_ref().is_some_and(|a| a.scores());
+    let mut candidates: Vec<(usize, f64)> = Vec::new();
     let most = strategy == ScoringStrategy::MostAllocated;
     let total = nodes.nodes.len();
     let start = if total == 0 { 0 } else { start % total };
@@ -547,11 +622,15 @@ pub fn place_from(
         }
         checked += 1;
         let node = &nodes.nodes[i];
-        if node.check(&facts).is_err() {
+        if check(node, &facts, &spread).is_err() {
             continue;
         }
         feasible += 1;
         let u = node.utilization_after(&facts);
+        if spreads || prefers {
+            candidates.push((i, if most { u } else { 1.0 - u }));
+            continue;
+        }
         let score = if most { u } else { -u };
         // On a tie the smaller position, which is the smaller name, wins.
         if best == usize::MAX || score > best_score || (score == best_score && i < best) {
@@ -559,23 +638,76 @@ pub fn place_from(
             best_score = score;
         }
     }
+    if !candidates.is_empty() {
+        best = best_of(&candidates, nodes, &facts, &spread);
+    }
     let placement = match nodes.nodes.get(best) {
         Some(node) => Placement::Bind(node.name.clone()),
         None => Placement::Unschedulable {
-            message: unschedulable_message(&facts, nodes),
+            message: unschedulable_message(&facts, &spread, nodes),
         },
     };
     (placement, checked)
 }
 
-fn unschedulable_message(pod: &PodFacts, snap: &ClusterSnapshot) -> String {
+/// Every filter, in order: the node's own, then the spread constraints.
+fn check(node: &NodeInfo, facts: &PodFacts, spread: &Spread) -> Result<(), Reason> {
+    node.check(facts)?;
+    spread.check(node)
+}
+
+/// The weights of the scores added up, as kube-scheduler's default profile has them.
+const FIT_WEIGHT: f64 = 1.0;
+const SPREAD_WEIGHT: f64 = 2.0;
+const NODE_AFFINITY_WEIGHT: f64 = 2.0;
+
+/// The position of the best of `candidates` (position, fit in 0..1, higher better), scored
+/// with every plugin (see the module docs). Ties go to the smallest position.
+fn best_of(
+    candidates: &[(usize, f64)],
+    nodes: &ClusterSnapshot,
+    facts: &PodFacts,
+    spread: &Spread,
+) -> usize {
+    let mut total: Vec<f64> = candidates
+        .iter()
+        .map(|&(_, fit)| FIT_WEIGHT * 100.0 * fit)
+        .collect();
+    if spread.scores() {
+        let raw: Vec<Option<f64>> = candidates
+            .iter()
+            .map(|&(i, _)| spread.raw(i, &nodes.nodes[i]))
+            .collect();
+        for (t, s) in total.iter_mut().zip(topology::normalize_spread(&raw)) {
+            *t += SPREAD_WEIGHT * s;
+        }
+    }
+    if let Some(a) = facts.node_affinity.as_ref().filter(|a| a.scores()) {
+        let raw: Vec<f64> = candidates
+            .iter()
+            .map(|&(i, _)| a.raw(&nodes.nodes[i]))
+            .collect();
+        for (t, s) in total.iter_mut().zip(affinity::normalize_by_max(&raw)) {
+            *t += NODE_AFFINITY_WEIGHT * s;
+        }
+    }
+    let mut best = (usize::MAX, f64::NEG_INFINITY);
+    for (&(i, _), &score) in candidates.iter().zip(&total) {
+        if best.0 == usize::MAX || score > best.1 || (score == best.1 && i < best.0) {
+            best = (i, score);
+        }
+    }
+    best.0
+}
+
+fn unschedulable_message(pod: &PodFacts, spread: &Spread, snap: &ClusterSnapshot) -> String {
     let total = snap.nodes.len();
     if total == 0 {
         return "0/0 nodes are available: no nodes available to schedule pods.".into();
     }
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for node in &snap.nodes {
-        if let Err(reason) = node.check(pod) {
+        if let Err(reason) = check(node, pod, spread) {
             *counts.entry(reason.describe(node)).or_default() += 1;
         }
     }
@@ -610,6 +742,8 @@ pub fn schedule_batch(
 }
 
 #[cfg(test)]
+mod spread_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use ketch_api::core::{
@@ -617,7 +751,7 @@ mod tests {
     };
     use ketch_api::meta::ObjectMeta;
 
-    fn node(name: &str, cpu: &str, mem: &str) -> Node {
+    pub(super) fn node(name: &str, cpu: &str, mem: &str) -> Node {
         Node {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -678,7 +812,7 @@ mod tests {
         }
     }
 
-    fn pod(name: &str, cpu: &str, mem: &str) -> Pod {
+    pub(super) fn pod(name: &str, cpu: &str, mem: &str) -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
@@ -693,19 +827,19 @@ mod tests {
         }
     }
 
-    fn bound(mut p: Pod, node: &str) -> Pod {
+    pub(super) fn bound(mut p: Pod, node: &str) -> Pod {
         p.spec.as_mut().unwrap().node_name = Some(node.into());
         p
     }
 
-    fn bind(p: Placement) -> String {
+    pub(super) fn bind(p: Placement) -> String {
         match p {
             Placement::Bind(n) => n,
             other => panic!("expected a binding, got {other:?}"),
         }
     }
 
-    fn message(p: Placement) -> String {
+    pub(super) fn message(p: Placement) -> String {
         match p {
             Placement::Unschedulable { message } => message,
             other => panic!("expected unschedulable, got {other:?}"),
