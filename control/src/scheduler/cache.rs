@@ -69,7 +69,7 @@ pub enum PodState {
     Bound,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     uid: String,
     node: String,

@@ -21,6 +21,7 @@
 
 mod affinity;
 pub mod cache;
+mod interpod;
 pub mod topology;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,7 @@ use ketch_api::quantity::Quantity;
 use ketch_api::wellknown;
 
 use affinity::NodeAffinityFacts;
+use interpod::InterPod;
 use topology::{PodMeta, PodTopology, Spread};
 
 /// cpu and memory a pod asks for, summed over its containers.
@@ -335,6 +337,10 @@ enum Reason {
     Spread,
     /// The node lacks the topology key of a `DoNotSchedule` constraint.
     SpreadMissingLabel,
+    PodAffinity,
+    PodAntiAffinity,
+    /// A pod already placed has an anti-affinity term against this one.
+    ExistingAntiAffinity,
 }
 
 impl Reason {
@@ -360,6 +366,11 @@ impl Reason {
             Reason::SpreadMissingLabel => {
                 "node(s) didn't match pod topology spread constraints (missing required label)"
                     .into()
+            }
+            Reason::PodAffinity => "node(s) didn't match pod affinity rules".into(),
+            Reason::PodAntiAffinity => "node(s) didn't match pod anti-affinity rules".into(),
+            Reason::ExistingAntiAffinity => {
+                "node(s) didn't satisfy existing pods anti-affinity rules".into()
             }
         }
     }
@@ -603,10 +614,16 @@ pub fn place_from(
 ) -> (Placement, usize) {
     let facts = PodFacts::of(pod, nodes.offers_containers);
     let spread = Spread::prepare(pod, &facts, nodes);
+    let interpod = InterPod::prepare(pod, nodes);
+    let rules = Rules {
+        facts: &facts,
+        spread: &spread,
+        interpod: &interpod,
+    };
     // Only a score that can differ between nodes needs the second pass; without one (no
     // controller owner, no preferences) the placement is today's single pass.
     let spreads = spread.scores();
-    let prefers = facts.node_affinity.as_ref().is_some_and(|a| a.scores());
+    let prefers = facts.node_affinity.as_ref().is_some_and(|a| a.scores()) || interpod.scores();
     let mut candidates: Vec<(usize, f64)> = Vec::new();
     let most = strategy == ScoringStrategy::MostAllocated;
     let total = nodes.nodes.len();
@@ -622,7 +639,7 @@ pub fn place_from(
         }
         checked += 1;
         let node = &nodes.nodes[i];
-        if check(node, &facts, &spread).is_err() {
+        if rules.check(node).is_err() {
             continue;
         }
         feasible += 1;
@@ -639,75 +656,93 @@ pub fn place_from(
         }
     }
     if !candidates.is_empty() {
-        best = best_of(&candidates, nodes, &facts, &spread);
+        best = rules.best_of(&candidates, nodes);
     }
     let placement = match nodes.nodes.get(best) {
         Some(node) => Placement::Bind(node.name.clone()),
         None => Placement::Unschedulable {
-            message: unschedulable_message(&facts, &spread, nodes),
+            message: unschedulable_message(&rules, nodes),
         },
     };
     (placement, checked)
 }
 
-/// Every filter, in order: the node's own, then the spread constraints.
-fn check(node: &NodeInfo, facts: &PodFacts, spread: &Spread) -> Result<(), Reason> {
-    node.check(facts)?;
-    spread.check(node)
+/// What one placement filters and scores by, prepared from the pod and the snapshot.
+struct Rules<'r, 'a> {
+    facts: &'r PodFacts<'a>,
+    spread: &'r Spread<'a>,
+    interpod: &'r InterPod<'a>,
+}
+
+impl Rules<'_, '_> {
+    /// Every filter, in order: the node's own, the spread constraints, pod (anti-)affinity.
+    fn check(&self, node: &NodeInfo) -> Result<(), Reason> {
+        node.check(self.facts)?;
+        self.spread.check(node)?;
+        self.interpod.check(node)
+    }
 }
 
 /// The weights of the scores added up, as kube-scheduler's default profile has them.
 const FIT_WEIGHT: f64 = 1.0;
 const SPREAD_WEIGHT: f64 = 2.0;
 const NODE_AFFINITY_WEIGHT: f64 = 2.0;
+const INTER_POD_WEIGHT: f64 = 2.0;
 
-/// The position of the best of `candidates` (position, fit in 0..1, higher better), scored
-/// with every plugin (see the module docs). Ties go to the smallest position.
-fn best_of(
-    candidates: &[(usize, f64)],
-    nodes: &ClusterSnapshot,
-    facts: &PodFacts,
-    spread: &Spread,
-) -> usize {
-    let mut total: Vec<f64> = candidates
-        .iter()
-        .map(|&(_, fit)| FIT_WEIGHT * 100.0 * fit)
-        .collect();
-    if spread.scores() {
-        let raw: Vec<Option<f64>> = candidates
+impl Rules<'_, '_> {
+    /// The position of the best of `candidates` (position, fit in 0..1, higher better), scored
+    /// with every plugin (see the module docs). Ties go to the smallest position.
+    fn best_of(&self, candidates: &[(usize, f64)], nodes: &ClusterSnapshot) -> usize {
+        let (facts, spread) = (self.facts, self.spread);
+        let mut total: Vec<f64> = candidates
             .iter()
-            .map(|&(i, _)| spread.raw(i, &nodes.nodes[i]))
+            .map(|&(_, fit)| FIT_WEIGHT * 100.0 * fit)
             .collect();
-        for (t, s) in total.iter_mut().zip(topology::normalize_spread(&raw)) {
-            *t += SPREAD_WEIGHT * s;
+        if spread.scores() {
+            let raw: Vec<Option<f64>> = candidates
+                .iter()
+                .map(|&(i, _)| spread.raw(i, &nodes.nodes[i]))
+                .collect();
+            for (t, s) in total.iter_mut().zip(topology::normalize_spread(&raw)) {
+                *t += SPREAD_WEIGHT * s;
+            }
         }
-    }
-    if let Some(a) = facts.node_affinity.as_ref().filter(|a| a.scores()) {
-        let raw: Vec<f64> = candidates
-            .iter()
-            .map(|&(i, _)| a.raw(&nodes.nodes[i]))
-            .collect();
-        for (t, s) in total.iter_mut().zip(affinity::normalize_by_max(&raw)) {
-            *t += NODE_AFFINITY_WEIGHT * s;
+        if let Some(a) = facts.node_affinity.as_ref().filter(|a| a.scores()) {
+            let raw: Vec<f64> = candidates
+                .iter()
+                .map(|&(i, _)| a.raw(&nodes.nodes[i]))
+                .collect();
+            for (t, s) in total.iter_mut().zip(affinity::normalize_by_max(&raw)) {
+                *t += NODE_AFFINITY_WEIGHT * s;
+            }
         }
-    }
-    let mut best = (usize::MAX, f64::NEG_INFINITY);
-    for (&(i, _), &score) in candidates.iter().zip(&total) {
-        if best.0 == usize::MAX || score > best.1 || (score == best.1 && i < best.0) {
-            best = (i, score);
+        if self.interpod.scores() {
+            let raw: Vec<f64> = candidates
+                .iter()
+                .map(|&(i, _)| self.interpod.raw(&nodes.nodes[i]))
+                .collect();
+            for (t, s) in total.iter_mut().zip(interpod::normalize_min_max(&raw)) {
+                *t += INTER_POD_WEIGHT * s;
+            }
         }
+        let mut best = (usize::MAX, f64::NEG_INFINITY);
+        for (&(i, _), &score) in candidates.iter().zip(&total) {
+            if best.0 == usize::MAX || score > best.1 || (score == best.1 && i < best.0) {
+                best = (i, score);
+            }
+        }
+        best.0
     }
-    best.0
 }
 
-fn unschedulable_message(pod: &PodFacts, spread: &Spread, snap: &ClusterSnapshot) -> String {
+fn unschedulable_message(rules: &Rules, snap: &ClusterSnapshot) -> String {
     let total = snap.nodes.len();
     if total == 0 {
         return "0/0 nodes are available: no nodes available to schedule pods.".into();
     }
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for node in &snap.nodes {
-        if let Err(reason) = check(node, pod, spread) {
+        if let Err(reason) = rules.check(node) {
             *counts.entry(reason.describe(node)).or_default() += 1;
         }
     }

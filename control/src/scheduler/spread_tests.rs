@@ -1,11 +1,12 @@
-//! Tests of spreading and node affinity in placement (`topology.rs`, `affinity.rs`), against
+//! Tests of spreading, node affinity and pod (anti-)affinity in placement (`topology.rs`,
+//! `affinity.rs`, `interpod.rs`), against
 //! plain snapshots and through the incremental cache.
 
 use std::collections::BTreeMap;
 
 use ketch_api::core::{
-    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PreferredSchedulingTerm, TopologySpreadConstraint,
+    Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodAffinity,
+    PodAffinityTerm, PreferredSchedulingTerm, TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 use ketch_api::meta::OwnerReference;
 use ketch_api::selector::LabelSelector;
@@ -464,4 +465,187 @@ fn the_cache_keeps_spreading_counts_through_updates_and_deletes() {
     cache.remove_pod("default/w-0");
     assert_eq!(cache.snapshot().pods().len(), 0);
     assert_eq!(cache.snapshot().pods().owner_nodes("uid-w").count(), 0);
+}
+
+fn term_for(app: &str, key: &str) -> PodAffinityTerm {
+    PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: [("app".to_string(), app.to_string())].into(),
+            ..Default::default()
+        }),
+        topology_key: key.into(),
+        ..Default::default()
+    }
+}
+
+fn with_pod_affinity(mut p: Pod, affinity: Option<PodAffinity>, anti: Option<PodAffinity>) -> Pod {
+    p.spec.as_mut().unwrap().affinity = Some(Affinity {
+        pod_affinity: affinity,
+        pod_anti_affinity: anti,
+        ..Default::default()
+    });
+    p
+}
+
+fn required_terms(terms: Vec<PodAffinityTerm>) -> Option<PodAffinity> {
+    Some(PodAffinity {
+        required_during_scheduling_ignored_during_execution: terms,
+        ..Default::default()
+    })
+}
+
+fn preferred_terms(terms: Vec<(i32, PodAffinityTerm)>) -> Option<PodAffinity> {
+    Some(PodAffinity {
+        preferred_during_scheduling_ignored_during_execution: terms
+            .into_iter()
+            .map(|(weight, pod_affinity_term)| WeightedPodAffinityTerm {
+                weight,
+                pod_affinity_term,
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn required_anti_affinity_puts_each_replica_on_its_own_node_and_says_why_when_none_is_left() {
+    // Bare pods: without the anti-affinity, bin-packing would stack them on n1.
+    let web = |name: &str| {
+        with_pod_affinity(
+            with_labels(pod(name, "100m", "1Mi"), &[("app", "web")]),
+            None,
+            required_terms(vec![term_for("web", LABEL_HOSTNAME)]),
+        )
+    };
+    let mut snap = ClusterSnapshot::new(&three_nodes(), &[]);
+    assert_eq!(
+        placed(&[web("w0"), web("w1"), web("w2")], &mut snap),
+        ["n1", "n2", "n3"]
+    );
+    assert_eq!(
+        message(place(&web("w3"), &snap, ScoringStrategy::MostAllocated)),
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+    );
+}
+
+#[test]
+fn an_existing_pods_anti_affinity_bars_the_incoming_pod_from_its_domain() {
+    let guard = with_pod_affinity(
+        with_labels(pod("guard", "1", "1Gi"), &[("app", "guard")]),
+        None,
+        required_terms(vec![term_for("web", LABEL_ZONE)]),
+    );
+    let web = with_labels(pod("w", "100m", "1Mi"), &[("app", "web")]);
+    let nodes = zoned_nodes();
+    // The guard's zone (a) is barred to web pods; bin-packing alone would choose a1.
+    let snap = ClusterSnapshot::new(&nodes, &[bound(guard.clone(), "a1")]);
+    assert_eq!(
+        bind(place(&web, &snap, ScoringStrategy::MostAllocated)),
+        "b1"
+    );
+    let snap = ClusterSnapshot::new(&nodes[..2], &[bound(guard.clone(), "a1")]);
+    assert_eq!(
+        message(place(&web, &snap, ScoringStrategy::MostAllocated)),
+        "0/2 nodes are available: 2 node(s) didn't satisfy existing pods anti-affinity rules."
+    );
+    // Through the cache: a forgotten guard bars nothing.
+    let mut cache = SchedulerCache::new();
+    for n in &nodes[..2] {
+        cache.set_node(NodeInfo::from_node(n));
+    }
+    let mut g = guard;
+    g.metadata.uid = Some("g".into());
+    assert!(cache.assume("default/guard", &g, "a1"));
+    let snap = cache.snapshot().clone();
+    assert!(matches!(
+        place(&web, &snap, ScoringStrategy::MostAllocated),
+        Placement::Unschedulable { .. }
+    ));
+    assert!(cache.forget("default/guard", "g"));
+    let snap = cache.snapshot().clone();
+    assert_eq!(
+        bind(place(&web, &snap, ScoringStrategy::MostAllocated)),
+        "a1"
+    );
+}
+
+#[test]
+fn required_affinity_follows_the_matching_pods_domain_and_lets_a_group_start() {
+    let nodes = zoned_nodes();
+    let db = with_labels(pod("db", "100m", "1Mi"), &[("app", "db")]);
+    let snap = ClusterSnapshot::new(&nodes, &[bound(db, "b1")]);
+    let near_db = |name: &str, ns: &[&str]| {
+        let mut t = term_for("db", LABEL_ZONE);
+        t.namespaces = ns.iter().map(|n| n.to_string()).collect();
+        with_pod_affinity(
+            with_labels(pod(name, "100m", "1Mi"), &[("app", "web")]),
+            required_terms(vec![t]),
+            None,
+        )
+    };
+    assert_eq!(
+        bind(place(
+            &near_db("w", &[]),
+            &snap,
+            ScoringStrategy::MostAllocated
+        )),
+        "b1"
+    );
+    // The db pod is in `default`; a term naming other namespaces finds none.
+    assert_eq!(
+        message(place(
+            &near_db("w", &["other"]),
+            &snap,
+            ScoringStrategy::MostAllocated
+        )),
+        "0/4 nodes are available: 4 node(s) didn't match pod affinity rules."
+    );
+    // The first pod of a group with affinity to itself may start where the key exists.
+    let empty = ClusterSnapshot::new(&nodes, &[]);
+    let cache_pod = with_pod_affinity(
+        with_labels(pod("c0", "100m", "1Mi"), &[("app", "cache")]),
+        required_terms(vec![term_for("cache", LABEL_ZONE)]),
+        None,
+    );
+    assert_eq!(
+        bind(place(&cache_pod, &empty, ScoringStrategy::MostAllocated)),
+        "a1"
+    );
+}
+
+#[test]
+fn preferred_pod_affinity_and_anti_affinity_score_by_weight() {
+    let nodes = three_nodes();
+    let existing = [
+        bound(with_labels(pod("big", "2", "4Gi"), &[("app", "web")]), "n1"),
+        bound(
+            with_labels(pod("db", "100m", "1Mi"), &[("app", "db")]),
+            "n3",
+        ),
+    ];
+    let snap = ClusterSnapshot::new(&nodes, &existing);
+    let p = |affinity, anti| with_pod_affinity(pod("p", "100m", "1Mi"), affinity, anti);
+    // Bin-packing alone: n1, the fullest.
+    assert_eq!(
+        bind(place(&p(None, None), &snap, ScoringStrategy::MostAllocated)),
+        "n1"
+    );
+    let near_db = preferred_terms(vec![(10, term_for("db", LABEL_HOSTNAME))]);
+    assert_eq!(
+        bind(place(
+            &p(near_db, None),
+            &snap,
+            ScoringStrategy::MostAllocated
+        )),
+        "n3"
+    );
+    let away_from_web = preferred_terms(vec![(10, term_for("web", LABEL_HOSTNAME))]);
+    assert_eq!(
+        bind(place(
+            &p(None, away_from_web),
+            &snap,
+            ScoringStrategy::MostAllocated
+        )),
+        "n3"
+    );
 }

@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ketch_api::core::Pod;
+use ketch_api::core::{Pod, PodAffinityTerm};
 use ketch_api::selector::Selector;
 use ketch_api::validation::DO_NOT_SCHEDULE;
 use ketch_api::wellknown::{LABEL_HOSTNAME, LABEL_ZONE};
@@ -44,12 +44,26 @@ const DEFAULT_HOSTNAME_SKEW: u32 = 3;
 const DEFAULT_ZONE_SKEW: u32 = 5;
 
 /// What spreading and affinity need of a pod that holds a node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PodMeta {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
     /// The uid of the pod's controller owner.
     pub owner: Option<String>,
+    /// The pod's required anti-affinity terms, which bar other pods from their domains.
+    pub anti_affinity: Vec<PodAffinityTerm>,
+}
+
+/// The pod's required anti-affinity terms.
+fn required_anti_affinity(pod: &Pod) -> &[PodAffinityTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .map_or(&[], |a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_slice()
+        })
 }
 
 impl PodMeta {
@@ -58,6 +72,7 @@ impl PodMeta {
             namespace: pod.metadata.namespace().to_string(),
             labels: pod.metadata.labels.clone(),
             owner: controller_uid(pod).map(str::to_string),
+            anti_affinity: required_anti_affinity(pod).to_vec(),
         }
     }
 
@@ -67,6 +82,7 @@ impl PodMeta {
         self.namespace == pod.metadata.namespace()
             && self.labels == pod.metadata.labels
             && self.owner.as_deref() == controller_uid(pod)
+            && self.anti_affinity == required_anti_affinity(pod)
     }
 }
 
@@ -93,11 +109,15 @@ pub fn domain<'n>(node: &'n NodeInfo, key: &str) -> Option<&'n str> {
 /// pods of each controller owner are on each node.
 ///
 /// Invariant: `by_owner[o][n]` is the number of entries of `by_node[n]` whose owner is `o`;
-/// no zero counts or empty maps are kept.
+/// no zero counts or empty maps are kept. `anti` holds exactly the entries with required
+/// anti-affinity terms.
 #[derive(Debug, Clone, Default)]
 pub struct PodTopology {
     by_node: HashMap<String, HashMap<String, Arc<PodMeta>>>,
     by_owner: HashMap<String, HashMap<String, u32>>,
+    /// Pods with required anti-affinity terms, by pod key, with their node: every
+    /// placement checks them (see `interpod.rs`), so they are kept apart from the rest.
+    anti: HashMap<String, (String, Arc<PodMeta>)>,
 }
 
 impl PodTopology {
@@ -109,6 +129,12 @@ impl PodTopology {
                 None => self.by_owner.entry(owner.clone()).or_default(),
             };
             *nodes.entry(node.to_string()).or_default() += 1;
+        }
+        if !meta.anti_affinity.is_empty() {
+            self.anti
+                .insert(key.to_string(), (node.to_string(), meta.clone()));
+        } else if !self.anti.is_empty() {
+            self.anti.remove(key);
         }
         let pods = match self.by_node.get_mut(node) {
             Some(p) => p,
@@ -129,6 +155,9 @@ impl PodTopology {
         };
         if pods.is_empty() {
             self.by_node.remove(node);
+        }
+        if !old.anti_affinity.is_empty() {
+            self.anti.remove(key);
         }
         self.uncount_owner(node, &old);
         true
@@ -164,6 +193,11 @@ impl PodTopology {
             .get(owner)
             .into_iter()
             .flat_map(|n| n.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+
+    /// The pods with required anti-affinity terms, with their node.
+    pub fn with_anti_affinity(&self) -> impl Iterator<Item = (&str, &PodMeta)> {
+        self.anti.values().map(|(n, m)| (n.as_str(), &**m))
     }
 
     /// The number of pods recorded.

@@ -59,10 +59,7 @@ pub(super) fn validate_affinity(a: &Affinity, path: &str) -> Vec<FieldError> {
         ("podAntiAffinity", &a.pod_anti_affinity),
     ] {
         if let Some(pa) = pa {
-            let p = child(path, field);
-            errs.extend(validate_pod_affinity(pa, &p));
-            // The scheduler does not place by other Pods yet: refused rather than ignored.
-            errs.push(FieldError::not_supported_yet(p, field));
+            errs.extend(validate_pod_affinity(pa, &child(path, field)));
         }
     }
     errs
@@ -419,7 +416,7 @@ mod tests {
         let errs = strings(&validate_affinity(&a, "spec.affinity"));
         let r = "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[1]";
         let w = "spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]";
-        assert_eq!(errs.len(), 7, "{errs:#?}");
+        assert_eq!(errs.len(), 5, "{errs:#?}");
         assert!(errs[0].starts_with(&format!("{r}.namespaces[0]: Invalid value: \"Bad_NS\"")));
         assert_eq!(
             errs[1],
@@ -433,18 +430,10 @@ mod tests {
         );
         assert_eq!(
             errs[3],
-            "spec.affinity.podAffinity: Unsupported value: podAffinity is not supported yet"
-        );
-        assert_eq!(
-            errs[6],
-            "spec.affinity.podAntiAffinity: Unsupported value: podAntiAffinity is not supported yet"
-        );
-        assert_eq!(
-            errs[4],
             format!("{w}.weight: Invalid value: 101: must be in the range 1-100")
         );
         assert_eq!(
-            errs[5],
+            errs[4],
             format!(
                 "{w}.podAffinityTerm.matchLabelKeys: Unsupported value: matchLabelKeys is not supported yet"
             )
