@@ -6,18 +6,37 @@
 //! places each pod with [`cache::SchedulerCache::place`] ([`place_from`] against the cache's
 //! snapshot), and only then writes the bindings. Each placement is
 //! assumed in the cache at once, so pods placed one after another never double-book the
-//! capacity one of them just took. [`schedule_batch`] does the same for a plain
-//! [`ClusterSnapshot`] (with [`ClusterSnapshot::assume`] / [`ClusterSnapshot::forget`]).
+//! capacity one of them just took, and replicas placed back to back spread. [`schedule_batch`]
+//! does the same for a plain [`ClusterSnapshot`] (with [`ClusterSnapshot::assume`] /
+//! [`ClusterSnapshot::forget`]).
 //!
 //! Filters, in the fixed order used to attribute a failure to one reason per node:
-//! node Ready, node schedulable, runtime offered, `nodeSelector`, `NoSchedule`/`NoExecute`
-//! taints tolerated, pod count, cpu, memory, Wasm instance count. Scoring is
-//! [`ScoringStrategy::MostAllocated`] (bin-packing, the default) or
-//! [`ScoringStrategy::LeastAllocated`] (spreading) over the average of the cpu and memory
-//! fractions the node would have in use after placement; ties go to the lexically smallest
-//! node name so a placement is reproducible. On clusters of 100 nodes or more, a placement
-//! scores only the first share of nodes found to fit ([`NodesToScore`]), starting where the
-//! previous one stopped.
+//! node Ready, node schedulable, runtime offered, `nodeSelector` and required node affinity
+//! (`affinity.rs`), `NoSchedule`/`NoExecute` taints tolerated, pod count, cpu, memory, Wasm
+//! instance count, `DoNotSchedule` topology spread constraints (`topology.rs`), pod affinity,
+//! pod anti-affinity and the anti-affinity of the pods already placed (`interpod.rs`).
+//!
+//! Scores, each normalized to 0..100 and added with kube-scheduler's default weights:
+//!
+//! `score = 1 · fit + 2 · spread + 2 · node affinity + 2 · pod affinity`
+//!
+//! - fit (NodeResourcesFit): `100 · u` with [`ScoringStrategy::MostAllocated`] (bin-packing,
+//!   the default) or `100 · (1 − u)` with [`ScoringStrategy::LeastAllocated`], where `u` is
+//!   the average of the cpu and memory fractions the node would have in use after placement;
+//! - spread (PodTopologySpread): the pod's `ScheduleAnyway` constraints, or, for a pod without
+//!   constraints that has a controller owner, the default spreading of that owner's replicas
+//!   over nodes and zones (formula in `topology.rs`);
+//! - node affinity: the weights of the matching preferred terms, over the largest sum;
+//! - pod affinity (InterPodAffinity): preferred terms, weight times matching pods in the
+//!   node's domain, min-max normalized (`interpod.rs`).
+//!
+//! A score equal on every node cannot change the choice, so a pod with none of the last three
+//! (a bare pod, or the first replica of its owner, on a cluster without zones) is placed in one
+//! pass on the fit alone, as cheaply as before spreading existed. Different apps therefore
+//! still pack together: spreading only pushes a pod away from its own owner's replicas.
+//! Ties go to the lexically smallest node name so a placement is reproducible. On clusters of
+//! 100 nodes or more, a placement scores only the first share of nodes found to fit
+//! ([`NodesToScore`]), starting where the previous one stopped.
 
 mod affinity;
 pub mod cache;
