@@ -304,10 +304,10 @@ impl SchedulerCache {
             (Some(o), Some(e)) if o.node == e.node && Arc::ptr_eq(&o.meta, &e.meta));
         if !same_place {
             if let Some(o) = &old {
-                self.snapshot.pods.remove(&o.node, key);
+                self.snapshot.pods.remove(&o.node, &o.meta);
             }
             if let Some(e) = entry {
-                self.snapshot.pods.add(&e.node, key, e.meta.clone());
+                self.snapshot.pods.add(&e.node, e.meta.clone());
             }
         }
         let new = self.pods.get(key).map(|e| (e.node.clone(), e.charge));

@@ -179,6 +179,11 @@ impl<'a> InterPod<'a> {
         Ok(())
     }
 
+    /// Whether there is a required term to filter by.
+    pub(super) fn filters(&self) -> bool {
+        !self.affinity.is_empty() || !self.anti.is_empty() || !self.barred.is_empty()
+    }
+
     /// Whether there is a preferred term to score.
     pub(super) fn scores(&self) -> bool {
         !self.preferred.is_empty()

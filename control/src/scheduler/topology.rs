@@ -108,21 +108,31 @@ pub fn domain<'n>(node: &'n NodeInfo, key: &str) -> Option<&'n str> {
 /// The pods holding each node, by node name (known to the snapshot or not), and how many
 /// pods of each controller owner are on each node.
 ///
-/// Invariant: `by_owner[o][n]` is the number of entries of `by_node[n]` whose owner is `o`;
-/// no zero counts or empty maps are kept. `anti` holds exactly the entries with required
+/// A pod is one shared [`PodMeta`] in its node's list, not keyed by name: recording one
+/// costs no key allocation, which every placement would pay (the list is short, and a
+/// removal finds its record by pointer, or by value, where equal records are
+/// interchangeable).
+///
+/// Invariant: `by_owner[o][n]` is the number of records of `by_node[n]` whose owner is `o`;
+/// no zero counts or empty maps are kept. `anti` holds exactly the records with required
 /// anti-affinity terms.
 #[derive(Debug, Clone, Default)]
 pub struct PodTopology {
-    by_node: HashMap<String, HashMap<String, Arc<PodMeta>>>,
+    by_node: HashMap<String, Vec<Arc<PodMeta>>>,
     by_owner: HashMap<String, HashMap<String, u32>>,
-    /// Pods with required anti-affinity terms, by pod key, with their node: every
-    /// placement checks them (see `interpod.rs`), so they are kept apart from the rest.
-    anti: HashMap<String, (String, Arc<PodMeta>)>,
+    /// The records with required anti-affinity terms, with their node: every placement
+    /// checks them (see `interpod.rs`), so they are kept apart from the rest.
+    anti: Vec<(String, Arc<PodMeta>)>,
+}
+
+/// The same record: the same allocation, or an equal value.
+fn same(a: &Arc<PodMeta>, b: &PodMeta) -> bool {
+    std::ptr::eq(&**a, b) || **a == *b
 }
 
 impl PodTopology {
-    /// Records the pod at `key` on `node`, replacing what was recorded for `key` there.
-    pub fn add(&mut self, node: &str, key: &str, meta: Arc<PodMeta>) {
+    /// Records a pod on `node`.
+    pub fn add(&mut self, node: &str, meta: Arc<PodMeta>) {
         if let Some(owner) = &meta.owner {
             let nodes = match self.by_owner.get_mut(owner.as_str()) {
                 Some(n) => n,
@@ -131,52 +141,54 @@ impl PodTopology {
             *nodes.entry(node.to_string()).or_default() += 1;
         }
         if !meta.anti_affinity.is_empty() {
-            self.anti
-                .insert(key.to_string(), (node.to_string(), meta.clone()));
-        } else if !self.anti.is_empty() {
-            self.anti.remove(key);
+            self.anti.push((node.to_string(), meta.clone()));
         }
-        let pods = match self.by_node.get_mut(node) {
-            Some(p) => p,
-            None => self.by_node.entry(node.to_string()).or_default(),
-        };
-        if let Some(old) = pods.insert(key.to_string(), meta) {
-            self.uncount_owner(node, &old);
+        match self.by_node.get_mut(node) {
+            Some(pods) => pods.push(meta),
+            None => {
+                self.by_node.insert(node.to_string(), vec![meta]);
+            }
         }
     }
 
-    /// Drops the pod at `key` from `node`. Returns whether it was there.
-    pub fn remove(&mut self, node: &str, key: &str) -> bool {
+    /// Drops one record of `meta` from `node`. Returns whether there was one.
+    pub fn remove(&mut self, node: &str, meta: &PodMeta) -> bool {
         let Some(pods) = self.by_node.get_mut(node) else {
             return false;
         };
-        let Some(old) = pods.remove(key) else {
+        let Some(at) = pods
+            .iter()
+            .position(|p| std::ptr::eq(&**p, meta))
+            .or_else(|| pods.iter().position(|p| same(p, meta)))
+        else {
             return false;
         };
+        let old = pods.swap_remove(at);
         if pods.is_empty() {
             self.by_node.remove(node);
         }
-        if !old.anti_affinity.is_empty() {
-            self.anti.remove(key);
+        if !old.anti_affinity.is_empty()
+            && let Some(k) = self
+                .anti
+                .iter()
+                .position(|(n, m)| n == node && same(m, &old))
+        {
+            self.anti.swap_remove(k);
         }
-        self.uncount_owner(node, &old);
-        true
-    }
-
-    fn uncount_owner(&mut self, node: &str, meta: &PodMeta) {
-        let Some(owner) = &meta.owner else { return };
-        let Some(nodes) = self.by_owner.get_mut(owner.as_str()) else {
-            return;
-        };
-        if let Some(n) = nodes.get_mut(node) {
-            *n -= 1;
-            if *n == 0 {
-                nodes.remove(node);
+        if let Some(owner) = &old.owner
+            && let Some(nodes) = self.by_owner.get_mut(owner.as_str())
+        {
+            if let Some(n) = nodes.get_mut(node) {
+                *n -= 1;
+                if *n == 0 {
+                    nodes.remove(node);
+                }
+            }
+            if nodes.is_empty() {
+                self.by_owner.remove(owner.as_str());
             }
         }
-        if nodes.is_empty() {
-            self.by_owner.remove(owner.as_str());
-        }
+        true
     }
 
     /// The pods on `node`.
@@ -184,7 +196,7 @@ impl PodTopology {
         self.by_node
             .get(node)
             .into_iter()
-            .flat_map(|p| p.values().map(|m| &**m))
+            .flat_map(|p| p.iter().map(|m| &**m))
     }
 
     /// How many pods of `owner` each node holds.
@@ -197,12 +209,12 @@ impl PodTopology {
 
     /// The pods with required anti-affinity terms, with their node.
     pub fn with_anti_affinity(&self) -> impl Iterator<Item = (&str, &PodMeta)> {
-        self.anti.values().map(|(n, m)| (n.as_str(), &**m))
+        self.anti.iter().map(|(n, m)| (n.as_str(), &**m))
     }
 
     /// The number of pods recorded.
     pub fn len(&self) -> usize {
-        self.by_node.values().map(HashMap::len).sum()
+        self.by_node.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -369,6 +381,11 @@ impl<'a> Spread<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether there is a constraint to filter by.
+    pub(super) fn filters(&self) -> bool {
+        matches!(self, Spread::Constraints(cs) if cs.iter().any(|c| c.hard))
     }
 
     /// Whether the score can differ between nodes (otherwise it is left out).
