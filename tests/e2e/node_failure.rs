@@ -1,7 +1,7 @@
 //! A node that dies, hangs or is cut off: one `ketch server --no-agent` and three
 //! `ketch agent` processes on loopback, a Deployment of six Wasm replicas spread over them
-//! (least-allocated scoring: default spreading is still to come), traffic through a node
-//! that stays up.
+//! (the default scoring: bin-packing, with the replicas of one owner spread over nodes),
+//! traffic through a node that stays up.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +59,7 @@ impl Drop for AgentProc {
 
 /// A server, three agents, and six hello replicas Running on them.
 fn cluster() -> (Server, Vec<AgentProc>) {
-    let s = Server::start_with(&["--no-agent", "--scheduler-scoring", "least-allocated"]);
+    let s = Server::start_with(&["--no-agent"]);
     let agents: Vec<AgentProc> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| AgentProc::start(&s, n))
@@ -70,12 +70,8 @@ fn cluster() -> (Server, Vec<AgentProc>) {
     eventually(30, "three Ready nodes", || {
         (ready_nodes(&s).len() == 3).then_some(())
     });
-    // Requests, so least-allocated scoring has something to spread by.
-    let app = hello_app(6, None).replace(
-        "        env:\n",
-        "        resources: {requests: {cpu: 100m}}\n        env:\n",
-    );
-    let f = write_file(s.dir.path(), "hello.yaml", &app);
+    // No requests: bin-packing sees every node alike, default spreading alone spreads them.
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(6, None));
     s.ok(&["apply", "-f", f.to_str().unwrap()]);
     eventually(60, "6 running replicas on 3 nodes", || {
         let ps = pods(&s, "app=hello");
