@@ -18,8 +18,9 @@
 //! against the incoming pod.
 //!
 //! Cost: one scan of the pods on the nodes that have the term's key, per term, paid only by
-//! pods with pod (anti-)affinity, plus one pass over the pods that carry a required
-//! anti-affinity term (kept apart by [`super::topology::PodTopology`]).
+//! pods with pod (anti-)affinity, plus, for every pod, one pass over the pods that carry a
+//! required anti-affinity term (kept apart by [`super::topology::PodTopology`], their terms
+//! compiled when they were recorded).
 
 use std::collections::{HashMap, HashSet};
 
@@ -29,28 +30,31 @@ use ketch_api::selector::Selector;
 use super::topology::{PodMeta, domain};
 use super::{ClusterSnapshot, NodeInfo, Reason};
 
-/// A term compiled for matching.
-pub(super) struct Term<'a> {
-    key: &'a str,
+/// A term compiled for matching. The required anti-affinity terms of the pods already
+/// placed are compiled once, when the cache records the pod ([`PodMeta`]), since every
+/// placement checks them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    key: String,
     /// `None`: the term selects no pod.
     selector: Option<Selector>,
-    namespaces: Vec<&'a str>,
+    namespaces: Vec<String>,
 }
 
-impl<'a> Term<'a> {
+impl Term {
     /// `own_namespace`: the namespace of the pod that carries the term.
-    pub(super) fn of(t: &'a PodAffinityTerm, own_namespace: &'a str) -> Self {
+    pub fn of(t: &PodAffinityTerm, own_namespace: &str) -> Self {
         Term {
-            key: &t.topology_key,
+            key: t.topology_key.clone(),
             // Validated at admission; a selector that still fails selects nothing.
             selector: t
                 .label_selector
                 .as_ref()
                 .and_then(|s| Selector::from_label_selector(s).ok()),
             namespaces: if t.namespaces.is_empty() {
-                vec![own_namespace]
+                vec![own_namespace.to_string()]
             } else {
-                t.namespaces.iter().map(String::as_str).collect()
+                t.namespaces.clone()
             },
         }
     }
@@ -60,7 +64,7 @@ impl<'a> Term<'a> {
         namespace: &str,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> bool {
-        self.namespaces.contains(&namespace)
+        self.namespaces.iter().any(|n| n == namespace)
             && self.selector.as_ref().is_some_and(|s| s.matches(labels))
     }
 
@@ -69,10 +73,10 @@ impl<'a> Term<'a> {
     }
 
     /// Matching pods per domain of the term's key, over every node.
-    fn counts(&self, snap: &'a ClusterSnapshot) -> HashMap<&'a str, u32> {
+    fn counts<'a>(&self, snap: &'a ClusterSnapshot) -> HashMap<&'a str, u32> {
         let mut counts = HashMap::new();
         for node in &snap.nodes {
-            let Some(d) = domain(node, self.key) else {
+            let Some(d) = domain(node, &self.key) else {
                 continue;
             };
             let n = snap
@@ -110,30 +114,32 @@ impl<'a> InterPod<'a> {
         let affinity = pod.spec.as_ref().and_then(|spec| spec.affinity.as_ref());
         if let Some(a) = affinity {
             if let Some(pa) = &a.pod_affinity {
-                let terms: Vec<Term> = pa
-                    .required_during_scheduling_ignored_during_execution
+                let raw = &pa.required_during_scheduling_ignored_during_execution;
+                let terms: Vec<Term> = raw.iter().map(|t| Term::of(t, ns)).collect();
+                s.affinity = raw
                     .iter()
-                    .map(|t| Term::of(t, ns))
+                    .zip(&terms)
+                    .map(|(r, t)| (r.topology_key.as_str(), t.counts(snap)))
                     .collect();
-                s.affinity = terms.iter().map(|t| (t.key, t.counts(snap))).collect();
                 s.first_of_group = !terms.is_empty()
                     && s.affinity.iter().all(|(_, c)| c.is_empty())
                     && terms.iter().all(|t| t.selects(ns, &pod.metadata.labels));
                 for w in &pa.preferred_during_scheduling_ignored_during_execution {
                     let t = Term::of(&w.pod_affinity_term, ns);
-                    s.preferred
-                        .push((t.key, f64::from(w.weight), t.counts(snap)));
+                    let key = w.pod_affinity_term.topology_key.as_str();
+                    s.preferred.push((key, f64::from(w.weight), t.counts(snap)));
                 }
             }
             if let Some(anti) = &a.pod_anti_affinity {
-                for t in &anti.required_during_scheduling_ignored_during_execution {
-                    let t = Term::of(t, ns);
-                    s.anti.push((t.key, t.counts(snap)));
+                for r in &anti.required_during_scheduling_ignored_during_execution {
+                    s.anti
+                        .push((r.topology_key.as_str(), Term::of(r, ns).counts(snap)));
                 }
                 for w in &anti.preferred_during_scheduling_ignored_during_execution {
                     let t = Term::of(&w.pod_affinity_term, ns);
+                    let key = w.pod_affinity_term.topology_key.as_str();
                     s.preferred
-                        .push((t.key, -f64::from(w.weight), t.counts(snap)));
+                        .push((key, -f64::from(w.weight), t.counts(snap)));
                 }
             }
         }
@@ -142,11 +148,10 @@ impl<'a> InterPod<'a> {
                 continue;
             };
             for t in &other.anti_affinity {
-                let term = Term::of(t, &other.namespace);
-                if term.selects(ns, &pod.metadata.labels)
-                    && let Some(d) = domain(node, &t.topology_key)
+                if t.selects(ns, &pod.metadata.labels)
+                    && let Some(d) = domain(node, &t.key)
                 {
-                    s.barred.insert((&t.topology_key, d));
+                    s.barred.insert((t.key.as_str(), d));
                 }
             }
         }

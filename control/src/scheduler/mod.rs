@@ -40,7 +40,7 @@
 
 mod affinity;
 pub mod cache;
-mod interpod;
+pub mod interpod;
 pub mod topology;
 
 use std::collections::{BTreeMap, HashMap};

@@ -37,6 +37,7 @@ use ketch_api::selector::Selector;
 use ketch_api::validation::DO_NOT_SCHEDULE;
 use ketch_api::wellknown::{LABEL_HOSTNAME, LABEL_ZONE};
 
+use super::interpod::Term;
 use super::{ClusterSnapshot, NodeInfo, PodFacts, Reason};
 
 /// The default constraints' maxSkew, by hostname and by zone.
@@ -51,7 +52,7 @@ pub struct PodMeta {
     /// The uid of the pod's controller owner.
     pub owner: Option<String>,
     /// The pod's required anti-affinity terms, which bar other pods from their domains.
-    pub anti_affinity: Vec<PodAffinityTerm>,
+    pub anti_affinity: Vec<Term>,
 }
 
 /// The pod's required anti-affinity terms.
@@ -72,7 +73,7 @@ impl PodMeta {
             namespace: pod.metadata.namespace().to_string(),
             labels: pod.metadata.labels.clone(),
             owner: controller_uid(pod).map(str::to_string),
-            anti_affinity: required_anti_affinity(pod).to_vec(),
+            anti_affinity: anti_terms(pod),
         }
     }
 
@@ -82,8 +83,17 @@ impl PodMeta {
         self.namespace == pod.metadata.namespace()
             && self.labels == pod.metadata.labels
             && self.owner.as_deref() == controller_uid(pod)
-            && self.anti_affinity == required_anti_affinity(pod)
+            && (self.anti_affinity.is_empty() && required_anti_affinity(pod).is_empty()
+                || self.anti_affinity == anti_terms(pod))
     }
+}
+
+/// The pod's required anti-affinity terms, compiled.
+fn anti_terms(pod: &Pod) -> Vec<Term> {
+    required_anti_affinity(pod)
+        .iter()
+        .map(|t| Term::of(t, pod.metadata.namespace()))
+        .collect()
 }
 
 /// The uid of the owner reference marked `controller: true`, if any.
