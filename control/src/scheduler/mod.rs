@@ -774,10 +774,7 @@ impl Rules<'_, '_> {
             .map(|&(_, fit)| FIT_WEIGHT * 100.0 * fit)
             .collect();
         if spread.scores() {
-            let raw: Vec<Option<f64>> = candidates
-                .iter()
-                .map(|&(i, _)| spread.raw(i, &nodes.nodes[i]))
-                .collect();
+            let raw = spread.raws(candidates, nodes);
             for (t, s) in total.iter_mut().zip(topology::normalize_spread(&raw)) {
                 *t += SPREAD_WEIGHT * s;
             }

@@ -649,3 +649,27 @@ fn preferred_pod_affinity_and_anti_affinity_score_by_weight() {
         "n3"
     );
 }
+
+#[test]
+fn default_spreading_holds_in_a_sampled_placement_that_wraps_around() {
+    let nodes: Vec<Node> = (0..150)
+        .map(|i| node(&format!("n{i:03}"), "4", "8Gi"))
+        .collect();
+    // The owner's replicas on n145 and n000, the fullest nodes of the sample either side of
+    // the wrap; a bare pod makes n001 fuller than the other empty nodes.
+    let snap = ClusterSnapshot::new(
+        &nodes,
+        &[
+            bound(owned(pod("w-0", "1", "1Gi"), "w"), "n145"),
+            bound(owned(pod("w-1", "1", "1Gi"), "w"), "n000"),
+            bound(pod("bare", "100m", "1Mi"), "n001"),
+        ],
+    );
+    let next = owned(pod("w-2", "1", "1Gi"), "w");
+    // Checks n140..n149, then n000..n039: 50 candidates.
+    let (placement, checked) = place_from(&next, &snap, ScoringStrategy::MostAllocated, 140, 50);
+    assert_eq!((bind(placement), checked), ("n001".to_string(), 50));
+    // Without the wrap, the same: the replicas' nodes lose.
+    let (placement, _) = place_from(&next, &snap, ScoringStrategy::MostAllocated, 0, 150);
+    assert_eq!(bind(placement), "n001");
+}

@@ -9,9 +9,9 @@
 //!   `topology.kubernetes.io/zone` with maxSkew 5, both `ScheduleAnyway`. "Pods of the same
 //!   owner" is the controller owner's uid (Kubernetes selects by the owning Service's or
 //!   ReplicaSet's labels; the owner is what those labels stand for). The counts come from an
-//!   index by owner, so this costs a binary search per candidate node, plus a label lookup
-//!   per candidate when the cluster has zones. A pod without a controller owner is not
-//!   spread.
+//!   index by owner, so this costs O(1) per candidate node (a cursor walks the owner's
+//!   nodes along the candidates), plus a label lookup per candidate when the cluster has
+//!   zones. A pod without a controller owner is not spread.
 //! - **The pod's own constraints.** `DoNotSchedule` constraints filter, `ScheduleAnyway`
 //!   ones score. Matching pods are counted per topology domain over the nodes that pass
 //!   the pod's `nodeSelector` and required node affinity and have the constraint's key
@@ -407,33 +407,66 @@ impl<'a> Spread<'a> {
         }
     }
 
-    /// The raw score of the node at position `i` (lower is better), or `None` when the node
-    /// lacks a key of a scoring constraint.
-    pub(super) fn raw(&self, i: usize, node: &NodeInfo) -> Option<f64> {
+    /// The raw scores of `candidates` (positions in scan order: increasing, wrapping once
+    /// to 0), lower is better; `None` for a node that lacks a key of a scoring constraint.
+    pub(super) fn raws(
+        &self,
+        candidates: &[(usize, f64)],
+        snap: &ClusterSnapshot,
+    ) -> Vec<Option<f64>> {
         match self {
-            Spread::None => Some(0.0),
-            Spread::Owner(o) => {
-                let host = o
-                    .hosts
-                    .binary_search_by_key(&i, |&(at, _)| at)
-                    .map_or(0, |k| o.hosts[k].1);
-                let mut s = f64::from(host) * o.host_weight + f64::from(DEFAULT_HOSTNAME_SKEW - 1);
-                if let Some(w) = o.zone_weight
-                    && let Some(z) = node.labels.get(LABEL_ZONE)
+            Spread::None => vec![Some(0.0); candidates.len()],
+            Spread::Owner(o) => o.raws(candidates, snap),
+            Spread::Constraints(cs) => candidates
+                .iter()
+                .map(|&(i, _)| {
+                    let node = &snap.nodes[i];
+                    let mut s = 0.0;
+                    for c in cs.iter().filter(|c| !c.hard) {
+                        s += f64::from(c.count(node)?) * c.weight() + f64::from(c.max_skew - 1);
+                    }
+                    Some(s)
+                })
+                .collect(),
+        }
+    }
+}
+
+impl OwnerSpread<'_> {
+    fn raws(&self, candidates: &[(usize, f64)], snap: &ClusterSnapshot) -> Vec<Option<f64>> {
+        // A cursor into the owner's nodes (sorted by position) walks along with the
+        // candidates, so finding each count costs O(1) amortized, not a search.
+        let hosts = &self.hosts;
+        let mut k = candidates
+            .first()
+            .map_or(0, |&(i, _)| hosts.partition_point(|&(at, _)| at < i));
+        let mut prev = 0;
+        candidates
+            .iter()
+            .map(|&(i, _)| {
+                if i < prev {
+                    // Wrapped around to position 0.
+                    k = 0;
+                }
+                prev = i;
+                while hosts.get(k).is_some_and(|&(at, _)| at < i) {
+                    k += 1;
+                }
+                let host = match hosts.get(k) {
+                    Some(&(at, n)) if at == i => n,
+                    _ => 0,
+                };
+                let mut s =
+                    f64::from(host) * self.host_weight + f64::from(DEFAULT_HOSTNAME_SKEW - 1);
+                if let Some(w) = self.zone_weight
+                    && let Some(z) = snap.nodes[i].labels.get(LABEL_ZONE)
                 {
-                    let n = o.zones.get(z.as_str()).copied().unwrap_or(0);
+                    let n = self.zones.get(z.as_str()).copied().unwrap_or(0);
                     s += f64::from(n) * w + f64::from(DEFAULT_ZONE_SKEW - 1);
                 }
                 Some(s)
-            }
-            Spread::Constraints(cs) => {
-                let mut s = 0.0;
-                for c in cs.iter().filter(|c| !c.hard) {
-                    s += f64::from(c.count(node)?) * c.weight() + f64::from(c.max_skew - 1);
-                }
-                Some(s)
-            }
-        }
+            })
+            .collect()
     }
 }
 
