@@ -9,6 +9,10 @@
 //! Run: `cargo bench --bench scheduler`. Sizes: `KETCH_BENCH_NODES` (5000),
 //! `KETCH_BENCH_PODS` (50000), `KETCH_BENCH_TIMEOUT_S` (600, for binding all Pods);
 //! `KETCH_BENCH_NO_RUNNING=1` leaves out the hollow kubelet's status writes (a diagnostic).
+//! `KETCH_BENCH_PLACEMENT_ONLY=1` stops after the in-process placement figures (an A/B of the
+//! scheduler's own cost, without a server). The bench's Pods are bare (no controller owner),
+//! so default spreading does not apply to them; the in-process figures also place the same
+//! Pods as replicas of ReplicaSets of [`REPLICAS_PER_OWNER`] each, which it does apply to.
 //!
 //! `KETCH_BENCH_BACKLOG=1` measures the scheduler draining a backlog instead, as
 //! kube-scheduler's scheduler_perf does with pods already pending: the nodes register with
@@ -144,6 +148,9 @@ fn node_resources() -> Value {
     json!({"cpu": "64", "memory": "256Gi", "pods": "1100", "ketch.dev/wasm-instances": "1000"})
 }
 
+/// Replicas per ReplicaSet in the in-process figure for owned Pods.
+const REPLICAS_PER_OWNER: usize = 50;
+
 fn pod_json(i: usize) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("pod-{i:06}"), "namespace": "default"},
@@ -158,6 +165,7 @@ fn placement_only(
     n_nodes: usize,
     n_pods: usize,
     nodes_to_score: NodesToScore,
+    owned: bool,
 ) -> (Duration, usize) {
     use ketch_api::core::{Node, Pod};
     use ketch_control::scheduler::cache::SchedulerCache;
@@ -174,7 +182,16 @@ fn placement_only(
         cache.set_node(NodeInfo::from_node(&node));
     }
     let pods: Vec<Pod> = (0..n_pods)
-        .map(|i| serde_json::from_value(pod_json(i)).unwrap())
+        .map(|i| {
+            let mut pod = pod_json(i);
+            if owned {
+                let rs = i / REPLICAS_PER_OWNER;
+                pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1",
+                    "kind": "ReplicaSet", "name": format!("rs-{rs}"), "uid": format!("uid-{rs}"),
+                    "controller": true}]);
+            }
+            serde_json::from_value(pod).unwrap()
+        })
         .collect();
     let t = Instant::now();
     let profile = Profile {
@@ -202,11 +219,17 @@ async fn main() {
 
     // The server runs with the default (adaptive) sampling; every-node placement is the
     // reference.
-    for (label, nodes_to_score) in [
-        ("adaptive sampling, the default", NodesToScore::ADAPTIVE),
-        ("every node", NodesToScore::ALL),
+    let owned_label = format!("replicas of ReplicaSets of {REPLICAS_PER_OWNER}, adaptive sampling");
+    for (label, nodes_to_score, owned) in [
+        (
+            "adaptive sampling, the default",
+            NodesToScore::ADAPTIVE,
+            false,
+        ),
+        ("every node", NodesToScore::ALL, false),
+        (owned_label.as_str(), NodesToScore::ADAPTIVE, true),
     ] {
-        let (took, placed) = placement_only(n_nodes, n_pods, nodes_to_score);
+        let (took, placed) = placement_only(n_nodes, n_pods, nodes_to_score, owned);
         println!(
             "placement alone (in process, no IO, {label}): {placed} of {n_pods} pods onto {n_nodes} nodes in {:.0} ms: {:.0} pods/s, {:.1} µs per pod",
             took.as_secs_f64() * 1e3,
@@ -215,6 +238,9 @@ async fn main() {
         );
     }
 
+    if std::env::var_os("KETCH_BENCH_PLACEMENT_ONLY").is_some() {
+        return;
+    }
     let server = BenchServer::start(&["--no-agent"]).await;
     let client = server.client.clone();
     let nodes = ketch_api::resource::lookup("nodes").unwrap();

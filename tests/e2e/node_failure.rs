@@ -1,7 +1,7 @@
 //! A node that dies, hangs or is cut off: one `ketch server --no-agent` and three
 //! `ketch agent` processes on loopback, a Deployment of six Wasm replicas spread over them
-//! (least-allocated scoring: default spreading is still to come), traffic through a node
-//! that stays up.
+//! (the default scoring: bin-packing, with the replicas of one owner spread over nodes),
+//! traffic through a node that stays up.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,7 +74,7 @@ impl Drop for AgentProc {
 
 /// A server, three agents, and six hello replicas Running on them.
 pub(crate) fn cluster() -> (Server, Vec<AgentProc>) {
-    let s = Server::start_with(&["--no-agent", "--scheduler-scoring", "least-allocated"]);
+    let s = Server::start_with(&["--no-agent"]);
     let agents: Vec<AgentProc> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| AgentProc::start(&s, n))
@@ -91,12 +91,8 @@ fn deploy_hello(s: &Server, agents: &[AgentProc]) {
     eventually(30, "three Ready nodes", || {
         (ready_nodes(s).len() == 3).then_some(())
     });
-    // Requests, so least-allocated scoring has something to spread by.
-    let app = hello_app(6, None).replace(
-        "        env:\n",
-        "        resources: {requests: {cpu: 100m}}\n        env:\n",
-    );
-    let f = write_file(s.dir.path(), "hello.yaml", &app);
+    // No requests: bin-packing sees every node alike, default spreading alone spreads them.
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(6, None));
     s.ok(&["apply", "-f", f.to_str().unwrap()]);
     eventually(60, "6 running replicas on 3 nodes", || {
         let ps = pods(s, "app=hello");
@@ -381,12 +377,7 @@ fn a_server_cut_off_from_every_agent_by_the_network_evicts_nothing() {
         port: 6443,
         netns: Some(net.netns(0)),
     };
-    let s = Server::spawn_at(
-        tempfile::tempdir().unwrap(),
-        &place,
-        &["--no-agent", "--scheduler-scoring", "least-allocated"],
-    )
-    .ready();
+    let s = Server::spawn_at(tempfile::tempdir().unwrap(), &place, &["--no-agent"]).ready();
     let agents: Vec<AgentProc> = (1..4)
         .map(|i| {
             let addr = net.addr(i).to_string();
@@ -445,8 +436,8 @@ fn a_flapping_agent_loses_its_pods_at_most_once_and_takes_no_new_ones() {
     };
     flap();
     flap();
-    // Back, Ready and emptied: least-allocated scoring would put new Pods there, to be
-    // evicted at its next flap. Flap damping keeps them off.
+    // Back, Ready and emptied: default spreading would put new replicas there (it holds
+    // the fewest), to be evicted at its next flap. Flap damping keeps them off.
     let described = s.ok(&["describe", "node", &victim.name]);
     assert!(
         described.contains("ketch.dev/flapping:NoSchedule"),

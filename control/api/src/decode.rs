@@ -513,6 +513,45 @@ mod tests {
     }
 
     #[test]
+    fn scheduling_constraints_in_a_deployment_template_round_trip_and_are_validated() {
+        let mut d = deployment();
+        let spec = &mut d["spec"]["template"]["spec"];
+        spec["affinity"] = json!({"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}],
+                 "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}]}]},
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 20, "preference":
+                {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["8"]}]}}]}});
+        spec["topologySpreadConstraints"] = json!([{"maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}, "minDomains": 3}]);
+        let admitted = admit(&DEPLOYMENTS, d.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(admitted, d);
+
+        let mut bad = d.clone();
+        bad["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["operator"] = json!("Foo");
+        let errs = errors_of(&DEPLOYMENTS, bad);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with(
+                "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution\
+                 .nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: \"Foo\""
+            ),
+            "{}",
+            errs[0]
+        );
+        let mut unknown = d;
+        unknown["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["skew"] = json!(1);
+        assert_eq!(
+            errors_of(&DEPLOYMENTS, unknown),
+            [
+                "spec.template.spec.topologySpreadConstraints[0].skew: Forbidden: field not supported by ketch"
+            ]
+        );
+    }
+
+    #[test]
     fn a_type_error_carries_the_path_and_the_offending_value() {
         let mut d = deployment();
         d["spec"]["replicas"] = json!("three");

@@ -55,6 +55,10 @@ pub enum Operator {
     NotIn,
     Exists,
     DoesNotExist,
+    /// The label's value, read as an integer, is greater than the one value (node selectors).
+    Gt,
+    /// The label's value, read as an integer, is less than the one value (node selectors).
+    Lt,
 }
 
 /// One term of a selector; all terms must hold for a match.
@@ -84,6 +88,13 @@ impl Requirement {
             Operator::Exists | Operator::DoesNotExist if !values.is_empty() => Err(SelectorError(
                 format!("key {key:?}: values must be empty for 'exists' and 'doesnotexist'"),
             )),
+            Operator::Gt | Operator::Lt
+                if values.len() != 1 || values[0].parse::<i64>().is_err() =>
+            {
+                Err(SelectorError(format!(
+                    "key {key:?}: 'Gt' and 'Lt' need exactly one integer value"
+                )))
+            }
             _ => Ok(Requirement {
                 key: key.to_string(),
                 operator,
@@ -95,12 +106,30 @@ impl Requirement {
     /// Whether a label set satisfies this term. Negative terms hold when the label is absent,
     /// as in Kubernetes.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
+        self.matches_value(labels.get(&self.key).map(String::as_str))
+    }
+
+    /// Whether this term holds when its key has `value` (`None`: absent). Node selectors
+    /// use it for `matchFields`, whose one key is the node's name rather than a label.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
+        let has = |v: &str| self.values.iter().any(|x| x == v);
+        let int = |v: &str| v.parse::<i64>().ok();
         match self.operator {
-            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
-            Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::Equals | Operator::In => value.is_some_and(has),
+            Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !has(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
+            // A value that is not an integer matches neither, as in Kubernetes.
+            Operator::Gt | Operator::Lt => {
+                let (Some(have), Some(bound)) = (value.and_then(int), int(&self.values[0])) else {
+                    return false;
+                };
+                if self.operator == Operator::Gt {
+                    have > bound
+                } else {
+                    have < bound
+                }
+            }
         }
     }
 }
@@ -115,6 +144,8 @@ impl fmt::Display for Requirement {
             Operator::NotIn => write!(f, "{k} notin ({})", self.values.join(",")),
             Operator::Exists => write!(f, "{k}"),
             Operator::DoesNotExist => write!(f, "!{k}"),
+            Operator::Gt => write!(f, "{k}>{}", self.values[0]),
+            Operator::Lt => write!(f, "{k}<{}", self.values[0]),
         }
     }
 }
@@ -159,6 +190,32 @@ impl Selector {
                 }
             };
             requirements.push(Requirement::new(&expr.key, op, expr.values.clone())?);
+        }
+        Ok(Selector { requirements })
+    }
+
+    /// Converts a node selector term's `matchExpressions` or `matchFields`, which add `Gt`
+    /// and `Lt` to the label selector's operators.
+    pub fn from_node_requirements(
+        reqs: &[crate::core::NodeSelectorRequirement],
+    ) -> Result<Selector, SelectorError> {
+        let mut requirements = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let op = match r.operator.as_str() {
+                "In" => Operator::In,
+                "NotIn" => Operator::NotIn,
+                "Exists" => Operator::Exists,
+                "DoesNotExist" => Operator::DoesNotExist,
+                "Gt" => Operator::Gt,
+                "Lt" => Operator::Lt,
+                other => {
+                    return Err(SelectorError(format!(
+                        "key {:?}: unsupported operator {other:?} (use In, NotIn, Exists, DoesNotExist, Gt or Lt)",
+                        r.key
+                    )));
+                }
+            };
+            requirements.push(Requirement::new(&r.key, op, r.values.clone())?);
         }
         Ok(Selector { requirements })
     }
@@ -348,6 +405,37 @@ mod tests {
             Selector::parse("a==").is_ok(),
             "an empty value is a valid label value"
         );
+    }
+
+    #[test]
+    fn node_requirements_add_gt_and_lt_on_integer_values() {
+        use crate::core::NodeSelectorRequirement;
+        let req = |key: &str, op: &str, values: &[&str]| NodeSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let s = Selector::from_node_requirements(&[
+            req("cores", "Gt", &["4"]),
+            req("gen", "Lt", &["10"]),
+            req("zone", "In", &["a", "b"]),
+        ])
+        .unwrap();
+        assert_eq!(s.to_string(), "cores>4,gen<10,zone in (a,b)");
+        assert!(s.matches(&labels(&[("cores", "8"), ("gen", "3"), ("zone", "a")])));
+        assert!(!s.matches(&labels(&[("cores", "4"), ("gen", "3"), ("zone", "a")])));
+        assert!(!s.matches(&labels(&[("cores", "8"), ("gen", "10"), ("zone", "a")])));
+        assert!(!s.matches(&labels(&[("cores", "many"), ("gen", "3"), ("zone", "a")])));
+        assert!(!s.matches(&labels(&[("gen", "3"), ("zone", "a")])));
+        let err = Selector::from_node_requirements(&[req("cores", "Gt", &["4", "5"])])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exactly one integer"), "{err}");
+        assert!(Selector::from_node_requirements(&[req("cores", "Gte", &["4"])]).is_err());
+        let name =
+            Selector::from_node_requirements(&[req("metadata.name", "In", &["n1"])]).unwrap();
+        assert!(name.requirements[0].matches_value(Some("n1")));
+        assert!(!name.requirements[0].matches_value(Some("n2")));
     }
 
     #[test]

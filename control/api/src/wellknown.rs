@@ -51,6 +51,8 @@ pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const TAINT_FLAPPING: &str = "ketch.dev/flapping";
 /// Node taint (Kubernetes' name), `NoSchedule`: the node is cordoned (`spec.unschedulable`).
 pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// Node label (Kubernetes' name): the node's hostname, its own topology domain.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
 /// Node label (Kubernetes' name): the failure zone, for the eviction brake and spreading.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 

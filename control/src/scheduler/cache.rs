@@ -7,19 +7,23 @@
 //! *assumed* (the scheduler placed the pod and its binding is not visible yet). An assumed
 //! pod counts against its node at once, so the next placement never double-books the
 //! capacity it took. A later pod update that shows the binding turns the entry into a bound
-//! one. A failed binding is [`SchedulerCache::forget`]-ed. Every operation costs O(1) (plus
-//! the pod's request parsing), apart from a re-sort of the nodes after nodes were added or
-//! removed.
+//! one. A failed binding is [`SchedulerCache::forget`]-ed. Each entry also carries what
+//! spreading needs of the pod (namespace, labels, controller owner: [`PodMeta`]), kept in the
+//! snapshot's [`super::topology::PodTopology`] by node and by owner, so assumed pods spread
+//! too and a forget undoes it. Every operation costs O(1) (plus the pod's request parsing),
+//! apart from a re-sort of the nodes after nodes were added or removed.
 //!
 //! Pure: no IO, no clock. The runner feeds it informer changes and its own placements.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ketch_api::core::Pod;
 
+use super::topology::PodMeta;
 use super::{
-    ClusterSnapshot, NodeInfo, Placement, Profile, Requests, Runtime, Usage, place_from,
-    pod_requests, pod_runtime,
+    ClusterSnapshot, NodeInfo, Placement, Profile, Requests, Runtime, Usage, count_zone,
+    place_from, pod_requests, pod_runtime,
 };
 
 /// What one pod takes from its node.
@@ -65,12 +69,13 @@ pub enum PodState {
     Bound,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Entry {
     uid: String,
     node: String,
     charge: Charge,
     state: PodState,
+    meta: Arc<PodMeta>,
 }
 
 /// Nodes and the per-node totals of the pods on them; see the module docs.
@@ -117,7 +122,9 @@ impl SchedulerCache {
     pub fn snapshot(&mut self) -> &ClusterSnapshot {
         if self.unsorted {
             let nodes = std::mem::take(&mut self.snapshot.nodes);
+            let pods = std::mem::take(&mut self.snapshot.pods);
             self.snapshot = ClusterSnapshot::from_nodes(nodes);
+            self.snapshot.pods = pods;
             self.unsorted = false;
         }
         &self.snapshot
@@ -163,6 +170,8 @@ impl SchedulerCache {
                 if *node == info {
                     return false;
                 }
+                count_zone(&mut self.snapshot.zones, node, -1);
+                count_zone(&mut self.snapshot.zones, &info, 1);
                 *node = info;
                 // A node may start or stop offering containers (containerd came up).
                 self.snapshot.offers_containers = self
@@ -173,6 +182,7 @@ impl SchedulerCache {
             }
             None => {
                 info.requested = self.orphans.remove(&info.name).unwrap_or_default();
+                count_zone(&mut self.snapshot.zones, &info, 1);
                 let i = self.snapshot.nodes.len();
                 self.snapshot.index.insert(info.name.clone(), i);
                 self.snapshot.nodes.push(info);
@@ -189,6 +199,7 @@ impl SchedulerCache {
             return false;
         };
         let node = self.snapshot.nodes.swap_remove(i);
+        count_zone(&mut self.snapshot.zones, &node, -1);
         if let Some(moved) = self.snapshot.nodes.get(i) {
             self.snapshot.index.insert(moved.name.clone(), i);
         }
@@ -211,6 +222,7 @@ impl SchedulerCache {
                 node: node.to_string(),
                 charge: Charge::of(pod),
                 state: PodState::Bound,
+                meta: self.meta(key, pod),
             }),
             Some(_) => None,
             None if !is_finished(pod) && self.is_assumed(key, uid) => return false,
@@ -255,6 +267,7 @@ impl SchedulerCache {
             node: node.to_string(),
             charge: Charge::of(pod),
             state: PodState::Assumed,
+            meta: Arc::new(PodMeta::of(pod)),
         };
         self.replace(key, Some(entry));
         true
@@ -270,6 +283,15 @@ impl SchedulerCache {
         self.replace(key, None)
     }
 
+    /// The entry's [`PodMeta`] for `pod`: the one already held when it still describes the
+    /// pod (most updates are status changes), so an update allocates none.
+    fn meta(&self, key: &str, pod: &Pod) -> Arc<PodMeta> {
+        match self.pods.get(key) {
+            Some(e) if e.meta.describes(pod) => e.meta.clone(),
+            _ => Arc::new(PodMeta::of(pod)),
+        }
+    }
+
     /// Replaces the entry at `key`, moving the totals. Returns whether an old charge was
     /// removed from a node without an equal or larger one replacing it there.
     fn replace(&mut self, key: &str, new: Option<Entry>) -> bool {
@@ -277,6 +299,17 @@ impl SchedulerCache {
             Some(new) => self.pods.insert(key.to_string(), new),
             None => self.pods.remove(key),
         };
+        let entry = self.pods.get(key);
+        let same_place = matches!((&old, entry),
+            (Some(o), Some(e)) if o.node == e.node && Arc::ptr_eq(&o.meta, &e.meta));
+        if !same_place {
+            if let Some(o) = &old {
+                self.snapshot.pods.remove(&o.node, &o.meta);
+            }
+            if let Some(e) = entry {
+                self.snapshot.pods.add(&e.node, e.meta.clone());
+            }
+        }
         let new = self.pods.get(key).map(|e| (e.node.clone(), e.charge));
         if let Some(old) = &old
             && new
@@ -586,6 +619,15 @@ mod tests {
             assert_eq!(c.usage(n), rebuilt.node(n).unwrap().requested, "{n}");
         }
         assert_eq!(c.pod_count(), live.len());
+        // What spreading sees: one record per pod holding resources, on its node.
+        assert_eq!(c.snapshot().pods().len(), live.len());
+        for n in names {
+            let mut have: Vec<_> = c.snapshot().pods().pods_on(n).cloned().collect();
+            let mut want: Vec<_> = rebuilt.pods().pods_on(n).cloned().collect();
+            have.sort_by(|a, b| a.labels.cmp(&b.labels));
+            want.sort_by(|a, b| a.labels.cmp(&b.labels));
+            assert_eq!(have, want, "{n}");
+        }
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! One file per group of kinds, each kind's `validate_*` with the checks it needs (a check
 //! two files need lives with its first user): `field.rs` (the error type, field paths, the
 //! checks most files use), `format.rs` (string formats), `meta.rs` (metadata, selectors,
-//! quantities), `pod.rs` and `container.rs`, `workloads.rs` (Deployment, ReplicaSet),
-//! `services.rs` (Service, EndpointSlice, Ingress), `policy.rs` (PodDisruptionBudget), `config.rs` (ConfigMap, Secret) and
+//! quantities), `pod.rs`, `container.rs` and `scheduling.rs` (affinity, topology spread),
+//! `workloads.rs` (Deployment, ReplicaSet), `services.rs` (Service, EndpointSlice, Ingress),
+//! `policy.rs` (PodDisruptionBudget), `config.rs` (ConfigMap, Secret) and
 //! `cluster.rs` (Namespace, Node, Lease, Event). Everything public is re-exported here, so
 //! callers name `ketch_api::validation::…` whatever file it lives in.
 
@@ -20,6 +21,7 @@ mod format;
 mod meta;
 mod pod;
 mod policy;
+mod scheduling;
 mod services;
 mod workloads;
 
@@ -39,6 +41,7 @@ pub use meta::{
 };
 pub use pod::{PodSpecOptions, validate_pod, validate_pod_spec};
 pub use policy::{validate_pod_disruption_budget, validate_pod_disruption_budget_status};
+pub use scheduling::{DO_NOT_SCHEDULE, NODE_FIELD_NAME, SCHEDULE_ANYWAY};
 pub use services::{validate_endpoint_slice, validate_ingress, validate_service};
 pub use workloads::{validate_deployment, validate_replica_set};
 

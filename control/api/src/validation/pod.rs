@@ -1,5 +1,6 @@
 //! Pods and the pod spec a workload's template carries: containers (checked in
-//! `container.rs`), restart policy, scheduling (node selector, tolerations), volumes and
+//! `container.rs`), restart policy, scheduling (node selector, tolerations; affinity and topology
+//! spread in `scheduling.rs`), volumes and
 //! their projections.
 
 use crate::wellknown::AnnotationScope;
@@ -11,6 +12,7 @@ use super::format::{
     is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
 };
 use super::meta::{NameFormat, validate_labels, validate_object_meta, validate_quantity};
+use super::scheduling::{validate_affinity, validate_topology_spread_constraints};
 use crate::core::{Pod, PodSpec, Toleration};
 
 /// The taint effects a toleration (and a Node's taint) may name.
@@ -103,6 +105,13 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, opts: PodSpecOptions) -> Ve
             &index(&child(path, "tolerations"), i),
         ));
     }
+    if let Some(a) = &spec.affinity {
+        errs.extend(validate_affinity(a, &child(path, "affinity")));
+    }
+    errs.extend(validate_topology_spread_constraints(
+        &spec.topology_spread_constraints,
+        &child(path, "topologySpreadConstraints"),
+    ));
     check_non_negative(
         &mut errs,
         child(path, "terminationGracePeriodSeconds"),
