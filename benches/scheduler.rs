@@ -13,6 +13,9 @@
 //! scheduler's own cost, without a server). The bench's Pods are bare (no controller owner),
 //! so default spreading does not apply to them; the in-process figures also place the same
 //! Pods as replicas of ReplicaSets of [`REPLICAS_PER_OWNER`] each, which it does apply to.
+//! `KETCH_BENCH_OWNED=1` does that in the server run too: every [`REPLICAS_PER_OWNER`] Pods
+//! have one controller owner, a ConfigMap made for it (an owner the garbage collector finds
+//! alive and no controller acts on, so the Pods are the bench's alone).
 //!
 //! `KETCH_BENCH_BACKLOG=1` measures the scheduler draining a backlog instead, as
 //! kube-scheduler's scheduler_perf does with pods already pending: the nodes register with
@@ -158,6 +161,13 @@ fn pod_json(i: usize) -> Value {
             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}})
 }
 
+/// Makes `pod` one of its owner's replicas: `owner` is `(apiVersion, kind, name, uid)`.
+fn owned_by(pod: &mut Value, owner: (&str, &str, &str, &str)) {
+    let (api_version, kind, name, uid) = owner;
+    pod["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind,
+        "name": name, "uid": uid, "controller": true}]);
+}
+
 /// The scheduler's own work without any IO: places the benchmark's Pods onto its nodes
 /// through the scheduler's cache, as the scheduler loop does (place against the snapshot,
 /// then assume the placement). Returns the time taken and how many Pods found a node.
@@ -186,9 +196,8 @@ fn placement_only(
             let mut pod = pod_json(i);
             if owned {
                 let rs = i / REPLICAS_PER_OWNER;
-                pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1",
-                    "kind": "ReplicaSet", "name": format!("rs-{rs}"), "uid": format!("uid-{rs}"),
-                    "controller": true}]);
+                let (name, uid) = (format!("rs-{rs}"), format!("uid-{rs}"));
+                owned_by(&mut pod, ("apps/v1", "ReplicaSet", &name, &uid));
             }
             serde_json::from_value(pod).unwrap()
         })
@@ -454,17 +463,44 @@ async fn main() {
         }))
     };
 
+    // KETCH_BENCH_OWNED=1: the owners, made before the clock starts.
+    let owners: Arc<Vec<String>> = if std::env::var_os("KETCH_BENCH_OWNED").is_some() {
+        let n = n_pods.div_ceil(REPLICAS_PER_OWNER);
+        let uids: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); n]));
+        let configmaps = ketch_api::resource::lookup("configmaps").unwrap();
+        let (c, u) = (client.clone(), uids.clone());
+        par(n, move |i| {
+            let (c, u) = (c.clone(), u.clone());
+            async move {
+                let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("owner-{i}"), "namespace": "default"}});
+                let made = c.create(configmaps, Some("default"), &cm).await.unwrap();
+                u.lock().unwrap()[i] = made["metadata"]["uid"].as_str().unwrap().to_string();
+            }
+        })
+        .await;
+        println!("owned: {n} owners of {REPLICAS_PER_OWNER} Pods each (default spreading applies)");
+        let uids = std::mem::take(&mut *uids.lock().unwrap());
+        Arc::new(uids)
+    } else {
+        Arc::default()
+    };
+
     // Pods: `concurrency()` creators; record each create-ack.
     let acks: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut hb_before = hb_ok.load(Ordering::Relaxed);
     let mut beats_before = beat_ok.load(Ordering::Relaxed);
     let mut start = Instant::now();
     let creators = {
-        let (c, acks) = (client.clone(), acks.clone());
+        let (c, acks, owners) = (client.clone(), acks.clone(), owners.clone());
         tokio::spawn(par(n_pods, move |i| {
-            let (c, acks) = (c.clone(), acks.clone());
+            let (c, acks, owners) = (c.clone(), acks.clone(), owners.clone());
             async move {
-                let pod = pod_json(i);
+                let mut pod = pod_json(i);
+                if let Some(uid) = owners.get(i / REPLICAS_PER_OWNER) {
+                    let name = format!("owner-{}", i / REPLICAS_PER_OWNER);
+                    owned_by(&mut pod, ("v1", "ConfigMap", &name, uid));
+                }
                 let name = pod["metadata"]["name"].as_str().unwrap().to_string();
                 c.create(pods, Some("default"), &pod).await.unwrap();
                 acks.lock().unwrap().insert(name, Instant::now());
