@@ -64,6 +64,11 @@ enum Command {
     Push(cmd::push::PushArgs),
     /// Show or change the servers of the control plane
     Cluster(cmd::cluster::ClusterArgs),
+    /// Create tokens: join tokens for new nodes and servers, API tokens for users and
+    /// ServiceAccounts
+    Token(cmd::token::TokenArgs),
+    /// Show the client config in other forms (a kubeconfig for kubectl)
+    Config(cmd::config::ConfigArgs),
     /// Print client and server versions
     Version,
     /// Print a shell completion script
@@ -125,6 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(args) => cmd::drain::run(&conn, args).await,
         Command::Push(args) => cmd::push::run(args).await,
         Command::Cluster(args) => cmd::cluster::run(&conn, args).await,
+        Command::Token(args) => cmd::token::run(&conn, args).await,
+        Command::Config(args) => cmd::config::run(&conn, args),
         Command::Version => cmd::version::run(&conn).await,
         Command::Completion(args) => {
             cmd::completion::run(args, <Cli as clap::CommandFactory>::command());

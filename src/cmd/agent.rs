@@ -9,7 +9,7 @@ use clap::Args;
 use ketch_agent::{Agent, AgentConfig};
 use ketch_gateway::GatewayConfig;
 
-use super::shared::{Connection, Signals, absolute_path, servers_and_token};
+use super::shared::{Connection, Signals, absolute_path};
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -83,9 +83,14 @@ pub struct GatewayArgs {
     /// Service hosts are <service>.<namespace>.<domain>
     #[arg(long, default_value = ketch_gateway::DEFAULT_DOMAIN)]
     gateway_domain: String,
-    /// URL other nodes' gateways use to reach this one [default: http://<node IP>:<port>]
+    /// URL other nodes' gateways use to reach this one's peer listener [default:
+    /// https://<node IP>:<peer port>]
     #[arg(long)]
     gateway_advertise: Option<String>,
+    /// Where other nodes' gateways deliver to this node's Pods (mutual TLS with node
+    /// certificates) [default: the gateway's IP, a free port, advertised on the Node]
+    #[arg(long)]
+    gateway_peer_listen: Option<SocketAddr>,
     /// Deadline for a response from the app, e.g. 60s or 500ms
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     gateway_timeout: std::time::Duration,
@@ -150,6 +155,7 @@ impl NodeArgs {
         Ok(AgentConfig {
             server,
             token,
+            tls: None,
             in_process: None,
             node_name,
             listen: self.agent_listen.unwrap_or(default_listen),
@@ -175,12 +181,14 @@ impl NodeArgs {
 
 impl GatewayArgs {
     fn config(self, default_listen: SocketAddr) -> GatewayConfig {
+        let listen = (!self.no_gateway).then(|| self.gateway.unwrap_or(default_listen));
         GatewayConfig {
-            listen: if self.no_gateway {
-                None
-            } else {
-                Some(self.gateway.unwrap_or(default_listen))
-            },
+            listen,
+            // A free port on the gateway's address: it is advertised on the Node, so peers
+            // find it, and agents sharing a machine (tests) never collide.
+            peer_listen: self
+                .gateway_peer_listen
+                .or_else(|| listen.map(|l| SocketAddr::new(l.ip(), 0))),
             advertise: self.gateway_advertise,
             domain: self.gateway_domain,
             max_body: self.gateway_max_body,
@@ -194,17 +202,41 @@ impl GatewayArgs {
 pub async fn run(conn: &Connection, args: AgentArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     // Every configured server: the agent moves to the next when one is unreachable.
-    let (servers, token) = servers_and_token(conn)?;
+    let servers = match &conn.server {
+        Some(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+        None => super::shared::resolve(conn)?.servers,
+    };
+    if servers.is_empty() {
+        anyhow::bail!("--server: no server given");
+    }
     let server = servers.join(",");
-    let cfg = args.node.agent_config(
+    let mut cfg = args.node.agent_config(
         server.clone(),
-        token,
-        args.data_dir,
+        String::new(),
+        args.data_dir.clone(),
         "0.0.0.0:10250".parse().expect("valid address"),
         GatewayConfig::default()
             .listen
             .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid address")),
     )?;
+    // The node's certificate is its only credential: obtained with the join token on first
+    // start, renewed with itself afterwards.
+    let addresses = node_addresses(&cfg);
+    let tls = ketch_agent::node_credentials(
+        &args.data_dir,
+        &servers,
+        conn.token.as_deref(),
+        &cfg.node_name,
+        &addresses,
+    )
+    .await
+    .context("the node's certificate")?;
+    cfg.tls = Some(tls);
     let name = cfg.node_name.clone();
     let agent = Agent::start(cfg).await.context("starting the node agent")?;
     println!(
@@ -219,4 +251,37 @@ pub async fn run(conn: &Connection, args: AgentArgs) -> anyhow::Result<()> {
     println!("shutting down");
     agent.stop().await;
     Ok(())
+}
+
+/// The names a node's certificate is valid for: where the API server reaches its endpoint
+/// and other gateways its peer listener (loopback, the host name, the addresses it listens
+/// on and advertises).
+pub fn node_addresses(cfg: &AgentConfig) -> Vec<String> {
+    let mut out = vec![
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        out.push(h.trim().to_lowercase());
+    }
+    let ips = [
+        Some(cfg.listen),
+        cfg.gateway.listen,
+        cfg.gateway.peer_listen,
+    ];
+    for addr in ips.into_iter().flatten() {
+        if !addr.ip().is_unspecified() {
+            out.push(addr.ip().to_string());
+        }
+    }
+    for url in [cfg.advertise.as_deref(), cfg.gateway.advertise.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        out.push(ketch_control::server::pki::host_of(url).to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|a| !a.is_empty() && seen.insert(a.clone()));
+    out
 }

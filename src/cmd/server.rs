@@ -32,9 +32,14 @@ pub struct ServerArgs {
     #[arg(long)]
     advertise: Option<String>,
     /// Join the cluster of the server at ADDR (host:port of any member) on first start;
-    /// --token must be the cluster's admin token
+    /// --token must be a server join token (`ketch token create --join --server` on a
+    /// member prints the whole command)
     #[arg(long, value_name = "ADDR")]
     join: Option<String>,
+    /// More names (IP addresses or DNS names) the server's certificate is valid for,
+    /// besides loopback, the host name, --listen and --advertise
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
     /// Don't run a node agent in this process (control plane only)
     #[arg(long)]
     no_agent: bool,
@@ -147,6 +152,7 @@ impl ServerArgs {
             listen,
             advertise: None,
             join: None,
+            tls_sans: Vec::new(),
             no_agent: false,
             node_failure: NodeFailureArgs::default(),
             scheduler_scoring: Scoring::MostAllocated,
@@ -193,7 +199,9 @@ impl AllInOne {
             Some(address) => Some(JoinOptions {
                 address,
                 token: conn.token.clone().ok_or_else(|| {
-                    anyhow!("--join needs --token (or KETCH_TOKEN): the cluster's admin token")
+                    anyhow!(
+                        "--join needs --token (or KETCH_TOKEN): a server join token (print one on a member with `ketch token create --join --server`)"
+                    )
                 })?,
             }),
             None => None,
@@ -205,24 +213,39 @@ impl AllInOne {
             join,
             snapshot_count: args.snapshot_count,
             heartbeat: args.node_failure.heartbeat(),
+            tls_sans: args.tls_sans.clone(),
         })
         .await?;
-        let url = format!("http://{}", server.addr);
+        // A wildcard listen address is reached on loopback from here (and is in the
+        // certificate; 0.0.0.0 is not).
+        let local = if server.addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), server.addr.port())
+        } else {
+            server.addr
+        };
+        let url = format!("https://{local}");
         let config_path = config_path(conn);
         // This server first, then every other member this server knows of.
         let mut servers = vec![url.clone()];
         let me = server.node_id;
         for m in server.store().members() {
             if m.id != me {
-                servers.push(format!("http://{}", m.address));
+                servers.push(format!("https://{}", m.address));
             }
         }
-        ClientConfig {
+        let config = ClientConfig {
             servers,
             token: server.token.clone(),
-        }
-        .save(&config_path)
-        .context("writing the client config")?;
+            certificate_authority: Some(server.ca_pem().to_string()),
+            client_certificate: None,
+            client_key: None,
+        };
+        config
+            .save(&config_path)
+            .context("writing the client config")?;
+        // The same cluster and credential for the real kubectl, beside it.
+        super::config::write_kubeconfig(&config, &super::config::kubeconfig_path(&config_path))
+            .context("writing the kubeconfig")?;
         // The scheduler and controllers talk to the store only through the API, like any
         // client, and only on the leader; being in this process, they call its router
         // directly instead of connecting to it.
@@ -245,8 +268,17 @@ impl AllInOne {
                 "127.0.0.1:0".parse().expect("valid address"),
                 default_gateway,
             )?;
-            // This process's own agent calls the server's router directly.
+            // This process's own agent calls the server's router directly; its endpoint and
+            // gateway use a node certificate the server issues it here.
             cfg.in_process = Some(server.in_process());
+            let issued = server
+                .issue_node_certificate(&cfg.node_name, &super::agent::node_addresses(&cfg))
+                .context("the node's certificate")?;
+            cfg.tls = Some(ketch_agent::NodeTls {
+                ca_pem: server.ca_pem().to_string(),
+                cert_pem: issued.cert_pem,
+                key_pem: issued.key_pem,
+            });
             Some(Agent::start(cfg).await.context("starting the node agent")?)
         };
         Ok(AllInOne {
@@ -285,10 +317,10 @@ pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!(
-        "  add a server:  ketch server --join {} --token \"$(cat {}/admin.token)\"",
-        all.server.addr,
-        data_dir.display()
+        "  kubeconfig:    {}",
+        super::config::kubeconfig_path(&all.config_path).display()
     );
+    println!("  add a node:    ketch token create --join    (prints the command to run there)");
     match &all.agent {
         Some(a) => {
             println!("  node agent:    {}", a.endpoint());

@@ -13,7 +13,7 @@ use ketch_client::{Client, ClientConfig};
 /// `KETCH_TOKEN`, then the client config file.
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// API server URL, e.g. http://127.0.0.1:6443, or a cluster's servers separated by
+    /// API server URL, e.g. https://127.0.0.1:6443, or a cluster's servers separated by
     /// commas (the CLI uses the first that answers; `ketch agent` moves to the next when
     /// one is unreachable)
     #[arg(long, global = true, env = "KETCH_SERVER")]
@@ -24,6 +24,10 @@ pub struct Connection {
     /// Client config file [default: $KETCH_CONFIG or ~/.ketch/config]
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) to verify servers with, instead of the client
+    /// config's
+    #[arg(long, global = true, env = "KETCH_CERTIFICATE_AUTHORITY", value_parser = absolute_path())]
+    pub certificate_authority: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -46,15 +50,30 @@ pub fn config_path(conn: &Connection) -> PathBuf {
         .unwrap_or_else(ClientConfig::default_path)
 }
 
-/// Every server URL (`--server` takes a comma-separated list) and the token.
-pub fn servers_and_token(conn: &Connection) -> anyhow::Result<(Vec<String>, String)> {
-    let file = if conn.server.is_none() || conn.token.is_none() {
-        let path = config_path(conn);
-        Some(ClientConfig::load(&path).with_context(|| {
-            "no server configured: start one with `ketch server`, or pass --server and --token (or KETCH_SERVER and KETCH_TOKEN)"
-        })?)
-    } else {
-        None
+/// Where to connect and with what: `--server`/`--token`/`--certificate-authority` (or their
+/// environment variables), else the client config file.
+pub struct Resolved {
+    pub servers: Vec<String>,
+    /// Empty when the config's client certificate is the credential.
+    pub token: String,
+    pub tls: Option<ketch_client::TlsSettings>,
+}
+
+/// Resolve the connection flags against the client config file.
+///
+/// # Errors
+/// No server or no credential configured, or an unreadable CA file.
+pub fn resolve(conn: &Connection) -> anyhow::Result<Resolved> {
+    let path = config_path(conn);
+    let need_file = conn.server.is_none() || conn.token.is_none();
+    let file = match ClientConfig::load(&path) {
+        Ok(f) => Some(f),
+        Err(e) if need_file => {
+            return Err(anyhow::Error::new(e).context(
+                "no server configured: start one with `ketch server`, or pass --server and --token (or KETCH_SERVER and KETCH_TOKEN)",
+            ));
+        }
+        Err(_) => None,
     };
     let servers = conn
         .server
@@ -73,18 +92,34 @@ pub fn servers_and_token(conn: &Connection) -> anyhow::Result<(Vec<String>, Stri
         .token
         .clone()
         .or_else(|| file.as_ref().map(|f| f.token.clone()))
-        .ok_or_else(|| anyhow!("no token configured"))?;
-    Ok((servers, token))
+        .unwrap_or_default();
+    let tls = match &conn.certificate_authority {
+        Some(ca) => Some(ketch_client::TlsSettings {
+            certificate_authority: std::fs::read_to_string(ca)
+                .with_context(|| format!("--certificate-authority {}", ca.display()))?,
+            client_certificate: None,
+            client_key: None,
+        }),
+        None => file.as_ref().and_then(ClientConfig::tls),
+    };
+    let has_cert = tls.as_ref().is_some_and(|t| t.client_certificate.is_some());
+    if token.is_empty() && !has_cert {
+        return Err(anyhow!(
+            "no credential configured: pass --token (or KETCH_TOKEN), or use a client config with a token or a client certificate"
+        ));
+    }
+    Ok(Resolved {
+        servers,
+        token,
+        tls,
+    })
 }
 
-/// A client for the first configured server that answers; a dead one is skipped after
-/// [`PROBE`].
 pub async fn client(conn: &Connection) -> anyhow::Result<Client> {
-    let (servers, token) = servers_and_token(conn)?;
-    Ok(Client::connect_any(&servers, &token, PROBE).await?)
+    let r = resolve(conn)?;
+    Ok(Client::connect_any(&r.servers, &r.token, r.tls.as_ref(), PROBE).await?)
 }
 
-/// How long the CLI waits for one server before trying the next.
 const PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A kind as the user wrote it (plural, singular, short name or kind) → its resource.

@@ -136,7 +136,8 @@ pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
         args.data_dir.display(),
         all.config_path.display()
     );
-    let client = Client::new(&all.url, &all.server.token)?;
+    // In this process: the server's router, called directly.
+    let client = Client::in_process(&all.url, &all.server.token, all.server.in_process())?;
     let result = tokio::select! {
         r = serve(&client, &all, &manifests) => r,
         () = signals.wait() => Ok(()),

@@ -221,8 +221,11 @@ fn bad_manifests_are_refused_with_file_line_field_and_nothing_is_stored() {
 #[test]
 fn the_cli_needs_a_server_and_a_valid_token() {
     let s = Server::start();
+    let ca = s.ca_file();
     let out = std::process::Command::new(crate::support::KETCH)
         .args(["get", "pods", "--server", &s.url, "--token", "wrong"])
+        .arg("--certificate-authority")
+        .arg(&ca)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -241,6 +244,7 @@ fn the_cli_needs_a_server_and_a_valid_token() {
         .env("KETCH_CONFIG", s.dir.path().join("nope"))
         .env("KETCH_SERVER", &s.url)
         .env("KETCH_TOKEN", &s.token)
+        .env("KETCH_CERTIFICATE_AUTHORITY", &ca)
         .output()
         .unwrap();
     assert!(

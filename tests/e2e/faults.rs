@@ -161,7 +161,7 @@ fn leader_of(servers: &[Option<Server>]) -> usize {
             let address = leader["address"].as_str()?;
             servers.iter().position(|s| {
                 s.as_ref()
-                    .is_some_and(|s| s.url == format!("http://{address}"))
+                    .is_some_and(|s| s.url == format!("https://{address}"))
             })
         })
     })

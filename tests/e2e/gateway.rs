@@ -266,7 +266,13 @@ fn endpoints_on_another_node_are_proxied_to_that_nodes_gateway() {
     let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
     let mut agent = std::process::Command::new(KETCH)
         .args([
-            "agent", "--server", &s.url, "--token", &s.token, "--name", "far",
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &s.join_token(),
+            "--name",
+            "far",
         ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
         .args(["--node-label", "zone=far", "--data-dir"])

@@ -259,7 +259,13 @@ fn an_agent_given_every_server_moves_on_when_its_server_dies() {
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
     let _agent = Reaped(
         std::process::Command::new(crate::support::KETCH)
-            .args(["agent", "--server", &list, "--token", &servers[0].token])
+            .args([
+                "agent",
+                "--server",
+                &list,
+                "--token",
+                &servers[0].join_token(),
+            ])
             .args(["--name", "roamer", "--node-label", "zone=r"])
             .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
             .arg("--data-dir")

@@ -244,7 +244,7 @@ impl Conn {
         let clients = cfg
             .servers
             .iter()
-            .map(|s| ketch_client::Client::new(s, &cfg.token).unwrap())
+            .map(|s| crate::support::client_for(std::slice::from_ref(s), &cfg.token))
             .collect();
         Conn {
             clients,

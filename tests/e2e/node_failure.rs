@@ -38,7 +38,13 @@ impl AgentProc {
         let listen = format!("{host}:0");
         let child = cmd
             .args([
-                "agent", "--server", &s.url, "--token", &s.token, "--name", name,
+                "agent",
+                "--server",
+                &s.url,
+                "--token",
+                &s.join_token(),
+                "--name",
+                name,
             ])
             .args(["--agent-listen", &listen, "--gateway", &listen])
             .args(["--no-containerd", "--data-dir"])

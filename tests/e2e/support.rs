@@ -9,6 +9,44 @@ use std::time::{Duration, Instant};
 
 pub const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
 
+/// Every cluster CA this test process has seen (from the client configs its servers wrote):
+/// test clients trust them all, as a user trusts the CA in their client config.
+static CAS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Trust `ca` (PEM) in the clients this process makes from now on.
+pub fn trust(ca: &str) {
+    let mut cas = CAS.lock().unwrap();
+    if !cas.iter().any(|c| c == ca) {
+        cas.push(ca.to_string());
+    }
+}
+
+/// The CAs trusted so far, as one PEM bundle (`None` before any server started).
+pub fn trusted() -> Option<String> {
+    let cas = CAS.lock().unwrap();
+    (!cas.is_empty()).then(|| cas.join("\n"))
+}
+
+/// A reqwest client trusting the clusters' CAs (plain `http://` URLs, the gateways, work
+/// too); it follows no redirects, like ketch's own clients.
+pub fn reqwest_client() -> reqwest::Client {
+    let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = trusted() {
+        b = b.tls_backend_preconfigured(ketch_tls::client_config(&ca, None).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// A ketch client for `servers` with `token`, trusting the clusters' CAs.
+pub fn client_for(servers: &[String], token: &str) -> ketch_client::Client {
+    let tls = trusted().map(|ca| ketch_client::TlsSettings {
+        certificate_authority: ca,
+        client_certificate: None,
+        client_key: None,
+    });
+    ketch_client::Client::with_tls(servers, token, tls.as_ref()).unwrap()
+}
+
 /// A running `ketch server` owned by one test.
 pub struct Server {
     pub child: Child,
@@ -96,7 +134,7 @@ impl Server {
         Starting(Server {
             child,
             dir,
-            url: format!("http://{}", place.addr()),
+            url: format!("https://{}", place.addr()),
             // Read once ready: a pristine server writes it at startup.
             token: String::new(),
             port: place.port,
@@ -145,13 +183,15 @@ impl Starting {
         let (url, dir) = (&server.url, &server.dir);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            // The server answers /readyz a moment before it writes the client config the
-            // CLI reads: wait for both.
-            if let Ok(resp) = blocking_get(&format!("{url}/readyz"))
-                && resp == 200
-                && dir.path().join("config").exists()
+            // The server writes the client config (with the CA to verify it by) once it
+            // serves; then /readyz must say ready.
+            if let Ok(cfg) = ketch_client::ClientConfig::load(&dir.path().join("config"))
+                && let Some(ca) = &cfg.certificate_authority
             {
-                break;
+                trust(ca);
+                if blocking_get(&format!("{url}/readyz")) == Some(200) {
+                    break;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -229,7 +269,35 @@ impl Server {
     }
 
     pub fn client(&self) -> ketch_client::Client {
-        ketch_client::Client::new(&self.url, &self.token).unwrap()
+        client_for(std::slice::from_ref(&self.url), &self.token)
+    }
+
+    /// The cluster CA (from the client config) in a file, for `--certificate-authority`.
+    pub fn ca_file(&self) -> PathBuf {
+        let cfg = ketch_client::ClientConfig::load(&self.config_path()).unwrap();
+        let path = self.dir.path().join("ca.crt");
+        std::fs::write(&path, cfg.certificate_authority.unwrap()).unwrap();
+        path
+    }
+
+    /// A join token for a node (`ketch token create --join`), as `ketch agent --token`
+    /// takes it.
+    pub fn join_token(&self) -> String {
+        self.created_token(&["token", "create", "--join"])
+    }
+
+    /// A join token for a server (`ketch token create --join-server`).
+    pub fn server_join_token(&self) -> String {
+        self.created_token(&["token", "create", "--join-server"])
+    }
+
+    fn created_token(&self, args: &[&str]) -> String {
+        let out = self.ok(args);
+        out.split_whitespace()
+            .skip_while(|w| *w != "--token")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no token in {out:?}"))
+            .to_string()
     }
 
     /// The gateway URL of node `node` (its `ketch.dev/gateway-endpoint` annotation), once
@@ -268,7 +336,7 @@ impl Server {
     }
 
     pub fn http(&self) -> reqwest::Client {
-        reqwest::Client::new()
+        reqwest_client()
     }
 
     /// kill -9 and wait; returns the data dir for a restart.
@@ -325,34 +393,34 @@ pub fn cluster_at(places: &[Place], extra: &[&str]) -> Vec<Server> {
         Server::spawn_at(tempfile::tempdir().unwrap(), place, flags).ready()
     };
     let first = start(&places[0], &flags);
-    let (via, token) = (places[0].addr(), first.token.clone());
+    let (via, token) = (places[0].addr(), first.server_join_token());
     let join = [&flags[..], &["--join", &via, "--token", &token]].concat();
     let mut servers = vec![first];
     servers.extend(places[1..].iter().map(|p| start(p, &join)));
     servers
 }
 
-/// A dependency-free status probe for readiness polling.
-fn blocking_get(url: &str) -> std::io::Result<u16> {
-    use std::io::{Read as _, Write as _};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = std::net::TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok(code)
+/// A status probe for readiness polling: on its own thread and runtime, so async tests
+/// (already inside a runtime) can start servers too.
+fn blocking_get(url: &str) -> Option<u16> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let resp = reqwest_client()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()?;
+            Some(resp.status().as_u16())
+        })
+    })
+    .join()
+    .unwrap()
 }
 
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -437,7 +505,7 @@ pub fn try_http_within(
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut req = reqwest::Client::new()
+        let mut req = reqwest_client()
             .request(method.parse().unwrap(), url)
             .timeout(timeout);
         for (k, v) in headers {

@@ -292,7 +292,13 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
     let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
     let mut agent = std::process::Command::new(crate::support::KETCH)
         .args([
-            "agent", "--server", &s.url, "--token", &s.token, "--name", "remote-1",
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &s.join_token(),
+            "--name",
+            "remote-1",
         ])
         .args([
             "--agent-listen",
@@ -334,7 +340,13 @@ fn a_node_whose_agent_dies_stops_being_ready() {
     let s = Server::start_with(&["--no-agent", "--node-grace-period", "3"]);
     let mut agent = std::process::Command::new(crate::support::KETCH)
         .args([
-            "agent", "--server", &s.url, "--token", &s.token, "--name", "doomed",
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &s.join_token(),
+            "--name",
+            "doomed",
         ])
         .args([
             "--agent-listen",

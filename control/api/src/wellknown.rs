@@ -27,8 +27,11 @@ pub const ALLOWED_OUTBOUND_HOSTS: &str = "ketch.dev/allowed-outbound-hosts";
 pub const PATH_PREFIX: &str = "ketch.dev/path-prefix";
 /// Node annotation (written by its agent): the agent's HTTP endpoint (logs, Pod proxy).
 pub const AGENT_ENDPOINT: &str = "ketch.dev/agent-endpoint";
-/// Node annotation (written by its agent): the URL other nodes' gateways reach its gateway at.
+/// Node annotation (written by its agent): the URL of its public gateway listener.
 pub const GATEWAY_ENDPOINT: &str = "ketch.dev/gateway-endpoint";
+/// Node annotation (written by its agent): the URL other nodes' gateways deliver to its Pods
+/// at (its peer listener, mutual TLS).
+pub const GATEWAY_PEER_ENDPOINT: &str = "ketch.dev/gateway-peer-endpoint";
 /// Node extended resource: Wasm instances the node can hold at once.
 pub const WASM_INSTANCES: &str = "ketch.dev/wasm-instances";
 
@@ -61,7 +64,7 @@ pub const POD_ANNOTATIONS: [&str; 3] = [REQUEST_TIMEOUT, MAX_CONCURRENCY, ALLOWE
 /// The `ketch.dev/…` annotations a Service may carry.
 pub const SERVICE_ANNOTATIONS: [&str; 1] = [PATH_PREFIX];
 /// The `ketch.dev/…` annotations a Node may carry.
-pub const NODE_ANNOTATIONS: [&str; 2] = [AGENT_ENDPOINT, GATEWAY_ENDPOINT];
+pub const NODE_ANNOTATIONS: [&str; 3] = [AGENT_ENDPOINT, GATEWAY_ENDPOINT, GATEWAY_PEER_ENDPOINT];
 
 /// The Pod annotations, parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! The client config file (like a kubeconfig): which servers to talk to and the token.
+//! The client config file (like a kubeconfig): which servers to talk to, the cluster CA
+//! that verifies them, and the credential (a token, or a client certificate and key).
 //!
 //! Location: `$KETCH_CONFIG`, else `~/.ketch/config`. Written by `ketch server` on first
 //! start (mode 0600, it holds a credential).
@@ -12,13 +13,50 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientConfig {
-    /// API server base URLs, e.g. `http://127.0.0.1:6443`. The first is tried first.
+    /// API server base URLs, e.g. `https://127.0.0.1:6443`. The first is tried first.
     pub servers: Vec<String>,
-    /// Bearer token sent on every request.
+    /// Bearer token sent on every request (empty: the client certificate is the
+    /// credential).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
+    /// The cluster CA (PEM): the only authority the servers' certificates are checked
+    /// against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
+    /// A client certificate (PEM) and its key, when that is the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+/// What a client verifies servers with, and the certificate it presents.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM.
+    pub certificate_authority: String,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("client_certificate", &self.client_certificate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
+    /// The TLS settings this config holds, if it names a CA.
+    pub fn tls(&self) -> Option<TlsSettings> {
+        Some(TlsSettings {
+            certificate_authority: self.certificate_authority.clone()?,
+            client_certificate: self.client_certificate.clone(),
+            client_key: self.client_key.clone(),
+        })
+    }
+
     /// `$KETCH_CONFIG`, else `~/.ketch/config`.
     pub fn default_path() -> PathBuf {
         if let Some(p) = std::env::var_os("KETCH_CONFIG").filter(|p| !p.is_empty()) {
@@ -41,6 +79,12 @@ impl ClientConfig {
                 path.display()
             )));
         }
+        if cfg.client_certificate.is_some() != cfg.client_key.is_some() {
+            return Err(Error::Config(format!(
+                "{}: clientCertificate and clientKey go together",
+                path.display()
+            )));
+        }
         Ok(cfg)
     }
 
@@ -56,15 +100,27 @@ impl ClientConfig {
             std::fs::create_dir_all(parent).map_err(fail)?;
         }
         let text = serde_yaml::to_string(self).map_err(|e| Error::Config(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
+        // A fresh name, created exclusively: never a file someone placed there before.
+        let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), rand_suffix()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(fail)?;
         f.write_all(text.as_bytes()).map_err(fail)?;
         std::fs::rename(&tmp, path).map_err(fail)
     }
+}
+
+/// A random-enough suffix for a temp file name (the file is created exclusively anyway).
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }

@@ -13,6 +13,7 @@
 //! and need neither.
 
 mod config;
+pub mod join;
 mod watcher;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use ketch_api::resource::{Resource, ResourceInfo};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, TlsSettings};
 /// The query parameters a list, a watch and a log take; defined in `ketch-api`, where the
 /// server parses them from.
 pub use ketch_api::params::{ListParams, LogParams};
@@ -170,6 +171,22 @@ impl Client {
     /// [`Error::Config`] when a server URL is not `http://` or `https://`, or the list is
     /// empty.
     pub fn with_servers(servers: &[String], token: &str) -> Result<Self, Error> {
+        Self::with_tls(servers, token, None)
+    }
+
+    /// A client for `servers` that trusts only the cluster CA in `tls` and presents the
+    /// client certificate there, if any (see [`TlsSettings`]); `token` may be empty when
+    /// the certificate is the credential. Without `tls`, `https://` servers cannot be
+    /// reached (there is nothing to verify them with).
+    ///
+    /// # Errors
+    /// As [`Client::with_servers`], and [`Error::Config`] when the PEMs do not make a TLS
+    /// config.
+    pub fn with_tls(
+        servers: &[String],
+        token: &str,
+        tls: Option<&TlsSettings>,
+    ) -> Result<Self, Error> {
         if servers.is_empty() {
             return Err(Error::Config("no server configured".into()));
         }
@@ -180,9 +197,21 @@ impl Client {
                 )));
             }
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
+            // The API never redirects; a server that does is not followed anywhere.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(tls) = tls {
+            let identity = tls
+                .client_certificate
+                .as_deref()
+                .zip(tls.client_key.as_deref());
+            let config = ketch_tls::client_config(&tls.certificate_authority, identity)
+                .map_err(|e| Error::Config(format!("TLS settings: {e}")))?;
+            builder = builder.tls_backend_preconfigured(config);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         Ok(Self {
@@ -208,9 +237,10 @@ impl Client {
     pub async fn connect_any(
         servers: &[String],
         token: &str,
+        tls: Option<&TlsSettings>,
         probe: Duration,
     ) -> Result<Self, Error> {
-        let client = Self::with_servers(servers, token)?;
+        let client = Self::with_tls(servers, token, tls)?;
         if servers.len() == 1 {
             return Ok(client);
         }
@@ -258,7 +288,7 @@ impl Client {
     /// # Errors
     /// As [`Client::with_servers`].
     pub fn from_config(cfg: &ClientConfig) -> Result<Self, Error> {
-        Self::with_servers(&cfg.servers, &cfg.token)
+        Self::with_tls(&cfg.servers, &cfg.token, cfg.tls().as_ref())
     }
 
     /// The URL of the server in use.
@@ -322,7 +352,10 @@ impl Client {
 
     fn request(&self, method: reqwest::Method, path: &str) -> (String, reqwest::RequestBuilder) {
         let url = format!("{}{}", self.base_url(), path);
-        let mut rb = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut rb = self.http.request(method, &url);
+        if !self.token.is_empty() {
+            rb = rb.bearer_auth(&self.token);
+        }
         if self.no_forward {
             rb = rb.header("x-ketch-no-forward", "1");
         }
@@ -363,6 +396,20 @@ impl Client {
     pub async fn get_path(&self, path: &str) -> Result<Value, Error> {
         let (url, rb) = self.request(reqwest::Method::GET, path);
         self.send(url, rb).await
+    }
+
+    /// A certificate (PEM) for `req` from `/cluster/certificates`, asked for with this
+    /// client's credential (a node renewing its own, or an admin).
+    ///
+    /// # Errors
+    /// As [`Client::get_path`].
+    pub async fn request_node_certificate(
+        &self,
+        req: &join::CertificateRequest,
+    ) -> Result<String, Error> {
+        let (url, rb) = self.request(reqwest::Method::POST, "/cluster/certificates");
+        let answer: join::CertificateAnswer = self.send(url, rb.json(req)).await?;
+        Ok(answer.certificate)
     }
 
     /// DELETE a path outside the resource API (e.g. `/cluster/members/{id}`).

@@ -1,18 +1,24 @@
 //! Several servers, one API: cluster membership endpoints and forwarding to the leader.
 //!
-//! - `POST /cluster/join` `{"id", "address"}`: the leader adds the server as a learner, waits
-//!   until it has caught up, then makes it a voter ([`Store::add_member`]).
-//! - `GET /cluster/members`: id, address, role, leader, last log index of every member.
-//! - `DELETE /cluster/members/{id}`: remove a member.
-//!
-//! All three need the admin token, which is also the join token: a raft member holds every
-//! object (Secrets included) and could propose any write, so being allowed to join already
-//! is full control of the cluster.
+//! - `POST /cluster/certificates` `{"kind", "nodeName"|"serverId", "csr", "addresses"}`: a
+//!   certificate for the CSR's key. A join token (`ketch token create --join`) may ask for
+//!   one node's (or, with `--server`, one server's) certificate and do nothing else; a node
+//!   renews its own with its current certificate; admins may ask for any.
+//! - `GET /cluster/bootstrap`: the CA's certificate and key and the admin token, for a server
+//!   that just got its certificate and joins (servers only: a raft member holds every object
+//!   and could propose any write, so being allowed to join already is full control).
+//! - `POST /cluster/join` `{"id", "address"}` (servers only): the leader adds the server as a
+//!   learner, waits until it has caught up, then makes it a voter ([`Store::add_member`]).
+//! - `GET /cluster/members` (admins and servers): id, address, role, leader, last log index.
+//! - `DELETE /cluster/members/{id}` (admins and servers): remove a member.
+//! - `GET /cluster/ca` (anyone): the CA certificate, PEM.
 //!
 //! Any server accepts every API call. [`forward_to_leader`] sends what must run on the
-//! leader (writes, linearizable reads, membership) to the leader's API address as a plain
-//! HTTP proxy, streaming both ways, so there is one code path for a request wherever it
-//! arrives. Watches that resume from a resourceVersion are served by this server from its
+//! leader (writes, linearizable reads, membership) to the leader's API address as an HTTPS
+//! proxy, streaming both ways, so there is one code path for a request wherever it arrives.
+//! The forwarding server authenticates the caller and passes on who it is
+//! ([`super::auth::REMOTE_USER_HEADER`]), which the leader believes only because the
+//! connection carries a server's certificate; the caller's token never travels further. Watches that resume from a resourceVersion are served by this server from its
 //! own applied state (the revision is replicated, so every server has the same
 //! resourceVersion space).
 
@@ -21,7 +27,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -30,7 +36,12 @@ use futures_util::TryStreamExt as _;
 use ketch_api::params::{ReadParams, from_query};
 use serde::{Deserialize, Serialize};
 
+use ketch_client::join::{
+    CertificateAnswer, CertificateKind, CertificateRequest, base_url, refusal, request_certificate,
+};
+
 use super::ApiState;
+use super::auth::{REMOTE_GROUP_HEADER, REMOTE_USER_HEADER, User};
 use super::error::ApiError;
 use crate::store::Member;
 
@@ -63,12 +74,155 @@ pub struct MemberList {
     pub members: Vec<Member>,
 }
 
-/// The `/cluster` routes (nested by [`super::router`] behind the admin check).
+/// The `/cluster` routes (nested by [`super::router`]); each checks its caller.
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
+        .route("/ca", get(ca))
+        .route("/certificates", post(certificates))
+        .route("/bootstrap", get(bootstrap))
         .route("/join", post(join))
         .route("/members", get(members))
         .route("/members/{id}", delete(remove))
+}
+
+const MASTERS: &str = "system:masters";
+
+/// The caller, if it is in one of `groups`.
+fn require_group(
+    st: &ApiState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    groups: &[&str],
+    what: &str,
+) -> Result<User, ApiError> {
+    let user = super::caller(st, headers, extensions)?;
+    if user.groups.iter().any(|g| groups.contains(&g.as_str())) {
+        Ok(user)
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "user \"{}\" cannot {what}",
+            user.name
+        )))
+    }
+}
+
+async fn ca(State(st): State<Arc<ApiState>>) -> String {
+    st.pki.ca.cert_pem().to_string()
+}
+
+/// `GET /cluster/bootstrap` answer: what a joining server needs to be one of the servers.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinBundle {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub admin_token: String,
+}
+
+/// Most names a certificate may carry.
+const MAX_ADDRESSES: usize = 16;
+
+fn check_addresses(addresses: &[String]) -> Result<(), ApiError> {
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(ApiError::BadRequest(format!(
+            "addresses: at most {MAX_ADDRESSES}, got {}",
+            addresses.len()
+        )));
+    }
+    for (i, a) in addresses.iter().enumerate() {
+        let ip = a.parse::<std::net::IpAddr>().is_ok();
+        if !ip && !ketch_api::validation::is_dns1123_subdomain(a).is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "addresses[{i}]: {a:?} is neither an IP address nor a DNS name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Who may get which certificate (pure; unit-tested).
+fn may_issue(user: &User, req: &CertificateRequest) -> Result<ketch_tls::Identity, ApiError> {
+    let in_group = |g: &str| user.groups.iter().any(|x| x == g);
+    let deny =
+        |what: String| ApiError::Forbidden(format!("user \"{}\" cannot get {what}", user.name));
+    match req.kind {
+        CertificateKind::Node => {
+            let name = req.node_name.as_deref().ok_or_else(|| {
+                ApiError::BadRequest("nodeName: required for a node certificate".into())
+            })?;
+            let errors = ketch_api::validation::is_dns1123_subdomain(name);
+            if !errors.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "nodeName: {name:?}: {}",
+                    errors.join(", ")
+                )));
+            }
+            let own =
+                user.name == format!("system:node:{name}") && in_group(ketch_tls::NODES_GROUP);
+            if own || in_group(MASTERS) || in_group("ketch:join-node") {
+                Ok(ketch_tls::node_identity(name))
+            } else {
+                Err(deny(format!("the certificate of node \"{name}\"")))
+            }
+        }
+        CertificateKind::Server => {
+            let id = req.server_id.filter(|id| *id != 0).ok_or_else(|| {
+                ApiError::BadRequest("serverId: required (not 0) for a server certificate".into())
+            })?;
+            let own = user.name == format!("system:ketch-server:{id}")
+                && in_group(ketch_tls::SERVERS_GROUP);
+            if own || in_group(MASTERS) || in_group("ketch:join-server") {
+                Ok(ketch_tls::server_identity(id))
+            } else {
+                Err(deny(format!("the certificate of server {id}")))
+            }
+        }
+    }
+}
+
+async fn certificates(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    Json(req): Json<CertificateRequest>,
+) -> Result<Json<CertificateAnswer>, ApiError> {
+    let user = super::caller(&st, &headers, &extensions)?;
+    let identity = may_issue(&user, &req)?;
+    check_addresses(&req.addresses)?;
+    let certificate = st
+        .pki
+        .ca
+        .sign_csr(
+            &req.csr,
+            &identity,
+            &req.addresses,
+            ketch_tls::Usage::ServerAndClient,
+        )
+        .map_err(|e| ApiError::BadRequest(format!("csr: {e}")))?;
+    tracing::info!(caller = %user.name, identity = %identity.name, "issued a certificate");
+    Ok(Json(CertificateAnswer {
+        certificate,
+        ca: st.pki.ca.cert_pem().to_string(),
+    }))
+}
+
+async fn bootstrap(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Result<Json<JoinBundle>, ApiError> {
+    require_group(
+        &st,
+        &headers,
+        &extensions,
+        &[ketch_tls::SERVERS_GROUP],
+        "read the cluster's keys: only servers may",
+    )?;
+    Ok(Json(JoinBundle {
+        ca_cert: st.pki.ca.cert_pem().to_string(),
+        ca_key: st.pki.ca.key_pem().to_string(),
+        admin_token: st.admin_token.clone(),
+    }))
 }
 
 fn member_list(st: &ApiState) -> MemberList {
@@ -80,8 +234,24 @@ fn member_list(st: &ApiState) -> MemberList {
 
 async fn join(
     State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Json(req): Json<JoinRequest>,
 ) -> Result<Json<MemberList>, ApiError> {
+    let user = require_group(
+        &st,
+        &headers,
+        &extensions,
+        &[ketch_tls::SERVERS_GROUP],
+        "join the cluster: only servers may",
+    )?;
+    // A server joins as itself: its certificate names its raft id.
+    if user.name != format!("system:ketch-server:{}", req.id) {
+        return Err(ApiError::Forbidden(format!(
+            "user \"{}\" cannot join as server {}",
+            user.name, req.id
+        )));
+    }
     if req.id == 0 {
         return Err(ApiError::BadRequest("id: must not be 0".into()));
     }
@@ -111,14 +281,34 @@ fn validate_address(address: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn members(State(st): State<Arc<ApiState>>) -> Json<MemberList> {
-    Json(member_list(&st))
+async fn members(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Result<Json<MemberList>, ApiError> {
+    require_group(
+        &st,
+        &headers,
+        &extensions,
+        &[MASTERS, ketch_tls::SERVERS_GROUP],
+        "list the cluster's servers",
+    )?;
+    Ok(Json(member_list(&st)))
 }
 
 async fn remove(
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Result<Json<MemberList>, ApiError> {
+    require_group(
+        &st,
+        &headers,
+        &extensions,
+        &[MASTERS, ketch_tls::SERVERS_GROUP],
+        "remove a server",
+    )?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("id: {id:?} is not a server id (a number)")))?;
@@ -137,6 +327,9 @@ enum Route {
 
 /// Decides from the method, path and query alone (pure, unit-tested).
 fn route_of(method: &Method, path: &str, query: Option<&str>) -> Route {
+    if path == "/cluster/ca" {
+        return Route::Local;
+    }
     let leader_path = path.starts_with("/api/")
         || path.starts_with("/apis/")
         || path == "/cluster"
@@ -190,6 +383,25 @@ pub async fn forward_to_leader(
         ))
         .into_response();
     }
+    // The caller is authenticated here and named to the leader; its credential stays here.
+    // A request no credential covers goes on unnamed: the leader answers it as it would
+    // here (401 where a caller is needed).
+    let (mut parts, body) = req.into_parts();
+    let who = super::caller(&st, &parts.headers, &parts.extensions).ok();
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(REMOTE_USER_HEADER);
+    parts.headers.remove(REMOTE_GROUP_HEADER);
+    if let Some(user) = who {
+        if let Ok(v) = HeaderValue::from_str(&user.name) {
+            parts.headers.insert(REMOTE_USER_HEADER, v);
+        }
+        for g in &user.groups {
+            if let Ok(v) = HeaderValue::from_str(g) {
+                parts.headers.append(REMOTE_GROUP_HEADER, v);
+            }
+        }
+    }
+    let req = Request::from_parts(parts, body);
     match proxy(&st.http, &addr, req).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -217,7 +429,7 @@ async fn proxy(http: &reqwest::Client, addr: &str, req: Request) -> Result<Respo
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
-    let url = format!("http://{addr}{path}");
+    let url = format!("https://{addr}{path}");
     let mut out = http
         .request(parts.method.clone(), &url)
         .header(FORWARDED_HEADER, "1");
@@ -243,53 +455,158 @@ async fn proxy(http: &reqwest::Client, addr: &str, req: Request) -> Result<Respo
 }
 
 /// Ask a member of a cluster (`address`: its API `host:port` or URL) to add this server,
-/// and wait for the answer: the leader replies once this server is a voter.
+/// over `peer` (this server's mutual-TLS client), and wait for the answer: the leader
+/// replies once this server is a voter.
 ///
 /// # Errors
 /// [`ApiError::Unavailable`] when the member cannot be reached or refuses, with its message.
 pub async fn request_join(
+    peer: &reqwest::Client,
     address: &str,
-    token: &str,
     req: &JoinRequest,
 ) -> Result<MemberList, ApiError> {
-    let base = if address.starts_with("http://") || address.starts_with("https://") {
-        address.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{}", address.trim_end_matches('/'))
-    };
-    let url = format!("{base}/cluster/join");
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| ApiError::Internal(format!("building an HTTP client: {e}")))?;
-    let resp = http
+    let url = format!("{}/cluster/join", base_url(address));
+    let resp = peer
         .post(&url)
-        .bearer_auth(token)
         .json(req)
         // The leader answers after the catch-up (up to 2 minutes) and the promotion.
         .timeout(Duration::from_secs(150))
         .send()
         .await
         .map_err(|e| ApiError::Unavailable(format!("joining through {url}: {e}")))?;
-    let status = resp.status();
-    if status != StatusCode::OK {
-        let body = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or(body);
-        return Err(ApiError::Unavailable(format!(
-            "joining through {url}: HTTP {status}: {message}"
-        )));
+    if resp.status() != StatusCode::OK {
+        return Err(ApiError::Unavailable(refusal(&url, resp).await));
     }
     resp.json()
         .await
         .map_err(|e| ApiError::Unavailable(format!("joining through {url}: bad answer: {e}")))
 }
 
+/// Everything a server joining through `address` with join token `token` needs before it
+/// can serve: its certificate, then (as a server) the CA and the admin token.
+///
+/// # Errors
+/// As [`request_certificate`]; and the bootstrap call failing.
+pub async fn bootstrap_server(
+    address: &str,
+    token: &str,
+    id: u64,
+    sans: &[String],
+) -> Result<JoinBundle, ApiError> {
+    let (csr, key) = ketch_tls::csr(&format!("system:ketch-server:{id}"))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let req = CertificateRequest {
+        kind: CertificateKind::Server,
+        node_name: None,
+        server_id: Some(id),
+        csr,
+        addresses: sans.to_vec(),
+    };
+    let (issued, ca) = request_certificate(address, token, req, key)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let peer = super::pki::mtls_client(&ca, Some((&issued.cert_pem, &issued.key_pem)))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let url = format!("{}/cluster/bootstrap", base_url(address));
+    let resp = peer
+        .get(&url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("{url}: {e}")))?;
+    if resp.status() != StatusCode::OK {
+        return Err(ApiError::Unavailable(refusal(&url, resp).await));
+    }
+    let bundle: JoinBundle = resp
+        .json()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("{url}: bad answer: {e}")))?;
+    if bundle.ca_cert != ca {
+        return Err(ApiError::Unavailable(format!(
+            "{url}: the CA in the bootstrap answer differs from the one that signed this server's certificate"
+        )));
+    }
+    Ok(bundle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn user(name: &str, groups: &[&str]) -> User {
+        User {
+            name: name.into(),
+            groups: groups.iter().map(|g| (*g).to_string()).collect(),
+        }
+    }
+
+    fn node_req(name: &str) -> CertificateRequest {
+        CertificateRequest {
+            kind: CertificateKind::Node,
+            node_name: Some(name.into()),
+            server_id: None,
+            csr: String::new(),
+            addresses: vec![],
+        }
+    }
+
+    fn server_req(id: u64) -> CertificateRequest {
+        CertificateRequest {
+            kind: CertificateKind::Server,
+            node_name: None,
+            server_id: Some(id),
+            csr: String::new(),
+            addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn who_may_get_which_certificate() {
+        let node_join = user(
+            "system:bootstrap:abcdef",
+            &["system:bootstrappers", "ketch:join-node"],
+        );
+        let server_join = user(
+            "system:bootstrap:abcdef",
+            &["system:bootstrappers", "ketch:join-server"],
+        );
+        let node_a = user("system:node:a", &["system:nodes"]);
+        let admin = user("admin", &["system:masters"]);
+        let alice = user("alice", &["devs"]);
+        let ok = |u: &User, r: CertificateRequest| may_issue(u, &r).map(|i| i.name);
+        assert_eq!(ok(&node_join, node_req("a")).unwrap(), "system:node:a");
+        assert!(
+            ok(&node_join, server_req(3)).is_err(),
+            "a node token cannot make a server"
+        );
+        assert_eq!(
+            ok(&server_join, server_req(3)).unwrap(),
+            "system:ketch-server:3"
+        );
+        assert!(ok(&server_join, node_req("a")).is_err());
+        assert_eq!(
+            ok(&node_a, node_req("a")).unwrap(),
+            "system:node:a",
+            "renewal"
+        );
+        assert!(
+            ok(&node_a, node_req("b")).is_err(),
+            "node a cannot become node b"
+        );
+        assert!(ok(&node_a, server_req(3)).is_err());
+        assert!(ok(&alice, node_req("a")).is_err());
+        assert!(ok(&admin, server_req(9)).is_ok());
+        assert!(matches!(
+            may_issue(&node_join, &node_req("Bad_Name")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            may_issue(&server_join, &server_req(0)),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(check_addresses(&["10.0.0.1".into(), "node-a.example".into()]).is_ok());
+        assert!(check_addresses(&["bad name!".into()]).is_err());
+    }
 
     #[test]
     fn writes_reads_and_fresh_watches_go_to_the_leader() {

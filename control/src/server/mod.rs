@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod nodeports;
 pub mod path;
+pub mod pki;
 pub mod proxy;
 pub mod watch;
 
@@ -25,7 +26,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt as _;
 use serde_json::json;
 
 use crate::liveness::{HeartbeatPolicy, NodeLiveness};
@@ -45,10 +45,13 @@ pub struct ApiState {
     pub authn: Authenticator,
     pub authz: Box<dyn Authorizer>,
     pub metrics: Metrics,
-    /// Client for forwarding pod log/proxy requests to node agents.
+    /// The mutual-TLS client (this server's certificate) for forwarding to the leader and
+    /// for pod log/proxy requests to node agents.
     pub http: reqwest::Client,
-    /// Bearer token presented to node agents (the admin token until node credentials exist).
-    pub agent_token: String,
+    /// The cluster CA and this server's certificate: `/cluster/certificates` issues from it.
+    pub pki: Arc<pki::ServerPki>,
+    /// Handed to a joining server with the CA (see [`cluster`]).
+    pub admin_token: String,
     /// Node ports chosen for Service writes in flight (see [`nodeports`]).
     pub node_ports: nodeports::Reservations,
     /// The nodes' heartbeats, noted in memory (on the leader: followers forward them).
@@ -57,13 +60,8 @@ pub struct ApiState {
 
 /// The whole HTTP surface of a server.
 pub fn router(state: Arc<ApiState>) -> Router {
-    let raft = crate::store::network::raft_router(state.store.raft().clone()).layer(
-        axum::middleware::from_fn_with_state(state.clone(), require_admin),
-    );
-    let cluster = cluster::routes().layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        require_admin,
-    ));
+    let raft = crate::store::network::raft_router(state.store.raft().clone())
+        .layer(axum::middleware::from_fn(require_peer_server));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
@@ -75,14 +73,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/{*rest}", any(handlers::core))
         .route("/apis/{*rest}", any(handlers::grouped))
         .nest("/raft", raft)
-        .nest("/cluster", cluster)
-        .route(
-            "/heartbeat/{node}",
-            post(heartbeat).layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                require_admin,
-            )),
-        )
+        .nest("/cluster", cluster::routes())
+        .route("/heartbeat/{node}", post(heartbeat))
         .fallback(|| async {
             ApiError::NotFound {
                 resource: "path".into(),
@@ -96,15 +88,32 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-async fn require_admin(State(st): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match st.authn.authenticate(header) {
-        Ok(_) => next.run(req).await,
-        Err(e) => e.into_response(),
+/// `/raft` is for raft peers only: a client certificate of a server, on the connection
+/// itself (raft messages are never forwarded).
+async fn require_peer_server(req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ketch_tls::PeerIdentity>();
+    match peer {
+        Some(p) if p.0.in_group(ketch_tls::SERVERS_GROUP) => next.run(req).await,
+        Some(p) => ApiError::Forbidden(format!(
+            "user \"{}\" cannot reach /raft: only the cluster's servers may",
+            p.0.name
+        ))
+        .into_response(),
+        None => ApiError::Unauthorized.into_response(),
     }
+}
+
+/// Who sent `req` (see [`Authenticator::authenticate`]).
+///
+/// # Errors
+/// [`ApiError::Unauthorized`].
+pub fn caller(
+    st: &ApiState,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<auth::User, ApiError> {
+    st.authn
+        .authenticate(headers, extensions.get::<ketch_tls::PeerIdentity>())
 }
 
 async fn healthz() -> &'static str {
@@ -114,7 +123,27 @@ async fn healthz() -> &'static str {
 /// `POST /heartbeat/{node}`: notes that `node`'s agent is alive (in memory, see
 /// [`crate::liveness`]) and says when to come back. Served by the leader: followers
 /// forward it, and the leader's node lifecycle controller reads the table.
-async fn heartbeat(State(st): State<Arc<ApiState>>, Path(node): Path<String>) -> Response {
+async fn heartbeat(
+    State(st): State<Arc<ApiState>>,
+    Path(node): Path<String>,
+    headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Response {
+    // A node beats for itself; servers forward their callers' beats (authenticated there)
+    // and admins may too.
+    match caller(&st, &headers, &extensions) {
+        Ok(u)
+            if u.name == format!("system:node:{node}")
+                || u.groups.iter().any(|g| g == "system:masters") => {}
+        Ok(u) => {
+            return ApiError::Forbidden(format!(
+                "user \"{}\" cannot send the heartbeat of node \"{node}\"",
+                u.name
+            ))
+            .into_response();
+        }
+        Err(e) => return e.into_response(),
+    }
     let errors = ketch_api::validation::is_dns1123_subdomain(&node);
     if !errors.is_empty() {
         return ApiError::BadRequest(format!("node name {node:?}: {}", errors.join(", ")))
@@ -216,6 +245,8 @@ pub struct ServerOptions {
     pub snapshot_count: u64,
     /// How often agents send heartbeats and when a silent one counts as gone.
     pub heartbeat: HeartbeatPolicy,
+    /// More names (IP addresses or DNS names) for the serving certificate (`--tls-san`).
+    pub tls_sans: Vec<String>,
 }
 
 impl ServerOptions {
@@ -229,6 +260,7 @@ impl ServerOptions {
             join: None,
             snapshot_count: crate::store::DEFAULT_SNAPSHOT_COUNT,
             heartbeat: HeartbeatPolicy::default(),
+            tls_sans: Vec::new(),
         }
     }
 }
@@ -238,8 +270,8 @@ impl ServerOptions {
 pub struct JoinOptions {
     /// Any current member's API address (`host:port` or URL); it forwards to the leader.
     pub address: String,
-    /// The cluster's admin token, which is its join token (see [`cluster`]). This server
-    /// adopts it as its own admin token, so every server accepts the same client token.
+    /// A server join token (`ketch token create --join --server`): it pins the cluster CA
+    /// and lets this server obtain its certificate, then the CA and the admin token.
     pub token: String,
 }
 
@@ -263,6 +295,8 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("joining the cluster: {0}")]
     Join(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The server's identity in the data dir: its raft node id, chosen once.
@@ -294,43 +328,13 @@ fn load_identity(data_dir: &std::path::Path) -> std::io::Result<u64> {
     }
 }
 
-/// A joining server takes the cluster's admin token as its own. A data dir that already
-/// holds another token belongs to another cluster.
-fn adopt_token(data_dir: &std::path::Path, token: &str) -> Result<String, ServerError> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(ServerError::Join(
-            "--token: the cluster's admin token is required to join".into(),
-        ));
-    }
-    let path = data_dir.join("admin.token");
-    let dir_err = |source| ServerError::DataDir {
-        path: data_dir.to_path_buf(),
-        source,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(existing) if existing.trim() == token => Ok(token.to_string()),
-        Ok(existing) if !existing.trim().is_empty() => Err(ServerError::Join(format!(
-            "{} holds a different admin token than --token: this data dir belongs to another cluster",
-            path.display()
-        ))),
-        Ok(_) => {
-            auth::write_private(&path, token.as_bytes()).map_err(dir_err)?;
-            Ok(token.to_string())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            auth::write_private(&path, token.as_bytes()).map_err(dir_err)?;
-            Ok(token.to_string())
-        }
-        Err(e) => Err(dir_err(e)),
-    }
-}
-
 /// A running API server.
 pub struct Server {
     pub addr: SocketAddr,
     pub token: String,
     pub node_id: u64,
+    /// The cluster CA and this server's certificate.
+    pki: Arc<pki::ServerPki>,
     store: Store,
     shutdown: tokio::sync::watch::Sender<bool>,
     serve: tokio::task::JoinHandle<Result<(), std::io::Error>>,
@@ -361,10 +365,6 @@ impl Server {
         };
         std::fs::create_dir_all(&opts.data_dir).map_err(dir_err)?;
         let node_id = load_identity(&opts.data_dir).map_err(dir_err)?;
-        let token = match &opts.join {
-            Some(join) => adopt_token(&opts.data_dir, &join.token)?,
-            None => auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?,
-        };
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -372,16 +372,43 @@ impl Server {
                 source,
             })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
-        let hub = Arc::new(WatchHub::new(WATCH_HISTORY));
         let advertise = opts.advertise.clone().unwrap_or_else(|| addr.to_string());
+        let sans = pki::server_sans(addr, &advertise, &opts.tls_sans);
+        // The CA: kept in the data dir; else received from the cluster this server joins
+        // (with the admin token); else made now: a new cluster, or the first start of a
+        // one-server cluster an older, plaintext ketch made.
+        let mut made_ca = false;
+        let ca = match (pki::load_ca(&opts.data_dir)?, &opts.join) {
+            (Some(ca), _) => ca,
+            (None, Some(join)) => {
+                let bundle = cluster::bootstrap_server(&join.address, &join.token, node_id, &sans)
+                    .await
+                    .map_err(|e| ServerError::Join(e.to_string()))?;
+                pki::save_ca(&opts.data_dir, &bundle.ca_cert, &bundle.ca_key)?;
+                auth::write_private(
+                    &opts.data_dir.join("admin.token"),
+                    bundle.admin_token.as_bytes(),
+                )
+                .map_err(dir_err)?;
+                ketch_tls::ClusterCa::from_pem(&bundle.ca_cert, &bundle.ca_key)
+                    .map_err(|e| ServerError::Join(format!("the cluster's CA: {e}")))?
+            }
+            (None, None) => {
+                made_ca = true;
+                pki::load_or_create_ca(&opts.data_dir)?
+            }
+        };
+        let token = auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?;
+        let pki = Arc::new(pki::ServerPki::new(ca, node_id, &sans)?);
+        let hub = Arc::new(WatchHub::new(WATCH_HISTORY));
         let store = Store::open(
             StoreConfig {
                 data_dir: opts.data_dir.clone(),
                 node_id,
                 advertise_addr: advertise.clone(),
                 watch_history: WATCH_HISTORY,
-                // Peers' `/raft` endpoints sit behind the same admin check as the API.
-                peer_token: Some(token.clone()),
+                // Peers' `/raft` endpoints take only servers' certificates.
+                peer_http: Some(pki.peer_http.clone()),
                 snapshot_count: opts.snapshot_count,
             },
             hub.clone(),
@@ -403,20 +430,32 @@ impl Server {
             }
             (None, false) => store.resume_after_restart().await?,
         };
+        if made_ca && store.members().len() > 1 {
+            let _ = store.shutdown().await;
+            return Err(ServerError::Tls(format!(
+                "{} belongs to a cluster of {} servers made by a ketch without TLS, and has no \
+                 cluster CA: every server must share one. Start one server of that cluster \
+                 first (it makes {}/ca.crt and ca.key), copy both files into {}/{} of every \
+                 other server (mode 0600), then start those",
+                opts.data_dir.display(),
+                store.members().len(),
+                pki::PKI_DIR,
+                opts.data_dir.display(),
+                pki::PKI_DIR,
+            )));
+        }
         let batcher = Batcher::spawn(store.clone());
         let liveness = Arc::new(NodeLiveness::new(opts.heartbeat));
         let state = Arc::new(ApiState {
             store: store.clone(),
             hub,
             batcher: batcher.clone(),
-            authn: Authenticator::new(token.clone()),
+            authn: Authenticator::new(token.clone()).with_store(store.clone()),
             authz: Box::new(auth::AdminOnly),
             metrics: Metrics::new(),
-            http: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .build()
-                .map_err(|e| ServerError::Serve(std::io::Error::other(e)))?,
-            agent_token: token.clone(),
+            http: pki.peer_http.clone(),
+            pki: pki.clone(),
+            admin_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
             liveness: liveness.clone(),
         });
@@ -426,21 +465,15 @@ impl Server {
         if alone {
             ensure_default_namespace(&batcher).await?;
         }
-        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        let (shutdown, rx) = tokio::sync::watch::channel(false);
         let app = router(state);
         let served_app = app.clone();
-        // Watch streams write one small event at a time: with Nagle's algorithm an event
-        // could wait for the ACK of the one before it.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = tokio::spawn(async move {
-            axum::serve(listener, served_app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let serve = tokio::spawn(ketch_tls::serve(
+            listener,
+            pki.server_config.clone(),
+            served_app,
+            rx,
+        ));
         if let Some(join) = joining {
             // Served before asking: the leader replicates to this server's `/raft` while
             // the join request waits.
@@ -448,7 +481,7 @@ impl Server {
                 id: node_id,
                 address: advertise.clone(),
             };
-            let joined = match cluster::request_join(&join.address, &token, &req).await {
+            let joined = match cluster::request_join(&pki.peer_http, &join.address, &req).await {
                 Ok(_) => store
                     .wait_until_voter(std::time::Duration::from_secs(10))
                     .await
@@ -473,6 +506,7 @@ impl Server {
             addr,
             token,
             node_id,
+            pki,
             store,
             shutdown,
             serve,
@@ -491,6 +525,36 @@ impl Server {
     /// for the node lifecycle controller of its process.
     pub fn liveness(&self) -> Arc<NodeLiveness> {
         self.liveness.clone()
+    }
+
+    /// The cluster CA's certificate (PEM): what clients trust.
+    pub fn ca_pem(&self) -> &str {
+        self.pki.ca.cert_pem()
+    }
+
+    /// The cluster CA's SHA-256 (what join tokens pin).
+    pub fn ca_hash(&self) -> &str {
+        self.pki.ca.hash()
+    }
+
+    /// A certificate for node `name`, for the agent running in this process (a remote agent
+    /// obtains its own with a join token).
+    ///
+    /// # Errors
+    /// [`ServerError::Tls`] when issuing fails.
+    pub fn issue_node_certificate(
+        &self,
+        name: &str,
+        sans: &[String],
+    ) -> Result<ketch_tls::Issued, ServerError> {
+        self.pki
+            .ca
+            .issue(
+                &ketch_tls::node_identity(name),
+                sans,
+                ketch_tls::Usage::ServerAndClient,
+            )
+            .map_err(|e| ServerError::Tls(e.to_string()))
     }
 
     /// The store: leadership, membership and raft metrics for the process around the server.
@@ -537,17 +601,20 @@ impl ketch_client::LocalTransport for InProcess {
 }
 
 async fn ensure_default_namespace(batcher: &Batcher) -> Result<(), ServerError> {
-    let object = json!({
-        "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "default", "uid": uuid::Uuid::new_v4().to_string(),
-                     "creationTimestamp": ketch_api::time::now()},
-        "spec": {}, "status": {"phase": "Active"},
-    });
-    let write = Write::Create {
-        key: "namespaces//default".into(),
-        object,
-    };
-    // AlreadyExists (every start after the first) is fine.
-    let _ = batcher.submit(write, 256).await?;
+    // `kube-system` holds the cluster's tokens (see [`auth::TOKEN_NAMESPACE`]).
+    for name in ["default", auth::TOKEN_NAMESPACE] {
+        let object = json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                         "creationTimestamp": ketch_api::time::now()},
+            "spec": {}, "status": {"phase": "Active"},
+        });
+        let write = Write::Create {
+            key: format!("namespaces//{name}"),
+            object,
+        };
+        // AlreadyExists (every start after the first) is fine.
+        let _ = batcher.submit(write, 256).await?;
+    }
     Ok(())
 }

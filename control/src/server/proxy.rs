@@ -89,10 +89,8 @@ pub async fn pod_subresource(
         url.push('?');
         url.push_str(q);
     }
-    let mut req = st
-        .http
-        .request(method.clone(), &url)
-        .bearer_auth(&st.agent_token);
+    // Mutual TLS: the agent takes only servers' certificates.
+    let mut req = st.http.request(method.clone(), &url);
     for h in FORWARDED_REQUEST_HEADERS {
         if let Some(v) = headers.get(&h) {
             req = req.header(h, v);

@@ -36,7 +36,7 @@ use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use redb::Database;
 
 use self::log_store::LogStore;
-use self::network::{NetworkFactory, PeerToken};
+use self::network::NetworkFactory;
 use self::state_machine::StateMachine;
 pub use self::types::TypeConfig;
 use self::types::{NodeId, Raft};
@@ -61,9 +61,9 @@ pub struct StoreConfig {
     pub advertise_addr: String,
     /// Watch history (events) the hub keeps; default 100 000. The hub is built by the caller.
     pub watch_history: usize,
-    /// Bearer token presented to peers' `/raft` endpoints from raft's first message on
-    /// (see also [`Store::set_peer_token`]).
-    pub peer_token: Option<String>,
+    /// The mutual-TLS client raft reaches peers with (HTTPS); `None` for plain HTTP (tests
+    /// of the store alone).
+    pub peer_http: Option<reqwest::Client>,
     /// Raft log entries applied since the last snapshot that trigger the next one.
     pub snapshot_count: u64,
 }
@@ -83,7 +83,7 @@ impl StoreConfig {
             node_id,
             advertise_addr: advertise_addr.into(),
             watch_history: 100_000,
-            peer_token: None,
+            peer_http: None,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
         }
     }
@@ -157,7 +157,6 @@ struct Inner {
     db: RwLock<Option<(Arc<Database>, Arc<Database>)>>,
     raft: Raft,
     log_store: LogStore,
-    peer_token: PeerToken,
 }
 
 impl std::fmt::Debug for Store {
@@ -212,11 +211,10 @@ impl Store {
         let config = raft_config(cfg.snapshot_count)
             .validate()
             .map_err(|e| StoreError::Unavailable(format!("invalid raft config: {e}")))?;
-        let peer_token: PeerToken = Arc::new(RwLock::new(cfg.peer_token.clone()));
         let raft = Raft::new(
             cfg.node_id,
             Arc::new(config),
-            NetworkFactory::new(peer_token.clone()),
+            NetworkFactory::new(cfg.peer_http.clone()),
             log_store.clone(),
             sm,
         )
@@ -230,7 +228,6 @@ impl Store {
                 db: RwLock::new(Some((db, log_db))),
                 raft,
                 log_store,
-                peer_token,
             }),
         })
     }
@@ -661,13 +658,6 @@ impl Store {
 
     pub fn node_id(&self) -> u64 {
         self.inner.cfg.node_id
-    }
-
-    /// Bearer token this server presents to peers' `/raft` endpoints.
-    pub fn set_peer_token(&self, token: Option<String>) {
-        if let Ok(mut t) = self.inner.peer_token.write() {
-            *t = token;
-        }
     }
 
     pub fn stats(&self) -> RaftStats {

@@ -1,13 +1,13 @@
-//! The raft transport between servers: JSON over HTTP.
+//! The raft transport between servers: JSON over HTTPS with mutual TLS.
 //!
-//! A client POSTs to `http://{node.addr}/raft/{append,vote,snapshot}`; the peer answers with
+//! A client POSTs to `https://{node.addr}/raft/{append,vote,snapshot}` presenting its
+//! server certificate (the peer's `/raft` accepts only servers' certificates); the peer answers with
 //! the serialized `Result<Response, RaftError>` of the matching `Raft` call. Snapshots travel
 //! with openraft 0.9's chunked `install_snapshot` protocol (the default `full_snapshot`
 //! implementation slices them into chunks of `snapshot_max_chunk_size`). A chunk is sent as
 //! binary ([`encode_chunk`]): its bytes as JSON would be an array of numbers, several times
 //! their size and slow to parse, which made large snapshots miss their deadline forever.
 
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -29,14 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{NodeId, Raft, TypeConfig};
 
-/// Bearer token sent to peers (their `/raft` endpoints sit behind the API server's auth).
-pub type PeerToken = Arc<RwLock<Option<String>>>;
-
 /// Creates one [`NetworkClient`] per peer; all share one HTTP connection pool.
 #[derive(Clone)]
 pub struct NetworkFactory {
     http: reqwest::Client,
-    token: PeerToken,
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for NetworkFactory {
@@ -46,13 +43,23 @@ impl std::fmt::Debug for NetworkFactory {
 }
 
 impl NetworkFactory {
-    pub fn new(token: PeerToken) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("a plain HTTP client always builds");
-        Self { http, token }
+    /// Peers over HTTPS with `peer` (the server's mutual-TLS client), or, without one, over
+    /// plain HTTP (the store's own tests, which run servers without an API in front).
+    pub fn new(peer: Option<reqwest::Client>) -> Self {
+        match peer {
+            Some(http) => Self {
+                http,
+                scheme: "https",
+            },
+            None => Self {
+                http: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("a plain HTTP client always builds"),
+                scheme: "http",
+            },
+        }
     }
 }
 
@@ -64,7 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             http: self.http.clone(),
-            token: self.token.clone(),
+            scheme: self.scheme,
         }
     }
 }
@@ -74,7 +81,7 @@ pub struct NetworkClient {
     target: NodeId,
     addr: String,
     http: reqwest::Client,
-    token: PeerToken,
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for NetworkClient {
@@ -86,7 +93,7 @@ impl std::fmt::Debug for NetworkClient {
     }
 }
 
-/// A non-2xx answer from a peer (e.g. 401 when tokens disagree).
+/// A non-2xx answer from a peer (e.g. 403 for a certificate that is not a server's).
 #[derive(Debug, thiserror::Error)]
 #[error("raft peer {addr} answered HTTP {status}: {body}")]
 struct HttpStatusError {
@@ -107,7 +114,7 @@ impl NetworkClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let url = format!("http://{}/raft/{path}", self.addr);
+        let url = format!("{}://{}/raft/{path}", self.scheme, self.addr);
         self.send(self.http.post(url).json(req), timeout).await
     }
 
@@ -120,11 +127,7 @@ impl NetworkClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut builder = builder.timeout(timeout);
-        let token = self.token.read().ok().and_then(|t| t.clone());
-        if let Some(token) = token {
-            builder = builder.bearer_auth(token);
-        }
+        let builder = builder.timeout(timeout);
         let resp = builder.send().await.map_err(|e| {
             if e.is_connect() {
                 RPCError::Unreachable(Unreachable::new(&e))
@@ -166,7 +169,7 @@ impl RaftNetwork<TypeConfig> for NetworkClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        let url = format!("http://{}/raft/snapshot", self.addr);
+        let url = format!("{}://{}/raft/snapshot", self.scheme, self.addr);
         let body = encode_chunk(&rpc);
         self.send(
             self.http

@@ -15,6 +15,7 @@
 //! with the cluster token (node credentials come with RBAC).
 
 pub mod backoff;
+pub mod credentials;
 mod error;
 pub mod events;
 pub mod logs;
@@ -40,6 +41,7 @@ use ketch_oci::wasm::WasmStore;
 use ketch_workload::{PodRegistry, WorkloadRuntime};
 
 pub use backoff::Backoff;
+pub use credentials::{NodeTls, node_credentials};
 pub use error::AgentError;
 pub use wasm::WasmRuntime;
 
@@ -53,8 +55,13 @@ pub struct AgentConfig {
     /// one at a time and moves to the next when it cannot connect (watches resume there
     /// by resourceVersion).
     pub server: String,
-    /// Bearer token for the API server; the agent's own endpoint requires the same token.
+    /// Bearer token for the API server: the admin token for the agent inside a server
+    /// process, empty for a remote agent (its node certificate is its credential). Without
+    /// `tls` the agent's endpoint requires this token (tests of the agent alone).
     pub token: String,
+    /// The node's certificate: the agent's API credential, the serving certificate of its
+    /// endpoint, and its gateway's towards other nodes (see [`credentials`]).
+    pub tls: Option<NodeTls>,
     /// Set when the agent runs inside the server process (`ketch server`, `ketch up`): its
     /// API calls go to the server's router in process, not over loopback; `server` still
     /// names it.
@@ -62,7 +69,8 @@ pub struct AgentConfig {
     pub node_name: String,
     /// Agent HTTP endpoint (logs, proxy); port 0 picks one.
     pub listen: SocketAddr,
-    /// URL others use to reach `listen`; default `http://{bound address}`.
+    /// URL others use to reach `listen`; default `https://{bound address}` (`http://`
+    /// without `tls`).
     pub advertise: Option<String>,
     /// Holds `logs/` and `wasm-cache/`.
     pub data_dir: PathBuf,
@@ -104,6 +112,7 @@ impl AgentConfig {
         Self {
             server: server.into(),
             token: token.into(),
+            tls: None,
             in_process: None,
             node_name: node_name.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -132,6 +141,8 @@ pub struct Agent {
     ctx: Arc<Ctx>,
     endpoint: String,
     gateway: Option<ketch_gateway::Listener>,
+    /// The gateway's peer listener (mutual TLS, other nodes' gateways).
+    peer: Option<ketch_gateway::Listener>,
     gateway_url: Option<String>,
     /// The Service proxy for containers, on the Pod bridge's address.
     service_proxy: Option<ketch_gateway::Listener>,
@@ -288,7 +299,20 @@ impl Agent {
         }
         let client = match &cfg.in_process {
             Some(local) => ketch_client::Client::in_process(&cfg.server, &cfg.token, local.clone()),
-            None => ketch_client::Client::new(&cfg.server, &cfg.token),
+            None => {
+                let servers: Vec<String> = cfg
+                    .server
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                ketch_client::Client::with_tls(
+                    &servers,
+                    &cfg.token,
+                    cfg.tls.as_ref().map(NodeTls::settings).as_ref(),
+                )
+            }
         }
         .map_err(|e| AgentError::Config(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -304,7 +328,10 @@ impl Agent {
         let endpoint = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+            .unwrap_or_else(|| {
+                let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{bound}")
+            })
             .trim_end_matches('/')
             .to_string();
         let internal_ip = url_host(&endpoint)
@@ -335,7 +362,7 @@ impl Agent {
         };
         let (containers, proxy_socket) = bind_service_proxy(containers);
         let (recorder, events) = Recorder::spawn(client.clone(), cfg.node_name.clone());
-        let token: Arc<str> = Arc::from(cfg.token.as_str());
+        let peer_tls = cfg.tls.as_ref().map(NodeTls::gateway).transpose()?;
         let metrics = metrics::NodeMetrics::new();
         // A workload's own failures (traps, deadlines) become `RequestFailed` Events.
         let pods = Arc::new(PodRegistry::new(Some({
@@ -358,7 +385,7 @@ impl Agent {
         })));
         let dispatcher = Arc::new(Dispatcher::new(
             pods.clone(),
-            token.clone(),
+            peer_tls.as_ref(),
             cfg.gateway.clone(),
             &cfg.node_name,
             metrics.gateway.clone(),
@@ -401,24 +428,43 @@ impl Agent {
                 context: "serving the containers' service proxy".into(),
                 source,
             })?;
-        let gateway_url = gateway.as_ref().map(|l| {
-            cfg.gateway.advertise.clone().unwrap_or_else(|| {
-                let ip = if l.addr.ip().is_unspecified() {
-                    internal_ip.clone()
-                } else {
-                    l.addr.ip().to_string()
-                };
-                match ip.parse::<std::net::IpAddr>() {
-                    Ok(std::net::IpAddr::V6(v6)) => format!("http://[{v6}]:{}", l.addr.port()),
-                    _ => format!("http://{ip}:{}", l.addr.port()),
-                }
-            })
+        // Other nodes' gateways deliver to this node's Pods on the peer listener, over
+        // mutual TLS with node certificates; without a certificate there is none.
+        let peer = match (&peer_tls, cfg.gateway.peer_listen) {
+            (Some(t), Some(addr)) => Some(
+                ketch_gateway::Listener::bind_peer(ctx.gateway.clone(), addr, t.server.clone())
+                    .await
+                    .map_err(|source| AgentError::Io {
+                        context: format!("gateway: peer listener on {addr}"),
+                        source,
+                    })?,
+            ),
+            _ => None,
+        };
+        let url_of = |scheme: &str, addr: SocketAddr| {
+            let ip = if addr.ip().is_unspecified() {
+                internal_ip.clone()
+            } else {
+                addr.ip().to_string()
+            };
+            match ip.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("{scheme}://[{v6}]:{}", addr.port()),
+                _ => format!("{scheme}://{ip}:{}", addr.port()),
+            }
+        };
+        let gateway_url = gateway.as_ref().map(|l| url_of("http", l.addr));
+        let peer_url = peer.as_ref().map(|l| {
+            cfg.gateway
+                .advertise
+                .clone()
+                .unwrap_or_else(|| url_of("https", l.addr))
         });
         let facts = node::NodeFacts {
             name: cfg.node_name.clone(),
             labels: cfg.labels.clone(),
             endpoint: endpoint.clone(),
             gateway_endpoint: gateway_url.clone(),
+            gateway_peer_endpoint: peer_url,
             internal_ip: internal_ip.clone(),
             hostname: node::detect_hostname().unwrap_or_else(|| cfg.node_name.clone()),
             cpu_millis: cfg.cpu_millis.unwrap_or_else(node::detect_cpu_millis),
@@ -453,18 +499,26 @@ impl Agent {
         }
         let app = server::router(server::HttpState {
             ctx: ctx.clone(),
-            token,
+            token: cfg.tls.is_none().then(|| Arc::from(cfg.token.as_str())),
         });
         let mut http_stop = stop_rx;
-        // Logs followed with `-f` stream small writes: no Nagle delay between them.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let endpoint_tls = cfg.tls.as_ref().map(NodeTls::endpoint).transpose()?;
         let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
+            let served = match endpoint_tls {
+                Some(tls) => ketch_tls::serve(listener, tls, app, http_stop).await,
+                None => {
+                    // Logs followed with `-f` stream small writes: no Nagle delay.
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = http_stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::warn!(error = %e, "agent HTTP server");
             }
         });
@@ -476,6 +530,7 @@ impl Agent {
             ctx,
             endpoint,
             gateway,
+            peer,
             gateway_url,
             service_proxy,
             stop,
@@ -530,7 +585,10 @@ impl Agent {
     /// a restarted agent re-registers and re-creates its Pods.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for l in [self.gateway, self.service_proxy].into_iter().flatten() {
+        for l in [self.gateway, self.peer, self.service_proxy]
+            .into_iter()
+            .flatten()
+        {
             l.stop().await;
         }
         for t in self.tasks {

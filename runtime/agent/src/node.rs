@@ -37,6 +37,8 @@ pub struct NodeFacts {
     pub endpoint: String,
     /// The gateway URL (`ketch.dev/gateway-endpoint`), when the node runs one.
     pub gateway_endpoint: Option<String>,
+    /// The gateway's peer listener, for other nodes' gateways.
+    pub gateway_peer_endpoint: Option<String>,
     pub internal_ip: String,
     pub hostname: String,
     pub cpu_millis: i64,
@@ -107,11 +109,17 @@ pub fn node_metadata(f: &NodeFacts) -> ObjectMeta {
         name: Some(f.name.clone()),
         labels,
         annotations: BTreeMap::from_iter(
-            std::iter::once((wellknown::AGENT_ENDPOINT.to_string(), f.endpoint.clone())).chain(
-                f.gateway_endpoint
-                    .clone()
-                    .map(|g| (wellknown::GATEWAY_ENDPOINT.to_string(), g)),
-            ),
+            std::iter::once((wellknown::AGENT_ENDPOINT.to_string(), f.endpoint.clone()))
+                .chain(
+                    f.gateway_endpoint
+                        .clone()
+                        .map(|g| (wellknown::GATEWAY_ENDPOINT.to_string(), g)),
+                )
+                .chain(
+                    f.gateway_peer_endpoint
+                        .clone()
+                        .map(|g| (wellknown::GATEWAY_PEER_ENDPOINT.to_string(), g)),
+                ),
         ),
         ..ObjectMeta::default()
     }
@@ -365,6 +373,7 @@ mod tests {
             labels: BTreeMap::from([("zone".to_string(), "a".to_string())]),
             endpoint: "http://127.0.0.1:1234".into(),
             gateway_endpoint: Some("http://127.0.0.1:8080".into()),
+            gateway_peer_endpoint: Some("https://127.0.0.1:10251".into()),
             internal_ip: "127.0.0.1".into(),
             hostname: "box".into(),
             cpu_millis: 2000,

@@ -1,6 +1,7 @@
-//! The agent's HTTP endpoint: container logs and the Pod proxy. Every request needs the
-//! agent's bearer token (the same token it uses against the API server; per-node credentials
-//! come with RBAC).
+//! The agent's HTTP endpoint: container logs and the Pod proxy, for the API server only.
+//! Over TLS (the node's certificate) a request must come with a server's client certificate
+//! from the cluster CA; an agent started without a certificate (tests of the agent alone)
+//! takes its bearer token instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub(crate) struct HttpState {
     pub ctx: Arc<Ctx>,
-    pub token: Arc<str>,
+    /// `None` over TLS: callers are checked by their certificate.
+    pub token: Option<Arc<str>>,
 }
 
 pub(crate) fn router(state: HttpState) -> Router {
@@ -47,12 +49,18 @@ async fn auth(State(st): State<HttpState>, req: Request, next: Next) -> Response
     if matches!(req.uri().path(), "/healthz" | "/metrics") {
         return next.run(req).await;
     }
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| bool::from(t.trim().as_bytes().ct_eq(st.token.as_bytes())));
+    let ok = match &st.token {
+        None => req
+            .extensions()
+            .get::<ketch_tls::PeerIdentity>()
+            .is_some_and(|p| p.0.in_group(ketch_tls::SERVERS_GROUP)),
+        Some(token) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| bool::from(t.trim().as_bytes().ct_eq(token.as_bytes()))),
+    };
     if ok {
         next.run(req).await
     } else {

@@ -50,14 +50,13 @@ pub use routes::{Backend, Route, RouteTable, ServiceRoute, Target};
 
 use ketch_api::format::error_chain;
 use ketch_workload::{PodKey, PodRegistry, ServiceCaller, TargetPort, Workload};
-use subtle::ConstantTimeEq as _;
 
 /// Peer gateways name the Pod to invoke with this header...
 pub const X_KETCH_POD: HeaderName = HeaderName::from_static("x-ketch-pod");
 /// With `x-ketch-pod`: the target port of the endpoint (a Linux container's port).
 pub const X_KETCH_PORT: HeaderName = HeaderName::from_static("x-ketch-port");
-/// ...and prove they are part of the cluster with this one (the cluster token).
-pub const X_KETCH_GATEWAY_TOKEN: HeaderName = HeaderName::from_static("x-ketch-gateway-token");
+/// ...and is believed only on the peer listener, where mutual TLS proves the sender is a
+/// node (or server) of the cluster.
 /// On a peer gateway's answer to an `x-ketch-pod` request: the Pod never saw the request
 /// (not on that node, not running, at its limit), so the sender may try another endpoint.
 /// The peer removes it from the Pod's own responses, and the sender from what it returns.
@@ -83,8 +82,12 @@ pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
 pub struct GatewayConfig {
     /// Where to listen; `None` runs no listener (in-cluster calls from Wasm still work).
     pub listen: Option<SocketAddr>,
-    /// URL other nodes' gateways use to reach this one; default `http://<node ip>:<port>`.
+    /// URL other nodes' gateways use to reach this one (its peer listener); default
+    /// `https://<node ip>:<peer port>`.
     pub advertise: Option<String>,
+    /// Where the peer listener (mutual TLS, gateway to gateway) listens; `None` runs none
+    /// (this node's Pods are then reachable from this node only).
+    pub peer_listen: Option<SocketAddr>,
     /// Service host suffix: `<svc>.<ns>.<domain>`.
     pub domain: String,
     /// Largest request body accepted (413 above it).
@@ -102,6 +105,7 @@ impl Default for GatewayConfig {
         Self {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
             advertise: None,
+            peer_listen: Some(SocketAddr::from(([0, 0, 0, 0], 10251))),
             domain: DEFAULT_DOMAIN.to_string(),
             max_body: DEFAULT_MAX_BODY,
             timeout: DEFAULT_TIMEOUT,
@@ -118,11 +122,14 @@ pub struct Dispatcher {
     pods: Arc<PodRegistry>,
     table: RwLock<Arc<RouteTable>>,
     published: watch::Sender<Arc<RouteTable>>,
-    token: Arc<str>,
     cfg: GatewayConfig,
     /// `Some` with `--access-log`.
     access_log: Option<access::AccessLog>,
+    /// Plain HTTP to address endpoints (containers' Service proxies on Pod networks).
     client: HttpClient<HttpConnector, Body>,
+    /// Mutual TLS (this node's certificate) to other nodes' peer listeners; `None` without
+    /// a node certificate.
+    peer_client: Option<HttpClient<hyper_rustls::HttpsConnector<HttpConnector>, Body>>,
     metrics: GatewayMetrics,
     /// The namespace of each container Pod address: the Service proxy's callers.
     pod_addresses: proxy::PodAddresses,
@@ -141,6 +148,23 @@ pub enum ListenerKind {
     NodePort(u16),
     /// The Service proxy for containers ([`proxy`]).
     ServiceProxy,
+    /// Other nodes' gateways delivering to this node's Pods (`x-ketch-pod`), over mutual
+    /// TLS: the only listener where that header means anything.
+    Peer,
+}
+
+/// The node's certificate for gateway-to-gateway traffic: what the peer listener serves
+/// and verifies clients with, and what this gateway presents to other nodes' listeners.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: rustls::ClientConfig,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerTls").finish_non_exhaustive()
+    }
 }
 
 /// Where one request goes after routing.
@@ -177,12 +201,12 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher for the node `node`, invoking local endpoints through `pods`; `token`
-    /// is the cluster token peers prove themselves with, `metrics` its handles in the
-    /// node's registry.
+    /// A dispatcher for the node `node`, invoking local endpoints through `pods`; `tls` is
+    /// the node's certificate other nodes' gateways are reached with, `metrics` its handles
+    /// in the node's registry.
     pub fn new(
         pods: Arc<PodRegistry>,
-        token: Arc<str>,
+        tls: Option<&PeerTls>,
         cfg: GatewayConfig,
         node: &str,
         metrics: GatewayMetrics,
@@ -190,9 +214,21 @@ impl Dispatcher {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.connect_timeout));
+        // https:// URLs go through the TLS connector, which needs them passed on.
+        connector.enforce_http(false);
         let client = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            .build(connector.clone());
+        let peer_client = tls.map(|t| {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(t.client.clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(connector);
+            HttpClient::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build(https)
+        });
         let table = Arc::new(RouteTable::build(&Default::default(), node, &cfg.domain));
         let (published, _) = watch::channel(table.clone());
         let access_log = cfg
@@ -203,9 +239,9 @@ impl Dispatcher {
             access_log,
             table: RwLock::new(table),
             published,
-            token,
             cfg,
             client,
+            peer_client,
             metrics,
             pod_addresses: proxy::PodAddresses::default(),
             ejections: retry::Ejections::default(),
@@ -387,8 +423,9 @@ impl Dispatcher {
         }
     }
 
-    /// Proxies to the gateway of the node running `pod` (which it names in `x-ketch-pod`,
-    /// with the cluster token), or, without a Pod, to a plain address.
+    /// Proxies to the peer listener of the node running `pod` (which it names in
+    /// `x-ketch-pod`; mutual TLS with the node's certificate), or, without a Pod, to a plain
+    /// address.
     async fn forward(
         &self,
         gateway: Arc<str>,
@@ -429,11 +466,26 @@ impl Dispatcher {
                     });
                 }
             };
-            if let Ok(v) = HeaderValue::from_str(&self.token) {
-                h.insert(X_KETCH_GATEWAY_TOKEN, v);
-            }
         }
-        match self.client.request(req).await {
+        let sent = if via_peer {
+            match &self.peer_client {
+                Some(c) => c.request(req).await,
+                None => {
+                    return Err(Failed {
+                        delivered: false,
+                        answer: Err(GatewayError::Upstream {
+                            node,
+                            message:
+                                "this node has no certificate to reach other nodes' gateways with"
+                                    .into(),
+                        }),
+                    });
+                }
+            }
+        } else {
+            self.client.request(req).await
+        };
+        match sent {
             Ok(resp) if via_peer && resp.headers().contains_key(X_KETCH_UNDELIVERED) => {
                 Err(Failed {
                     delivered: false,
@@ -459,12 +511,14 @@ impl Dispatcher {
     }
 
     /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
-    /// listeners (every request goes to that port's Service).
+    /// listeners (every request goes to that port's Service); `from_peer` for the peer
+    /// listener, whose clients proved with a certificate that they are the cluster's.
     async fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
         node_port: Option<u16>,
+        from_peer: bool,
     ) -> Response<Body> {
         let start = Instant::now();
         let id = match req.headers().get(&X_REQUEST_ID) {
@@ -487,7 +541,7 @@ impl Dispatcher {
         in_flight.inc();
 
         let (label, result) = self
-            .route_and_invoke(req, &id, &host, peer, node_port)
+            .route_and_invoke(req, &id, &host, peer, node_port, from_peer)
             .await;
         let mut resp = match result {
             Ok(r) => r,
@@ -521,6 +575,7 @@ impl Dispatcher {
         host: &str,
         peer: SocketAddr,
         node_port: Option<u16>,
+        from_peer: bool,
     ) -> (String, Result<Response<Body>, GatewayError>) {
         if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
             && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
@@ -539,13 +594,13 @@ impl Dispatcher {
         strip_hop_by_hop(h);
         h.insert(X_REQUEST_ID, id.clone());
 
-        // A peer gateway delivering to a Pod of ours.
-        if let Some(target) = h.remove(X_KETCH_POD) {
-            let token = h.remove(X_KETCH_GATEWAY_TOKEN);
-            let ok = token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.token.as_bytes())));
-            if !ok {
+        // A peer gateway delivering to a Pod of ours: only on the peer listener, and that
+        // listener serves nothing else.
+        let target = h.remove(X_KETCH_POD);
+        if from_peer {
+            let Some(target) = target else {
                 return ("-".into(), Err(GatewayError::Unauthorized));
-            }
+            };
             let Some((ns, pod)) = target.to_str().ok().and_then(|t| t.split_once('/')) else {
                 return ("-".into(), Err(GatewayError::Unauthorized));
             };
@@ -579,7 +634,6 @@ impl Dispatcher {
             };
             return (label, r);
         }
-        h.remove(X_KETCH_GATEWAY_TOKEN);
         if let Ok(v) = HeaderValue::try_from(peer.ip().to_string()) {
             h.append(X_FORWARDED_FOR, v);
         }
@@ -696,7 +750,23 @@ impl Listener {
         kind: ListenerKind,
     ) -> std::io::Result<Listener> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        Self::serve(dispatcher, listener, kind)
+        Self::serve(dispatcher, listener, kind, None)
+    }
+
+    /// Binds the peer listener on `addr`: TLS with `tls` (which must require client
+    /// certificates from the cluster CA), and only nodes' and servers' certificates served.
+    pub async fn bind_peer(
+        dispatcher: Arc<Dispatcher>,
+        addr: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Listener> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(
+            dispatcher,
+            listener,
+            ListenerKind::Peer,
+            Some(tokio_rustls::TlsAcceptor::from(tls)),
+        )
     }
 
     /// Serves an already bound listener (the Service proxy's, bound by
@@ -710,6 +780,7 @@ impl Listener {
             dispatcher,
             tokio::net::TcpListener::from_std(listener)?,
             kind,
+            None,
         )
     }
 
@@ -717,10 +788,11 @@ impl Listener {
         dispatcher: Arc<Dispatcher>,
         listener: tokio::net::TcpListener,
         kind: ListenerKind,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<Listener> {
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, dispatcher, kind, stop_rx));
+        let task = tokio::spawn(accept_loop(listener, dispatcher, kind, tls, stop_rx));
         Ok(Listener { addr, stop, task })
     }
 
@@ -731,10 +803,28 @@ impl Listener {
     }
 }
 
+/// How long a peer's TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a verified client certificate may deliver to this node's Pods: another node's
+/// gateway, or a server's.
+fn may_deliver(stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> bool {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|leaf| ketch_tls::identity_of(leaf))
+        .is_some_and(|id| {
+            id.in_group(ketch_tls::NODES_GROUP) || id.in_group(ketch_tls::SERVERS_GROUP)
+        })
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     dispatcher: Arc<Dispatcher>,
     kind: ListenerKind,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
@@ -757,25 +847,33 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let d = dispatcher.clone();
         let builder = builder.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let d = d.clone();
                 async move {
                     Ok::<_, Infallible>(match kind {
-                        ListenerKind::Gateway => d.serve(req, peer, None).await,
-                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p)).await,
+                        ListenerKind::Gateway => d.serve(req, peer, None, false).await,
+                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p), false).await,
                         ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
+                        ListenerKind::Peer => d.serve(req, peer, None, true).await,
                     })
                 }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+            match tls {
+                None => serve_conn(&builder, TokioIo::new(stream), svc, stop).await,
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    if !may_deliver(&stream) {
+                        tracing::debug!(%peer, "peer listener: a certificate that is not a node's or a server's");
+                        return;
+                    }
+                    serve_conn(&builder, TokioIo::new(stream), svc, stop).await;
                 }
             }
         });
@@ -784,6 +882,30 @@ async fn accept_loop(
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
+}
+
+/// Serve one connection until it ends, or until `stop` (then 2 s for in-flight requests).
+async fn serve_conn<I, S>(
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
 }
 
 /// Keeps one listener per NodePort in the route table, on the gateway's IP, until `stop`.
@@ -862,19 +984,56 @@ mod tests {
         Hangs,
     }
 
-    /// A peer gateway on loopback; returns its URL and the requests it has read.
+    /// A test cluster CA and a node certificate from it (every stand-in node shares it).
+    fn pki() -> &'static (String, ketch_tls::Issued) {
+        static PKI: std::sync::OnceLock<(String, ketch_tls::Issued)> = std::sync::OnceLock::new();
+        PKI.get_or_init(|| {
+            let ca = ketch_tls::ClusterCa::generate().unwrap();
+            let node = ca
+                .issue(
+                    &ketch_tls::node_identity("n"),
+                    &["127.0.0.1".into()],
+                    ketch_tls::Usage::ServerAndClient,
+                )
+                .unwrap();
+            (ca.cert_pem().to_string(), node)
+        })
+    }
+
+    /// This node's peer TLS, from [`pki`].
+    fn peer_tls() -> PeerTls {
+        let (ca, node) = pki();
+        PeerTls {
+            server: ketch_tls::server_config(
+                &node.cert_pem,
+                &node.key_pem,
+                ca,
+                ketch_tls::ClientAuth::Required,
+            )
+            .unwrap(),
+            client: ketch_tls::client_config(ca, Some((&node.cert_pem, &node.key_pem))).unwrap(),
+        }
+    }
+
+    /// A peer gateway on loopback (mutual TLS, as a node's peer listener); returns its URL
+    /// and the requests it has read.
     async fn peer(name: &'static str, how: Peer) -> (String, Arc<AtomicUsize>) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
+        let url = format!("https://{}", l.local_addr().unwrap());
         let seen = Arc::new(AtomicUsize::new(0));
         let count = seen.clone();
+        let tls = tokio_rustls::TlsAcceptor::from(peer_tls().server);
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = l.accept().await else {
                     return;
                 };
                 let count = count.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let Ok(stream) = tls.accept(stream).await else {
+                        return;
+                    };
                     let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
                         count.fetch_add(1, Ordering::SeqCst);
                         async move {
@@ -903,7 +1062,7 @@ mod tests {
     /// A URL nothing listens on: connects are refused.
     async fn refusing() -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
+        let url = format!("https://{}", l.local_addr().unwrap());
         drop(l);
         url
     }
@@ -914,7 +1073,7 @@ mod tests {
         let metrics = GatewayMetrics::new(&mut prometheus_client::registry::Registry::default());
         let d = Arc::new(Dispatcher::new(
             Arc::new(PodRegistry::new(None)),
-            Arc::from("token"),
+            Some(&peer_tls()),
             GatewayConfig {
                 listen: None,
                 ..GatewayConfig::default()

@@ -21,7 +21,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::{Dispatcher, X_KETCH_GATEWAY_TOKEN, X_KETCH_POD, X_KETCH_PORT, strip_hop_by_hop};
+use super::{Dispatcher, X_KETCH_POD, X_KETCH_PORT, strip_hop_by_hop};
 use ketch_workload::ServiceCaller;
 
 /// The namespace of each Pod address on this node's bridge: how the proxy knows who calls.
@@ -162,7 +162,7 @@ impl Dispatcher {
         let h = req.headers_mut();
         strip_hop_by_hop(h);
         // Gateway-to-gateway headers are not a container's to send.
-        for name in [X_KETCH_POD, X_KETCH_PORT, X_KETCH_GATEWAY_TOKEN] {
+        for name in [X_KETCH_POD, X_KETCH_PORT] {
             h.remove(name);
         }
         h.remove(header::PROXY_AUTHORIZATION);

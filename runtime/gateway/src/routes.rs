@@ -193,7 +193,10 @@ impl RouteTable {
             .nodes
             .iter()
             .filter_map(|n| {
-                let url = n.metadata.annotations.get(wellknown::GATEWAY_ENDPOINT)?;
+                let url = n
+                    .metadata
+                    .annotations
+                    .get(wellknown::GATEWAY_PEER_ENDPOINT)?;
                 Some((
                     n.metadata.name.as_deref()?,
                     Arc::from(url.trim_end_matches('/')),
@@ -535,7 +538,7 @@ pub(crate) mod tests {
         if let Some(gw) = gw {
             n.metadata
                 .annotations
-                .insert(wellknown::GATEWAY_ENDPOINT.into(), gw.into());
+                .insert(wellknown::GATEWAY_PEER_ENDPOINT.into(), gw.into());
         }
         n
     }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ketch_api::params::{QueryParams, from_query};
 use ketch_api::resource::RESOURCES;
@@ -43,10 +43,11 @@ pub async fn core(
     method: Method,
     Path(rest): Path<String>,
     query: RawQuery,
+    peer: Option<Extension<ketch_tls::PeerIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(state, method, true, rest, query, headers, body).await
+    dispatch(state, method, true, rest, query, peer, headers, body).await
 }
 
 /// Entry for `/apis/{*rest}`.
@@ -55,10 +56,11 @@ pub async fn grouped(
     method: Method,
     Path(rest): Path<String>,
     query: RawQuery,
+    peer: Option<Extension<ketch_tls::PeerIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    dispatch(state, method, false, rest, query, headers, body).await
+    dispatch(state, method, false, rest, query, peer, headers, body).await
 }
 
 async fn dispatch(
@@ -67,17 +69,16 @@ async fn dispatch(
     core: bool,
     rest: String,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<ketch_tls::PeerIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let mut verb = verb_of(&method, None, false);
     let result = async {
-        let user = st.authn.authenticate(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )?;
+        let user = st
+            .authn
+            .authenticate(&headers, peer.as_ref().map(|p| &p.0))?;
         if let Some(discovery) = discovery(core, &rest) {
             return Ok(json_response(&headers, StatusCode::OK, &discovery));
         }

@@ -616,7 +616,7 @@ mod tests {
         let metrics = NodeMetrics::new();
         let gateway = Arc::new(Dispatcher::new(
             pods.clone(),
-            Arc::from("token"),
+            None,
             GatewayConfig::default(),
             "n1",
             metrics.gateway.clone(),
