@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod batcher;
 pub mod cluster;
+pub mod encryption;
 pub mod error;
 pub mod fields;
 pub mod handlers;
@@ -53,6 +54,9 @@ pub struct ApiState {
     pub node_ports: nodeports::Reservations,
     /// The nodes' heartbeats, noted in memory (on the leader: followers forward them).
     pub liveness: Arc<NodeLiveness>,
+    /// Seals Secrets before they are proposed and opens them on the way out
+    /// (see [`encryption`]).
+    pub encryption: Arc<encryption::EncryptionKeys>,
 }
 
 /// The whole HTTP surface of a server.
@@ -216,6 +220,9 @@ pub struct ServerOptions {
     pub snapshot_count: u64,
     /// How often agents send heartbeats and when a silent one counts as gone.
     pub heartbeat: HeartbeatPolicy,
+    /// The Secret encryption key file; `None`: [`encryption::default_key_file`] of the data
+    /// dir, created with one new key on first start.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -229,6 +236,7 @@ impl ServerOptions {
             join: None,
             snapshot_count: crate::store::DEFAULT_SNAPSHOT_COUNT,
             heartbeat: HeartbeatPolicy::default(),
+            encryption_key_file: None,
         }
     }
 }
@@ -263,6 +271,8 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
     #[error("joining the cluster: {0}")]
     Join(String),
+    #[error(transparent)]
+    Encryption(#[from] encryption::EncryptionError),
 }
 
 /// The server's identity in the data dir: its raft node id, chosen once.
@@ -359,7 +369,16 @@ impl Server {
             path: opts.data_dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&opts.data_dir).map_err(dir_err)?;
+        crate::files::create_private_dir(&opts.data_dir).map_err(dir_err)?;
+        crate::files::check_private_dir(&opts.data_dir).map_err(dir_err)?;
+        let key_file = opts
+            .encryption_key_file
+            .clone()
+            .unwrap_or_else(|| encryption::default_key_file(&opts.data_dir));
+        let (keys, created) = encryption::EncryptionKeys::load_or_create(&key_file)?;
+        if created {
+            tracing::info!(path = %key_file.display(), key = keys.primary(), "created the Secret encryption key file");
+        }
         let node_id = load_identity(&opts.data_dir).map_err(dir_err)?;
         let token = match &opts.join {
             Some(join) => adopt_token(&opts.data_dir, &join.token)?,
@@ -419,7 +438,14 @@ impl Server {
             agent_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
             liveness: liveness.clone(),
+            encryption: Arc::new(keys),
         });
+        // Plaintext Secrets of an older ketch, and ones sealed under a key that is no longer
+        // the first, are rewritten by whichever server leads.
+        encryption::spawn_rewriter(
+            state.clone(),
+            crate::runner::leader::leadership(store.clone()),
+        );
         // The namespace is created once, by the server that founded the cluster; the others
         // get it by replication. (A restarted member may still believe in its old term's
         // leadership here, so `is_leader` is not the test.)
