@@ -15,6 +15,7 @@ mod load;
 mod netns;
 mod node_failure;
 mod registry;
+mod secrets;
 mod services;
 mod support;
 mod watch;

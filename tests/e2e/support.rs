@@ -321,14 +321,26 @@ pub fn three_servers() -> Vec<Server> {
 /// the others join through it.
 pub fn cluster_at(places: &[Place], extra: &[&str]) -> Vec<Server> {
     let flags = [&["--no-agent"][..], extra].concat();
-    let start = |place: &Place, flags: &[&str]| {
-        Server::spawn_at(tempfile::tempdir().unwrap(), place, flags).ready()
+    let start = |place: &Place, flags: &[&str], keys: Option<&Path>| {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(keys) = keys {
+            // Every server of a cluster needs the cluster's Secret keys: until joining
+            // hands them over, the operator copies the key file (0600, as the server wants).
+            let to = dir.path().join("data.encryption-key");
+            std::fs::copy(keys, &to).unwrap();
+        }
+        Server::spawn_at(dir, place, flags).ready()
     };
-    let first = start(&places[0], &flags);
+    let first = start(&places[0], &flags, None);
+    let keys = first.dir.path().join("data.encryption-key");
     let (via, token) = (places[0].addr(), first.token.clone());
     let join = [&flags[..], &["--join", &via, "--token", &token]].concat();
     let mut servers = vec![first];
-    servers.extend(places[1..].iter().map(|p| start(p, &join)));
+    let others: Vec<Server> = places[1..]
+        .iter()
+        .map(|p| start(p, &join, Some(&keys)))
+        .collect();
+    servers.extend(others);
     servers
 }
 
