@@ -240,6 +240,51 @@ pub fn three_way_patch(last: Option<&Value>, desired: &Value) -> Value {
     }
 }
 
+/// A Secret's `stringData` folded into `data` (base64; it wins on conflict), which is what
+/// the API server's admission does. `apply` sends and diffs the folded form, so a key removed
+/// from `stringData` is removed from `data`, where the server keeps it (diffed as
+/// `stringData`, the removal would patch a field the server never stores).
+pub fn fold_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = obj.remove("stringData") else {
+        return;
+    };
+    let data = obj
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            data.insert(k, Value::String(encoded));
+        }
+    }
+}
+
+/// What `apply` records in [`LAST_APPLIED`]: the manifest as applied, except that a
+/// Secret's values are left out (each `data` key kept with an empty value). The record only
+/// needs the keys: [`three_way_patch`] deletes what the last apply had and the manifest
+/// dropped, and never reads a recorded value; and the annotation is shown by `get -o yaml`
+/// and copied by tools, where Secret values must not travel. (kubectl records the values.)
+pub fn applied_record(info: &ResourceInfo, desired: &Value) -> String {
+    let mut record = desired.clone();
+    if info.kind == "Secret"
+        && let Some(obj) = record.as_object_mut()
+    {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(values)) = obj.get_mut(field) {
+                for v in values.values_mut() {
+                    *v = Value::String(String::new());
+                }
+            }
+        }
+    }
+    serde_json::to_string(&record).expect("JSON values serialize")
+}
+
 /// Create the object, or update it when it exists with a three-way merge (see
 /// [`three_way_patch`]) as a compare-and-set on the version just read, retried on a
 /// concurrent write. `default_ns` applies when the object names none.
@@ -253,6 +298,9 @@ pub async fn apply(client: &Client, m: &Manifest, default_ns: &str) -> anyhow::R
         .namespaced
         .then(|| m.namespace().unwrap_or(default_ns).to_string());
     let mut desired = m.object.clone();
+    if m.info.kind == "Secret" {
+        fold_string_data(&mut desired);
+    }
     if let Some(meta) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = meta
             .entry("annotations")
@@ -261,7 +309,7 @@ pub async fn apply(client: &Client, m: &Manifest, default_ns: &str) -> anyhow::R
             a.remove(LAST_APPLIED);
         }
     }
-    let record = serde_json::to_string(&desired).expect("JSON values serialize");
+    let record = applied_record(m.info, &desired);
     if let Some(a) = desired
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
@@ -399,5 +447,78 @@ mod tests {
         );
         // Without a record, nothing is deleted: fields set by others survive.
         assert_eq!(three_way_patch(None, &desired), desired);
+    }
+
+    /// Applies `manifest` over `live` the way [`apply`] does (fold, record, three-way patch
+    /// against the live record, the server's merge and `stringData` fold); returns the new
+    /// live object.
+    fn apply_secret_over(live: &Value, manifest: &Value) -> Value {
+        use ketch_api::resource::SECRETS;
+        let mut desired = manifest.clone();
+        fold_string_data(&mut desired);
+        let record = applied_record(&SECRETS, &desired);
+        desired["metadata"]["annotations"] = serde_json::json!({ (LAST_APPLIED): record });
+        let last: Option<Value> = live
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(LAST_APPLIED))
+            .and_then(Value::as_str)
+            .map(|s| serde_json::from_str(s).unwrap());
+        let patch = three_way_patch(last.as_ref(), &desired);
+        let mut next = live.clone();
+        ketch_control::store::apply::merge_patch(&mut next, &patch);
+        fold_string_data(&mut next);
+        next
+    }
+
+    #[test]
+    fn applying_a_secret_records_its_keys_but_never_its_values() {
+        use serde_json::json;
+        let manifest = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "data": {"user": "YWRtaW4="}, "stringData": {"password": "hunter2"}});
+        let live = apply_secret_over(&json!({}), &manifest);
+        let record = live["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .unwrap();
+        assert!(
+            !record.contains("hunter2")
+                && !record.contains("aHVudGVyMg")
+                && !record.contains("YWRtaW4"),
+            "{record}"
+        );
+        assert!(!record.contains("stringData"), "{record}");
+        assert_eq!(
+            serde_json::from_str::<Value>(record).unwrap()["data"],
+            json!({"user": "", "password": ""})
+        );
+        assert_eq!(
+            live["data"],
+            json!({"user": "YWRtaW4=", "password": "aHVudGVyMg=="})
+        );
+    }
+
+    #[test]
+    fn reapplying_a_secret_removes_the_keys_dropped_from_data_or_string_data_only() {
+        use serde_json::json;
+        let v1 = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "data": {"a": "MQ==", "b": "Mg=="}, "stringData": {"c": "3", "d": "4"}});
+        let mut live = apply_secret_over(&json!({}), &v1);
+        // Someone else adds a key: apply never applied it, so apply never removes it.
+        live["data"]["other"] = json!("OQ==");
+        let v2 = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "data": {"a": "MTE="}, "stringData": {"d": "44"}});
+        let live = apply_secret_over(&live, &v2);
+        assert_eq!(
+            live["data"],
+            json!({"a": "MTE=", "d": "NDQ=", "other": "OQ=="}),
+            "b (from data) and c (from stringData) are gone, the values changed"
+        );
+        // A key moved from data to stringData stays, with the new value.
+        let v3 = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+            "stringData": {"a": "x", "d": "44"}});
+        let live = apply_secret_over(&live, &v3);
+        assert_eq!(
+            live["data"],
+            json!({"a": "eA==", "d": "NDQ=", "other": "OQ=="})
+        );
     }
 }

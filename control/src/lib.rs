@@ -4,6 +4,7 @@
 
 pub mod attrs;
 pub mod controllers;
+pub mod files;
 pub mod liveness;
 pub mod runner;
 pub mod scheduler;

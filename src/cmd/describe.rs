@@ -84,6 +84,12 @@ fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
     let map = |p: &str| {
         obj.pointer(p)
             .and_then(Value::as_object)
+            .map(|m| {
+                // kubectl leaves its apply record out: it repeats the whole manifest.
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != crate::manifest::LAST_APPLIED)
+                    .collect::<Vec<_>>()
+            })
             .filter(|m| !m.is_empty())
             .map(|m| {
                 m.iter()
@@ -149,10 +155,19 @@ fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
     if !deleting.is_empty() {
         out.push_str(&format!("Terminating:     since {deleting}\n"));
     }
+    if info.kind == "Secret" {
+        out.push_str(&secret_data(obj));
+    }
     let mut rest = obj.clone();
     if let Some(o) = rest.as_object_mut() {
         for k in ["apiVersion", "kind", "metadata"] {
             o.remove(k);
+        }
+        if info.kind == "Secret" {
+            // Shown above as sizes; the values are never printed.
+            for k in ["type", "data", "stringData"] {
+                o.remove(k);
+            }
         }
         for (k, v) in o.iter() {
             let title = format!("{}{}", k[..1].to_uppercase(), &k[1..]);
@@ -164,4 +179,58 @@ fn describe_text(info: &ResourceInfo, obj: &Value) -> String {
         }
     }
     out
+}
+
+/// A Secret's type and each key's size, as kubectl prints them (`password:  7 bytes`):
+/// never a value.
+fn secret_data(obj: &Value) -> String {
+    use base64::Engine as _;
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    let mut out = format!("\nType:  {kind}\n\nData\n====\n");
+    let data = obj.get("data").and_then(Value::as_object);
+    let width = data
+        .into_iter()
+        .flat_map(|d| d.keys())
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    for (k, v) in data.into_iter().flatten() {
+        let size = v
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map_or_else(
+                || "<not base64>".to_string(),
+                |b| format!("{} bytes", b.len()),
+            );
+        out.push_str(&format!("{:<w$}  {size}\n", format!("{k}:"), w = width + 1));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn describing_a_secret_shows_sizes_and_never_values() {
+        let info = ketch_api::resource::lookup("secrets").unwrap();
+        let record = r#"{"data":{"password":"aHVudGVyMg=="}}"#;
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "default",
+                "annotations": {(crate::manifest::LAST_APPLIED): record, "team": "x"}},
+            "type": "Opaque", "immutable": true,
+            "data": {"password": "aHVudGVyMg==", "user": "YWRtaW4=", "empty": ""}});
+        let text = describe_text(info, &secret);
+        for value in ["aHVudGVyMg", "hunter2", "YWRtaW4", "admin"] {
+            assert!(!text.contains(value), "{value} in:\n{text}");
+        }
+        assert!(text.contains("Type:  Opaque\n"), "{text}");
+        assert!(text.contains("\nData\n====\n"), "{text}");
+        assert!(text.contains("password:  7 bytes\n"), "{text}");
+        assert!(text.contains("user:      5 bytes\n"), "{text}");
+        assert!(text.contains("empty:     0 bytes\n"), "{text}");
+        assert!(text.contains("Annotations:     team=x\n"), "{text}");
+        assert!(text.contains("Immutable:\n  true"), "{text}");
+    }
 }

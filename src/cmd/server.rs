@@ -59,6 +59,11 @@ pub struct ServerArgs {
     /// and brings far-behind servers up to date); one entry holds a batch of writes
     #[arg(long, default_value_t = DEFAULT_SNAPSHOT_COUNT, value_parser = clap::value_parser!(u64).range(10..))]
     snapshot_count: u64,
+    /// The keys Secrets are encrypted with in the store (JSON: {"keys": [{"name", "secret"}]},
+    /// the first encrypts, all decrypt) [default: <data-dir>.encryption-key, beside the data
+    /// dir, made with one new key on first start]
+    #[arg(long, value_name = "PATH", value_parser = absolute_path())]
+    encryption_key_file: Option<PathBuf>,
     #[command(flatten)]
     agent: NodeArgs,
 }
@@ -146,7 +151,12 @@ fn default_data_dir() -> PathBuf {
 impl ServerArgs {
     /// A one-server cluster with every default of `ketch server` except these: what
     /// `ketch up` runs.
-    pub fn single(data_dir: PathBuf, listen: SocketAddr, agent: NodeArgs) -> ServerArgs {
+    pub fn single(
+        data_dir: PathBuf,
+        listen: SocketAddr,
+        agent: NodeArgs,
+        encryption_key_file: Option<PathBuf>,
+    ) -> ServerArgs {
         ServerArgs {
             data_dir,
             listen,
@@ -158,6 +168,7 @@ impl ServerArgs {
             scheduler_scoring: Scoring::MostAllocated,
             percentage_of_nodes_to_score: 0,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            encryption_key_file,
             agent,
         }
     }
@@ -214,6 +225,7 @@ impl AllInOne {
             snapshot_count: args.snapshot_count,
             heartbeat: args.node_failure.heartbeat(),
             tls_sans: args.tls_sans.clone(),
+            encryption_key_file: args.encryption_key_file,
         })
         .await?;
         // A wildcard listen address is reached on loopback from here (and is in the
@@ -303,6 +315,10 @@ impl AllInOne {
 pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let data_dir = args.data_dir.clone();
+    let key_file = args
+        .encryption_key_file
+        .clone()
+        .unwrap_or_else(|| ketch_control::server::encryption::default_key_file(&data_dir));
     let all = AllInOne::start(conn, args, SocketAddr::from(([0, 0, 0, 0], 8080))).await?;
     println!(
         "ketch server {} (id {}) listening on {}",
@@ -311,6 +327,10 @@ pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
         all.url
     );
     println!("  data dir:      {}", data_dir.display());
+    println!(
+        "  Secret keys:   {} (back it up apart from the data dir)",
+        key_file.display()
+    );
     println!(
         "  client config: {} (token in {}/admin.token)",
         all.config_path.display(),

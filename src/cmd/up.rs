@@ -91,6 +91,10 @@ pub struct UpArgs {
     /// Run the ketch.toml build command even when the app's files exist
     #[arg(long)]
     build: bool,
+    /// The keys Secrets are encrypted with in the store [default: <data-dir>.encryption-key,
+    /// made on first start]
+    #[arg(long, value_name = "PATH", value_parser = absolute_path())]
+    encryption_key_file: Option<PathBuf>,
     #[command(flatten)]
     agent: NodeArgs,
 }
@@ -125,7 +129,12 @@ pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
 
     let all = AllInOne::start(
         conn,
-        ServerArgs::single(args.data_dir.clone(), args.listen, args.agent),
+        ServerArgs::single(
+            args.data_dir.clone(),
+            args.listen,
+            args.agent,
+            args.encryption_key_file,
+        ),
         SocketAddr::from(([127, 0, 0, 1], 8080)),
     )
     .await?;

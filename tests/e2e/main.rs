@@ -15,6 +15,7 @@ mod load;
 mod netns;
 mod node_failure;
 mod registry;
+mod secrets;
 mod security;
 mod services;
 mod support;

@@ -392,6 +392,7 @@ pub fn cluster_at(places: &[Place], extra: &[&str]) -> Vec<Server> {
     let start = |place: &Place, flags: &[&str]| {
         Server::spawn_at(tempfile::tempdir().unwrap(), place, flags).ready()
     };
+    // Joining hands the new server the CA, the admin token and the Secret keys.
     let first = start(&places[0], &flags);
     let (via, token) = (places[0].addr(), first.server_join_token());
     let join = [&flags[..], &["--join", &via, "--token", &token]].concat();

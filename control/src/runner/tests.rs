@@ -29,8 +29,9 @@ struct Cluster {
 /// A server on a fresh data dir, with a client over HTTP and one in process.
 async fn start_server() -> (tempfile::TempDir, Server, Client, Client) {
     let dir = tempfile::tempdir().unwrap();
+    // Not the temp dir itself: the Secret key file goes beside the data dir.
     let server = Server::start(ServerOptions::new(
-        dir.path(),
+        dir.path().join("data"),
         "127.0.0.1:0".parse().unwrap(),
     ))
     .await

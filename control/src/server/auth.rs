@@ -287,23 +287,13 @@ pub fn load_or_create_token(data_dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// Write a file readable only by its owner (tokens, client configs).
+/// Write a file readable only by its owner (tokens, client configs), atomically through a
+/// temporary file with a random name created exclusively ([`crate::files::write_private`]).
 ///
 /// # Errors
 /// IO errors creating or writing the file.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::files::write_private(path, contents)
 }
 
 #[cfg(test)]

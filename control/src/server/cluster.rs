@@ -4,7 +4,8 @@
 //!   certificate for the CSR's key. A join token (`ketch token create --join`) may ask for
 //!   one node's (or, with `--server`, one server's) certificate and do nothing else; a node
 //!   renews its own with its current certificate; admins may ask for any.
-//! - `GET /cluster/bootstrap`: the CA's certificate and key and the admin token, for a server
+//! - `GET /cluster/bootstrap`: the CA's certificate and key, the admin token and the Secret
+//!   encryption keys, for a server
 //!   that just got its certificate and joins (servers only: a raft member holds every object
 //!   and could propose any write, so being allowed to join already is full control).
 //! - `POST /cluster/join` `{"id", "address"}` (servers only): the leader adds the server as a
@@ -117,6 +118,8 @@ pub struct JoinBundle {
     pub ca_cert: String,
     pub ca_key: String,
     pub admin_token: String,
+    /// The Secret encryption keys (the key file's contents): every server must hold them.
+    pub encryption_keys: String,
 }
 
 /// Most names a certificate may carry.
@@ -222,6 +225,7 @@ async fn bootstrap(
         ca_cert: st.pki.ca.cert_pem().to_string(),
         ca_key: st.pki.ca.key_pem().to_string(),
         admin_token: st.admin_token.clone(),
+        encryption_keys: String::from_utf8_lossy(&st.encryption.to_bytes()).into_owned(),
     }))
 }
 

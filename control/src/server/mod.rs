@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod batcher;
 pub mod cluster;
+pub mod encryption;
 pub mod error;
 pub mod fields;
 pub mod handlers;
@@ -56,6 +57,9 @@ pub struct ApiState {
     pub node_ports: nodeports::Reservations,
     /// The nodes' heartbeats, noted in memory (on the leader: followers forward them).
     pub liveness: Arc<NodeLiveness>,
+    /// Seals Secrets before they are proposed and opens them on the way out
+    /// (see [`encryption`]).
+    pub encryption: Arc<encryption::EncryptionKeys>,
 }
 
 /// The whole HTTP surface of a server.
@@ -247,6 +251,10 @@ pub struct ServerOptions {
     pub heartbeat: HeartbeatPolicy,
     /// More names (IP addresses or DNS names) for the serving certificate (`--tls-san`).
     pub tls_sans: Vec<String>,
+    /// The Secret encryption key file; `None`: [`encryption::default_key_file`] of the data
+    /// dir, created with one new key on first start (a joining server receives the
+    /// cluster's keys instead).
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -261,6 +269,7 @@ impl ServerOptions {
             snapshot_count: crate::store::DEFAULT_SNAPSHOT_COUNT,
             heartbeat: HeartbeatPolicy::default(),
             tls_sans: Vec::new(),
+            encryption_key_file: None,
         }
     }
 }
@@ -297,6 +306,8 @@ pub enum ServerError {
     Join(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Encryption(#[from] encryption::EncryptionError),
 }
 
 /// The server's identity in the data dir: its raft node id, chosen once.
@@ -363,7 +374,12 @@ impl Server {
             path: opts.data_dir.clone(),
             source,
         };
-        std::fs::create_dir_all(&opts.data_dir).map_err(dir_err)?;
+        crate::files::create_private_dir(&opts.data_dir).map_err(dir_err)?;
+        crate::files::check_private_dir(&opts.data_dir).map_err(dir_err)?;
+        let key_file = opts
+            .encryption_key_file
+            .clone()
+            .unwrap_or_else(|| encryption::default_key_file(&opts.data_dir));
         let node_id = load_identity(&opts.data_dir).map_err(dir_err)?;
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
@@ -384,6 +400,14 @@ impl Server {
                 let bundle = cluster::bootstrap_server(&join.address, &join.token, node_id, &sans)
                     .await
                     .map_err(|e| ServerError::Join(e.to_string()))?;
+                // The cluster's Secret keys, unless the operator put the file there.
+                if !key_file.exists() {
+                    encryption::EncryptionKeys::parse(
+                        bundle.encryption_keys.as_bytes(),
+                        "the join answer",
+                    )?
+                    .save(&key_file)?;
+                }
                 pki::save_ca(&opts.data_dir, &bundle.ca_cert, &bundle.ca_key)?;
                 auth::write_private(
                     &opts.data_dir.join("admin.token"),
@@ -398,6 +422,10 @@ impl Server {
                 pki::load_or_create_ca(&opts.data_dir)?
             }
         };
+        let (keys, created) = encryption::EncryptionKeys::load_or_create(&key_file)?;
+        if created {
+            tracing::info!(path = %key_file.display(), key = keys.primary(), "created the Secret encryption key file");
+        }
         let token = auth::load_or_create_token(&opts.data_dir).map_err(dir_err)?;
         let pki = Arc::new(pki::ServerPki::new(ca, node_id, &sans)?);
         let hub = Arc::new(WatchHub::new(WATCH_HISTORY));
@@ -458,7 +486,14 @@ impl Server {
             admin_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
             liveness: liveness.clone(),
+            encryption: Arc::new(keys),
         });
+        // Plaintext Secrets of an older ketch, and ones sealed under a key that is no longer
+        // the first, are rewritten by whichever server leads.
+        encryption::spawn_rewriter(
+            state.clone(),
+            crate::runner::leader::leadership(store.clone()),
+        );
         // The namespace is created once, by the server that founded the cluster; the others
         // get it by replication. (A restarted member may still believe in its old term's
         // leadership here, so `is_leader` is not the test.)

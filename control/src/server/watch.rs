@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::ApiState;
+use super::encryption;
 use super::error::ApiError;
 use super::handlers::Filter;
 use super::path::ResourcePath;
@@ -56,7 +57,8 @@ pub async fn watch(
                         continue;
                     }
                 }
-                lines.push(encode_line(EventType::Added, &bytes));
+                let line = encode_line(EventType::Added, &bytes);
+                lines.push(encryption::reveal_line(st, &prefix, line));
             }
             (lines, rev)
         }
@@ -85,6 +87,7 @@ pub async fn watch(
             in_scope
                 .then(|| ev.for_filter(|a| filter.matches_attrs(a)))
                 .flatten()
+                .map(|line| encryption::reveal_line(&st2, &ev.key, line))
         };
         let mut last = from;
         let run = async {

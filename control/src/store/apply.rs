@@ -85,7 +85,11 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
         Write::MergePatch { key, patch, scope } => {
             let current = current.ok_or(WriteError::NotFound)?;
             check_preconditions(&current, &patch)?;
-            if key.starts_with(SERVICES_PREFIX) || scope == UpdateScope::Status {
+            // Secrets are stored sealed: only the API server can merge into one.
+            if key.starts_with(SERVICES_PREFIX)
+                || key.starts_with("secrets/")
+                || scope == UpdateScope::Status
+            {
                 return Err(WriteError::Invalid(format!(
                     "{key}: a merge patch of {scope:?} scope is not applied by the store"
                 )));

@@ -78,6 +78,7 @@ pub const LOG_FILE: &str = "log.redb";
 /// Open (creating) the state machine's database and its tables, so read transactions
 /// never miss one.
 pub fn open_state(path: &Path) -> Result<Arc<Database>, DbError> {
+    crate::files::ensure_private_file(path).map_err(|e| io_error(path, &e))?;
     let db = Database::create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(OBJECTS)?;
@@ -110,9 +111,11 @@ pub fn open_log(path: &Path, state: &Database) -> Result<Arc<Database>, DbError>
                 path.display()
             )));
         }
-        let tmp = path.with_extension("redb.tmp");
-        remove_if_exists(&tmp)?;
+        // A leftover of a ketch that crashed here, when the name was fixed.
+        remove_if_exists(&path.with_extension("redb.tmp"))?;
+        let tmp = crate::files::temp_path(path);
         {
+            create_private_new(&tmp)?;
             let db = Database::create(&tmp)?;
             let txn = db.begin_write()?;
             {
@@ -124,6 +127,7 @@ pub fn open_log(path: &Path, state: &Database) -> Result<Arc<Database>, DbError>
         }
         rename_durably(&tmp, path)?;
     }
+    crate::files::ensure_private_file(path).map_err(|e| io_error(path, &e))?;
     let db = Database::create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
@@ -206,6 +210,18 @@ pub fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
 
 pub fn io_error(path: &Path, e: &std::io::Error) -> DbError {
     DbError::Other(format!("{}: {e}", path.display()))
+}
+
+/// Creates `path` empty, 0600, failing if anything is there (`O_EXCL`): a temporary file
+/// no one else made.
+pub fn create_private_new(path: &Path) -> Result<std::fs::File, DbError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_error(path, &e))
 }
 
 /// Removes `path`; a file that is not there is no error.

@@ -198,7 +198,7 @@ impl Store {
     /// # Errors
     /// The data dir or database cannot be opened, or raft refuses to start.
     pub async fn open(cfg: StoreConfig, hub: Arc<WatchHub>) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(&cfg.data_dir)
+        crate::files::create_private_dir(&cfg.data_dir)
             .map_err(|e| StoreError::Storage(format!("{}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("raft.redb");
         let db = db::open_retrying(&path, db::open_state).await?;

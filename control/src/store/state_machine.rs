@@ -274,7 +274,7 @@ struct SnapshotFiles {
 
 impl SnapshotFiles {
     fn open(dir: PathBuf) -> Result<Self, DbError> {
-        std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, &e))?;
+        crate::files::create_private_dir(&dir).map_err(|e| io_error(&dir, &e))?;
         Ok(Self { dir })
     }
 
@@ -286,8 +286,10 @@ impl SnapshotFiles {
     /// Writes `data` as snapshot `id`, durably (temp file, fsync, rename, fsync the dir).
     fn write(&self, id: &str, data: &[u8]) -> Result<(), DbError> {
         let path = self.path(id);
-        let tmp = self.dir.join(format!("{id}.snap.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, &e))?;
+        // Random name, created exclusively, 0600: a snapshot holds every object. A leftover
+        // of a crash is removed at the next start (`remove_all_but`).
+        let tmp = crate::files::temp_path(&path);
+        let mut f = super::db::create_private_new(&tmp)?;
         f.write_all(data)
             .and_then(|()| f.sync_all())
             .map_err(|e| io_error(&tmp, &e))?;
@@ -319,6 +321,13 @@ impl SnapshotFiles {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
+            if name.to_str().is_some_and(|n| Some(n) == keep.as_deref()) {
+                // Snapshots of a ketch before 2026-12-07 were 0644.
+                if let Err(e) = crate::files::ensure_private_file(&entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "making a snapshot private");
+                }
+                continue;
+            }
             if name.to_str().is_some_and(|n| Some(n) != keep.as_deref())
                 && let Err(e) = std::fs::remove_file(entry.path())
             {

@@ -414,7 +414,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WasmOciError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-    std::fs::write(&tmp, bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
+    // Created exclusively (O_EXCL): never written through someone else's file or symlink.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(io_err(format!("writing {}", tmp.display())))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io_err(format!("renaming to {}", path.display()))(e)

@@ -567,17 +567,19 @@ async fn read_limited(path: &Path) -> Result<Vec<u8>, WasmError> {
 /// sees a partial artifact and concurrent writers (two nodes sharing a dir) are harmless.
 fn write_atomically(artifact: &Path, bytes: &[u8]) -> Result<(), WasmError> {
     use std::io::Write as _;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = artifact.with_extension(format!(
-        "{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // A random name created exclusively: nobody else's file (or symlink) is written through.
+    let tmp = artifact.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
     let io = |context: &str, source| WasmError::Io {
         context: format!("{context} {}", tmp.display()),
         source,
     };
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io("creating", e))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io("creating", e))?;
     let written = file
         .write_all(bytes)
         .and_then(|()| file.sync_all())

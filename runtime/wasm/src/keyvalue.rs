@@ -120,6 +120,7 @@ impl KeyValueStore {
                 if let Some(dir) = self.inner.path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
                 }
+                private_file(&self.inner.path).map_err(|e| e.to_string())?;
                 Database::create(&self.inner.path).map_err(|e| e.to_string())
             })
             .as_ref()
@@ -248,6 +249,22 @@ impl KeyValueStore {
         }
         txn.commit().map_err(|e| other("commit", e))
     }
+}
+
+/// Creates the key-value file empty and 0600 before redb opens it (redb initializes an empty
+/// file), and tightens one an older ketch made 0644: it holds every app's data on the node.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 fn def(table: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
@@ -481,6 +498,16 @@ mod tests {
         s.delete_many("kv/a/default", &["k".into(), "never-set".into()])
             .unwrap();
         assert_eq!(s.get("kv/a/default", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn the_key_value_file_is_private_to_the_node_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (_d, s) = store();
+        s.set_many("kv/a/default", &[("k".into(), b"v".to_vec())])
+            .unwrap();
+        let mode = std::fs::metadata(s.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::shared::{json_response, read_barrier_unless_any_version, wants_yaml};
 use crate::attrs::{Attrs, attrs_of};
 use crate::server::ApiState;
+use crate::server::encryption;
 use crate::server::error::ApiError;
 use crate::server::fields::FieldSelector;
 use crate::server::path::ResourcePath;
@@ -67,8 +68,10 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     let filter = Filter::new(path.info, &params.list)?;
     read_barrier_unless_any_version(st, &params.read).await?;
-    let (revision, raw) = st.store.list_raw(&path.key())?;
-    if filter.is_empty() && !wants_yaml(headers) {
+    let prefix = path.key();
+    let (revision, raw) = st.store.list_raw(&prefix)?;
+    // Stored Secrets are sealed: they are opened one by one below, never spliced.
+    if filter.is_empty() && !wants_yaml(headers) && !encryption::is_secret(&prefix) {
         // The common case — everything of a kind — splices the stored JSON as it is:
         // no parse and re-serialize of thousands of objects.
         let head = json!({
@@ -95,9 +98,10 @@ pub(super) async fn list(
     }
     let mut items = Vec::with_capacity(raw.len());
     for bytes in &raw {
-        let obj: Value = serde_json::from_slice(bytes)
+        let mut obj: Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
         if filter.matches(&obj) {
+            encryption::reveal(st, &prefix, &mut obj)?;
             items.push(obj);
         }
     }

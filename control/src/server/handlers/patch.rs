@@ -1,5 +1,6 @@
 //! `PATCH` with a JSON merge patch, of an object or of its status: merged and admitted by
-//! the store at apply, except a Service's, merged here (its node ports are chosen here).
+//! the store at apply, except a Service's (its node ports are chosen here) and a Secret's
+//! (stored sealed), merged here.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +14,7 @@ use super::shared::{
     scope_for, submit,
 };
 use crate::server::ApiState;
+use crate::server::encryption;
 use crate::server::error::ApiError;
 use crate::server::nodeports;
 use crate::server::path::ResourcePath;
@@ -73,7 +75,8 @@ pub(super) async fn patch(
         )));
     }
     let name = path.name.clone().unwrap_or_default();
-    if !is_service_spec(path) {
+    let key = path.key();
+    if !is_service_spec(path) && !encryption::is_secret(&key) {
         // The store merges the patch into the stored object and admits the result itself
         // (Write::MergeStatus, Write::MergePatch): no read here, and no retry on a concurrent
         // write, since the merge and the write are one step in raft order. The name and
@@ -81,7 +84,6 @@ pub(super) async fn patch(
         let mut patch = patch;
         check_name(&patch, path)?;
         place_in_namespace(&mut patch, path)?;
-        let key = path.key();
         let write = if path.status {
             Write::MergeStatus { key, patch }
         } else {
@@ -92,17 +94,19 @@ pub(super) async fn patch(
         return Ok(applied_response(headers, StatusCode::OK, applied));
     }
     // A Service's node ports are chosen here, from a read of every Service, so its patch is
-    // merged here too. Without an explicit resourceVersion it applies to whatever is stored:
-    // retry on a concurrent write, as the Kubernetes API server does.
+    // merged here too; a Secret is stored sealed, and only the API server holds the keys to
+    // merge into it. Without an explicit resourceVersion the patch applies to whatever is
+    // stored: retry on a concurrent write, as the Kubernetes API server does.
     let explicit_rv = meta_str(&patch, "resourceVersion").is_some();
     let mut attempts = 0;
     loop {
         attempts += 1;
         st.store.read_barrier().await?;
-        let current = st
+        let mut current = st
             .store
-            .get(&path.key())?
+            .get(&key)?
             .ok_or_else(|| ApiError::not_found(path.info, &name))?;
+        encryption::reveal(st, &key, &mut current)?;
         let rv = meta_str(&current, "resourceVersion")
             .unwrap_or_default()
             .to_string();

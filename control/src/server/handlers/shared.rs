@@ -11,6 +11,7 @@ use ketch_api::resource::ResourceInfo;
 use serde_json::{Value, json};
 
 use crate::server::ApiState;
+use crate::server::encryption;
 use crate::server::error::ApiError;
 use crate::server::path::ResourcePath;
 use crate::store::command::{Applied, UpdateScope, Write};
@@ -154,21 +155,29 @@ pub(super) fn scope_for(path: &ResourcePath) -> UpdateScope {
     }
 }
 
+/// Hands one write to the group committer and waits for its result. A Secret is sealed
+/// here before it is proposed, and its result opened (see [`crate::server::encryption`]):
+/// every handler write passes this point.
 pub(super) async fn submit(
     st: &ApiState,
-    write: Write,
+    mut write: Write,
     info: &ResourceInfo,
     name: &str,
 ) -> Result<Applied, ApiError> {
+    encryption::seal_write(st, &mut write);
+    let key = write.key().to_string();
     let size = match &write {
         Write::Create { object, .. } | Write::Update { object, .. } => object_size(object),
         Write::MergeStatus { patch, .. } | Write::MergePatch { patch, .. } => object_size(patch),
         Write::Delete { .. } | Write::Bind { .. } => 64,
     };
-    st.batcher
+    let mut applied = st
+        .batcher
         .submit(write, size)
         .await?
-        .map_err(|e| ApiError::from_write(e, info, name))
+        .map_err(|e| ApiError::from_write(e, info, name))?;
+    encryption::reveal_applied(st, &key, &mut applied)?;
+    Ok(applied)
 }
 
 /// About the serialized length of `v`, counted without serializing it: batch sizing needs

@@ -508,16 +508,23 @@ impl PodNetwork {
         let dir = self.records_dir();
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         // Write-then-rename: a crash never leaves a torn record that would hide the attach.
-        let tmp = path.with_extension("json.tmp");
+        // A random name created exclusively (O_EXCL): no file or symlink someone else put
+        // there is written through.
+        let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| NetworkError::Io {
             context: "encoding the pod network record".into(),
             source: e.into(),
         })?;
         let write = || -> io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)
+            fs::rename(&tmp, &path).inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })
         };
         write().map_err(io_err(format!("writing {}", path.display())))
     }
