@@ -64,6 +64,8 @@ enum Command {
     Push(cmd::push::PushArgs),
     /// Show or change the servers of the control plane
     Cluster(cmd::cluster::ClusterArgs),
+    /// Inspect authorization: can-i (may I do this?) and whoami
+    Auth(cmd::auth::AuthArgs),
     /// Print client and server versions
     Version,
     /// Print a shell completion script
@@ -125,6 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(args) => cmd::drain::run(&conn, args).await,
         Command::Push(args) => cmd::push::run(args).await,
         Command::Cluster(args) => cmd::cluster::run(&conn, args).await,
+        Command::Auth(args) => cmd::auth::run(&conn, args).await,
         Command::Version => cmd::version::run(&conn).await,
         Command::Completion(args) => {
             cmd::completion::run(args, <Cli as clap::CommandFactory>::command());
