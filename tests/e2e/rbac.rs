@@ -119,7 +119,7 @@ spec:
   nodeName: n1
   containers:
   - name: app
-    image: file:./hello.wasm
+    image: example.com/hello:1
     env:
     - name: TOKEN
       valueFrom: {secretKeyRef: {name: web-token, key: t}}
