@@ -304,9 +304,7 @@ pub async fn ensure(
     for outcome in batcher.submit_all(writes).await {
         // AlreadyExists (every start after the first, or an operator's own version) is
         // fine: a default an operator changed is theirs.
-        if let Err(e) = outcome {
-            return Err(e);
-        }
+        let _ = outcome?;
     }
     Ok(())
 }
