@@ -30,7 +30,10 @@ fn setup() -> Chain {
             rbac.put_cluster_role(&r);
         }
         for b in defaults::cluster_role_bindings() {
-            rbac.put_cluster_role_binding(&format!("clusterrolebindings//{}", b.metadata.name()), &b);
+            rbac.put_cluster_role_binding(
+                &format!("clusterrolebindings//{}", b.metadata.name()),
+                &b,
+            );
         }
         for n in 0..NAMESPACES {
             let ns = format!("ns-{n}");
@@ -67,7 +70,10 @@ fn setup() -> Chain {
             .unwrap();
             rbac.put_cluster_role_binding(&format!("clusterrolebindings//group-{g}"), &crb);
         }
-        assert_eq!(rbac.binding_count(), NAMESPACES * BINDINGS_PER_NAMESPACE + 100 + 3);
+        assert_eq!(
+            rbac.binding_count(),
+            NAMESPACES * BINDINGS_PER_NAMESPACE + 100 + 3
+        );
     }
     {
         let mut g = idx.graph.write().unwrap();
@@ -145,13 +151,67 @@ fn main() {
     let stranger = user("nobody", &[authn, "team-x", "team-y"]);
     let admin = user("admin", &["system:masters", authn]);
     let node = user("system:node:node-7", &["system:nodes", authn]);
-    run(&chain, "admin (system:masters)", &admin, &attrs("delete", "", "pods", Some("ns-1"), Some("p")), true);
-    run(&chain, "user, Role grant: get pods", &reader, &attrs("get", "", "pods", Some("ns-42"), Some("p")), true);
-    run(&chain, "user, Role grant by resourceName: get secret", &reader, &attrs("get", "", "secrets", Some("ns-42"), Some("c")), true);
-    run(&chain, "user, ClusterRole edit via RoleBinding: create deploy", &editor, &attrs("create", "apps", "deployments", Some("ns-42"), None), true);
-    run(&chain, "user, group ClusterRoleBinding (view): list svc", &editor, &attrs("list", "", "services", Some("ns-9"), None), true);
-    run(&chain, "user, refused (every grant looked at, message built)", &reader, &attrs("delete", "", "pods", Some("ns-42"), Some("p")), false);
-    run(&chain, "user without bindings, refused", &stranger, &attrs("list", "", "pods", Some("ns-1"), None), false);
-    run(&chain, "node: its Pod's Secret", &node, &attrs("get", "", "secrets", Some("ns-7"), Some("s-7")), true);
-    run(&chain, "node: another node's Secret, refused", &node, &attrs("get", "", "secrets", Some("ns-8"), Some("s-8")), false);
+    run(
+        &chain,
+        "admin (system:masters)",
+        &admin,
+        &attrs("delete", "", "pods", Some("ns-1"), Some("p")),
+        true,
+    );
+    run(
+        &chain,
+        "user, Role grant: get pods",
+        &reader,
+        &attrs("get", "", "pods", Some("ns-42"), Some("p")),
+        true,
+    );
+    run(
+        &chain,
+        "user, Role grant by resourceName: get secret",
+        &reader,
+        &attrs("get", "", "secrets", Some("ns-42"), Some("c")),
+        true,
+    );
+    run(
+        &chain,
+        "user, ClusterRole edit via RoleBinding: create deploy",
+        &editor,
+        &attrs("create", "apps", "deployments", Some("ns-42"), None),
+        true,
+    );
+    run(
+        &chain,
+        "user, group ClusterRoleBinding (view): list svc",
+        &editor,
+        &attrs("list", "", "services", Some("ns-9"), None),
+        true,
+    );
+    run(
+        &chain,
+        "user, refused (every grant looked at, message built)",
+        &reader,
+        &attrs("delete", "", "pods", Some("ns-42"), Some("p")),
+        false,
+    );
+    run(
+        &chain,
+        "user without bindings, refused",
+        &stranger,
+        &attrs("list", "", "pods", Some("ns-1"), None),
+        false,
+    );
+    run(
+        &chain,
+        "node: its Pod's Secret",
+        &node,
+        &attrs("get", "", "secrets", Some("ns-7"), Some("s-7")),
+        true,
+    );
+    run(
+        &chain,
+        "node: another node's Secret, refused",
+        &node,
+        &attrs("get", "", "secrets", Some("ns-8"), Some("s-8")),
+        false,
+    );
 }

@@ -56,7 +56,13 @@ fn rbac_objects_grant_through_the_store_and_nodes_reach_only_their_own() {
 
     // The defaults, aggregated on creation.
     let roles = s.ok(&["get", "clusterroles"]);
-    for name in ["cluster-admin", "admin", "edit", "view", "system:basic-user"] {
+    for name in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:basic-user",
+    ] {
         assert!(roles.lines().any(|l| l.starts_with(name)), "{roles}");
     }
     let bindings = s.ok(&["get", "clusterrolebindings"]);
@@ -66,21 +72,33 @@ fn rbac_objects_grant_through_the_store_and_nodes_reach_only_their_own() {
 
     // Not yet granted, then granted by an applied Role and RoleBinding.
     let get_pods = json!({"namespace": "default", "verb": "get", "resource": "pods", "name": "p"});
-    assert_eq!(review(&rt, &s, "alice", &[], get_pods.clone())["allowed"], false);
+    assert_eq!(
+        review(&rt, &s, "alice", &[], get_pods.clone())["allowed"],
+        false
+    );
     let f = write_file(s.dir.path(), "role.yaml", ROLE);
     let out = s.ok(&["apply", "-f", f.to_str().unwrap()]);
-    assert!(out.contains("rolebinding.rbac.authorization.k8s.io/alice-reads created"), "{out}");
+    assert!(
+        out.contains("rolebinding.rbac.authorization.k8s.io/alice-reads created"),
+        "{out}"
+    );
     assert!(s.ok(&["get", "rolebindings"]).contains("Role/pod-reader"));
     let status = eventually(5, "the binding to reach the authorizer", || {
         let st = review(&rt, &s, "alice", &[], get_pods.clone());
         (st["allowed"] == true).then_some(st)
     });
-    assert!(status["reason"].as_str().unwrap().contains("alice-reads"), "{status}");
+    assert!(
+        status["reason"].as_str().unwrap().contains("alice-reads"),
+        "{status}"
+    );
     let elsewhere = json!({"namespace": "other", "verb": "get", "resource": "pods"});
     assert_eq!(review(&rt, &s, "alice", &[], elsewhere)["allowed"], false);
 
     // roleRef is immutable.
-    let changed = ROLE.replace("kind: Role, name: pod-reader", "kind: ClusterRole, name: admin");
+    let changed = ROLE.replace(
+        "kind: Role, name: pod-reader",
+        "kind: ClusterRole, name: admin",
+    );
     let f2 = write_file(s.dir.path(), "role2.yaml", &changed);
     let err = s.fails(&["apply", "-f", f2.to_str().unwrap()]);
     assert!(err.contains("cannot change roleRef"), "{err}");
@@ -126,7 +144,8 @@ spec:
 ";
     let f4 = write_file(s.dir.path(), "pod.yaml", pod);
     s.ok(&["apply", "-f", f4.to_str().unwrap()]);
-    let secret = json!({"namespace": "default", "verb": "get", "resource": "secrets", "name": "web-token"});
+    let secret =
+        json!({"namespace": "default", "verb": "get", "resource": "secrets", "name": "web-token"});
     let node = |n: &str| format!("system:node:{n}");
     eventually(5, "the Pod to reach the node graph", || {
         (review(&rt, &s, &node("n1"), &["system:nodes"], secret.clone())["allowed"] == true)
@@ -151,7 +170,10 @@ spec:
     );
 
     // The CLI, as the admin.
-    assert_eq!(s.ok(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    assert_eq!(
+        s.ok(&["auth", "can-i", "create", "deployments"]).trim(),
+        "yes"
+    );
     assert_eq!(s.ok(&["auth", "can-i", "get", "/version"]).trim(), "yes");
     let who = s.ok(&["auth", "whoami"]);
     assert!(who.contains("Username") && who.contains("admin"), "{who}");
