@@ -69,6 +69,8 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Show the client config in other forms (a kubeconfig for kubectl)
     Config(cmd::config::ConfigArgs),
+    /// Inspect authorization: can-i (may I do this?) and whoami
+    Auth(cmd::auth::AuthArgs),
     /// Print client and server versions
     Version,
     /// Print a shell completion script
@@ -132,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(args) => cmd::cluster::run(&conn, args).await,
         Command::Token(args) => cmd::token::run(&conn, args).await,
         Command::Config(args) => cmd::config::run(&conn, args),
+        Command::Auth(args) => cmd::auth::run(&conn, args).await,
         Command::Version => cmd::version::run(&conn).await,
         Command::Completion(args) => {
             cmd::completion::run(args, <Cli as clap::CommandFactory>::command());

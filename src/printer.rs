@@ -30,6 +30,7 @@ pub fn headers(info: &ResourceInfo, wide: bool, all_namespaces: bool) -> Vec<&'s
             "ALLOWED DISRUPTIONS",
             "AGE",
         ],
+        "rolebindings" | "clusterrolebindings" => &["NAME", "ROLE", "AGE"],
         _ => &["NAME", "AGE"],
     });
     if wide {
@@ -413,6 +414,10 @@ pub fn row(
                 n(obj, "/status/disruptionsAllowed").to_string(),
                 created,
             ]);
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            let role = format!("{}/{}", s(obj, "/roleRef/kind"), s(obj, "/roleRef/name"));
+            r.extend([name, role, created]);
         }
         _ => r.extend([name, created]),
     }

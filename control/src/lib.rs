@@ -3,6 +3,7 @@
 //! talk to the store only through the API.
 
 pub mod attrs;
+pub mod authz;
 pub mod controllers;
 pub mod files;
 pub mod liveness;

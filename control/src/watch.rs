@@ -161,6 +161,10 @@ struct Ring {
 pub struct WatchHub {
     ring: Mutex<Ring>,
     tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// Counts [`WatchHub::reset`]s and [`WatchHub::restore`]s: the state changed without
+    /// events (a snapshot installed), so an in-memory index fed by the live stream must
+    /// read the store again (see `authz::reflector`).
+    resets: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for WatchHub {
@@ -191,7 +195,13 @@ impl WatchHub {
                 capacity,
             }),
             tx,
+            resets: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes whenever the history is reset or restored (see the field's docs).
+    pub fn resets(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resets.subscribe()
     }
 
     /// Forget all history: nothing at or before `revision` can be replayed any more. The
@@ -201,6 +211,8 @@ impl WatchHub {
         ring.events.clear();
         ring.start = revision;
         ring.head = revision;
+        drop(ring);
+        self.resets.send_modify(|n| *n += 1);
     }
 
     /// Forget all history, then take `events` (in revision order, the newest at `revision`)
@@ -219,6 +231,8 @@ impl WatchHub {
         ring.start = kept.first().map_or(revision, |e| e.revision - 1);
         ring.head = revision;
         ring.events.extend(kept.into_iter().map(Arc::new));
+        drop(ring);
+        self.resets.send_modify(|n| *n += 1);
     }
 
     /// Publish events in revision order. Called only by the state machine's apply.

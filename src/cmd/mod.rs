@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod auth;
 pub mod cluster;
 pub mod completion;
 pub mod config;

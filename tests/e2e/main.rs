@@ -14,6 +14,7 @@ mod linearizability;
 mod load;
 mod netns;
 mod node_failure;
+mod rbac;
 mod registry;
 mod secrets;
 mod security;

@@ -22,6 +22,7 @@ use crate::discovery::EndpointSlice;
 use crate::meta::{Status, StatusCause, StatusDetails};
 use crate::networking::{Ingress, IngressStatus};
 use crate::policy::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+use crate::rbac::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use crate::resource::{Resource, ResourceInfo};
 use crate::validation::{self as v, FieldError};
 
@@ -332,6 +333,12 @@ pub fn admit(info: &ResourceInfo, mut value: Value) -> Result<Value, Invalid> {
         "Ingress" => run::<Ingress>(&value, v::validate_ingress, |_| {}),
         "PodDisruptionBudget" => {
             run::<PodDisruptionBudget>(&value, v::validate_pod_disruption_budget, |_| {})
+        }
+        "Role" => run::<Role>(&value, v::validate_role, |_| {}),
+        "ClusterRole" => run::<ClusterRole>(&value, v::validate_cluster_role, |_| {}),
+        "RoleBinding" => run::<RoleBinding>(&value, v::validate_role_binding, |_| {}),
+        "ClusterRoleBinding" => {
+            run::<ClusterRoleBinding>(&value, v::validate_cluster_role_binding, |_| {})
         }
         other => Err(vec![FieldError::not_supported(
             "kind",

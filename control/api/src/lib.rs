@@ -4,9 +4,11 @@
 //! controllers and the tests all agree on exactly one definition of what an object looks like
 //! and what makes it valid.
 //!
-//! * [`meta`], [`core`], [`apps`], [`coordination`], [`discovery`], [`networking`], [`policy`]: serde types with the exact Kubernetes JSON
+//! * [`meta`], [`core`], [`apps`], [`coordination`], [`discovery`], [`networking`], [`policy`], [`rbac`]: serde types with the exact Kubernetes JSON
 //!   shape. Every object struct denies unknown fields, so a manifest using a feature ketch does not
 //!   implement is rejected by name instead of silently ignored.
+//! * [`authorization`]: the access reviews (`authorization.k8s.io/v1`) and the whoami review
+//!   (`authentication.k8s.io/v1`), request bodies the server answers and never stores.
 //! * [`quantity`] and [`selector`]: the two mini-languages of the API (`500m`, `app in (a,b)`).
 //! * [`validation`]: field checks with Kubernetes' wording (`spec.replicas: Invalid value: ...`).
 //! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
@@ -24,6 +26,7 @@
 //!   the client and parsed by the servers, so each name is written once.
 
 pub mod apps;
+pub mod authorization;
 pub mod coordination;
 pub mod core;
 pub mod decode;
@@ -37,6 +40,7 @@ pub mod networking;
 pub mod params;
 pub mod policy;
 pub mod quantity;
+pub mod rbac;
 pub mod resource;
 pub mod runtime;
 pub mod selector;

@@ -13,6 +13,7 @@ use crate::discovery::EndpointSlice;
 use crate::meta::ObjectMeta;
 use crate::networking::Ingress;
 use crate::policy::PodDisruptionBudget;
+use crate::rbac::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
 /// Static description of one served resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +163,43 @@ pub const PODDISRUPTIONBUDGETS: ResourceInfo = info(
     true,
 );
 
+pub const ROLES: ResourceInfo = info(
+    crate::rbac::GROUP,
+    "Role",
+    "roles",
+    "role",
+    &[],
+    true,
+    false,
+);
+pub const CLUSTERROLES: ResourceInfo = info(
+    crate::rbac::GROUP,
+    "ClusterRole",
+    "clusterroles",
+    "clusterrole",
+    &[],
+    false,
+    false,
+);
+pub const ROLEBINDINGS: ResourceInfo = info(
+    crate::rbac::GROUP,
+    "RoleBinding",
+    "rolebindings",
+    "rolebinding",
+    &[],
+    true,
+    false,
+);
+pub const CLUSTERROLEBINDINGS: ResourceInfo = info(
+    crate::rbac::GROUP,
+    "ClusterRoleBinding",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    &[],
+    false,
+    false,
+);
+
 /// Every served resource, in the order `ketch api-resources` lists them.
 pub static RESOURCES: &[ResourceInfo] = &[
     NAMESPACES,
@@ -177,6 +215,10 @@ pub static RESOURCES: &[ResourceInfo] = &[
     ENDPOINTSLICES,
     INGRESSES,
     PODDISRUPTIONBUDGETS,
+    ROLES,
+    CLUSTERROLES,
+    ROLEBINDINGS,
+    CLUSTERROLEBINDINGS,
 ];
 
 /// The resource served at `/api/v1/<plural>` (group `""`) or `/apis/<group>/<version>/<plural>`.
@@ -255,6 +297,10 @@ impl_resource!(
     EndpointSlice => ENDPOINTSLICES,
     Ingress => INGRESSES,
     PodDisruptionBudget => PODDISRUPTIONBUDGETS,
+    Role => ROLES,
+    ClusterRole => CLUSTERROLES,
+    RoleBinding => ROLEBINDINGS,
+    ClusterRoleBinding => CLUSTERROLEBINDINGS,
 );
 
 #[cfg(test)]
@@ -325,7 +371,7 @@ mod tests {
     #[test]
     fn the_trait_constant_points_at_the_table_entry() {
         assert_eq!(<Deployment as Resource>::INFO.plural, "deployments");
-        assert_eq!(RESOURCES.len(), 13);
+        assert_eq!(RESOURCES.len(), 17);
         assert!(!<Node as Resource>::INFO.namespaced);
     }
 }

@@ -36,6 +36,7 @@ use ketch_api::coordination::Lease;
 use ketch_api::core::{Event, EventSource, Node, ObjectReference, Pod};
 use ketch_api::meta::ObjectMeta;
 use ketch_api::policy::PodDisruptionBudget;
+use ketch_api::rbac::ClusterRole;
 use ketch_client::Client;
 use tokio::task::JoinSet;
 
@@ -105,6 +106,7 @@ pub struct ControlPlane {
     nodes: Informer<Node>,
     leases: Informer<Lease>,
     budgets: Informer<PodDisruptionBudget>,
+    cluster_roles: Informer<ClusterRole>,
 }
 
 impl ControlPlane {
@@ -301,6 +303,12 @@ impl ControlPlane {
             opts.lifecycle,
         ));
 
+        let cluster_roles = Informer::<ClusterRole>::start(&client);
+        tasks.spawn(aggregate_cluster_roles(
+            client.clone(),
+            cluster_roles.clone(),
+        ));
+
         let sched =
             scheduler::Scheduler::new(client, caches.pods.clone(), nodes.clone(), opts.scheduler);
         tasks.spawn(sched.run());
@@ -313,6 +321,7 @@ impl ControlPlane {
             nodes,
             leases,
             budgets,
+            cluster_roles,
         }
     }
 
@@ -336,6 +345,49 @@ impl ControlPlane {
         self.nodes.stop();
         self.leases.stop();
         self.budgets.stop();
+        self.cluster_roles.stop();
+    }
+}
+
+/// ClusterRole aggregation (see `authz::aggregation`): after any ClusterRole change, the
+/// aggregated roles whose rules differ from the union of their selected roles are written,
+/// each as a compare-and-set on the version planned from (a conflict means a newer change,
+/// which plans again). Its own writes come back as changes and plan nothing.
+async fn aggregate_cluster_roles(client: Client, roles: Informer<ClusterRole>) {
+    let mut changes = roles.subscribe();
+    roles.synced().await;
+    let api = client.api::<ClusterRole>(None);
+    loop {
+        let snapshot = roles.list_owned(None);
+        let mut failed = false;
+        for update in crate::authz::aggregation::plan(&snapshot) {
+            let Some(mut role) = snapshot
+                .iter()
+                .find(|r| r.metadata.name() == update.name)
+                .cloned()
+            else {
+                continue;
+            };
+            role.rules = update.rules;
+            match api.replace(&role).await {
+                Ok(_) => tracing::info!(role = %update.name, "aggregated ClusterRole rules"),
+                Err(e) => {
+                    failed = true;
+                    tracing::debug!(role = %update.name, error = %e, "aggregating ClusterRole rules");
+                }
+            }
+        }
+        if failed {
+            // A conflict's newer version arrives as a change; anything else is retried.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            while changes.try_recv().is_ok() {}
+            continue;
+        }
+        // Wait for the next change; a burst plans once.
+        if changes.recv().await.is_none() {
+            return;
+        }
+        while changes.try_recv().is_ok() {}
     }
 }
 

@@ -4,7 +4,9 @@
 //! listener: servers, nodes, users with certificates), else who its bearer token names: the
 //! admin token (written into the data dir on first start), or a token stored in the cluster
 //! ([`TOKEN_NAMESPACE`]: users, ServiceAccounts, and the join tokens that can only ask for a
-//! certificate). Authorization goes through [`Authorizer`].
+//! certificate). Authorization goes through [`Authorizer`]: the server runs
+//! [`crate::authz::Chain`] (masters, the Node authorizer, RBAC); [`AdminOnly`] is the
+//! baseline.
 
 use std::path::Path;
 
@@ -29,6 +31,9 @@ pub struct Attributes<'a> {
     pub subresource: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// A list's or watch's `fieldSelector`: the Node authorizer lets a node list only the
+    /// Pods bound to it (`spec.nodeName=<node>`).
+    pub field_selector: Option<&'a str>,
 }
 
 /// Decides whether `user` may do `attrs`.
@@ -36,6 +41,52 @@ pub trait Authorizer: Send + Sync + 'static {
     /// # Errors
     /// [`ApiError::Forbidden`] naming what was refused.
     fn authorize(&self, user: &User, attrs: &Attributes<'_>) -> Result<(), ApiError>;
+
+    /// Whether `user` may `verb` (`get`, `post`, …) the non-resource `path` (`/version`).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] naming what was refused.
+    fn authorize_non_resource(&self, user: &User, verb: &str, path: &str) -> Result<(), ApiError> {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "forbidden: User \"{}\" cannot {verb} path \"{path}\"",
+            user.name
+        )))
+    }
+
+    /// The answer of an access review of `req` for `user` (allowed, denied, the reason).
+    fn review(
+        &self,
+        user: &User,
+        req: &crate::authz::Request<'_>,
+    ) -> ketch_api::authorization::SubjectAccessReviewStatus {
+        let result = match req {
+            crate::authz::Request::Resource(a) => self.authorize(user, a),
+            crate::authz::Request::NonResource { verb, path } => {
+                self.authorize_non_resource(user, verb, path)
+            }
+        };
+        ketch_api::authorization::SubjectAccessReviewStatus {
+            allowed: result.is_ok(),
+            reason: result.err().map(|e| e.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// What `user` may do in `namespace`, as far as this authorizer can list it (a
+    /// SelfSubjectRulesReview); `incomplete` when it cannot.
+    fn rules(
+        &self,
+        _user: &User,
+        _namespace: Option<&str>,
+    ) -> ketch_api::authorization::SubjectRulesReviewStatus {
+        ketch_api::authorization::SubjectRulesReviewStatus {
+            incomplete: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// The baseline: only members of `system:masters` (the admin token) may do anything.

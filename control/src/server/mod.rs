@@ -474,12 +474,13 @@ impl Server {
         }
         let batcher = Batcher::spawn(store.clone());
         let liveness = Arc::new(NodeLiveness::new(opts.heartbeat));
+        let authz = crate::authz::Chain::start(&store, &hub)?;
         let state = Arc::new(ApiState {
             store: store.clone(),
             hub,
             batcher: batcher.clone(),
             authn: Authenticator::new(token.clone()).with_store(store.clone()),
-            authz: Box::new(auth::AdminOnly),
+            authz: Box::new(authz),
             metrics: Metrics::new(),
             http: pki.peer_http.clone(),
             pki: pki.clone(),
@@ -499,6 +500,7 @@ impl Server {
         // leadership here, so `is_leader` is not the test.)
         if alone {
             ensure_default_namespace(&batcher).await?;
+            crate::authz::defaults::ensure(&batcher).await?;
         }
         let (shutdown, rx) = tokio::sync::watch::channel(false);
         let app = router(state);

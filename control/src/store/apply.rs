@@ -174,6 +174,7 @@ fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
 /// spec changed.
 fn update(current: Value, object: Value, scope: UpdateScope, revision: u64) -> Decision {
     let mut next = merge_spec_update(&current, object, scope);
+    check_role_ref(&current, &next)?;
     if equal_ignoring_rv(&next, &current) {
         return unchanged(current);
     }
@@ -186,6 +187,26 @@ fn update(current: Value, object: Value, scope: UpdateScope, revision: u64) -> D
         return removed(next);
     }
     changed(next, EventType::Modified)
+}
+
+/// A binding's `roleRef` is immutable (Kubernetes: delete and recreate the binding), so a
+/// grant never silently changes meaning under its subjects.
+fn check_role_ref(current: &Value, next: &Value) -> Result<(), WriteError> {
+    let binding = matches!(
+        current.get("kind").and_then(Value::as_str),
+        Some("RoleBinding" | "ClusterRoleBinding")
+    );
+    if binding && current.get("roleRef") != next.get("roleRef") {
+        return Err(WriteError::FieldInvalid {
+            field: "roleRef".into(),
+            value: next
+                .get("roleRef")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+            detail: "cannot change roleRef".into(),
+        });
+    }
+    Ok(())
 }
 
 /// A status write's result: `current` with `status` (`None`: none) in place of its own. The
@@ -838,6 +859,28 @@ mod tests {
         assert_eq!(m, Some(Mutation::Remove));
         let (res, _) = apply_write(None, del(None), 4);
         assert_eq!(res.unwrap_err(), WriteError::NotFound);
+    }
+
+    #[test]
+    fn a_bindings_role_ref_cannot_change_but_its_subjects_can() {
+        let binding = |role: &str, user: &str| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": "b", "namespace": "d", "resourceVersion": "1"},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}})
+        };
+        let write = |obj: Value| Write::Update {
+            key: "rolebindings/d/b".into(),
+            object: obj,
+            scope: UpdateScope::Whole,
+        };
+        let (res, _) = apply_write(Some(binding("r", "u")), write(binding("other", "u")), 2);
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            r#"roleRef: Invalid value: {"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"other"}: cannot change roleRef"#
+        );
+        let (res, _) = apply_write(Some(binding("r", "u")), write(binding("r", "v")), 2);
+        assert!(res.is_ok());
     }
 
     #[test]

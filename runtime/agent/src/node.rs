@@ -221,11 +221,18 @@ pub async fn register(client: &Client, facts: &NodeFacts) -> Result<(), ketch_cl
     Ok(())
 }
 
-/// Makes sure the lease namespace exists (409 means it does).
+/// Makes sure the lease namespace exists (409 means it does). Read first: the server
+/// creates it with the cluster, and a node's credential may read namespaces but not create
+/// them (the Node authorizer); only a server older than that needs the create.
 ///
 /// # Errors
-/// The API refused the create for another reason.
+/// The API refused the read or the create for another reason.
 pub async fn ensure_lease_namespace(client: &Client) -> Result<(), ketch_client::Error> {
+    match client.api::<Namespace>(None).get(LEASE_NAMESPACE).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.code() == Some(404) => {}
+        Err(e) => return Err(e),
+    }
     let ns = Namespace {
         api_version: Some("v1".into()),
         kind: Some("Namespace".into()),

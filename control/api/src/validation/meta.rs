@@ -21,6 +21,9 @@ pub enum NameFormat {
     Dns1123Label,
     Dns1123Subdomain,
     Dns1035Label,
+    /// Kubernetes' `ValidatePathSegmentName` (RBAC objects: `system:node` is a valid
+    /// ClusterRole name): anything but `.`, `..` and names holding `/` or `%`.
+    PathSegment,
 }
 
 impl NameFormat {
@@ -29,8 +32,20 @@ impl NameFormat {
             NameFormat::Dns1123Label => is_dns1123_label(s),
             NameFormat::Dns1123Subdomain => is_dns1123_subdomain(s),
             NameFormat::Dns1035Label => is_dns1035_label(s),
+            NameFormat::PathSegment => path_segment_name(s),
         }
     }
+}
+
+fn path_segment_name(s: &str) -> Vec<String> {
+    if s == "." || s == ".." {
+        return vec![format!("may not be '{s}'")];
+    }
+    ["/", "%"]
+        .iter()
+        .filter(|c| s.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
 }
 
 /// Validates label keys and values at `path` (e.g. `metadata.labels`).

@@ -9,7 +9,7 @@
 //! checks most files use), `format.rs` (string formats), `meta.rs` (metadata, selectors,
 //! quantities), `pod.rs`, `container.rs` and `scheduling.rs` (affinity, topology spread),
 //! `workloads.rs` (Deployment, ReplicaSet), `services.rs` (Service, EndpointSlice, Ingress),
-//! `policy.rs` (PodDisruptionBudget), `config.rs` (ConfigMap, Secret) and
+//! `policy.rs` (PodDisruptionBudget), `rbac.rs` (Roles and their bindings), `config.rs` (ConfigMap, Secret) and
 //! `cluster.rs` (Namespace, Node, Lease, Event). Everything public is re-exported here, so
 //! callers name `ketch_api::validation::…` whatever file it lives in.
 
@@ -21,6 +21,7 @@ mod format;
 mod meta;
 mod pod;
 mod policy;
+mod rbac;
 mod scheduling;
 mod services;
 mod workloads;
@@ -41,6 +42,9 @@ pub use meta::{
 };
 pub use pod::{PodSpecOptions, validate_pod, validate_pod_spec};
 pub use policy::{validate_pod_disruption_budget, validate_pod_disruption_budget_status};
+pub use rbac::{
+    validate_cluster_role, validate_cluster_role_binding, validate_role, validate_role_binding,
+};
 pub use scheduling::{DO_NOT_SCHEDULE, NODE_FIELD_NAME, SCHEDULE_ANYWAY};
 pub use services::{validate_endpoint_slice, validate_ingress, validate_service};
 pub use workloads::{validate_deployment, validate_replica_set};

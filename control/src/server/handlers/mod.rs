@@ -13,6 +13,7 @@ mod evict;
 mod get;
 mod list;
 mod patch;
+mod review;
 mod service_ports;
 mod shared;
 mod update;
@@ -80,7 +81,15 @@ async fn dispatch(
             .authn
             .authenticate(&headers, peer.as_ref().map(|p| &p.0))?;
         if let Some(discovery) = discovery(core, &rest) {
+            let prefix = if core { "/api/" } else { "/apis/" };
+            let url = format!("{prefix}{}", rest.trim_matches('/'));
+            st.authz.authorize_non_resource(&user, "get", &url)?;
             return Ok(json_response(&headers, StatusCode::OK, &discovery));
+        }
+        if let Some(r) = review::Review::of_path(&rest).filter(|_| !core) {
+            verb = "create";
+            st.authz.authorize(&user, &r.attributes())?;
+            return review::review(&st, &user, r, &method, &headers, body).await;
         }
         let path = parse(core, &rest)?;
         let params: QueryParams = from_query(query.as_deref().unwrap_or_default())?;
@@ -89,23 +98,35 @@ async fn dispatch(
             Some(PodSub::Binding | PodSub::Eviction) => "create",
             _ => verb_of(&method, path.name.as_deref(), params.read.watch),
         };
-        st.authz.authorize(
-            &user,
-            &Attributes {
-                verb,
-                group: path.info.group,
-                resource: path.info.plural,
-                subresource: match &path.pod_sub {
-                    Some(PodSub::Log) => Some("log"),
-                    Some(PodSub::Proxy(_)) => Some("proxy"),
-                    Some(PodSub::Binding) => Some("binding"),
-                    Some(PodSub::Eviction) => Some("eviction"),
-                    None => path.status.then_some("status"),
-                },
-                namespace: path.namespace.as_deref(),
-                name: path.name.as_deref(),
+        // Kubernetes authorizes a `pods/proxy` request by its method (get, create, ...);
+        // `proxy` stays the metrics' verb.
+        let authz_verb = match &path.pod_sub {
+            Some(PodSub::Proxy(_)) => match method.as_str() {
+                "POST" => "create",
+                "PUT" => "update",
+                "PATCH" => "patch",
+                "DELETE" => "delete",
+                _ => "get",
             },
-        )?;
+            _ => verb,
+        };
+        let attrs = Attributes {
+            verb: authz_verb,
+            group: path.info.group,
+            resource: path.info.plural,
+            subresource: match &path.pod_sub {
+                Some(PodSub::Log) => Some("log"),
+                Some(PodSub::Proxy(_)) => Some("proxy"),
+                Some(PodSub::Binding) => Some("binding"),
+                Some(PodSub::Eviction) => Some("eviction"),
+                None => path.status.then_some("status"),
+            },
+            namespace: path.namespace.as_deref(),
+            name: path.name.as_deref(),
+            field_selector: params.list.field_selector.as_deref(),
+        };
+        st.authz.authorize(&user, &attrs)?;
+        let body = node_restriction(&user, &attrs, &headers, body).await?;
         if path.pod_sub == Some(PodSub::Binding) {
             return bind::bind(&st, &path, &method, &headers, body).await;
         }
@@ -167,6 +188,47 @@ async fn dispatch(
             .observe(started.elapsed().as_secs_f64());
     }
     response
+}
+
+/// NodeRestriction on what the authorizer cannot see: a node creates only its own Node and
+/// Lease (the name is in the body), and does not patch its Node's spec (taints,
+/// `unschedulable`). The body is read only for those requests of node credentials.
+async fn node_restriction(
+    user: &crate::server::auth::User,
+    attrs: &Attributes<'_>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Body, ApiError> {
+    use crate::authz::node;
+    let Some(n) = node::node_of(user) else {
+        return Ok(body);
+    };
+    let create = attrs.verb == "create" && attrs.subresource.is_none();
+    let node_patch = matches!(attrs.verb, "patch" | "update")
+        && attrs.resource == "nodes"
+        && attrs.subresource.is_none();
+    let guarded = matches!(
+        (attrs.group, attrs.resource),
+        ("", "nodes") | ("coordination.k8s.io", "leases")
+    );
+    if !guarded || !(create || node_patch) {
+        return Ok(body);
+    }
+    let value = shared::read_object(headers, body).await?;
+    let checked = if create {
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        node::restrict_create(n, attrs, name)
+    } else {
+        node::restrict_node_patch(n, &value)
+    };
+    checked.map_err(ApiError::Forbidden)?;
+    // Handed on as JSON, which every body parser downstream reads (YAML included).
+    Ok(Body::from(
+        serde_json::to_vec(&value).expect("JSON values always serialize"),
+    ))
 }
 
 fn verb_of(method: &Method, name: Option<&str>, watch: bool) -> &'static str {
