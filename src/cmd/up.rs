@@ -127,6 +127,7 @@ pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
         conn,
         ServerArgs::single(args.data_dir.clone(), args.listen, args.agent),
         SocketAddr::from(([127, 0, 0, 1], 8080)),
+        SocketAddr::from(([127, 0, 0, 1], 8443)),
     )
     .await?;
     println!(

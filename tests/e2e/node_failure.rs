@@ -41,6 +41,7 @@ impl AgentProc {
                 "agent", "--server", &s.url, "--token", &s.token, "--name", name,
             ])
             .args(["--agent-listen", &listen, "--gateway", &listen])
+            .args(["--gateway-tls", &listen])
             .args(["--no-containerd", "--data-dir"])
             .arg(s.dir.path().join(format!("{name}-data")))
             .env("KETCH_CONFIG", s.dir.path().join("no-config"))

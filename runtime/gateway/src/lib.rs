@@ -16,6 +16,10 @@
 //! Linux containers reach Services by name through the [`proxy`] listener on the Pod
 //! bridge's address, which resolves names the same way.
 //!
+//! Ingress TLS is terminated on a second listener ([`Listener::bind_tls`]): the certificate
+//! is chosen by SNI from the Ingresses' `kubernetes.io/tls` Secrets ([`tls`]), HTTP/2 or
+//! HTTP/1.1 by ALPN, and the requests are routed exactly as on the plain listener.
+//!
 //! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
 //! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
 
@@ -26,6 +30,7 @@ pub mod proxy;
 mod reflect;
 pub mod retry;
 pub mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -83,6 +88,8 @@ pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
 pub struct GatewayConfig {
     /// Where to listen; `None` runs no listener (in-cluster calls from Wasm still work).
     pub listen: Option<SocketAddr>,
+    /// Where the TLS listener (Ingress `spec.tls`) listens; `None` runs none.
+    pub tls_listen: Option<SocketAddr>,
     /// URL other nodes' gateways use to reach this one; default `http://<node ip>:<port>`.
     pub advertise: Option<String>,
     /// Service host suffix: `<svc>.<ns>.<domain>`.
@@ -101,6 +108,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            tls_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
             advertise: None,
             domain: DEFAULT_DOMAIN.to_string(),
             max_body: DEFAULT_MAX_BODY,
@@ -130,6 +138,8 @@ pub struct Dispatcher {
     ejections: retry::Ejections,
     id_prefix: String,
     next_id: AtomicU64,
+    /// The TLS listener's certificates by SNI host, kept by the reflector.
+    certs: Arc<tls::CertResolver>,
 }
 
 /// What a listener serves.
@@ -139,6 +149,7 @@ pub enum ListenerKind {
     Gateway,
     /// A NodePort: every request goes to that port's Service.
     NodePort(u16),
+
     /// The Service proxy for containers ([`proxy`]).
     ServiceProxy,
 }
@@ -211,7 +222,13 @@ impl Dispatcher {
             ejections: retry::Ejections::default(),
             id_prefix: format!("{:08x}", rand::random::<u32>()),
             next_id: AtomicU64::new(0),
+            certs: Arc::new(tls::CertResolver::default()),
         }
+    }
+
+    /// The certificates the TLS listener presents (the reflector replaces them).
+    pub fn certs(&self) -> &Arc<tls::CertResolver> {
+        &self.certs
     }
 
     /// How it was set up.
@@ -459,12 +476,13 @@ impl Dispatcher {
     }
 
     /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
-    /// listeners (every request goes to that port's Service).
+    /// listeners (every request goes to that port's Service); `https` for the TLS listener.
     async fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
         node_port: Option<u16>,
+        https: bool,
     ) -> Response<Body> {
         let start = Instant::now();
         let id = match req.headers().get(&X_REQUEST_ID) {
@@ -487,7 +505,7 @@ impl Dispatcher {
         in_flight.inc();
 
         let (label, result) = self
-            .route_and_invoke(req, &id, &host, peer, node_port)
+            .route_and_invoke(req, &id, &host, peer, node_port, https)
             .await;
         let mut resp = match result {
             Ok(r) => r,
@@ -521,6 +539,7 @@ impl Dispatcher {
         host: &str,
         peer: SocketAddr,
         node_port: Option<u16>,
+        https: bool,
     ) -> (String, Result<Response<Body>, GatewayError>) {
         if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
             && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
@@ -583,7 +602,10 @@ impl Dispatcher {
         if let Ok(v) = HeaderValue::try_from(peer.ip().to_string()) {
             h.append(X_FORWARDED_FOR, v);
         }
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if https { "https" } else { "http" }),
+        );
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(X_FORWARDED_HOST, v);
         }
@@ -699,6 +721,30 @@ impl Listener {
         Self::serve(dispatcher, listener, kind)
     }
 
+    /// Binds `addr` for the gateway's TLS listener and serves it until [`Listener::stop`]:
+    /// certificates by SNI from [`Dispatcher::certs`], ALPN `h2` and `http/1.1`, then the
+    /// same routing as the plain listener.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn bind_tls(
+        dispatcher: Arc<Dispatcher>,
+        addr: SocketAddr,
+    ) -> std::io::Result<Listener> {
+        let config =
+            tls::server_config(dispatcher.certs().clone()).map_err(std::io::Error::other)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop_tls(
+            listener,
+            dispatcher,
+            tokio_rustls::TlsAcceptor::from(config),
+            stop_rx,
+        ));
+        Ok(Listener { addr, stop, task })
+    }
+
     /// Serves an already bound listener (the Service proxy's, bound by
     /// [`proxy::bind_freebind`]) until [`Listener::stop`]. Needs a tokio runtime.
     pub fn serve_std(
@@ -763,8 +809,8 @@ async fn accept_loop(
                 let d = d.clone();
                 async move {
                     Ok::<_, Infallible>(match kind {
-                        ListenerKind::Gateway => d.serve(req, peer, None).await,
-                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p)).await,
+                        ListenerKind::Gateway => d.serve(req, peer, None, false).await,
+                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p), false).await,
                         ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
                     })
                 }
@@ -780,6 +826,74 @@ async fn accept_loop(
             }
         });
         // Reap finished connections so the set does not grow without bound.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// How long a client may take to complete the TLS handshake: a connection that stalls in
+/// it holds a task and a socket, nothing more, and goes after this.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS listener's accept loop: as [`accept_loop`], with the handshake first, in the
+/// connection's own task (a slow client never holds up the accepts).
+async fn accept_loop_tls(
+    listener: tokio::net::TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut stop: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
+        TokioExecutor::new(),
+    ));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gateway TLS accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let d = dispatcher.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let mut stop = stop.clone();
+        conns.spawn(async move {
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    // An unknown SNI host lands here too: logged at debug, as a scanner
+                    // would otherwise fill the log.
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "gateway TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "gateway TLS handshake timed out");
+                        return;
+                    }
+                };
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let d = d.clone();
+                async move { Ok::<_, Infallible>(d.serve(req, peer, None, true).await) }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
