@@ -56,6 +56,9 @@ impl Ca {
         .with_root_certificates(roots)
         .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Every connection a full handshake: a resumed TLS 1.3 session is authenticated by
+        // its first handshake and shows that handshake's certificate, even after a rotation.
+        config.resumption = rustls::client::Resumption::disabled();
         Arc::new(config)
     }
 }
@@ -216,8 +219,9 @@ fn ingress_tls_terminates_at_the_gateway_by_sni_over_h2_and_http1_and_reloads_ce
     // Warning Event says why, and the good host keeps working.
     let (crt3, _, _) = ca.issue(BROKEN_HOST);
     let (_, other_key, _) = ca.issue(BROKEN_HOST);
+    // YAML documents (a file that starts with `{` is read as one JSON object).
     let manifest = format!(
-        "{}\n---\n{}\n",
+        "---\n{}\n---\n{}\n",
         tls_secret("broken-tls", &crt3, &other_key),
         tls_ingress("broken", BROKEN_HOST, "broken-tls"),
     );
