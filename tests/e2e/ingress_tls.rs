@@ -1,7 +1,12 @@
-//! Ingress TLS termination through the real binary: a `kubernetes.io/tls` Secret made with a
-//! test CA, an Ingress with `spec.tls` for a host, and a client that trusts only that CA
-//! calling the gateway's TLS listener with that SNI host, over HTTP/2 and HTTP/1.1 (ALPN).
-//! The client is hyper + tokio-rustls, so it does not depend on reqwest's TLS features.
+//! TLS for apps through the real binary.
+//!
+//! Ingress TLS termination: a `kubernetes.io/tls` Secret made with a test CA, an Ingress with
+//! `spec.tls` for a host, and a client that trusts only that CA calling the gateway's TLS
+//! listener with that SNI host, over HTTP/2 and HTTP/1.1 (ALPN). The client is hyper +
+//! tokio-rustls, so it does not depend on reqwest's TLS features.
+//!
+//! Wasm outbound HTTPS: the agent's `--outbound-ca-file` reaches the Wasm engine, so a guest's
+//! `https://` call to a server that CA signed succeeds (the rest is ketch-wasm's tests).
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use crate::gateway::hello_app;
-use crate::support::{Server, eventually, free_port, wait_running, write_file};
+use crate::support::{Server, eventually, free_port, http, wait_running, write_file};
 
 const HOST: &str = "secure.example.test";
 const BROKEN_HOST: &str = "broken.example.test";
@@ -154,6 +159,29 @@ async fn get(
     })
 }
 
+/// An HTTP/2 connection kept open: its sender, for requests later.
+async fn open_h2(
+    port: u16,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 #[test]
 fn ingress_tls_terminates_at_the_gateway_by_sni_over_h2_and_http1_and_reloads_certificates() {
     let tls_port = free_port();
@@ -199,7 +227,9 @@ fn ingress_tls_terminates_at_the_gateway_by_sni_over_h2_and_http1_and_reloads_ce
         .unwrap_err();
     assert!(err.starts_with("handshake:"), "{err}");
 
-    // A new certificate in the Secret: new handshakes see it.
+    // A new certificate in the Secret: new handshakes see it, and a connection opened
+    // before keeps working.
+    let mut kept = rt.block_on(open_h2(tls_port, HOST, h2.clone()));
     let (crt2, key2, second_der) = ca.issue(HOST);
     assert_ne!(first_der, second_der);
     let f = write_file(
@@ -214,6 +244,17 @@ fn ingress_tls_terminates_at_the_gateway_by_sni_over_h2_and_http1_and_reloads_ce
             .filter(|a| a.cert == second_der)
     });
     assert_eq!(answer.status, 200, "{answer:?}");
+    let status = rt.block_on(async {
+        let req = http::Request::get(format!("https://{HOST}/"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        kept.send_request(req).await.map(|r| r.status().as_u16())
+    });
+    assert_eq!(
+        status.unwrap(),
+        200,
+        "the connection from before the rotation"
+    );
 
     // A Secret whose key belongs to another certificate: its host gets no certificate, a
     // Warning Event says why, and the good host keeps working.
@@ -245,4 +286,108 @@ fn ingress_tls_terminates_at_the_gateway_by_sni_over_h2_and_http1_and_reloads_ce
     assert!(err.starts_with("handshake:"), "{err}");
     let answer = rt.block_on(get(tls_port, HOST, "/", h2)).unwrap();
     assert_eq!((answer.status, answer.cert), (200, second_der));
+}
+
+/// Serves HTTPS on loopback with a certificate for `localhost` from `ca`, answering every
+/// request `secure pong!`; its port. The thread and its runtime live until the test ends.
+fn https_server(ca: &Ca) -> u16 {
+    use rustls::pki_types::pem::PemObject as _;
+    let (crt, key, _) = ca.issue("localhost");
+    let chain = CertificateDer::pem_slice_iter(crt.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"secure pong!")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn a_wasm_app_calls_https_trusted_through_the_agents_outbound_ca_file() {
+    let ca = Ca::new();
+    let port = https_server(&ca);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = write_file(dir.path(), "ca.pem", &ca.issuer.pem());
+    let s = Server::start_with(&[
+        "--gateway",
+        "127.0.0.1:0",
+        "--outbound-ca-file",
+        ca_file.to_str().unwrap(),
+    ]);
+    let gw = s.gateway();
+    let caller = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: caller\n  labels: {{app: caller}}\n  annotations:\n    ketch.dev/allowed-outbound-hosts: localhost:{port}\nspec:\n  containers:\n  - name: app\n    image: file:{}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: caller\nspec:\n  selector: {{app: caller}}\n  ports:\n  - port: 80\n",
+        ketch_test_guests::OUTBOUND
+    );
+    let f = write_file(s.dir.path(), "caller.yaml", &caller);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=caller", 1);
+    let (code, _, body) = eventually(30, "the caller's answer", || {
+        let r = http(
+            "GET",
+            &format!("{gw}/?url=https://localhost:{port}/"),
+            &[("host", "caller.default.ketch.localhost")],
+            None,
+        );
+        (r.0 != 503).then_some(r)
+    });
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "status: 200\nbody: secure pong!\n");
+
+    // A CA file with no certificate: the node refuses to start, naming the file.
+    let bad = write_file(dir.path(), "bad.pem", "not a certificate\n");
+    let out = std::process::Command::new(crate::support::KETCH)
+        .args(["server", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--gateway", "127.0.0.1:0", "--gateway-tls", "127.0.0.1:0"])
+        .arg("--outbound-ca-file")
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("KETCH_CONFIG", dir.path().join("config"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("outbound CA file") && stderr.contains("bad.pem"),
+        "{stderr}"
+    );
 }
