@@ -284,6 +284,19 @@ async fn print_urls(
                 println!("  ingress {ns}/{name}: http://{host}:{port}{path} -> service {to}");
             }
         }
+        // Hosts with a certificate (spec.tls) are served over HTTPS on the TLS listener too.
+        if let Some(tls) = agent.gateway_tls_addr() {
+            let tls_port = tls.port();
+            for host in ing
+                .spec
+                .iter()
+                .flat_map(|s| s.tls.iter())
+                .flat_map(|t| t.hosts.iter())
+                .filter(|h| !h.starts_with('*'))
+            {
+                println!("  ingress {ns}/{name}: https://{host}:{tls_port}/ (TLS)");
+            }
+        }
     }
 }
 
