@@ -122,6 +122,9 @@ pub async fn run(
     let mut nodes = Cache::<Node>(BTreeMap::new());
     let mut secrets = Cache::<Secret>(BTreeMap::new());
     let mut reported: BTreeSet<TlsProblem> = BTreeSet::new();
+    // Problems are reported only once both lists are in: an Ingress listed before the
+    // Secrets' first list would otherwise be reported as missing its Secret at every start.
+    let (mut ingresses_listed, mut secrets_listed) = (false, false);
     let provider = tls::provider();
     let domain = dispatcher.config().domain.clone();
     loop {
@@ -137,11 +140,13 @@ pub async fn run(
                 Some(Ok(Change::Service(e))) => services.apply(e),
                 Some(Ok(Change::Slice(e))) => slices.apply(e),
                 Some(Ok(Change::Ingress(e))) => {
+                    ingresses_listed |= matches!(e, Event::Restarted(_));
                     ingresses.apply(e);
                     certs_changed = true;
                 }
                 Some(Ok(Change::Node(e))) => nodes.apply(e),
                 Some(Ok(Change::Secret(e))) => {
+                    secrets_listed |= matches!(e, Event::Restarted(_));
                     secrets.apply(e);
                     certs_changed = true;
                 }
@@ -164,11 +169,13 @@ pub async fn run(
             let (map, problems) = tls::build(&inputs.ingresses, &secrets.0, &provider);
             tracing::debug!(hosts = ?map.hosts(), "gateway TLS: certificates rebuilt");
             dispatcher.certs().replace(map);
-            let problems: BTreeSet<TlsProblem> = problems.into_iter().collect();
-            for p in problems.difference(&reported) {
-                report(&client, &node, p);
+            if ingresses_listed && secrets_listed {
+                let problems: BTreeSet<TlsProblem> = problems.into_iter().collect();
+                for p in problems.difference(&reported) {
+                    report(&client, &node, p);
+                }
+                reported = problems;
             }
-            reported = problems;
         }
     }
 }
@@ -184,11 +191,14 @@ fn report(client: &Client, node: &str, p: &TlsProblem) {
         p.message
     );
     let now = ketch_api::time::now();
+    // Kubernetes' naming (`<object>.<unique>`), the prefix cut so the name stays within the
+    // 253 characters of a name whatever the Ingress's length.
+    let prefix: String = p.ingress.chars().take(200).collect();
     let ev = ApiEvent {
         api_version: Some("v1".into()),
         kind: Some("Event".into()),
         metadata: ObjectMeta {
-            name: Some(format!("{}.{:016x}", p.ingress, rand::random::<u64>())),
+            name: Some(format!("{prefix}.{:016x}", rand::random::<u64>())),
             namespace: Some(p.namespace.clone()),
             ..ObjectMeta::default()
         },
