@@ -149,7 +149,6 @@ pub enum ListenerKind {
     Gateway,
     /// A NodePort: every request goes to that port's Service.
     NodePort(u16),
-
     /// The Service proxy for containers ([`proxy`]).
     ServiceProxy,
 }

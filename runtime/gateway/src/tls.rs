@@ -17,6 +17,11 @@
 //! never configured; refusing says plainly that this host has no TLS here. Plain HTTP stays
 //! on the gateway's main listener.
 //!
+//! The SNI host only picks the certificate: requests are routed by their Host (or HTTP/2
+//! `:authority`) exactly as on the plain listener, as ingress-nginx does, so a client that
+//! asks for one host's certificate and then names another host reaches that other host's
+//! route (which the plain listener serves to anyone anyway).
+//!
 //! [`CertResolver`] holds the current map behind a lock and swaps it whole when the
 //! reflector rebuilds it: new handshakes see the new certificates, connections already
 //! established keep theirs, and nothing is dropped.
