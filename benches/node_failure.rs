@@ -72,6 +72,7 @@ fn agent(server: &BenchServer, name: &str) -> Child {
             name,
         ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+        .args(["--gateway-tls", "127.0.0.1:0"])
         .args(runtime_flags(name))
         .arg("--data-dir")
         .arg(server.dir().join(format!("{name}-data")))

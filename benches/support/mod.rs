@@ -64,6 +64,15 @@ impl BenchServer {
                     .into_iter()
                     .flatten(),
             )
+            // The gateway TLS listener's default (:8443) would collide between servers.
+            .args(
+                (!extra
+                    .iter()
+                    .any(|a| a.starts_with("--gateway-tls") || a.starts_with("--no-gateway")))
+                .then_some(["--gateway-tls", "127.0.0.1:0"])
+                .into_iter()
+                .flatten(),
+            )
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("KETCH_CONFIG", dir.path().join("config"))

@@ -42,6 +42,10 @@ pub struct NodeArgs {
     /// migrating at that moment can reach the next instance; ignored where swap is on
     #[arg(long)]
     wasm_dirty_page_reset: bool,
+    /// PEM file of CA certificates that Wasm apps' outbound HTTPS trusts besides the
+    /// platform's roots (read at start)
+    #[arg(long, value_parser = absolute_path())]
+    outbound_ca_file: Option<PathBuf>,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -77,9 +81,16 @@ pub struct GatewayArgs {
     /// Address the gateway listens on (HTTP/1.1 and h2c) [default: 0.0.0.0:8080; 127.0.0.1:8080 for `ketch up`]
     #[arg(long = "gateway")]
     gateway: Option<SocketAddr>,
-    /// Run no gateway listener (Wasm apps can still call Services by name)
-    #[arg(long, conflicts_with = "gateway")]
+    /// Run no gateway listener, plain or TLS (Wasm apps can still call Services by name)
+    #[arg(long, conflicts_with_all = ["gateway", "gateway_tls"])]
     no_gateway: bool,
+    /// Address the gateway's TLS listener (Ingress spec.tls; HTTP/2 and HTTP/1.1 by ALPN)
+    /// listens on [default: 0.0.0.0:8443; 127.0.0.1:8443 for `ketch up`]
+    #[arg(long = "gateway-tls")]
+    gateway_tls: Option<SocketAddr>,
+    /// Run no gateway TLS listener (Ingress spec.tls is then served nowhere on this node)
+    #[arg(long, conflicts_with = "gateway_tls")]
+    no_gateway_tls: bool,
     /// Service hosts are <service>.<namespace>.<domain>
     #[arg(long, default_value = ketch_gateway::DEFAULT_DOMAIN)]
     gateway_domain: String,
@@ -133,7 +144,8 @@ fn default_agent_dir() -> PathBuf {
 
 impl NodeArgs {
     /// The agent's settings. `listen` is the endpoint's address when `--agent-listen` is not
-    /// given, `default_gateway` the gateway's when `--gateway` is not.
+    /// given, `default_gateway` the gateway's when `--gateway` is not, `default_gateway_tls`
+    /// its TLS listener's when `--gateway-tls` is not.
     ///
     /// # Errors
     /// When no `--name` is given and the hostname cannot be read.
@@ -144,6 +156,7 @@ impl NodeArgs {
         data_dir: PathBuf,
         default_listen: SocketAddr,
         default_gateway: SocketAddr,
+        default_gateway_tls: SocketAddr,
     ) -> anyhow::Result<AgentConfig> {
         let node_name = match self.node_name {
             Some(n) => n,
@@ -166,7 +179,8 @@ impl NodeArgs {
             memory_bytes: None,
             max_wasm_instances: self.max_wasm_instances,
             wasm_dirty_page_reset: self.wasm_dirty_page_reset,
-            gateway: self.gateway.config(default_gateway),
+            outbound_ca_file: self.outbound_ca_file,
+            gateway: self.gateway.config(default_gateway, default_gateway_tls),
             containerd: (!self.containers.no_containerd).then_some(self.containers.containerd),
             insecure_registries: self.containers.insecure_registries,
             registry_config: self.containers.registry_config,
@@ -180,10 +194,15 @@ impl NodeArgs {
 }
 
 impl GatewayArgs {
-    fn config(self, default_listen: SocketAddr) -> GatewayConfig {
+    fn config(self, default_listen: SocketAddr, default_tls: SocketAddr) -> GatewayConfig {
         let listen = (!self.no_gateway).then(|| self.gateway.unwrap_or(default_listen));
         GatewayConfig {
             listen,
+            tls_listen: if self.no_gateway || self.no_gateway_tls {
+                None
+            } else {
+                Some(self.gateway_tls.unwrap_or(default_tls))
+            },
             // A free port on the gateway's address: it is advertised on the Node, so peers
             // find it, and agents sharing a machine (tests) never collide.
             peer_listen: self
@@ -223,6 +242,9 @@ pub async fn run(conn: &Connection, args: AgentArgs) -> anyhow::Result<()> {
         GatewayConfig::default()
             .listen
             .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid address")),
+        GatewayConfig::default()
+            .tls_listen
+            .unwrap_or_else(|| "0.0.0.0:8443".parse().expect("valid address")),
     )?;
     // The node's certificate is its only credential: obtained with the join token on first
     // start, renewed with itself afterwards.
@@ -246,6 +268,9 @@ pub async fn run(conn: &Connection, args: AgentArgs) -> anyhow::Result<()> {
     );
     if let Some(addr) = agent.gateway_addr() {
         println!("  gateway: http://{addr}");
+    }
+    if let Some(addr) = agent.gateway_tls_addr() {
+        println!("  gateway TLS: https://{addr} (Ingress spec.tls)");
     }
     signals.wait().await;
     println!("shutting down");

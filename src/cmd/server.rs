@@ -199,11 +199,13 @@ pub struct AllInOne {
 
 impl AllInOne {
     /// Starts what `args` says; the agent's gateway listens on `default_gateway` when
-    /// `--gateway` is not given.
+    /// `--gateway` is not given, its TLS listener on `default_gateway_tls` when
+    /// `--gateway-tls` is not.
     pub async fn start(
         conn: &Connection,
         args: ServerArgs,
         default_gateway: SocketAddr,
+        default_gateway_tls: SocketAddr,
     ) -> anyhow::Result<AllInOne> {
         let scheduler = args.scheduler();
         let join = match args.join {
@@ -279,6 +281,7 @@ impl AllInOne {
                 args.data_dir.join("agent"),
                 "127.0.0.1:0".parse().expect("valid address"),
                 default_gateway,
+                default_gateway_tls,
             )?;
             // This process's own agent calls the server's router directly; its endpoint and
             // gateway use a node certificate the server issues it here.
@@ -319,7 +322,13 @@ pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
         .encryption_key_file
         .clone()
         .unwrap_or_else(|| ketch_control::server::encryption::default_key_file(&data_dir));
-    let all = AllInOne::start(conn, args, SocketAddr::from(([0, 0, 0, 0], 8080))).await?;
+    let all = AllInOne::start(
+        conn,
+        args,
+        SocketAddr::from(([0, 0, 0, 0], 8080)),
+        SocketAddr::from(([0, 0, 0, 0], 8443)),
+    )
+    .await?;
     println!(
         "ketch server {} (id {}) listening on {}",
         env!("CARGO_PKG_VERSION"),
@@ -351,6 +360,9 @@ pub async fn run(conn: &Connection, args: ServerArgs) -> anyhow::Result<()> {
                     addr.port()
                 ),
                 None => println!("  gateway:       none (--no-gateway)"),
+            }
+            if let Some(addr) = a.gateway_tls_addr() {
+                println!("  gateway TLS:   https://{addr} (Ingress spec.tls)");
             }
         }
         None => println!("  node agent:    none (--no-agent)"),

@@ -136,6 +136,7 @@ pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
             args.encryption_key_file,
         ),
         SocketAddr::from(([127, 0, 0, 1], 8080)),
+        SocketAddr::from(([127, 0, 0, 1], 8443)),
     )
     .await?;
     println!(
@@ -291,6 +292,19 @@ async fn print_urls(
                 let path = p.path.as_deref().unwrap_or("/");
                 let to = p.backend.service.as_ref().map_or("?", |s| s.name.as_str());
                 println!("  ingress {ns}/{name}: http://{host}:{port}{path} -> service {to}");
+            }
+        }
+        // Hosts with a certificate (spec.tls) are served over HTTPS on the TLS listener too.
+        if let Some(tls) = agent.gateway_tls_addr() {
+            let tls_port = tls.port();
+            for host in ing
+                .spec
+                .iter()
+                .flat_map(|s| s.tls.iter())
+                .flat_map(|t| t.hosts.iter())
+                .filter(|h| !h.starts_with('*'))
+            {
+                println!("  ingress {ns}/{name}: https://{host}:{tls_port}/ (TLS)");
             }
         }
     }

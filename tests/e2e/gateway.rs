@@ -275,6 +275,7 @@ fn endpoints_on_another_node_are_proxied_to_that_nodes_gateway() {
             "far",
         ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+        .args(["--gateway-tls", "127.0.0.1:0"])
         .args(["--node-label", "zone=far", "--data-dir"])
         .arg(s.dir.path().join("far-agent"))
         .env("KETCH_CONFIG", s.dir.path().join("no-config"))

@@ -268,6 +268,7 @@ fn an_agent_given_every_server_moves_on_when_its_server_dies() {
             ])
             .args(["--name", "roamer", "--node-label", "zone=r"])
             .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+            .args(["--gateway-tls", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.join("agent"))
             .env("KETCH_CONFIG", dir.join("no-config"))

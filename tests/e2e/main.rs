@@ -10,6 +10,7 @@ mod examples;
 mod faults;
 mod gateway;
 mod ha;
+mod ingress_tls;
 mod linearizability;
 mod load;
 mod netns;

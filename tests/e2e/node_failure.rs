@@ -47,6 +47,7 @@ impl AgentProc {
                 name,
             ])
             .args(["--agent-listen", &listen, "--gateway", &listen])
+            .args(["--gateway-tls", &listen])
             .args(["--no-containerd", "--data-dir"])
             .arg(s.dir.path().join(format!("{name}-data")))
             .env("KETCH_CONFIG", s.dir.path().join("no-config"))

@@ -126,6 +126,8 @@ impl Server {
                     .into_iter()
                     .flatten(),
             )
+            // And every gateway TLS listener (default 0.0.0.0:8443) too.
+            .args(free_tls_listener(extra))
             .env("KETCH_CONFIG", dir.path().join("config"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -143,6 +145,19 @@ impl Server {
 
     fn log_of(dir: &Path) -> String {
         std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// `--gateway-tls 127.0.0.1:0` unless `extra` sets the TLS listener or turns the gateway off:
+/// tests run in parallel, and the default (`:8443`) would collide.
+pub fn free_tls_listener(extra: &[&str]) -> Vec<&'static str> {
+    let set = extra
+        .iter()
+        .any(|a| a.starts_with("--gateway-tls") || a.starts_with("--no-gateway"));
+    if set {
+        Vec::new()
+    } else {
+        vec!["--gateway-tls", "127.0.0.1:0"]
     }
 }
 
@@ -561,6 +576,7 @@ impl KetchUp {
         let mut child = cmd
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--gateway", &format!("127.0.0.1:{gw_port}")])
+            .args(free_tls_listener(extra))
             .args(extra)
             .env("KETCH_CONFIG", dir.path().join("config"))
             .stdout(Stdio::piped())

@@ -305,6 +305,8 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
             "127.0.0.1:0",
             "--gateway",
             "127.0.0.1:0",
+            "--gateway-tls",
+            "127.0.0.1:0",
             "--node-label",
             "zone=b",
             "--data-dir",
@@ -352,6 +354,8 @@ fn a_node_whose_agent_dies_stops_being_ready() {
             "--agent-listen",
             "127.0.0.1:0",
             "--gateway",
+            "127.0.0.1:0",
+            "--gateway-tls",
             "127.0.0.1:0",
             "--data-dir",
         ])

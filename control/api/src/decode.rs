@@ -760,8 +760,9 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "Ingress.networking.k8s.io \"web\" is invalid: [spec.rules[0].http.paths[0].backend: \
-             Required value: port name or number is required, spec.tls: Unsupported value: TLS \
-             termination is not supported yet]"
+             Required value: port name or number is required, spec.tls[0].hosts: Unsupported \
+             value: a TLS entry without hosts (a default certificate for every host) is not \
+             supported yet]"
         );
     }
 

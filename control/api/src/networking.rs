@@ -1,7 +1,9 @@
 //! `networking.k8s.io/v1` Ingress: HTTP routes from hosts and paths to Services.
 //!
-//! TLS termination and resource backends decode (so a Kubernetes manifest is understood) but
-//! admission rejects them as not supported yet, by field.
+//! TLS termination (`spec.tls`: hosts and a `kubernetes.io/tls` Secret) is served by every
+//! node's gateway on its TLS listener. Resource backends, and TLS entries without hosts or
+//! without a Secret (a controller's default certificate), decode (so a Kubernetes manifest is
+//! understood) but admission rejects them as not supported yet, by field.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,7 @@ pub struct IngressSpec {
     pub default_backend: Option<IngressBackend>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<IngressRule>,
-    /// Decoded so the error names the field; rejected by admission until TLS exists.
+    /// Certificates the gateway's TLS listener presents, by SNI host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<IngressTls>,
 }
@@ -105,8 +107,11 @@ pub struct ServiceBackendPort {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressTls {
+    /// SNI hosts the certificate is served for: DNS names, or `*.` and one (one label).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// A Secret of type `kubernetes.io/tls` (`tls.crt`, `tls.key`, PEM) in the Ingress's
+    /// namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
 }

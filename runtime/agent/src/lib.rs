@@ -86,6 +86,9 @@ pub struct AgentConfig {
     /// (`ketch_wasm::EngineConfig::reset_dirty_pages_only`, and its isolation caveat); off by
     /// default.
     pub wasm_dirty_page_reset: bool,
+    /// A PEM bundle of CA certificates Wasm apps' outbound `https://` requests trust besides
+    /// the platform's roots (`ketch_wasm::EngineConfig::outbound_ca_file`); read at start.
+    pub outbound_ca_file: Option<PathBuf>,
     /// The node gateway (Services over HTTP).
     pub gateway: GatewayConfig,
     /// containerd's socket: Linux containers run when it answers (and the CNI plugins are
@@ -123,9 +126,11 @@ impl AgentConfig {
             memory_bytes: None,
             max_wasm_instances: 1000,
             wasm_dirty_page_reset: false,
+            outbound_ca_file: None,
             // Like the endpoint: a free loopback port, so embedded agents never collide.
             gateway: GatewayConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                tls_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 ..GatewayConfig::default()
             },
             containerd: None,
@@ -144,6 +149,8 @@ pub struct Agent {
     /// The gateway's peer listener (mutual TLS, other nodes' gateways).
     peer: Option<ketch_gateway::Listener>,
     gateway_url: Option<String>,
+    /// The gateway's TLS listener (Ingress `spec.tls`).
+    gateway_tls: Option<ketch_gateway::Listener>,
     /// The Service proxy for containers, on the Pod bridge's address.
     service_proxy: Option<ketch_gateway::Listener>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -345,6 +352,7 @@ impl Agent {
             cfg.max_wasm_instances,
             u64::try_from(memory).unwrap_or(1 << 30),
             cfg.wasm_dirty_page_reset,
+            cfg.outbound_ca_file.clone(),
         )
         .map_err(AgentError::Engine)?;
         let registries = Arc::new(Registries::new(
@@ -410,6 +418,17 @@ impl Agent {
                     .await
                     .map_err(|source| AgentError::Io {
                         context: format!("gateway: listening on {addr}"),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let gateway_tls = match cfg.gateway.tls_listen {
+            Some(addr) => Some(
+                ketch_gateway::Listener::bind_tls(ctx.gateway.clone(), addr)
+                    .await
+                    .map_err(|source| AgentError::Io {
+                        context: format!("gateway: TLS listening on {addr}"),
                         source,
                     })?,
             ),
@@ -526,12 +545,16 @@ impl Agent {
         if let Some(url) = &gateway_url {
             tracing::info!(node = %cfg.node_name, gateway = %url, "gateway listening");
         }
+        if let Some(l) = &gateway_tls {
+            tracing::info!(node = %cfg.node_name, addr = %l.addr, "gateway TLS listening");
+        }
         Ok(Agent {
             ctx,
             endpoint,
             gateway,
             peer,
             gateway_url,
+            gateway_tls,
             service_proxy,
             stop,
             tasks,
@@ -548,6 +571,11 @@ impl Agent {
     /// The gateway's bound address, when it listens.
     pub fn gateway_addr(&self) -> Option<SocketAddr> {
         self.gateway.as_ref().map(|l| l.addr)
+    }
+
+    /// The gateway's TLS listener's bound address, when it listens.
+    pub fn gateway_tls_addr(&self) -> Option<SocketAddr> {
+        self.gateway_tls.as_ref().map(|l| l.addr)
     }
 
     /// The gateway URL other nodes use (`ketch.dev/gateway-endpoint` on the Node).
@@ -585,7 +613,7 @@ impl Agent {
     /// a restarted agent re-registers and re-creates its Pods.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for l in [self.gateway, self.peer, self.service_proxy]
+        for l in [self.gateway, self.peer, self.gateway_tls, self.service_proxy]
             .into_iter()
             .flatten()
         {

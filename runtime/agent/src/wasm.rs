@@ -53,21 +53,25 @@ pub fn max_memory_per_instance(node_memory: u64) -> u64 {
 }
 
 impl WasmRuntime {
-    /// Creates the node's engine.
+    /// Creates the node's engine; its apps' outbound HTTPS also trusts the CA certificates
+    /// of `outbound_ca_file`.
     ///
     /// # Errors
-    /// The engine refused the settings (e.g. the pool's address space cannot be reserved).
+    /// The engine refused the settings (e.g. the pool's address space cannot be reserved),
+    /// or `outbound_ca_file` is unreadable or holds no valid certificate.
     pub fn new(
         cache_dir: PathBuf,
         key_value_file: PathBuf,
         max_instances: u32,
         node_memory: u64,
         dirty_page_reset: bool,
+        outbound_ca_file: Option<PathBuf>,
     ) -> Result<Self, WasmError> {
         let mut config = EngineConfig::new(cache_dir);
         config.max_instances = max_instances;
         config.max_memory_per_instance = max_memory_per_instance(node_memory);
         config.reset_dirty_pages_only = dirty_page_reset;
+        config.outbound_ca_file = outbound_ca_file;
         Ok(Self {
             engine: Engine::new(config)?,
             key_value: KeyValueStore::new(key_value_file),

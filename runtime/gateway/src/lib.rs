@@ -16,6 +16,10 @@
 //! Linux containers reach Services by name through the [`proxy`] listener on the Pod
 //! bridge's address, which resolves names the same way.
 //!
+//! Ingress TLS is terminated on a second listener ([`Listener::bind_tls`]): the certificate
+//! is chosen by SNI from the Ingresses' `kubernetes.io/tls` Secrets ([`tls`]), HTTP/2 or
+//! HTTP/1.1 by ALPN, and the requests are routed exactly as on the plain listener.
+//!
 //! The hot path is plain hyper: a route-table read (an `Arc` swapped in whole by
 //! [`reflect`]), an atomic round-robin step, and the invoke. Bodies stream both ways.
 
@@ -26,6 +30,7 @@ pub mod proxy;
 mod reflect;
 pub mod retry;
 pub mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -82,6 +87,8 @@ pub const DEFAULT_DOMAIN: &str = "ketch.localhost";
 pub struct GatewayConfig {
     /// Where to listen; `None` runs no listener (in-cluster calls from Wasm still work).
     pub listen: Option<SocketAddr>,
+    /// Where the TLS listener (Ingress `spec.tls`) listens; `None` runs none.
+    pub tls_listen: Option<SocketAddr>,
     /// URL other nodes' gateways use to reach this one (its peer listener); default
     /// `https://<node ip>:<peer port>`.
     pub advertise: Option<String>,
@@ -104,6 +111,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            tls_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8443))),
             advertise: None,
             peer_listen: Some(SocketAddr::from(([0, 0, 0, 0], 10251))),
             domain: DEFAULT_DOMAIN.to_string(),
@@ -137,6 +145,8 @@ pub struct Dispatcher {
     ejections: retry::Ejections,
     id_prefix: String,
     next_id: AtomicU64,
+    /// The TLS listener's certificates by SNI host, kept by the reflector.
+    certs: Arc<tls::CertResolver>,
 }
 
 /// What a listener serves.
@@ -151,6 +161,9 @@ pub enum ListenerKind {
     /// Other nodes' gateways delivering to this node's Pods (`x-ketch-pod`), over mutual
     /// TLS: the only listener where that header means anything.
     Peer,
+    /// The gateway over TLS: Ingress `spec.tls` certificates by SNI, then routed as
+    /// [`ListenerKind::Gateway`].
+    Tls,
 }
 
 /// The node's certificate for gateway-to-gateway traffic: what the peer listener serves
@@ -247,7 +260,13 @@ impl Dispatcher {
             ejections: retry::Ejections::default(),
             id_prefix: format!("{:08x}", rand::random::<u32>()),
             next_id: AtomicU64::new(0),
+            certs: Arc::new(tls::CertResolver::default()),
         }
+    }
+
+    /// The certificates the TLS listener presents (the reflector replaces them).
+    pub fn certs(&self) -> &Arc<tls::CertResolver> {
+        &self.certs
     }
 
     /// How it was set up.
@@ -512,13 +531,15 @@ impl Dispatcher {
 
     /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
     /// listeners (every request goes to that port's Service); `from_peer` for the peer
-    /// listener, whose clients proved with a certificate that they are the cluster's.
+    /// listener, whose clients proved with a certificate that they are the cluster's;
+    /// `https` for the TLS listeners.
     async fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
         node_port: Option<u16>,
         from_peer: bool,
+        https: bool,
     ) -> Response<Body> {
         let start = Instant::now();
         let id = match req.headers().get(&X_REQUEST_ID) {
@@ -541,7 +562,7 @@ impl Dispatcher {
         in_flight.inc();
 
         let (label, result) = self
-            .route_and_invoke(req, &id, &host, peer, node_port, from_peer)
+            .route_and_invoke(req, &id, &host, peer, node_port, from_peer, https)
             .await;
         let mut resp = match result {
             Ok(r) => r,
@@ -576,6 +597,7 @@ impl Dispatcher {
         peer: SocketAddr,
         node_port: Option<u16>,
         from_peer: bool,
+        https: bool,
     ) -> (String, Result<Response<Body>, GatewayError>) {
         if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
             && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
@@ -637,7 +659,10 @@ impl Dispatcher {
         if let Ok(v) = HeaderValue::try_from(peer.ip().to_string()) {
             h.append(X_FORWARDED_FOR, v);
         }
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(
+            X_FORWARDED_PROTO,
+            HeaderValue::from_static(if https { "https" } else { "http" }),
+        );
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(X_FORWARDED_HOST, v);
         }
@@ -769,6 +794,27 @@ impl Listener {
         )
     }
 
+    /// Binds `addr` for the gateway's TLS listener and serves it until [`Listener::stop`]:
+    /// certificates by SNI from [`Dispatcher::certs`], ALPN `h2` and `http/1.1`, then the
+    /// same routing as the plain listener.
+    ///
+    /// # Errors
+    /// When `addr` cannot be bound.
+    pub async fn bind_tls(
+        dispatcher: Arc<Dispatcher>,
+        addr: SocketAddr,
+    ) -> std::io::Result<Listener> {
+        let config =
+            tls::server_config(dispatcher.certs().clone()).map_err(std::io::Error::other)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Self::serve(
+            dispatcher,
+            listener,
+            ListenerKind::Tls,
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
+    }
+
     /// Serves an already bound listener (the Service proxy's, bound by
     /// [`proxy::bind_freebind`]) until [`Listener::stop`]. Needs a tokio runtime.
     pub fn serve_std(
@@ -854,22 +900,38 @@ async fn accept_loop(
                 let d = d.clone();
                 async move {
                     Ok::<_, Infallible>(match kind {
-                        ListenerKind::Gateway => d.serve(req, peer, None, false).await,
-                        ListenerKind::NodePort(p) => d.serve(req, peer, Some(p), false).await,
+                        ListenerKind::Gateway => d.serve(req, peer, None, false, false).await,
+                        ListenerKind::NodePort(p) => {
+                            d.serve(req, peer, Some(p), false, false).await
+                        }
                         ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
-                        ListenerKind::Peer => d.serve(req, peer, None, true).await,
+                        ListenerKind::Peer => d.serve(req, peer, None, true, true).await,
+                        ListenerKind::Tls => d.serve(req, peer, None, false, true).await,
                     })
                 }
             });
             match tls {
                 None => serve_conn(&builder, TokioIo::new(stream), svc, stop).await,
                 Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    else {
-                        return;
+                    let stream = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        // An unknown SNI host lands here too: at debug, as a scanner would
+                        // otherwise fill the log.
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "gateway TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "gateway TLS handshake timed out");
+                            return;
+                        }
                     };
-                    if !may_deliver(&stream) {
+                    if kind == ListenerKind::Peer && !may_deliver(&stream) {
                         tracing::debug!(%peer, "peer listener: a certificate that is not a node's or a server's");
                         return;
                     }

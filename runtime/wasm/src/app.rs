@@ -165,6 +165,7 @@ impl App {
         let outbound = Arc::new(OutboundPolicy::new(
             &config.allowed_outbound_hosts,
             config.outbound_resolver.clone(),
+            self.engine.inner.outbound_tls.clone(),
         )?);
         Ok(Handler {
             inner: Arc::new(HandlerInner {

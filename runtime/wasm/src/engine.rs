@@ -32,6 +32,7 @@ const DIRTY_PAGES_KEPT_RESIDENT: usize = 1 << 20;
 use crate::app::{App, Loaded};
 use crate::error::WasmError;
 use crate::host::HostState;
+use crate::tls::OutboundTls;
 
 /// Largest component accepted by [`Engine::load`] / [`Engine::load_file`], checked before the
 /// bytes are read or compiled. Real HTTP components are well under 10 MiB.
@@ -83,6 +84,10 @@ pub struct EngineConfig {
     /// leaks swapped-out pages. [`Engine::resets_dirty_pages_only`] reports whether it is in
     /// effect.
     pub reset_dirty_pages_only: bool,
+    /// A PEM bundle of CA certificates that guests' outbound `https://` requests trust in
+    /// addition to the platform's roots (e.g. a company CA). Read once, when the engine is
+    /// created: changing the file takes a restart.
+    pub outbound_ca_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -98,6 +103,7 @@ impl EngineConfig {
             max_concurrent_compiles: 2,
             epoch_tick: Duration::from_millis(10),
             reset_dirty_pages_only: false,
+            outbound_ca_file: None,
         }
     }
 }
@@ -135,6 +141,9 @@ pub(crate) struct EngineInner {
     from_memory: AtomicU64,
     /// Whether [`EngineConfig::reset_dirty_pages_only`] is in effect.
     dirty_pages_only: bool,
+    /// The TLS client of every handler's outbound `https://` requests: built once here (root
+    /// store parsing costs milliseconds), not per handler or request.
+    pub(crate) outbound_tls: OutboundTls,
     /// Dropping this stops the ticker thread.
     _stop_ticker: mpsc::Sender<()>,
 }
@@ -155,7 +164,8 @@ impl Engine {
     /// # Errors
     ///
     /// [`WasmError::InvalidConfig`] for zero or out-of-range limits, [`WasmError::Io`] when the
-    /// cache dir cannot be created, [`WasmError::Engine`] when wasmtime refuses the settings
+    /// cache dir cannot be created, [`WasmError::OutboundCaFile`] when
+    /// [`EngineConfig::outbound_ca_file`] is unreadable or holds no valid certificate, [`WasmError::Engine`] when wasmtime refuses the settings
     /// (e.g. the pool cannot reserve its address space).
     pub fn new(config: EngineConfig) -> Result<Self, WasmError> {
         if config.max_instances == 0 {
@@ -173,6 +183,7 @@ impl Engine {
         if config.epoch_tick.is_zero() {
             return Err(WasmError::InvalidConfig("epoch_tick must be > 0".into()));
         }
+        let outbound_tls = OutboundTls::new(config.outbound_ca_file.as_deref())?;
         std::fs::create_dir_all(&config.cache_dir).map_err(|source| WasmError::Io {
             context: format!("creating cache dir {}", config.cache_dir.display()),
             source,
@@ -263,6 +274,7 @@ impl Engine {
                 from_disk: AtomicU64::new(0),
                 from_memory: AtomicU64::new(0),
                 dirty_pages_only,
+                outbound_tls,
                 _stop_ticker: stop,
             }),
         })

@@ -50,6 +50,14 @@ pub enum WasmError {
         #[source]
         source: std::io::Error,
     },
+    /// [`crate::EngineConfig::outbound_ca_file`] cannot be used.
+    #[error("outbound CA file {}: {reason}", path.display())]
+    OutboundCaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (unreadable, no certificate, an invalid one).
+        reason: String,
+    },
     /// wasmtime failed in a way not covered above (engine creation, a panicked task).
     #[error("wasm engine: {0}")]
     Engine(String),

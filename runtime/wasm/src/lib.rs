@@ -3,7 +3,8 @@
 //! content digest and engine compatibility hash), and serves HTTP requests with a fresh,
 //! resource-limited instance per request: a memory cap per instance, a per-request deadline
 //! enforced by epoch interruption, a concurrency bound per handler, deny-by-default WASI
-//! (no files, sockets, inherited env or args) and an allow-list for outbound HTTP. Guests may
+//! (no files, sockets, inherited env or args) and an allow-list for outbound HTTP and HTTPS
+//! (rustls, verified against the platform's roots plus an optional CA file per node). Guests may
 //! import `wasi:keyvalue` (store, atomics, batch): per-app data in a redb file on the node
 //! ([`KeyValueStore`], granted per handler with [`AppConfig::key_value`]).
 //!
@@ -22,6 +23,7 @@ mod error;
 mod host;
 mod keyvalue;
 mod outbound;
+mod tls;
 
 pub use app::{App, AppConfig, Handler, ResponseBody};
 pub use engine::{Engine, EngineConfig, EngineStats, MAX_COMPONENT_BYTES};

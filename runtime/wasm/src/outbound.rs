@@ -1,6 +1,9 @@
 //! Outbound HTTP from guests (`wasi:http/outgoing-handler`): the resolver hook, the
-//! allow-list, and a plain-HTTP/1 sender. Everything a guest sends goes through
+//! allow-list, and an HTTP/1 sender, over TLS for `https://` (the node's client
+//! configuration, `crate::tls`). Everything a guest sends goes through
 //! [`OutboundPolicy::send`]; a denied request fails with `HttpRequestDenied` and opens nothing.
+//! The allow-list decides by host and port whatever the scheme; a pattern without a port
+//! admits the scheme's default port (80 for `http`, 443 for `https`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +18,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::error::{BodyError, WasmError};
+use crate::tls::OutboundTls;
 
 /// Body type of outbound requests and responses seen by an [`OutboundResolver`].
 pub type OutboundBody = UnsyncBoxBody<Bytes, BodyError>;
@@ -143,12 +147,15 @@ impl HostPattern {
 pub(crate) struct OutboundPolicy {
     allowed: Vec<HostPattern>,
     resolver: Option<Arc<dyn OutboundResolver>>,
+    /// The node's TLS client (one per engine), for `https://`.
+    tls: OutboundTls,
 }
 
 impl OutboundPolicy {
     pub(crate) fn new(
         allowed: &[String],
         resolver: Option<Arc<dyn OutboundResolver>>,
+        tls: OutboundTls,
     ) -> Result<Self, WasmError> {
         let allowed = allowed
             .iter()
@@ -159,7 +166,11 @@ impl OutboundPolicy {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { allowed, resolver })
+        Ok(Self {
+            allowed,
+            resolver,
+            tls,
+        })
     }
 
     /// Whether the allow-list admits this absolute URI.
@@ -188,7 +199,9 @@ impl OutboundPolicy {
             None => request,
             Some(resolver) => match resolver.resolve(request.map(to_outbound_body)).await {
                 Resolution::Pass(req) => req.map(to_wasi_body),
-                Resolution::Send(req) => return send_http1(req.map(to_wasi_body), options).await,
+                Resolution::Send(req) => {
+                    return send_http1(&self.tls, req.map(to_wasi_body), options).await;
+                }
                 Resolution::Respond(resp) => {
                     let done: IoFuture = Box::new(async { Ok(()) });
                     return Ok((resp.map(to_wasi_body), done));
@@ -200,7 +213,7 @@ impl OutboundPolicy {
             tracing::debug!(uri = %request.uri(), "outbound request denied by allowed_outbound_hosts");
             return Err(HttpError::HttpRequestDenied);
         }
-        send_http1(request, options).await
+        send_http1(&self.tls, request, options).await
     }
 }
 
@@ -216,26 +229,28 @@ fn to_wasi_body(body: OutboundBody) -> WasiBody {
         .boxed_unsync()
 }
 
-/// Sends a request over a fresh plain-HTTP/1.1 connection.
+/// Sends a request over a fresh HTTP/1.1 connection: TLS (verified against the URL's host)
+/// for `https`, plain TCP for `http`. The TLS handshake shares the connect timeout.
 async fn send_http1(
+    tls: &OutboundTls,
     mut req: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<SendResult, HttpError> {
-    if req.uri().scheme() == Some(&Scheme::HTTPS) {
-        // No TLS stack is linked yet (see the crate's report): refuse clearly rather than
-        // silently downgrading to plain HTTP.
-        return Err(HttpError::InternalError(Some(
-            "https outbound requests are not supported by this ketch node yet".into(),
-        )));
-    }
+    let https = match req.uri().scheme() {
+        Some(s) if *s == Scheme::HTTPS => true,
+        None => false,
+        Some(s) if *s == Scheme::HTTP => false,
+        // wasi:http lets a guest name any scheme; nothing but these two is spoken here.
+        Some(_) => return Err(HttpError::HttpRequestUriInvalid),
+    };
     let authority = req
         .uri()
         .authority()
         .ok_or(HttpError::HttpRequestUriInvalid)?;
+    let host = authority.host().to_string();
     let addr = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
+        "{host}:{}",
+        authority.port_u16().unwrap_or(if https { 443 } else { 80 })
     );
     let connect_timeout = options
         .and_then(|o| o.connect_timeout)
@@ -248,14 +263,6 @@ async fn send_http1(
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(HttpError::Connect)?;
-    let (mut sender, conn) = tokio::time::timeout(
-        connect_timeout,
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-    )
-    .await
-    .map_err(|_| HttpError::ConnectionTimeout)??;
-    // Aborted when wasi-http drops the I/O future (the guest dropped the response).
-    let conn = wasmtime_wasi::runtime::spawn(conn);
 
     // The request line carries only the path: the authority went into the Host header.
     let path = req
@@ -265,6 +272,44 @@ async fn send_http1(
         .to_string();
     *req.uri_mut() = http::Uri::try_from(path).map_err(|_| HttpError::HttpRequestUriInvalid)?;
 
+    if https {
+        let stream = tokio::time::timeout(connect_timeout, tls.connect(&host, stream))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+        exchange(
+            TokioIo::new(stream),
+            req,
+            connect_timeout,
+            first_byte_timeout,
+        )
+        .await
+    } else {
+        exchange(
+            TokioIo::new(stream),
+            req,
+            connect_timeout,
+            first_byte_timeout,
+        )
+        .await
+    }
+}
+
+/// The HTTP/1.1 handshake on `io`, then one request.
+async fn exchange<IO>(
+    io: IO,
+    req: http::Request<WasiBody>,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+) -> Result<SendResult, HttpError>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        tokio::time::timeout(connect_timeout, hyper::client::conn::http1::handshake(io))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)??;
+    // Aborted when wasi-http drops the I/O future (the guest dropped the response).
+    let conn = wasmtime_wasi::runtime::spawn(conn);
     let resp = tokio::time::timeout(first_byte_timeout, sender.send_request(req))
         .await
         .map_err(|_| HttpError::ConnectionReadTimeout)??;
@@ -292,9 +337,13 @@ impl WasiHttpHooks for OutboundHooks {
 mod tests {
     use super::*;
 
+    fn tls() -> OutboundTls {
+        OutboundTls::new(None).expect("TLS client")
+    }
+
     fn policy(allowed: &[&str]) -> OutboundPolicy {
         let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-        OutboundPolicy::new(&allowed, None).expect("valid patterns")
+        OutboundPolicy::new(&allowed, None, tls()).expect("valid patterns")
     }
 
     fn allows(p: &OutboundPolicy, uri: &str) -> bool {
@@ -343,14 +392,14 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_rejected_with_their_index() {
-        let err = OutboundPolicy::new(&["ok.com".into(), "http://x.com/".into()], None)
+        let err = OutboundPolicy::new(&["ok.com".into(), "http://x.com/".into()], None, tls())
             .err()
             .expect("invalid");
         assert!(
             err.to_string().contains("allowed_outbound_hosts[1]"),
             "{err}"
         );
-        assert!(OutboundPolicy::new(&["a*.com".into()], None).is_err());
-        assert!(OutboundPolicy::new(&["a.com:notaport".into()], None).is_err());
+        assert!(OutboundPolicy::new(&["a*.com".into()], None, tls()).is_err());
+        assert!(OutboundPolicy::new(&["a.com:notaport".into()], None, tls()).is_err());
     }
 }

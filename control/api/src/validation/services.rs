@@ -342,8 +342,37 @@ pub fn validate_ingress(ing: &Ingress) -> Vec<FieldError> {
             ));
         }
     }
-    if !spec.tls.is_empty() {
-        errs.push(FieldError::not_supported_yet("spec.tls", "TLS termination"));
+    for (i, tls) in spec.tls.iter().enumerate() {
+        let p = index("spec.tls", i);
+        // The gateway picks a certificate by the handshake's SNI host only, so an entry
+        // without hosts or without a Secret (Kubernetes: the controller's default
+        // certificate, for every host) is refused by name rather than served some other way.
+        if tls.hosts.is_empty() {
+            errs.push(FieldError::not_supported_yet(
+                child(&p, "hosts"),
+                "a TLS entry without hosts (a default certificate for every host)",
+            ));
+        }
+        for (j, host) in tls.hosts.iter().enumerate() {
+            let hp = index(&child(&p, "hosts"), j);
+            if host.contains('*') {
+                check(&mut errs, &hp, host, is_wildcard_dns1123_subdomain(host));
+            } else {
+                check(&mut errs, &hp, host, is_dns1123_subdomain(host));
+            }
+        }
+        match tls.secret_name.as_deref().filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::not_supported_yet(
+                child(&p, "secretName"),
+                "a TLS entry without secretName (the gateway's default certificate)",
+            )),
+            Some(name) => check(
+                &mut errs,
+                &child(&p, "secretName"),
+                name,
+                is_dns1123_subdomain(name),
+            ),
+        }
     }
     errs
 }
@@ -568,16 +597,48 @@ mod tests {
     }
 
     #[test]
-    fn an_ingress_needs_rules_or_a_default_backend_and_tls_is_not_supported_yet() {
+    fn an_ingress_needs_rules_or_a_default_backend() {
         let ing =
             ingress(serde_json::json!({"tls": [{"hosts": ["example.com"], "secretName": "c"}]}));
         assert_eq!(
             strings(&validate_ingress(&ing)),
-            vec![
-                "spec: Invalid value: []: either `defaultBackend` or `rules` must be specified",
-                "spec.tls: Unsupported value: TLS termination is not supported yet",
-            ]
+            vec!["spec: Invalid value: []: either `defaultBackend` or `rules` must be specified"]
         );
+    }
+
+    #[test]
+    fn ingress_tls_needs_hosts_and_a_secret_name_and_checks_them() {
+        let backend = service_backend("web", serde_json::json!({"number": 80}));
+        let with_tls = |tls: serde_json::Value| {
+            ingress(serde_json::json!({"defaultBackend": backend, "tls": tls}))
+        };
+        assert!(
+            validate_ingress(&with_tls(serde_json::json!([
+                {"hosts": ["example.com", "*.example.com"], "secretName": "cert"}
+            ])))
+            .is_empty()
+        );
+        let errs = strings(&validate_ingress(&with_tls(serde_json::json!([
+            {"secretName": "cert"},
+            {"hosts": ["Bad_Host", "a.*.com"]},
+            {"hosts": ["ok.com"], "secretName": "Not/A/Name"}
+        ]))));
+        let expected = [
+            "spec.tls[0].hosts: Unsupported value: a TLS entry without hosts (a default \
+             certificate for every host) is not supported yet",
+            "spec.tls[1].hosts[0]: Invalid value: \"Bad_Host\": ",
+            "spec.tls[1].hosts[1]: Invalid value: \"a.*.com\": ",
+            "spec.tls[1].secretName: Unsupported value: a TLS entry without secretName (the \
+             gateway's default certificate) is not supported yet",
+            "spec.tls[2].secretName: Invalid value: \"Not/A/Name\": ",
+        ];
+        assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+        for (got, want) in errs.iter().zip(expected) {
+            assert!(
+                got.starts_with(want),
+                "{got:?} does not start with {want:?}"
+            );
+        }
     }
 
     #[test]
