@@ -50,10 +50,10 @@ async fn main() {
         let addr = server
             .client
             .base_url()
-            .trim_start_matches("http://")
+            .trim_start_matches("https://")
             .to_string();
-        let token = std::fs::read_to_string(server.dir().join("data/admin.token")).unwrap();
-        let join = ["--no-agent", "--join", &addr, "--token", token.trim()];
+        let token = server.join_token("--join-server");
+        let join = ["--no-agent", "--join", &addr, "--token", token.as_str()];
         for _ in 1..members {
             // Each returns once it is a voter.
             others.push(BenchServer::start(&join).await);

@@ -120,6 +120,7 @@ async fn main() {
         .as_str()
         .expect("the node's agent endpoint")
         .to_string();
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let agent_sum = async || -> f64 {
         let text = http

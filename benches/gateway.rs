@@ -315,6 +315,7 @@ fn main() {
 async fn run() {
     let secs: u32 = env_or("SECS", 10);
     let conns: u32 = env_or("CONNS", 32);
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let scratch = tempfile::tempdir().unwrap();
     let wasmtime = wasmtime_bin();

@@ -59,7 +59,7 @@ fn runtime_flags(name: &str) -> Vec<String> {
 }
 
 fn agent(server: &BenchServer, name: &str) -> Child {
-    let token = std::fs::read_to_string(server.dir().join("data/admin.token")).unwrap();
+    let token = server.join_token("--join");
     let log = std::fs::File::create(server.dir().join(format!("{name}.log"))).unwrap();
     Command::new(ketch_bin())
         .args([

@@ -63,6 +63,7 @@ async fn start_registry() -> Option<Registry> {
         addr,
         _dir: dir,
     };
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http
@@ -115,6 +116,7 @@ async fn main() {
     let gw_port = free_port();
     let server = BenchServer::start(&["--gateway", &format!("127.0.0.1:{gw_port}")]).await;
     let gw = format!("http://127.0.0.1:{gw_port}/");
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let hello = std::fs::read(ketch_test_guests::HELLO).unwrap();
     let scratch = tempfile::tempdir().unwrap();

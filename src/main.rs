@@ -80,6 +80,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     use std::io::IsTerminal as _;
     let cli = Cli::parse();
+    // Every HTTP client of the process (reqwest, built without a provider of its own) uses
+    // ring.
+    ketch_tls::install_default_provider();
     // `ketch up` is interactive: its own output (progress, URLs, app logs) matters more than
     // the server's info lines.
     let default_filter = match cli.command {

@@ -80,29 +80,46 @@ impl BenchServer {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let url = format!("https://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let code = http
-                .get(format!("{url}/readyz"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16());
-            if code.is_ok_and(|c| c == 200) {
-                break;
+        // The client config (with the cluster CA) is written once the server serves.
+        let client = loop {
+            if let Ok(cfg) = ketch_client::ClientConfig::load(&dir.path().join("config"))
+                && let Ok(client) = ketch_client::Client::from_config(&cfg)
+                && client.get_path("/readyz").await.is_ok()
+            {
+                break client;
             }
             assert!(Instant::now() < deadline, "server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
-        let client = ketch_client::Client::new(&url, token.trim()).unwrap();
+        };
         BenchServer {
             child,
             dir,
             client,
             url,
         }
+    }
+
+    /// A join token (`ketch token create FLAG`, FLAG `--join` or `--join-server`).
+    pub fn join_token(&self, flag: &str) -> String {
+        let out = Command::new(ketch_bin())
+            .args(["token", "create", flag])
+            .env("KETCH_CONFIG", self.dir.path().join("config"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .skip_while(|w| *w != "--token")
+            .nth(1)
+            .expect("a token in the output")
+            .to_string()
     }
 
     pub fn pid(&self) -> u32 {

@@ -30,6 +30,7 @@ pub fn trusted() -> Option<String> {
 /// A reqwest client trusting the clusters' CAs (plain `http://` URLs, the gateways, work
 /// too); it follows no redirects, like ketch's own clients.
 pub fn reqwest_client() -> reqwest::Client {
+    ketch_tls::install_default_provider();
     let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = trusted() {
         b = b.tls_backend_preconfigured(ketch_tls::client_config(&ca, None).unwrap());

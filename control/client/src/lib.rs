@@ -197,6 +197,7 @@ impl Client {
                 )));
             }
         }
+        ketch_tls::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)

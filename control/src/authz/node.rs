@@ -16,6 +16,7 @@
 //! | agent `events` | create, patch `events` in any namespace | always (as Kubernetes' `system:node` role) |
 //! | gateway `reflect` | list + watch `services`, `endpointslices.discovery.k8s.io`, `ingresses.networking.k8s.io`, `nodes` | always (read-only, every namespace) |
 //! | gateway (Ingress TLS) | get (or a named list/watch of) `secrets/<s>` | an Ingress's `spec.tls[].secretName` names it |
+//! | gateway (Ingress TLS) | list/watch `secrets` with `fieldSelector=type=kubernetes.io/tls` | every node terminates Ingress TLS (an ingress controller's access) |
 //!
 //! Anything else on the kinds guarded here is denied, so no RBAC binding can widen a node's
 //! credential over another node's objects; other kinds get no opinion (RBAC decides, which
@@ -427,6 +428,16 @@ impl NodeGraph {
                 },
                 _ => deny(format!("node {node:?} may not {verb} this Pod resource")),
             },
+            // Every node's gateway terminates Ingress TLS, so it lists and watches the
+            // `kubernetes.io/tls` Secrets (as an ingress controller does, cluster-wide): a
+            // node holds the TLS keys of the Ingresses it may serve, no other Secret.
+            ("", "secrets")
+                if matches!(verb, "list" | "watch")
+                    && a.name.is_none()
+                    && a.field_selector == Some("type=kubernetes.io/tls") =>
+            {
+                allow("the gateway serves Ingress TLS from kubernetes.io/tls Secrets")
+            }
             ("", "secrets" | "configmaps") => {
                 // A named list or watch (`metadata.name=`) reads one object, like a get.
                 let name = a.name.or_else(|| {

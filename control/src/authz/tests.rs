@@ -377,7 +377,26 @@ fn a_node_reaches_its_own_objects_and_nothing_of_another_node() {
         field_selector: Some("metadata.name=a-secret"),
         ..attrs("watch", "", "secrets", None, Some("team"), None)
     };
+    let tls_secrets = |verb: &'static str, sel: &'static str| Attributes {
+        field_selector: Some(sel),
+        ..attrs(verb, "", "secrets", None, None, None)
+    };
     let cases: &[(&str, Attributes<'_>, bool)] = &[
+        (
+            "the gateway watches kubernetes.io/tls Secrets",
+            tls_secrets("watch", "type=kubernetes.io/tls"),
+            true,
+        ),
+        (
+            "but no other type of Secret",
+            tls_secrets("list", "type=Opaque"),
+            false,
+        ),
+        (
+            "nor every Secret",
+            attrs("list", "", "secrets", None, None, None),
+            false,
+        ),
         (
             "its own Node: get",
             attrs("get", "", "nodes", None, None, Some("node-a")),

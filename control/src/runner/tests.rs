@@ -36,8 +36,8 @@ async fn start_server() -> (tempfile::TempDir, Server, Client, Client) {
     ))
     .await
     .unwrap();
-    let url = format!("http://{}", server.addr);
-    let http = Client::new(&url, &server.token).unwrap();
+    let url = server.url();
+    let http = server.client().unwrap();
     let local = Client::in_process(&url, &server.token, server.in_process()).unwrap();
     (dir, server, http, local)
 }
@@ -107,8 +107,11 @@ impl Cluster {
             propagation_policy: Some(policy.to_string()),
             ..QueryParams::default()
         };
-        reqwest::Client::new()
-            .delete(format!("http://{}{path}", server.addr))
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(ketch_tls::client_config(server.ca_pem(), None).unwrap())
+            .build()
+            .unwrap()
+            .delete(format!("{}{path}", server.url()))
             .query(&query)
             .bearer_auth(&server.token)
             .send()
@@ -697,7 +700,7 @@ async fn an_in_process_client_gets_the_answers_a_connection_gets() {
             "{label}"
         );
     }
-    let url = format!("http://{}", server.addr);
+    let url = server.url();
     let stranger = Client::in_process(&url, "wrong-token", server.in_process()).unwrap();
     let err = stranger
         .get(&CONFIGMAPS, Some("default"), "one")

@@ -958,7 +958,7 @@ mod tests {
             let server = Server::start(ServerOptions::new(data, "127.0.0.1:0".parse().unwrap()))
                 .await
                 .unwrap();
-            let client = Client::new(&format!("http://{}", server.addr), &server.token).unwrap();
+            let client = server.client().unwrap();
             (server, client)
         }
 

@@ -564,6 +564,33 @@ impl Server {
         self.liveness.clone()
     }
 
+    /// This server's API URL (`https://`; loopback for a wildcard listen address).
+    pub fn url(&self) -> String {
+        let addr = if self.addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), self.addr.port())
+        } else {
+            self.addr
+        };
+        format!("https://{addr}")
+    }
+
+    /// What a client of this server verifies it with (the cluster CA).
+    pub fn client_tls(&self) -> ketch_client::TlsSettings {
+        ketch_client::TlsSettings {
+            certificate_authority: self.ca_pem().to_string(),
+            client_certificate: None,
+            client_key: None,
+        }
+    }
+
+    /// A client of this server over HTTPS with the admin token.
+    ///
+    /// # Errors
+    /// As [`ketch_client::Client::with_tls`].
+    pub fn client(&self) -> Result<ketch_client::Client, ketch_client::Error> {
+        ketch_client::Client::with_tls(&[self.url()], &self.token, Some(&self.client_tls()))
+    }
+
     /// The cluster CA's certificate (PEM): what clients trust.
     pub fn ca_pem(&self) -> &str {
         self.pki.ca.cert_pem()

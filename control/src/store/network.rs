@@ -52,11 +52,14 @@ impl NetworkFactory {
                 scheme: "https",
             },
             None => Self {
-                http: reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build()
-                    .expect("a plain HTTP client always builds"),
+                http: {
+                    ketch_tls::install_default_provider();
+                    reqwest::Client::builder()
+                        .connect_timeout(Duration::from_secs(1))
+                        .pool_idle_timeout(Duration::from_secs(30))
+                        .build()
+                        .expect("a plain HTTP client always builds")
+                },
                 scheme: "http",
             },
         }

@@ -51,6 +51,14 @@ pub enum TlsError {
     Token(String),
 }
 
+/// Make ring the process's default rustls provider, once. reqwest 0.13 (built without a
+/// provider, so aws-lc-sys is never compiled) asks for the default one whenever a client is
+/// built without a config of ours, even for plain `http://`; without one it panics.
+pub fn install_default_provider() {
+    // Err means one is installed already (ours, or another library's): fine either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The crypto provider every config here is built with: ring (no aws-lc-sys to build), and
 /// no process-wide default to depend on.
 fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {

@@ -613,9 +613,14 @@ impl Agent {
     /// a restarted agent re-registers and re-creates its Pods.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for l in [self.gateway, self.peer, self.gateway_tls, self.service_proxy]
-            .into_iter()
-            .flatten()
+        for l in [
+            self.gateway,
+            self.peer,
+            self.gateway_tls,
+            self.service_proxy,
+        ]
+        .into_iter()
+        .flatten()
         {
             l.stop().await;
         }

@@ -85,14 +85,17 @@ impl Cluster {
         ))
         .await
         .unwrap();
-        let url = format!("http://{}", server.addr);
+        let url = server.url();
         let node = "node-a".to_string();
         let mut cfg = AgentConfig::new(&url, &server.token, &node, data.path().join("agent"));
+        // The agent calls the server in process, as `ketch server`'s own agent does; without
+        // a node certificate its endpoint takes the token (these tests call it directly).
+        cfg.in_process = Some(server.in_process());
         cfg.max_wasm_instances = 16;
         cfg.memory_bytes = Some(1 << 30);
         cfg.cpu_millis = Some(2000);
         let agent = Agent::start(cfg).await.unwrap();
-        let client = Client::new(&url, &server.token).unwrap();
+        let client = server.client().unwrap();
         Cluster {
             server,
             agent,
@@ -285,6 +288,7 @@ async fn a_hello_pod_runs_serves_in_process_and_by_proxy_logs_and_stops_when_del
     );
 
     // Through the agent's HTTP proxy, streaming a body both ways.
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let base = c.agent.endpoint().to_string();
     let r = http
@@ -462,6 +466,8 @@ async fn a_looping_pod_times_out_with_504_and_an_event_while_another_pod_still_a
     .await;
     c.wait_pod("looper", "Running", running_and_ready).await;
     c.wait_pod("hello", "Running", running_and_ready).await;
+
+    ketch_tls::install_default_provider();
 
     let http = reqwest::Client::new();
     let base = c.agent.endpoint().to_string();
@@ -650,6 +656,7 @@ async fn trapping_and_memory_hungry_requests_fail_with_500_naming_the_cause() {
     .await;
     c.wait_pod("trapper", "Running", running_and_ready).await;
     c.wait_pod("membomb", "Running", running_and_ready).await;
+    ketch_tls::install_default_provider();
     let http = reqwest::Client::new();
     let base = c.agent.endpoint().to_string();
     for (pod, expect) in [
