@@ -233,8 +233,11 @@ impl Dispatcher {
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector.clone());
         let peer_client = tls.map(|t| {
+            // hyper-rustls sets ALPN itself from the enabled protocols.
+            let mut client = t.client.clone();
+            client.alpn_protocols.clear();
             let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(t.client.clone())
+                .with_tls_config(client)
                 .https_only()
                 .enable_http1()
                 .wrap_connector(connector);
