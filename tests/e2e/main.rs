@@ -11,6 +11,7 @@ mod faults;
 mod gateway;
 mod ha;
 mod ingress_tls;
+mod kubectl;
 mod linearizability;
 mod load;
 mod netns;

@@ -255,3 +255,150 @@ fn certificates_from_another_ca_are_refused() {
     );
     assert_eq!(keys, Some(403), "not even the admin gets the CA key");
 }
+
+/// A client presenting the certificate a node agent keeps in `agent_dir/pki`.
+fn node_client(agent_dir: &std::path::Path) -> reqwest::Client {
+    let read = |f: &str| std::fs::read_to_string(agent_dir.join("pki").join(f)).unwrap();
+    tls_client(&read("ca.crt"), Some((&read("node.crt"), &read("node.key"))))
+}
+
+/// Starts `ketch agent` for node `name` with a join token; waits until it is Ready.
+fn join_node(s: &Server, name: &str) -> (std::process::Child, std::path::PathBuf) {
+    let dir = s.dir.path().join(format!("{name}-agent"));
+    let log = std::fs::File::create(s.dir.path().join(format!("{name}.log"))).unwrap();
+    let child = std::process::Command::new(KETCH)
+        .args(["agent", "--server", &s.url, "--token", &s.join_token(), "--name", name])
+        .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+        .args(["--gateway-tls", "127.0.0.1:0", "--no-containerd", "--data-dir"])
+        .arg(&dir)
+        .env("KETCH_CONFIG", s.dir.path().join("no-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    eventually(60, &format!("node {name} to be Ready"), || {
+        let out = s.ketch(&["get", "node", name, "-o", "json"]);
+        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        n["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            .then_some(())
+    });
+    (child, dir)
+}
+
+#[test]
+fn each_identity_gets_only_what_it_may() {
+    let s = Server::start();
+    let (mut a, a_dir) = join_node(&s, "node-a");
+    let (mut b, _) = join_node(&s, "node-b");
+    let url = |p: &str| format!("{}{p}", s.url);
+    let f = crate::support::write_file(
+        s.dir.path(),
+        "objects.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {name: lonely, namespace: default}\n\
+         stringData: {k: v}\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+
+    // Node A: its own Node, not node B's; no Secret its Pods do not use; not raft, not the
+    // cluster's keys, not a server certificate.
+    let node_a = node_client(&a_dir);
+    let get = |c: &reqwest::Client, p: &str| status_of(c.get(url(p)));
+    assert_eq!(get(&node_a, "/api/v1/nodes/node-a"), Some(200));
+    let patch_b = node_a
+        .patch(url("/api/v1/nodes/node-b"))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"metadata":{"labels":{"stolen":"yes"}}}"#);
+    assert_eq!(status_of(patch_b), Some(403), "node A relabels node B");
+    assert_eq!(get(&node_a, "/api/v1/namespaces/default/secrets/lonely"), Some(403));
+    assert_eq!(get(&node_a, "/api/v1/secrets"), Some(403));
+    assert_eq!(
+        get(&node_a, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b"),
+        Some(403)
+    );
+    assert_eq!(
+        get(&node_a, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a"),
+        Some(200)
+    );
+    assert_eq!(status_of(node_a.post(url("/raft/vote")).body("{}")), Some(403));
+    assert_eq!(get(&node_a, "/cluster/bootstrap"), Some(403));
+    let (csr, _) = ketch_tls::csr("x").unwrap();
+    let as_server = node_a.post(url("/cluster/certificates")).json(&serde_json::json!({
+        "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
+    }));
+    assert_eq!(status_of(as_server), Some(403));
+
+    // A join token: nothing but its certificate.
+    let ca = std::fs::read_to_string(s.ca_file()).unwrap();
+    let anon = tls_client(&ca, None);
+    let join = s.join_token();
+    let bearer = join.rsplit("::").next().unwrap().to_string();
+    let with = |rb: reqwest::RequestBuilder| status_of(rb.bearer_auth(&bearer));
+    assert_eq!(with(anon.get(url("/api/v1/namespaces"))), Some(403));
+    assert_eq!(with(anon.get(url("/api/v1/namespaces/default/secrets"))), Some(403));
+    let node_csr = anon.post(url("/cluster/certificates")).json(&serde_json::json!({
+        "kind": "node", "nodeName": "node-c", "csr": csr, "addresses": ["127.0.0.1"],
+    }));
+    assert_eq!(with(node_csr), Some(200));
+    let server_csr = anon.post(url("/cluster/certificates")).json(&serde_json::json!({
+        "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
+    }));
+    assert_eq!(with(server_csr), Some(403), "a node join token makes no server");
+
+    // A user token: nothing until a binding, then what the binding grants, where.
+    let alice = s.ok(&["token", "create", "--user", "alice"]).trim().to_string();
+    let as_alice = |p: &str| status_of(anon.get(url(p)).bearer_auth(&alice));
+    assert_eq!(as_alice("/api/v1/namespaces/default/pods"), Some(403));
+    let f = crate::support::write_file(
+        s.dir.path(),
+        "alice.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {name: alice-views, namespace: default}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n\
+         subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    eventually(10, "alice's binding", || {
+        (as_alice("/api/v1/namespaces/default/pods") == Some(200)).then_some(())
+    });
+    assert_eq!(as_alice("/api/v1/namespaces/team/pods"), Some(403), "another namespace");
+    assert_eq!(
+        as_alice("/api/v1/namespaces/default/secrets"),
+        Some(403),
+        "view reads no Secrets"
+    );
+
+    // A ServiceAccount token: its namespace only.
+    let robot = s
+        .ok(&["token", "create", "--service-account", "team/robot"])
+        .trim()
+        .to_string();
+    let f = crate::support::write_file(
+        s.dir.path(),
+        "robot.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: {name: robot-edits, namespace: team}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\n\
+         subjects: [{kind: ServiceAccount, name: robot, namespace: team}]\n",
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    let cm = |ns: &str| {
+        status_of(
+            anon.post(url(&format!("/api/v1/namespaces/{ns}/configmaps")))
+                .bearer_auth(&robot)
+                .json(&serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("made-by-robot-{}", rand::random::<u32>())},
+                })),
+        )
+    };
+    eventually(10, "the robot's binding", || (cm("team") == Some(201)).then_some(()));
+    assert_eq!(cm("default"), Some(403));
+    let _ = a.kill();
+    let _ = b.kill();
+    let _ = a.wait();
+    let _ = b.wait();
+}

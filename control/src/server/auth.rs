@@ -230,6 +230,8 @@ pub struct Authenticator {
     /// Stored tokens are read from this server's own applied state (no read barrier: a
     /// token created a moment ago on the leader may need that moment to work here).
     store: Option<crate::store::Store>,
+    /// Stored token Secrets are encrypted at rest like every Secret.
+    keys: Option<std::sync::Arc<super::encryption::EncryptionKeys>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -243,13 +245,19 @@ impl Authenticator {
         Self {
             admin_token,
             store: None,
+            keys: None,
         }
     }
 
-    /// Also accept the tokens stored in `store`.
+    /// Also accept the tokens stored in `store`, whose Secrets `keys` open.
     #[must_use]
-    pub fn with_store(mut self, store: crate::store::Store) -> Self {
+    pub fn with_store(
+        mut self,
+        store: crate::store::Store,
+        keys: std::sync::Arc<super::encryption::EncryptionKeys>,
+    ) -> Self {
         self.store = Some(store);
+        self.keys = Some(keys);
         self
     }
 
@@ -312,10 +320,14 @@ impl Authenticator {
             ketch_tls::JoinToken::split_bearer(token).ok_or(ApiError::Unauthorized)?;
         let store = self.store.as_ref().ok_or(ApiError::Unauthorized)?;
         let key = format!("secrets/{TOKEN_NAMESPACE}/{}", token_secret_name(id));
-        let stored = store
+        let mut stored = store
             .get(&key)
             .map_err(|e| ApiError::Internal(format!("reading token {id}: {e}")))?
             .ok_or(ApiError::Unauthorized)?;
+        if let Some(keys) = &self.keys {
+            keys.open_secret(&key, &mut stored)
+                .map_err(|e| ApiError::Internal(format!("reading token {id}: {e}")))?;
+        }
         token_user(id, secret, &stored, chrono::Utc::now()).ok_or(ApiError::Unauthorized)
     }
 }

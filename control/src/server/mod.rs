@@ -475,11 +475,12 @@ impl Server {
         let batcher = Batcher::spawn(store.clone());
         let liveness = Arc::new(NodeLiveness::new(opts.heartbeat));
         let authz = crate::authz::Chain::start(&store, &hub)?;
+        let keys = Arc::new(keys);
         let state = Arc::new(ApiState {
             store: store.clone(),
             hub,
             batcher: batcher.clone(),
-            authn: Authenticator::new(token.clone()).with_store(store.clone()),
+            authn: Authenticator::new(token.clone()).with_store(store.clone(), keys.clone()),
             authz: Box::new(authz),
             metrics: Metrics::new(),
             http: pki.peer_http.clone(),
@@ -487,7 +488,7 @@ impl Server {
             admin_token: token.clone(),
             node_ports: nodeports::Reservations::default(),
             liveness: liveness.clone(),
-            encryption: Arc::new(keys),
+            encryption: keys,
         });
         // Plaintext Secrets of an older ketch, and ones sealed under a key that is no longer
         // the first, are rewritten by whichever server leads.
