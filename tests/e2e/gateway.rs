@@ -300,14 +300,28 @@ fn endpoints_on_another_node_are_proxied_to_that_nodes_gateway() {
     let (code, _, body) = http("GET", &format!("{own}/"), &[("host", HELLO_HOST)], None);
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("hello from ketch"), "{body}");
-    // A peer-delivery header without the cluster token is refused.
+    // A peer-delivery header on the public listener means nothing: it is routed by Host
+    // like any request (here: no such host).
     let (code, _, _) = http(
         "GET",
         &format!("{far_gateway}/"),
         &[("x-ketch-pod", "default/whatever")],
         None,
     );
-    assert_eq!(code, 401);
+    assert_eq!(code, 404);
+    // The peer listener takes only a node's or server's certificate.
+    let peer = crate::support::node_annotation(&s, "far", "ketch.dev/gateway-peer-endpoint");
+    assert!(peer.starts_with("https://"), "{peer}");
+    let answer = crate::support::try_http(
+        "GET",
+        &format!("{peer}/"),
+        &[("x-ketch-pod", "default/whatever")],
+        None,
+    );
+    assert!(
+        answer.is_none(),
+        "the peer listener answered a client without a certificate: {answer:?}"
+    );
     agent.kill().unwrap();
     agent.wait().unwrap();
 }

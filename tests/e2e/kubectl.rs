@@ -46,12 +46,18 @@ fn the_real_kubectl_gets_creates_and_deletes_over_tls() {
         "cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-kubectl}\ndata: {a: b}\n",
     );
-    ok(&s, &["create", "--validate=false", "-f", f.to_str().unwrap()]);
+    ok(
+        &s,
+        &["create", "--validate=false", "-f", f.to_str().unwrap()],
+    );
     let cm: serde_json::Value =
         serde_json::from_str(&s.ok(&["get", "configmap", "from-kubectl", "-o", "json"])).unwrap();
     assert_eq!(cm["data"]["a"], "b");
     ok(&s, &["delete", "configmap", "from-kubectl"]);
-    assert!(!s.ok(&["get", "configmaps", "-o", "name"]).contains("from-kubectl"));
+    assert!(
+        !s.ok(&["get", "configmaps", "-o", "name"])
+            .contains("from-kubectl")
+    );
     // A wrong token is refused over the same TLS connection.
     let out = kubectl(&s, &["get", "namespaces", "--token", "wrong"]);
     assert!(!out.status.success());

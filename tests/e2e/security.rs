@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{KETCH, Server, eventually};
+use crate::support::{KETCH, Server, eventually, node_annotation};
 
 /// A TCP relay on loopback that records every byte it passes, both ways: what someone on
 /// the path between two machines sees.
@@ -71,17 +71,6 @@ fn addr_of(url: &str) -> SocketAddr {
         .or_else(|| url.strip_prefix("http://"))
         .unwrap();
     rest.split('/').next().unwrap().parse().unwrap()
-}
-
-/// The node's annotation `key` (a URL).
-fn node_annotation(s: &Server, node: &str, key: &str) -> String {
-    eventually(30, &format!("node {node}'s {key}"), || {
-        let out = s.ketch(&["get", "node", node, "-o", "json"]);
-        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        n["metadata"]["annotations"][key]
-            .as_str()
-            .map(str::to_string)
-    })
 }
 
 fn first_node(s: &Server) -> String {
@@ -259,7 +248,10 @@ fn certificates_from_another_ca_are_refused() {
 /// A client presenting the certificate a node agent keeps in `agent_dir/pki`.
 fn node_client(agent_dir: &std::path::Path) -> reqwest::Client {
     let read = |f: &str| std::fs::read_to_string(agent_dir.join("pki").join(f)).unwrap();
-    tls_client(&read("ca.crt"), Some((&read("node.crt"), &read("node.key"))))
+    tls_client(
+        &read("ca.crt"),
+        Some((&read("node.crt"), &read("node.key"))),
+    )
 }
 
 /// Starts `ketch agent` for node `name` with a join token; waits until it is Ready.
@@ -267,9 +259,22 @@ fn join_node(s: &Server, name: &str) -> (std::process::Child, std::path::PathBuf
     let dir = s.dir.path().join(format!("{name}-agent"));
     let log = std::fs::File::create(s.dir.path().join(format!("{name}.log"))).unwrap();
     let child = std::process::Command::new(KETCH)
-        .args(["agent", "--server", &s.url, "--token", &s.join_token(), "--name", name])
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &s.join_token(),
+            "--name",
+            name,
+        ])
         .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
-        .args(["--gateway-tls", "127.0.0.1:0", "--no-containerd", "--data-dir"])
+        .args([
+            "--gateway-tls",
+            "127.0.0.1:0",
+            "--no-containerd",
+            "--data-dir",
+        ])
         .arg(&dir)
         .env("KETCH_CONFIG", s.dir.path().join("no-config"))
         .stdout(std::process::Stdio::null())
@@ -313,7 +318,10 @@ fn each_identity_gets_only_what_it_may() {
         .header("content-type", "application/merge-patch+json")
         .body(r#"{"metadata":{"labels":{"stolen":"yes"}}}"#);
     assert_eq!(status_of(patch_b), Some(403), "node A relabels node B");
-    assert_eq!(get(&node_a, "/api/v1/namespaces/default/secrets/lonely"), Some(403));
+    assert_eq!(
+        get(&node_a, "/api/v1/namespaces/default/secrets/lonely"),
+        Some(403)
+    );
     assert_eq!(get(&node_a, "/api/v1/secrets"), Some(403));
     assert_eq!(
         get(&node_a, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b"),
@@ -323,12 +331,17 @@ fn each_identity_gets_only_what_it_may() {
         get(&node_a, "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-a"),
         Some(200)
     );
-    assert_eq!(status_of(node_a.post(url("/raft/vote")).body("{}")), Some(403));
+    assert_eq!(
+        status_of(node_a.post(url("/raft/vote")).body("{}")),
+        Some(403)
+    );
     assert_eq!(get(&node_a, "/cluster/bootstrap"), Some(403));
     let (csr, _) = ketch_tls::csr("x").unwrap();
-    let as_server = node_a.post(url("/cluster/certificates")).json(&serde_json::json!({
-        "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
-    }));
+    let as_server = node_a
+        .post(url("/cluster/certificates"))
+        .json(&serde_json::json!({
+            "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
+        }));
     assert_eq!(status_of(as_server), Some(403));
 
     // A join token: nothing but its certificate.
@@ -338,18 +351,32 @@ fn each_identity_gets_only_what_it_may() {
     let bearer = join.rsplit("::").next().unwrap().to_string();
     let with = |rb: reqwest::RequestBuilder| status_of(rb.bearer_auth(&bearer));
     assert_eq!(with(anon.get(url("/api/v1/namespaces"))), Some(403));
-    assert_eq!(with(anon.get(url("/api/v1/namespaces/default/secrets"))), Some(403));
-    let node_csr = anon.post(url("/cluster/certificates")).json(&serde_json::json!({
-        "kind": "node", "nodeName": "node-c", "csr": csr, "addresses": ["127.0.0.1"],
-    }));
+    assert_eq!(
+        with(anon.get(url("/api/v1/namespaces/default/secrets"))),
+        Some(403)
+    );
+    let node_csr = anon
+        .post(url("/cluster/certificates"))
+        .json(&serde_json::json!({
+            "kind": "node", "nodeName": "node-c", "csr": csr, "addresses": ["127.0.0.1"],
+        }));
     assert_eq!(with(node_csr), Some(200));
-    let server_csr = anon.post(url("/cluster/certificates")).json(&serde_json::json!({
-        "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
-    }));
-    assert_eq!(with(server_csr), Some(403), "a node join token makes no server");
+    let server_csr = anon
+        .post(url("/cluster/certificates"))
+        .json(&serde_json::json!({
+            "kind": "server", "serverId": 7, "csr": csr, "addresses": [],
+        }));
+    assert_eq!(
+        with(server_csr),
+        Some(403),
+        "a node join token makes no server"
+    );
 
     // A user token: nothing until a binding, then what the binding grants, where.
-    let alice = s.ok(&["token", "create", "--user", "alice"]).trim().to_string();
+    let alice = s
+        .ok(&["token", "create", "--user", "alice"])
+        .trim()
+        .to_string();
     let as_alice = |p: &str| status_of(anon.get(url(p)).bearer_auth(&alice));
     assert_eq!(as_alice("/api/v1/namespaces/default/pods"), Some(403));
     let f = crate::support::write_file(
@@ -364,7 +391,11 @@ fn each_identity_gets_only_what_it_may() {
     eventually(10, "alice's binding", || {
         (as_alice("/api/v1/namespaces/default/pods") == Some(200)).then_some(())
     });
-    assert_eq!(as_alice("/api/v1/namespaces/team/pods"), Some(403), "another namespace");
+    assert_eq!(
+        as_alice("/api/v1/namespaces/team/pods"),
+        Some(403),
+        "another namespace"
+    );
     assert_eq!(
         as_alice("/api/v1/namespaces/default/secrets"),
         Some(403),
@@ -395,7 +426,9 @@ fn each_identity_gets_only_what_it_may() {
                 })),
         )
     };
-    eventually(10, "the robot's binding", || (cm("team") == Some(201)).then_some(()));
+    eventually(10, "the robot's binding", || {
+        (cm("team") == Some(201)).then_some(())
+    });
     assert_eq!(cm("default"), Some(403));
     let _ = a.kill();
     let _ = b.kill();

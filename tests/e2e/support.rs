@@ -440,6 +440,17 @@ fn blocking_get(url: &str) -> Option<u16> {
     .unwrap()
 }
 
+/// The node's annotation `key` (a URL).
+pub fn node_annotation(s: &Server, node: &str, key: &str) -> String {
+    eventually(30, &format!("node {node}'s {key}"), || {
+        let out = s.ketch(&["get", "node", node, "-o", "json"]);
+        let n: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        n["metadata"]["annotations"][key]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
