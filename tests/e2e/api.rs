@@ -464,9 +464,18 @@ async fn list_selectors_metrics_and_discovery_answer() {
         Some(400)
     );
 
+    let anonymous = s
+        .http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(anonymous, 401, "metrics need a credential");
     let metrics = s
         .http()
         .get(format!("{}/metrics", s.url))
+        .bearer_auth(&s.token)
         .send()
         .await
         .unwrap()

@@ -37,11 +37,13 @@ fn has_unschedulable_taint(node: &Value) -> bool {
 #[test]
 fn cordon_and_uncordon_mark_the_node_and_say_so_like_kubectl() {
     let s = Server::start();
-    let nodes: Value = serde_json::from_str(&s.ok(&["get", "nodes", "-o", "json"])).unwrap();
-    let node = nodes["items"][0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The server's own node registers a moment after the API is ready.
+    let node = crate::support::eventually(30, "the server's node", || {
+        let nodes: Value = serde_json::from_str(&s.ok(&["get", "nodes", "-o", "json"])).unwrap();
+        nodes["items"][0]["metadata"]["name"]
+            .as_str()
+            .map(str::to_string)
+    });
 
     assert_eq!(
         s.ok(&["cordon", &node]).trim(),

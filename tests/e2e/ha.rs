@@ -76,7 +76,7 @@ fn three_servers_serve_fail_over_and_catch_up() {
             "--join".into(),
             format!("127.0.0.1:{}", s.port),
             "--token".into(),
-            s.token.clone(),
+            s.server_join_token(),
         ]
     };
     let args2 = join(&first);
@@ -214,25 +214,41 @@ fn three_servers_serve_fail_over_and_catch_up() {
 }
 
 #[test]
-fn joining_needs_the_cluster_token() {
+fn joining_needs_a_server_join_token() {
     let first = Server::start_with(&["--no-agent"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(crate::support::KETCH)
-        .args(["server", "--no-agent", "--listen"])
-        .arg(format!("127.0.0.1:{}", crate::support::free_port()))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--join", &format!("127.0.0.1:{}", first.port)])
-        .args(["--token", "not-the-token"])
-        .env("KETCH_CONFIG", dir.path().join("config"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let try_join = |token: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(crate::support::KETCH)
+            .args(["server", "--no-agent", "--listen"])
+            .arg(format!("127.0.0.1:{}", crate::support::free_port()))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--join", &format!("127.0.0.1:{}", first.port)])
+            .args(["--token", token])
+            .env("KETCH_CONFIG", dir.path().join("config"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Not a join token at all (the admin token joins nothing any more).
+    let err = try_join(&first.token);
+    assert!(err.contains("join token: expected K1"), "{err}");
+    // The right CA, a secret nobody issued.
+    let real = first.server_join_token();
+    let forged = format!("{}.{}", real.rsplit_once('.').unwrap().0, "a".repeat(16));
+    let err = try_join(&forged);
     assert!(
         err.contains("joining the cluster") && err.contains("401"),
         "{err}"
     );
+    // A node's join token makes no server.
+    let err = try_join(&first.join_token());
+    assert!(err.contains("403"), "{err}");
+    // Another cluster's CA: refused before anything is sent.
+    let other = Server::start_with(&["--no-agent"]);
+    let err = try_join(&other.server_join_token());
+    assert!(err.contains("joining the cluster"), "{err}");
     // Nothing changed in the cluster.
     assert_eq!(members(&first).len(), 1);
 }

@@ -70,10 +70,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .route("/version", get(version))
-        .route("/api", get(api_versions))
-        .route("/apis", get(api_groups))
+        // Without a credential only health and /version answer (as Kubernetes with
+        // anonymous requests off); metrics and discovery are non-resource paths RBAC grants
+        // (`system:discovery` to every authenticated caller).
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics_text))
+                .route("/api", get(api_versions))
+                .route("/apis", get(api_groups))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    require_non_resource,
+                )),
+        )
         .route("/api/{*rest}", any(handlers::core))
         .route("/apis/{*rest}", any(handlers::grouped))
         .nest("/raft", raft)
@@ -104,6 +114,23 @@ async fn require_peer_server(req: Request, next: Next) -> Response {
         ))
         .into_response(),
         None => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// A non-resource path (`/metrics`, discovery): an authenticated caller the authorizer lets
+/// `get` it.
+async fn require_non_resource(
+    State(st): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let allowed = caller(&st, req.headers(), req.extensions()).and_then(|user| {
+        st.authz
+            .authorize_non_resource(&user, "get", req.uri().path())
+    });
+    match allowed {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
