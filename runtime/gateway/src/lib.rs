@@ -532,17 +532,14 @@ impl Dispatcher {
         }
     }
 
-    /// Serves one request that arrived on a gateway listener. `node_port` is set for NodePort
-    /// listeners (every request goes to that port's Service); `from_peer` for the peer
-    /// listener, whose clients proved with a certificate that they are the cluster's;
-    /// `https` for the TLS listeners.
+    /// Serves one request that arrived on a listener of `kind`: a NodePort's sends every
+    /// request to that port's Service; the peer listener's clients proved with a
+    /// certificate that they are the cluster's.
     async fn serve(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
-        node_port: Option<u16>,
-        from_peer: bool,
-        https: bool,
+        kind: ListenerKind,
     ) -> Response<Body> {
         let start = Instant::now();
         let id = match req.headers().get(&X_REQUEST_ID) {
@@ -564,9 +561,7 @@ impl Dispatcher {
         let in_flight = self.metrics.in_flight.clone();
         in_flight.inc();
 
-        let (label, result) = self
-            .route_and_invoke(req, &id, &host, peer, node_port, from_peer, https)
-            .await;
+        let (label, result) = self.route_and_invoke(req, &id, &host, peer, kind).await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => axum::response::IntoResponse::into_response(e),
@@ -598,10 +593,13 @@ impl Dispatcher {
         id: &HeaderValue,
         host: &str,
         peer: SocketAddr,
-        node_port: Option<u16>,
-        from_peer: bool,
-        https: bool,
+        kind: ListenerKind,
     ) -> (String, Result<Response<Body>, GatewayError>) {
+        let node_port = match kind {
+            ListenerKind::NodePort(p) => Some(p),
+            _ => None,
+        };
+        let https = matches!(kind, ListenerKind::Tls | ListenerKind::Peer);
         if let Some(declared) = req.headers().get(header::CONTENT_LENGTH)
             && let Some(n) = declared.to_str().ok().and_then(|s| s.parse::<u64>().ok())
             && n > self.cfg.max_body
@@ -622,7 +620,7 @@ impl Dispatcher {
         // A peer gateway delivering to a Pod of ours: only on the peer listener, and that
         // listener serves nothing else.
         let target = h.remove(X_KETCH_POD);
-        if from_peer {
+        if kind == ListenerKind::Peer {
             let Some(target) = target else {
                 return ("-".into(), Err(GatewayError::Unauthorized));
             };
@@ -903,13 +901,8 @@ async fn accept_loop(
                 let d = d.clone();
                 async move {
                     Ok::<_, Infallible>(match kind {
-                        ListenerKind::Gateway => d.serve(req, peer, None, false, false).await,
-                        ListenerKind::NodePort(p) => {
-                            d.serve(req, peer, Some(p), false, false).await
-                        }
                         ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
-                        ListenerKind::Peer => d.serve(req, peer, None, true, true).await,
-                        ListenerKind::Tls => d.serve(req, peer, None, false, true).await,
+                        _ => d.serve(req, peer, kind).await,
                     })
                 }
             });

@@ -64,6 +64,10 @@ pub async fn grouped(
     dispatch(state, method, false, rest, query, peer, headers, body).await
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's extractors, handed on once from the two entry points"
+)]
 async fn dispatch(
     State(st): State<Arc<ApiState>>,
     method: Method,
