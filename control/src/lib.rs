@@ -5,7 +5,9 @@
 pub mod attrs;
 pub mod authz;
 pub mod controllers;
-pub mod files;
+/// Private files and directories: shared with the agent and the client config, so it lives
+/// in the client crate.
+pub use ketch_client::files;
 pub mod liveness;
 pub mod runner;
 pub mod scheduler;

@@ -93,34 +93,11 @@ impl ClientConfig {
     /// # Errors
     /// [`Error::Config`] on IO failure.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let fail = |e: std::io::Error| Error::Config(format!("{}: {e}", path.display()));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(fail)?;
         }
         let text = serde_yaml::to_string(self).map_err(|e| Error::Config(e.to_string()))?;
-        // A fresh name, created exclusively: never a file someone placed there before.
-        let tmp = path.with_extension(format!("tmp.{}.{}", std::process::id(), rand_suffix()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(fail)?;
-        f.write_all(text.as_bytes()).map_err(fail)?;
-        std::fs::rename(&tmp, path).map_err(fail)
+        crate::files::write_private(path, text.as_bytes()).map_err(fail)
     }
-}
-
-/// A random-enough suffix for a temp file name (the file is created exclusively anyway).
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

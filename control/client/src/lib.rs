@@ -13,6 +13,7 @@
 //! and need neither.
 
 mod config;
+pub mod files;
 pub mod join;
 mod watcher;
 

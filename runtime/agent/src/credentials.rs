@@ -75,10 +75,6 @@ const CA: &str = "ca.crt";
 const CERT: &str = "node.crt";
 const KEY: &str = "node.key";
 
-fn io_err(context: String) -> impl FnOnce(std::io::Error) -> AgentError {
-    move |source| AgentError::Io { context, source }
-}
-
 fn read(dir: &Path) -> Option<NodeTls> {
     let get = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
     Some(NodeTls {
@@ -88,34 +84,22 @@ fn read(dir: &Path) -> Option<NodeTls> {
     })
 }
 
-/// Write a file only its owner reads, atomically (a fresh temp name, created exclusively).
-fn write_private(path: &Path, contents: &str) -> Result<(), AgentError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io_err(format!("writing {}", path.display())))
-}
-
 fn save(dir: &Path, tls: &NodeTls) -> Result<(), AgentError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(format!("creating {}", dir.display())))?;
-    write_private(&dir.join(KEY), &tls.key_pem)?;
-    write_private(&dir.join(CERT), &tls.cert_pem)?;
-    write_private(&dir.join(CA), &tls.ca_pem)
+    use ketch_client::files::{create_private_dir, write_private};
+    let failed = |what: &Path| {
+        let context = format!("writing {}", what.display());
+        move |source| AgentError::Io { context, source }
+    };
+    create_private_dir(dir).map_err(failed(dir))?;
+    for (name, contents) in [
+        (KEY, &tls.key_pem),
+        (CERT, &tls.cert_pem),
+        (CA, &tls.ca_pem),
+    ] {
+        let path = dir.join(name);
+        write_private(&path, contents.as_bytes()).map_err(failed(&path))?;
+    }
+    Ok(())
 }
 
 /// `<data_dir>/pki`.
