@@ -277,6 +277,13 @@ fn decode_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, Strin
     let (head, data) = rest.split_at(len);
     let head: ChunkHead =
         serde_json::from_slice(head).map_err(|e| format!("snapshot chunk head: {e}"))?;
+    // The id names a file on this server: only the grammar servers write is taken.
+    if !super::state_machine::is_snapshot_id(&head.meta.snapshot_id) {
+        return Err(format!(
+            "snapshot chunk: meta.snapshot_id {:?} is not of the form TERM-NODE-INDEX-rREVISION",
+            head.meta.snapshot_id
+        ));
+    }
     Ok(InstallSnapshotRequest {
         vote: head.vote,
         meta: head.meta,
@@ -298,7 +305,7 @@ mod tests {
             meta: SnapshotMeta {
                 last_log_id: Some(LogId::new(CommittedLeaderId::new(3, 7), 42)),
                 last_membership: StoredMembership::default(),
-                snapshot_id: "3-7-42".into(),
+                snapshot_id: "3-7-42-r9".into(),
             },
             offset: 1 << 20,
             data: (0..=255u8).cycle().take(5000).collect(),
@@ -319,5 +326,36 @@ mod tests {
                 .contains("length prefix")
         );
         assert!(decode_chunk(&wire[..20]).unwrap_err().contains("announced"));
+    }
+
+    #[test]
+    fn a_snapshot_id_that_is_not_a_servers_own_name_is_refused() {
+        for id in [
+            "../../x",
+            "/etc/x",
+            "3-7-42-r9/../../x",
+            "3-7-42",
+            "",
+            "a-b-c-r1",
+            "none-r",
+            "1-2-3-4-r5",
+        ] {
+            let rpc = InstallSnapshotRequest::<TypeConfig> {
+                vote: Vote::new_committed(3, 7),
+                meta: SnapshotMeta {
+                    last_log_id: None,
+                    last_membership: StoredMembership::default(),
+                    snapshot_id: id.into(),
+                },
+                offset: 0,
+                data: vec![],
+                done: true,
+            };
+            let err = decode_chunk(&encode_chunk(&rpc)).err();
+            assert!(err.is_some_and(|e| e.contains("snapshot_id")), "{id:?}");
+        }
+        for id in ["none-r0", "3-7-42-r9", "18446744073709551615-1-2-r3"] {
+            assert!(super::super::state_machine::is_snapshot_id(id), "{id}");
+        }
     }
 }

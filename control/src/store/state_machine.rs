@@ -268,6 +268,22 @@ async fn flush_if_due(db: Arc<Database>, point: &Mutex<DurablePoint>) {
 /// copied, checksummed and fsynced; at 50,000 Pods that made the store spend most of its
 /// time snapshotting. A file is written beside the database, and only the small metadata
 /// commit takes the write lock.
+/// Whether `id` is of the grammar `build_snapshot` names snapshots with:
+/// `{term}-{node}-{index}-r{revision}` or `none-r{revision}`, every part decimal digits.
+pub(super) fn is_snapshot_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((log, revision)) = id.rsplit_once("-r") else {
+        return false;
+    };
+    if !digits(revision) {
+        return false;
+    }
+    log == "none" || {
+        let parts: Vec<&str> = log.split('-').collect();
+        parts.len() == 3 && parts.iter().all(|p| digits(p))
+    }
+}
+
 struct SnapshotFiles {
     dir: PathBuf,
 }
@@ -278,14 +294,21 @@ impl SnapshotFiles {
         Ok(Self { dir })
     }
 
-    fn path(&self, id: &str) -> PathBuf {
-        // Ids are `{term}-{node}-{index}-r{revision}` (or `none-r{revision}`): no separators.
-        self.dir.join(format!("{id}.snap"))
+    /// The file of snapshot `id`. An id arrives from a peer with an installed snapshot, so
+    /// only the grammar this server itself writes names a file (`is_snapshot_id`): never a
+    /// separator, `..` or an absolute path.
+    fn path(&self, id: &str) -> Result<PathBuf, DbError> {
+        if !is_snapshot_id(id) {
+            return Err(DbError::Other(format!(
+                "snapshot id {id:?} is not of the form TERM-NODE-INDEX-rREVISION or none-rREVISION"
+            )));
+        }
+        Ok(self.dir.join(format!("{id}.snap")))
     }
 
     /// Writes `data` as snapshot `id`, durably (temp file, fsync, rename, fsync the dir).
     fn write(&self, id: &str, data: &[u8]) -> Result<(), DbError> {
-        let path = self.path(id);
+        let path = self.path(id)?;
         // Random name, created exclusively, 0600: a snapshot holds every object. A leftover
         // of a crash is removed at the next start (`remove_all_but`).
         let tmp = crate::files::temp_path(&path);
@@ -297,7 +320,7 @@ impl SnapshotFiles {
     }
 
     fn read(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
-        let path = self.path(id);
+        let path = self.path(id)?;
         match std::fs::read(&path) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -308,7 +331,10 @@ impl SnapshotFiles {
     /// Removes snapshot `id`'s file, once no metadata names it. Only this one: a build and
     /// an install may run at once, and each removes only the file it made stale.
     fn remove(&self, id: &str) {
-        if let Err(e) = remove_if_exists(&self.path(id)) {
+        let removed = self
+            .path(id)
+            .and_then(|path| remove_if_exists(&path));
+        if let Err(e) = removed {
             tracing::warn!(error = %e, "removing an old snapshot");
         }
     }

@@ -631,3 +631,50 @@ async fn a_quiet_state_machine_is_made_durable_by_its_flusher() {
     sm.flush_if_due().await;
     assert!(!sm.is_dirty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installed_snapshot_whose_id_is_a_path_writes_no_file() {
+    use openraft::storage::RaftStateMachine as _;
+    let dir = TempDir::new().unwrap();
+    let db = db::open_state(&dir.path().join("raft.redb")).expect("open redb");
+    let snapshots = dir.path().join("deep/snapshots");
+    let mut sm = StateMachine::open(db, Arc::new(WatchHub::new(10)), &snapshots).expect("open");
+    let data = serde_json::to_vec(&json!({
+        "last_applied": null,
+        "membership": super::types::StoredMembership::default(),
+        "revision": 1,
+        "objects": [],
+    }))
+    .unwrap();
+    for id in ["../../x", "../x-r1", "/tmp/ketch-snapshot-escape"] {
+        let meta = openraft::SnapshotMeta {
+            last_log_id: None,
+            last_membership: Default::default(),
+            snapshot_id: id.into(),
+        };
+        let err = sm
+            .install_snapshot(&meta, Box::new(std::io::Cursor::new(data.to_vec())))
+            .await;
+        assert!(err.is_err(), "{id}");
+    }
+    // Nothing beside or above the snapshot dir, and nothing at the absolute path.
+    let names = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(names(dir.path()).iter().all(|n| !n.ends_with(".snap")));
+    assert!(names(&dir.path().join("deep")).iter().all(|n| !n.ends_with(".snap")));
+    assert!(!std::path::Path::new("/tmp/ketch-snapshot-escape.snap").exists());
+    // The same data under a server's own name installs: the ids, not the data, were refused.
+    let meta = openraft::SnapshotMeta {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "none-r1".into(),
+    };
+    sm.install_snapshot(&meta, Box::new(std::io::Cursor::new(data.to_vec())))
+        .await
+        .expect("a well-named snapshot installs");
+    assert!(snapshots.join("none-r1.snap").exists());
+}
