@@ -2,6 +2,7 @@
 //! loopback port, and CLI invocations against it).
 
 mod api;
+mod bad_input;
 mod cli;
 mod containers;
 mod drain;

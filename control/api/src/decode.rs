@@ -8,9 +8,9 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, DeserializeSeed as _};
+use serde_json::Value;
 
 use crate::apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetStatus};
 use crate::coordination::Lease;
@@ -80,17 +80,26 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
         }
         return Ok(docs);
     }
+    crate::bounded_yaml::check_flow_depth(text).map_err(|(line, message)| ParseError {
+        line: Some(line),
+        column: None,
+        message,
+    })?;
+    // Aliases are expanded within a budget of the text's size (see `bounded_yaml`).
+    let budget = crate::bounded_yaml::Budget::for_text(text);
     for doc in serde_yaml::Deserializer::from_str(text) {
         // Deserializing straight into a JSON map (not a YAML value) makes serde_yaml reject a
         // non-mapping document itself, with the position of the offending node.
-        let map = Option::<Map<String, Value>>::deserialize(doc).map_err(|e| {
-            let loc = e.location();
-            ParseError {
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
-                message: strip_position(&e.to_string()),
-            }
-        })?;
+        let map = crate::bounded_yaml::Document(&budget)
+            .deserialize(doc)
+            .map_err(|e| {
+                let loc = e.location();
+                ParseError {
+                    line: loc.as_ref().map(|l| l.line()),
+                    column: loc.as_ref().map(|l| l.column()),
+                    message: strip_position(&e.to_string()),
+                }
+            })?;
         if let Some(map) = map {
             push_document(&mut docs, Value::Object(map), None)?;
         }
@@ -467,6 +476,45 @@ mod tests {
                 .unwrap_or_else(|e| panic!("manifest rejected: {e}"));
             assert_eq!(admitted, doc);
         }
+    }
+
+    /// The measured shape: one anchor of 1,000 scalars, 20,000 aliases of it.
+    fn alias_bomb() -> String {
+        let mut text =
+            String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\nx: &a [");
+        text.push_str(&vec!["lol"; 1000].join(","));
+        text.push_str("]\ny: [");
+        text.push_str(&vec!["*a"; 20_000].join(","));
+        text.push_str("]\n");
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_within_a_budget_of_its_size() {
+        let text = alias_bomb();
+        assert!(text.len() < 70_000, "{}", text.len());
+        let started = std::time::Instant::now();
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("YAML aliases"), "{err}");
+        // Unbounded, this took 25 s; the budget stops it after ~300,000 units.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Aliases of small anchors, as people write them, still work.
+        let ok = "a: &x {b: 1}\nc: *x\nd: [*x, *x]\n";
+        let docs = parse_documents(ok).unwrap();
+        assert_eq!(
+            docs,
+            vec![json!({"a": {"b": 1}, "c": {"b": 1}, "d": [{"b": 1}, {"b": 1}]})]
+        );
+        // Nesting deep enough to make the parser quadratic is refused before it runs.
+        let deep = format!("a: 1\nb: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = parse_documents(&deep).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("deeper than 256"), "{err}");
+        // A document of a non-map is still the parser's positioned error.
+        let err = parse_documents("a: 1\n---\n- x\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 
 pub mod apps;
 pub mod authorization;
+mod bounded_yaml;
 pub mod coordination;
 pub mod core;
 pub mod decode;

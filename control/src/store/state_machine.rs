@@ -331,9 +331,7 @@ impl SnapshotFiles {
     /// Removes snapshot `id`'s file, once no metadata names it. Only this one: a build and
     /// an install may run at once, and each removes only the file it made stale.
     fn remove(&self, id: &str) {
-        let removed = self
-            .path(id)
-            .and_then(|path| remove_if_exists(&path));
+        let removed = self.path(id).and_then(|path| remove_if_exists(&path));
         if let Err(e) = removed {
             tracing::warn!(error = %e, "removing an old snapshot");
         }

@@ -665,7 +665,11 @@ async fn an_installed_snapshot_whose_id_is_a_path_writes_no_file() {
             .collect()
     };
     assert!(names(dir.path()).iter().all(|n| !n.ends_with(".snap")));
-    assert!(names(&dir.path().join("deep")).iter().all(|n| !n.ends_with(".snap")));
+    assert!(
+        names(&dir.path().join("deep"))
+            .iter()
+            .all(|n| !n.ends_with(".snap"))
+    );
     assert!(!std::path::Path::new("/tmp/ketch-snapshot-escape.snap").exists());
     // The same data under a server's own name installs: the ids, not the data, were refused.
     let meta = openraft::SnapshotMeta {

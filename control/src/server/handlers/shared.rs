@@ -18,6 +18,8 @@ use crate::store::command::{Applied, UpdateScope, Write};
 
 /// Largest request body accepted (Kubernetes' etcd object limit is 1.5 MiB; requests 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 << 20;
+/// Bodies up to this size are parsed on the async worker that read them (tens of µs).
+const INLINE_PARSE_BYTES: usize = 16 << 10;
 
 /// Serialize a response body as JSON, or YAML when the client asks for it.
 pub fn json_response(headers: &HeaderMap, code: StatusCode, value: &Value) -> Response {
@@ -61,6 +63,7 @@ pub(super) async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value
         .map_err(|_| ApiError::TooLarge {
             limit: MAX_BODY_BYTES,
         })?;
+    let bytes_len = bytes.len();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -70,10 +73,20 @@ pub(super) async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value
             "unsupported content type {content_type:?}: send application/json or application/yaml"
         )));
     }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not UTF-8: {e}")))?;
-    let mut docs =
-        parse_documents(text).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    let parse = move || {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not UTF-8: {e}")))?;
+        parse_documents(text).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+    };
+    // A large body takes milliseconds to parse (YAML more): off the async workers, so it
+    // cannot stall the watches and requests that share them. Small ones parse in place.
+    let mut docs = if bytes_len > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .map_err(|e| ApiError::Internal(format!("parsing the request body: {e}")))??
+    } else {
+        parse()?
+    };
     match docs.len() {
         1 => Ok(docs.remove(0)),
         0 => Err(ApiError::BadRequest("request body is empty".into())),
