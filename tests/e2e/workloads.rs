@@ -42,6 +42,38 @@ fn a_wasm_deployment_runs_heals_scales_rolls_out_and_is_deleted() {
         body.contains("hello from ketch") && body.contains("greeting: one"),
         "{body}"
     );
+    // A request authorized for one Pod cannot walk onto another's path with `..` (curl
+    // sends the path as is; reqwest would resolve it before sending).
+    for walk in [
+        "../../{other}/proxy/greet",
+        "%2e%2e/%2E%2E/{other}/proxy/greet",
+    ] {
+        let url = format!(
+            "{}/api/v1/namespaces/default/pods/{}/proxy/{}",
+            s.url,
+            first[0],
+            walk.replace("{other}", &first[1])
+        );
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--path-as-is",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(s.ca_file())
+            .args(["-H", &format!("Authorization: Bearer {}", s.token), &url])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "400",
+            "{walk}: {out:?}"
+        );
+    }
     // Its stdout went to the Pod's log.
     let logs = eventually(10, "the request in the pod's log", || {
         let out = s.ok(&["logs", &first[0]]);

@@ -49,6 +49,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// 502: what answered on the server's behalf (a node's agent) was not what it should be.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::BadGateway(_) => "BadGateway",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -234,6 +239,37 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_http_code_and_kubernetes_reason() {
+        let m = || "m".to_string();
+        let cases = [
+            (ApiError::BadRequest(m()), 400, "BadRequest"),
+            (ApiError::Unauthorized, 401, "Unauthorized"),
+            (ApiError::Forbidden(m()), 403, "Forbidden"),
+            (ApiError::Gone(m()), 410, "Expired"),
+            (
+                ApiError::TooLarge { limit: 1 },
+                413,
+                "RequestEntityTooLarge",
+            ),
+            (
+                ApiError::UnsupportedMediaType(m()),
+                415,
+                "UnsupportedMediaType",
+            ),
+            (ApiError::MethodNotAllowed(m()), 405, "MethodNotAllowed"),
+            (ApiError::Unavailable(m()), 503, "ServiceUnavailable"),
+            (ApiError::BadGateway(m()), 502, "BadGateway"),
+            (ApiError::Internal(m()), 500, "InternalError"),
+        ];
+        for (err, code, reason) in cases {
+            assert_eq!(err.status_code().as_u16(), code, "{err:?}");
+            assert_eq!(err.reason(), reason, "{err:?}");
+            assert_eq!(err.to_status()["code"], code, "{err:?}");
+            assert_eq!(err.to_status()["reason"], reason, "{err:?}");
+        }
+    }
 
     #[test]
     fn a_refused_eviction_is_a_429_status_naming_the_budget_as_its_cause() {

@@ -156,6 +156,8 @@ pub fn mtls_client(
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
+        // The proxy to agents checks which node answered (`server::proxy`).
+        .tls_info(true)
         .build()
         .map_err(|e| ServerError::Tls(format!("building the peer client: {e}")))
 }

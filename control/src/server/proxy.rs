@@ -89,8 +89,9 @@ pub async fn pod_subresource(
         url.push('?');
         url.push_str(q);
     }
+    let url = agent_url(&url, namespace, name)?;
     // Mutual TLS: the agent takes only servers' certificates.
-    let mut req = st.http.request(method.clone(), &url);
+    let mut req = st.http.request(method.clone(), url);
     for h in FORWARDED_REQUEST_HEADERS {
         if let Some(v) = headers.get(&h) {
             req = req.header(h, v);
@@ -104,6 +105,21 @@ pub async fn pod_subresource(
             "reaching the agent of node \"{node}\" at {endpoint}: {e}"
         ))
     })?;
+    // The endpoint is an annotation: whoever answers there must hold this node's own
+    // certificate, not only one of the cluster's, before anything of its answer goes back.
+    let answered_by = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(reqwest::tls::TlsInfo::peer_certificate)
+        .and_then(ketch_tls::identity_of);
+    let expected = ketch_tls::node_identity(node);
+    if answered_by.as_ref().map(|i| &i.name) != Some(&expected.name) {
+        return Err(ApiError::BadGateway(format!(
+            "the agent endpoint {endpoint} of node \"{node}\" answered as {}, not as {}",
+            answered_by.map_or_else(|| "no known identity".to_string(), |i| i.name),
+            expected.name
+        )));
+    }
     let mut out = Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
         if k != header::CONNECTION && k != header::TRANSFER_ENCODING {
@@ -114,4 +130,56 @@ pub async fn pod_subresource(
     out.body(Body::from_stream(stream))
         .map_err(|e| ApiError::Internal(format!("building the proxied response: {e}")))
         .map(IntoResponse::into_response)
+}
+
+/// The agent URL of a `log` or `proxy` request, refused unless it stays under the Pod's own
+/// path: a `..` or `.` segment (also percent-encoded) or a backslash, which URL parsing
+/// resolves or turns into `/`, would move a request authorized for one Pod onto another
+/// path of the agent.
+fn agent_url(url: &str, namespace: &str, name: &str) -> Result<reqwest::Url, ApiError> {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let dot_segment = path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    });
+    if dot_segment || path.contains('\\') || path.to_ascii_lowercase().contains("%5c") {
+        return Err(ApiError::BadRequest(format!(
+            "pods/{name}: a proxied path may not hold \".\" or \"..\" segments or backslashes"
+        )));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ApiError::BadRequest(format!("pods/{name}: the proxied URL: {e}")))?;
+    let prefix = format!("/pods/{namespace}/{name}/");
+    if !parsed.path().contains(&prefix) {
+        return Err(ApiError::BadRequest(format!(
+            "pods/{name}: the proxied path leaves the pod's own path"
+        )));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxied_path_stays_under_its_pod() {
+        let base = "https://10.0.0.2:10250/pods/d/a/proxy/";
+        for ok in ["", "x/y", "x.y/..z", "...", "%2e%2fx", "x?a=../b"] {
+            let url = agent_url(&format!("{base}{ok}"), "d", "a").unwrap();
+            assert!(url.path().starts_with("/pods/d/a/proxy/"), "{ok}: {url}");
+        }
+        for bad in [
+            "../../b/proxy/x",
+            "x/../../../b/proxy",
+            "%2e%2e/%2E%2E/b/proxy",
+            ".%2e/x",
+            "./x",
+            "..\\..\\b",
+            "%5c..%5cb",
+        ] {
+            let err = agent_url(&format!("{base}{bad}"), "d", "a").unwrap_err();
+            assert!(matches!(err, ApiError::BadRequest(_)), "{bad}");
+        }
+    }
 }
