@@ -19,6 +19,9 @@ pub const PREFIX: &str = "ketch.dev/";
 
 /// Pod annotation: the per-request CPU deadline of a Wasm component (`30s`, `500ms`).
 pub const REQUEST_TIMEOUT: &str = "ketch.dev/request-timeout";
+/// The longest [`REQUEST_TIMEOUT`] a Pod may ask for (Knative's default
+/// `max-revision-timeout-seconds`): an instance slot held longer is a slot captured.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 /// Pod annotation: requests in flight per Pod (a positive integer).
 pub const MAX_CONCURRENCY: &str = "ketch.dev/max-concurrency";
 /// Pod annotation: comma-separated hosts a Wasm component may call over HTTP.
@@ -87,14 +90,21 @@ impl PodAnnotations {
     ) -> Result<Self, Vec<(&'static str, String)>> {
         let mut errs = Vec::new();
         let request_timeout = annotations.get(REQUEST_TIMEOUT).and_then(|v| {
-            let d = format::parse_duration(v);
-            if d.is_none() {
-                errs.push((
+            match format::parse_duration(v) {
+                None => errs.push((
                     REQUEST_TIMEOUT,
                     format!("invalid duration {v:?} (use e.g. 30s or 500ms)"),
-                ));
+                )),
+                Some(d) if d > MAX_REQUEST_TIMEOUT => errs.push((
+                    REQUEST_TIMEOUT,
+                    format!(
+                        "{v:?} is longer than the limit of {}s",
+                        MAX_REQUEST_TIMEOUT.as_secs()
+                    ),
+                )),
+                Some(d) => return Some(d),
             }
-            d
+            None
         });
         let max_concurrency = annotations.get(MAX_CONCURRENCY).and_then(|v| {
             let n = v.trim().parse::<usize>().ok().filter(|n| *n > 0);
@@ -230,6 +240,14 @@ mod tests {
             ]
         );
         assert!(errs[0].to_string().contains("30s or 500ms"), "{}", errs[0]);
+        // Hours (or the ~31 years the parser takes) would hold an instance slot for good.
+        let errs = validate_ketch_annotations(
+            AnnotationScope::Pod,
+            &ann(&[(REQUEST_TIMEOUT, "2h")]),
+            "metadata.annotations",
+        );
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].to_string().contains("limit of 600s"), "{}", errs[0]);
     }
 
     #[test]

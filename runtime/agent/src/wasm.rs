@@ -67,8 +67,7 @@ impl WasmRuntime {
         dirty_page_reset: bool,
         outbound_ca_file: Option<PathBuf>,
     ) -> Result<Self, WasmError> {
-        let mut config = EngineConfig::new(cache_dir);
-        config.max_instances = max_instances;
+        let mut config = EngineConfig::with_instances(cache_dir, max_instances);
         config.max_memory_per_instance = max_memory_per_instance(node_memory);
         config.reset_dirty_pages_only = dirty_page_reset;
         config.outbound_ca_file = outbound_ca_file;

@@ -32,6 +32,10 @@ use http_body_util::{BodyExt as _, Empty};
 use ketch_test_guests::HELLO;
 use ketch_wasm::{AppConfig, Engine, EngineConfig, Handler};
 
+/// Instance slots of the bench's engines: a quarter of them (the default share of one app)
+/// covers the 64 concurrent tasks of the widest run.
+const BENCH_INSTANCES: u32 = 256;
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -214,7 +218,7 @@ async fn main() {
     );
 
     // Compile once, cold cache.
-    let engine = Engine::new(EngineConfig::new(&cache)).expect("engine");
+    let engine = Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
     let t = Instant::now();
     let app = engine.load_file(hello, None).await.expect("load");
     println!(
@@ -232,7 +236,7 @@ async fn main() {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let mut config = EngineConfig::new(&cache);
+        let mut config = EngineConfig::with_instances(&cache, BENCH_INSTANCES);
         config.reset_dirty_pages_only = dirty;
         let engine = Engine::new(config).expect("engine");
         if dirty && !engine.resets_dirty_pages_only() {
@@ -269,7 +273,7 @@ async fn main() {
     let mut engine_new = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        let engine = Engine::new(EngineConfig::new(&cache)).expect("engine");
+        let engine = Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
         engine_new.push(t.elapsed());
         let t = Instant::now();
         let app = engine.load_file(hello, None).await.expect("load");

@@ -65,7 +65,9 @@ pub struct AppConfig {
     /// it; guests waiting on I/O are dropped at it.
     pub request_timeout: Duration,
     /// Requests in flight at once; one more fails fast with [`InvokeError::Overloaded`] (the
-    /// gateway decides whether to queue or retry). `None`: bounded only by the engine's pool.
+    /// gateway decides whether to queue or retry). `None`: the engine's
+    /// [`crate::EngineConfig::default_max_concurrency`]; at most its
+    /// [`crate::EngineConfig::max_concurrency_cap`].
     pub max_concurrency: Option<usize>,
     /// Hosts the guest may send HTTP requests to: `api.example.com` (default port of the
     /// scheme), `*.example.com` (subdomains), `host:8080`, `host:*`, or `*` (anything).
@@ -135,7 +137,8 @@ impl App {
     /// # Errors
     ///
     /// [`WasmError::InvalidConfig`] when `memory_limit` exceeds the engine's
-    /// `max_memory_per_instance`, `request_timeout` or `max_concurrency` is zero, or an
+    /// `max_memory_per_instance`, `request_timeout` or `max_concurrency` is zero,
+    /// `max_concurrency` exceeds the engine's `max_concurrency_cap`, or an
     /// `allowed_outbound_hosts` entry is malformed (the message names the index).
     pub fn handler(&self, config: AppConfig) -> Result<Handler, WasmError> {
         let engine_max = self.engine.inner.config.max_memory_per_instance;
@@ -153,15 +156,26 @@ impl App {
                 "request_timeout must be > 0".into(),
             ));
         }
-        let semaphore = match config.max_concurrency {
+        let engine_config = &self.engine.inner.config;
+        let cap = engine_config.max_concurrency_cap as usize;
+        let max_concurrency = match config.max_concurrency {
             Some(0) => {
                 return Err(WasmError::InvalidConfig(
                     "max_concurrency must be > 0".into(),
                 ));
             }
-            Some(n) => Some(Arc::new(Semaphore::new(n))),
-            None => None,
+            Some(n) if n > cap => {
+                return Err(WasmError::InvalidConfig(format!(
+                    "max_concurrency {n} exceeds the node's cap of {cap} requests in flight \
+                     per Pod (half its {} instance slots)",
+                    engine_config.max_instances
+                )));
+            }
+            Some(n) => n,
+            // Unset: a share of the node's pool, never all of it.
+            None => engine_config.default_max_concurrency as usize,
         };
+        let semaphore = Arc::new(Semaphore::new(max_concurrency));
         let outbound = Arc::new(OutboundPolicy::new(
             &config.allowed_outbound_hosts,
             config.outbound_resolver.clone(),
@@ -193,7 +207,7 @@ struct HandlerInner {
     env: Vec<(String, String)>,
     memory_limit: u64,
     request_timeout: Duration,
-    semaphore: Option<Arc<Semaphore>>,
+    semaphore: Arc<Semaphore>,
     outbound: Arc<OutboundPolicy>,
     log_sink: Option<Arc<dyn LogSink>>,
     key_value: Option<Arc<KeyValueScope>>,
@@ -253,14 +267,12 @@ impl Handler {
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: std::fmt::Display,
     {
-        let permit: Option<OwnedSemaphorePermit> = match &self.inner.semaphore {
-            Some(s) => Some(
-                s.clone()
-                    .try_acquire_owned()
-                    .map_err(|_| InvokeError::Overloaded)?,
-            ),
-            None => None,
-        };
+        let permit: OwnedSemaphorePermit = self
+            .inner
+            .semaphore
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| InvokeError::Overloaded)?;
         let started = Instant::now();
         let deadline = started + self.inner.request_timeout;
         let mut store = self.new_store(deadline);

@@ -53,6 +53,13 @@ pub struct EngineConfig {
     /// Instances alive at once on this node (sizes the pooling allocator). Requests beyond it
     /// fail with [`crate::InvokeError::Overloaded`].
     pub max_instances: u32,
+    /// Requests one handler (one Pod) may have in flight when its
+    /// [`crate::AppConfig::max_concurrency`] is unset: a share of [`Self::max_instances`], so
+    /// one busy or slow app cannot take every instance slot of the node. Default: a quarter.
+    pub default_max_concurrency: u32,
+    /// The most a handler's [`crate::AppConfig::max_concurrency`] may ask for; more is
+    /// refused with [`WasmError::InvalidConfig`]. Default: half of [`Self::max_instances`].
+    pub max_concurrency_cap: u32,
     /// Upper bound for one instance's linear memory, in bytes; [`crate::AppConfig::memory_limit`]
     /// may only lower it.
     pub max_memory_per_instance: u64,
@@ -91,13 +98,21 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// Defaults: 100 instances, 128 MiB per instance, 120 s compile timeout, 2 compiles at
-    /// once, 10 ms tick, memory reset by decommit (not
-    /// [`EngineConfig::reset_dirty_pages_only`]).
+    /// Defaults: 100 instances (25 per handler by default, at most 50), 128 MiB per
+    /// instance, 120 s compile timeout, 2 compiles at once, 10 ms tick, memory reset by
+    /// decommit (not [`EngineConfig::reset_dirty_pages_only`]).
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self::with_instances(cache_dir, 100)
+    }
+
+    /// [`EngineConfig::new`] with a pool of `max_instances`, and the per-handler default
+    /// share and cap derived from it.
+    pub fn with_instances(cache_dir: impl Into<PathBuf>, max_instances: u32) -> Self {
         Self {
             cache_dir: cache_dir.into(),
-            max_instances: 100,
+            max_instances,
+            default_max_concurrency: (max_instances / 4).max(1),
+            max_concurrency_cap: (max_instances / 2).max(1),
             max_memory_per_instance: 128 * 1024 * 1024,
             compile_timeout: Duration::from_secs(120),
             max_concurrent_compiles: 2,

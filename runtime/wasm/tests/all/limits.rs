@@ -122,6 +122,56 @@ async fn requests_beyond_max_concurrency_are_rejected_as_overloaded() {
     assert!(matches!(expect_err(&h, "/").await, InvokeError::Timeout));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_without_max_concurrency_gets_a_share_of_the_pool_and_no_more_than_the_cap() {
+    use std::path::Path;
+
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ketch-wasm-shared-cache");
+    let mut config = ketch_wasm::EngineConfig::with_instances(&dir, 8);
+    config.max_memory_per_instance = 64 << 20;
+    let engine = ketch_wasm::Engine::new(config).expect("engine");
+    let app = engine
+        .load_file(Path::new(LOOPER), None)
+        .await
+        .expect("load");
+    // Asking for more than half the node's slots is refused, naming the cap.
+    let Err(err) = app.handler(AppConfig {
+        max_concurrency: Some(5),
+        ..AppConfig::default()
+    }) else {
+        panic!("max_concurrency 5 of 8 slots was accepted");
+    };
+    assert!(err.to_string().contains("cap of 4"), "{err}");
+    // Unset: a quarter of the pool (2 of 8), so a stuck app leaves the rest to others.
+    let looper = app
+        .handler(AppConfig {
+            request_timeout: Duration::from_millis(400),
+            ..AppConfig::default()
+        })
+        .expect("handler");
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let h = looper.clone();
+            tokio::spawn(async move { h.handle(get_request("/")).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(
+        expect_err(&looper, "/").await,
+        InvokeError::Overloaded
+    ));
+    let hello = engine
+        .load_file(Path::new(HELLO), None)
+        .await
+        .expect("load")
+        .handler(AppConfig::default())
+        .expect("handler");
+    assert_eq!(get(&hello, "/").await.0, 200);
+    for s in stuck {
+        assert!(matches!(s.await.expect("join"), Err(InvokeError::Timeout)));
+    }
+}
+
 #[tokio::test]
 async fn dirty_page_reset_when_asked_for_still_starts_every_request_clean() {
     use std::path::Path;

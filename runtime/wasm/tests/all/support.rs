@@ -20,8 +20,7 @@ pub fn shared_engine() -> Engine {
 }
 
 pub fn small_config(dir: &Path) -> EngineConfig {
-    let mut config = EngineConfig::new(dir);
-    config.max_instances = 32;
+    let mut config = EngineConfig::with_instances(dir, 32);
     config.max_memory_per_instance = 64 << 20;
     config
 }
