@@ -218,7 +218,8 @@ async fn main() {
     );
 
     // Compile once, cold cache.
-    let engine = Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
+    let engine =
+        Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
     let t = Instant::now();
     let app = engine.load_file(hello, None).await.expect("load");
     println!(
@@ -273,7 +274,8 @@ async fn main() {
     let mut engine_new = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        let engine = Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
+        let engine =
+            Engine::new(EngineConfig::with_instances(&cache, BENCH_INSTANCES)).expect("engine");
         engine_new.push(t.elapsed());
         let t = Instant::now();
         let app = engine.load_file(hello, None).await.expect("load");

@@ -4,9 +4,10 @@
 //! ketch implements the host side itself from the same WIT (vendored in `sdk/wit`).
 //!
 //! Data is scoped per app: a guest's bucket `B` is the redb table `kv/<app>/<B>`, where the
-//! app is the opaque [`KeyValueScope::app`] the caller chose (the node agent uses
-//! `<namespace>/<app label>`), so every Pod of an app — including the one replacing a deleted
-//! Pod — sees the same data, and no app sees another's. The empty identifier (what
+//! app is the opaque [`KeyValueScope::app`] the caller chose (the node agent uses the Pod's
+//! workload, `<namespace>/<Kind>/<name>`: `ketch_workload::workload_identity`), so every Pod
+//! of a workload — including the one replacing a deleted Pod — sees the same data, and no
+//! workload sees another's. The empty identifier (what
 //! `wasmtime serve -S keyvalue` accepts) is the bucket `default`.
 //!
 //! Costs nothing to apps that do not import it: the file is opened on the first `open` of a
@@ -43,6 +44,10 @@ pub const MAX_BUCKET_NAME_BYTES: usize = 64;
 pub const LIST_KEYS_PAGE: usize = 1000;
 /// Most keys in one `get-many` / `set-many` / `delete-many`.
 pub const MAX_BATCH_KEYS: usize = 1000;
+/// Most bytes of values one `get-many` returns. The host copies them before the guest's
+/// memory limit can refuse them, so without a bound one call could make the node hold
+/// 1,000 × 1 MiB per request.
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// The node's key-value file. Cheap to clone; opened on first use.
 #[derive(Clone)]
@@ -153,11 +158,23 @@ impl KeyValueStore {
             Err(TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
             Err(e) => return Err(other("read", e)),
         };
+        let mut total = 0usize;
         keys.iter()
             .map(|k| {
-                t.get(k.as_str())
-                    .map(|v| v.map(|v| v.value().to_vec()))
-                    .map_err(|e| other("read", e))
+                let value = t.get(k.as_str()).map_err(|e| other("read", e))?.map(|v| {
+                    let v = v.value();
+                    total += v.len();
+                    (total <= MAX_BATCH_BYTES).then(|| v.to_vec())
+                });
+                match value {
+                    Some(None) => Err(KvError::Other(format!(
+                        "the values of these {} keys exceed the limit of {MAX_BATCH_BYTES} bytes \
+                         per get-many: ask for fewer keys",
+                        keys.len()
+                    ))),
+                    Some(Some(v)) => Ok(Some(v)),
+                    None => Ok(None),
+                }
             })
             .collect()
     }
@@ -580,6 +597,15 @@ mod tests {
             matches!(&e, KvError::Other(m) if m.contains("the limit is 1048576 bytes")),
             "{e:?}"
         );
+        // get-many returns at most MAX_BATCH_BYTES of values, whatever the keys hold.
+        let mb = vec![7u8; MAX_VALUE_BYTES];
+        let keys: Vec<String> = (0..9).map(|i| format!("big{i}")).collect();
+        let entries: Vec<(String, Vec<u8>)> =
+            keys.iter().map(|k| (k.clone(), mb.clone())).collect();
+        s.set_many("kv/a/b", &entries).unwrap();
+        assert_eq!(s.get_many("kv/a/b", &keys[..8]).unwrap().len(), 8);
+        let err = s.get_many("kv/a/b", &keys).unwrap_err();
+        assert!(format!("{err:?}").contains("8388608 bytes"), "{err:?}");
         let many: Vec<String> = (0..=MAX_BATCH_KEYS).map(|i| i.to_string()).collect();
         assert!(s.get_many("t", &many).is_err());
     }

@@ -65,7 +65,8 @@ pub struct WorkloadSpec {
     pub container: String,
     /// The image as written in the Pod (`file:/abs.wasm`, `./x.wasm`, `registry/app:tag`).
     pub image: String,
-    /// Which app the Pod belongs to ([`app_identity`]): the scope of its wasi:keyvalue data.
+    /// Which workload the Pod belongs to ([`workload_identity`]): the scope of its
+    /// wasi:keyvalue data.
     pub app: String,
     /// The container's whole environment.
     pub env: Vec<(String, String)>,
@@ -91,21 +92,38 @@ pub struct WorkloadSpec {
     pub progress: Arc<dyn Fn(String) + Send + Sync>,
 }
 
-/// The app a Pod belongs to, `<namespace>/<name>`: its `app.kubernetes.io/name` label, else
-/// its `app` label (what Deployments and `ketch new` manifests select on), else the Pod's
-/// own name. Every Pod of an app — the replacement of a deleted Pod too — gets the same
-/// identity, so they share the app's wasi:keyvalue data on a node; a Pod without either label
-/// keeps its data only under its own name.
-pub fn app_identity(
+/// The workload a Pod belongs to, `<namespace>/<Kind>/<name>`: the scope of its
+/// wasi:keyvalue data on a node. Read from the Pod's controller ownerReference, so every Pod
+/// of a Deployment — across rollouts, which make new ReplicaSets, and the replacement of a
+/// deleted Pod — gets the same identity, and two workloads never share data because they
+/// carry the same `app` label. A ReplicaSet a Deployment made (`<deployment>-<hash>`, its
+/// Pods labelled `pod-template-hash: <hash>`) stands for its Deployment; a Pod without a
+/// controller is its own workload (`<namespace>/Pod/<name>`).
+///
+/// Any Pod that can be created in the namespace can name any controller there, as it can
+/// mount any Secret there: the namespace is the boundary, as in Kubernetes.
+pub fn workload_identity(
     namespace: &str,
-    labels: &std::collections::BTreeMap<String, String>,
+    meta: &ketch_api::meta::ObjectMeta,
     pod_name: &str,
 ) -> String {
-    let name = labels
-        .get("app.kubernetes.io/name")
-        .or_else(|| labels.get("app"))
-        .map_or(pod_name, String::as_str);
-    format!("{namespace}/{name}")
+    let controller = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true) && !o.kind.is_empty() && !o.name.is_empty());
+    let Some(owner) = controller else {
+        return format!("{namespace}/Pod/{pod_name}");
+    };
+    let deployment = (owner.kind == "ReplicaSet")
+        .then(|| meta.labels.get("pod-template-hash"))
+        .flatten()
+        .and_then(|hash| owner.name.strip_suffix(hash.as_str()))
+        .and_then(|prefix| prefix.strip_suffix('-'))
+        .filter(|name| !name.is_empty());
+    match deployment {
+        Some(name) => format!("{namespace}/Deployment/{name}"),
+        None => format!("{namespace}/{}/{}", owner.kind, owner.name),
+    }
 }
 
 /// The port a request is for (the Service's target port), set by the gateway as a request
@@ -309,27 +327,43 @@ pub trait WorkloadRuntime: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use super::app_identity;
+    use super::workload_identity;
+    use ketch_api::meta::ObjectMeta;
+    use serde_json::json;
 
     #[test]
-    fn app_identity_prefers_the_standard_name_label_then_app_then_the_pod() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+    fn a_pods_workload_is_its_controller_and_a_deployments_replica_sets_are_the_deployment() {
+        let meta = |v: serde_json::Value| -> ObjectMeta { serde_json::from_value(v).unwrap() };
+        let rs = |name: &str, hash: &str| {
+            meta(json!({
+                "labels": {"app": "counter", "pod-template-hash": hash},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": name, "uid": "u1", "controller": true}],
+            }))
         };
-        let both = labels(&[("app", "short"), ("app.kubernetes.io/name", "full")]);
-        assert_eq!(app_identity("ns", &both, "p-1"), "ns/full");
+        // Two rollouts of one Deployment share data; the app label plays no part.
         assert_eq!(
-            app_identity("ns", &labels(&[("app", "counter")]), "p-1"),
-            "ns/counter"
+            workload_identity("ns", &rs("counter-7d9f", "7d9f"), "p"),
+            "ns/Deployment/counter"
         );
         assert_eq!(
-            app_identity("ns", &labels(&[("tier", "x")]), "p-1"),
-            "ns/p-1"
+            workload_identity("ns", &rs("counter-55aa", "55aa"), "p"),
+            "ns/Deployment/counter"
         );
+        // A ReplicaSet of its own (no matching hash) is itself the workload.
+        assert_eq!(
+            workload_identity("ns", &rs("plain", "7d9f"), "p"),
+            "ns/ReplicaSet/plain"
+        );
+        let job = meta(json!({"ownerReferences": [
+            {"kind": "Job", "name": "backup", "uid": "u2", "controller": true},
+        ]}));
+        assert_eq!(workload_identity("ns", &job, "p"), "ns/Job/backup");
+        // Same label, no controller: each Pod keeps its own data.
+        let bare = meta(json!({"labels": {"app": "counter"}, "ownerReferences": [
+            {"kind": "ConfigMap", "name": "x", "uid": "u3"},
+        ]}));
+        assert_eq!(workload_identity("ns", &bare, "p-1"), "ns/Pod/p-1");
     }
 }

@@ -92,7 +92,7 @@ pub(super) async fn workload_spec(
         pod_uid: pref.uid.clone(),
         container: name.to_string(),
         image: image.to_string(),
-        app: ketch_workload::app_identity(ns, &pod.metadata.labels, &pref.name),
+        app: ketch_workload::workload_identity(ns, &pod.metadata, &pref.name),
         env,
         memory_limit,
         request_timeout: knobs.request_timeout,
