@@ -202,6 +202,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
+            .pool_idle_timeout(ketch_tls::CLIENT_POOL_IDLE)
             // The API never redirects; a server that does is not followed anywhere.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(tls) = tls {

@@ -537,6 +537,7 @@ impl Server {
             listener,
             pki.server_config.clone(),
             served_app,
+            ketch_tls::ListenerLimits::API,
             rx,
         ));
         if let Some(join) = joining {

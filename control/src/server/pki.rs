@@ -153,7 +153,7 @@ pub fn mtls_client(
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(std::time::Duration::from_secs(5))
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_idle_timeout(ketch_tls::CLIENT_POOL_IDLE)
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none())
         // The proxy to agents checks which node answered (`server::proxy`).

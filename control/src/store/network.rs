@@ -56,7 +56,7 @@ impl NetworkFactory {
                     ketch_tls::install_default_provider();
                     reqwest::Client::builder()
                         .connect_timeout(Duration::from_secs(1))
-                        .pool_idle_timeout(Duration::from_secs(30))
+                        .pool_idle_timeout(ketch_tls::CLIENT_POOL_IDLE)
                         .build()
                         .expect("a plain HTTP client always builds")
                 },

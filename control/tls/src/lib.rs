@@ -15,6 +15,7 @@
 mod ca;
 mod config;
 mod identity;
+mod limits;
 mod pinned;
 mod serve;
 mod token;
@@ -23,6 +24,9 @@ pub use ca::{ClusterCa, Issued, Usage, csr, first_cert_der, sha256_hex};
 pub use config::{ClientAuth, client_config, server_config};
 pub use identity::{
     Identity, NODES_GROUP, SERVERS_GROUP, identity_of, node_identity, server_identity,
+};
+pub use limits::{
+    CLIENT_POOL_IDLE, ConnectionSlots, H2_KEEPALIVE, HEADER_READ_TIMEOUT, ListenerLimits,
 };
 pub use pinned::pinned_client_config;
 /// The rustls this crate's configs are for, so dependents name the same one.

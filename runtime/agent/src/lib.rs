@@ -524,7 +524,10 @@ impl Agent {
         let endpoint_tls = cfg.tls.as_ref().map(NodeTls::endpoint).transpose()?;
         let http = tokio::spawn(async move {
             let served = match endpoint_tls {
-                Some(tls) => ketch_tls::serve(listener, tls, app, http_stop).await,
+                Some(tls) => {
+                    let limits = ketch_tls::ListenerLimits::AGENT;
+                    ketch_tls::serve(listener, tls, app, limits, http_stop).await
+                }
                 None => {
                     // Logs followed with `-f` stream small writes: no Nagle delay.
                     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {

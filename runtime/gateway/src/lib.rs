@@ -242,7 +242,7 @@ impl Dispatcher {
                 .enable_http1()
                 .wrap_connector(connector);
             HttpClient::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_idle_timeout(ketch_tls::CLIENT_POOL_IDLE)
                 .build(https)
         });
         let table = Arc::new(RouteTable::build(&Default::default(), node, &cfg.domain));
@@ -874,9 +874,9 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(hyper_util::server::conn::auto::Builder::new(
-        TokioExecutor::new(),
-    ));
+    let limits = ketch_tls::ListenerLimits::GATEWAY;
+    let builder = Arc::new(limits.http_builder());
+    let slots = limits.slots();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -891,12 +891,17 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(slot) = slots.take() else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let d = dispatcher.clone();
         let builder = builder.clone();
         let stop = stop.clone();
         let tls = tls.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let d = d.clone();
                 async move {
