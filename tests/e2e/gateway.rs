@@ -471,3 +471,47 @@ fn the_gateway_enforces_its_deadline_and_body_limit_speaks_h2c_and_logs_access()
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_public_gateway_routes_service_names_only_to_exposed_services() {
+    // On 0.0.0.0 the listener is public; the test reaches it on loopback.
+    let s = Server::start_with(&["--gateway", "0.0.0.0:0"]);
+    let port = s
+        .gateway()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let gw = format!("http://127.0.0.1:{port}");
+    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(1, None));
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    wait_running(&s, "app=hello", 1);
+    eventually(30, "1 ready endpoint", || {
+        (ready_endpoints(&s, "hello") == 1).then_some(())
+    });
+    // The Ingress path exposes it; its name alone does not, nor any other Service's.
+    let (code, _, body) = http("GET", &format!("{gw}/hello"), &[], None);
+    assert_eq!(code, 200, "{body}");
+    let (code, _, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+    assert_eq!(code, 404, "{body}");
+    let (code, _, _) = http(
+        "GET",
+        &format!("{gw}/"),
+        &[("host", "kubernetes.default.ketch.localhost")],
+        None,
+    );
+    assert_eq!(code, 404);
+    // Exposed by annotation: served by name.
+    let exposed = hello_app(1, None).replace(
+        "kind: Service\nmetadata:\n  name: hello\n",
+        "kind: Service\nmetadata:\n  name: hello\n  annotations: {ketch.dev/expose: \"true\"}\n",
+    );
+    assert!(exposed.contains("ketch.dev/expose"));
+    let f = write_file(s.dir.path(), "hello.yaml", &exposed);
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    eventually(10, "the exposed Service served by name", || {
+        let (code, _, body) = http("GET", &format!("{gw}/"), &[("host", HELLO_HOST)], None);
+        (code == 200).then_some(body)
+    });
+}

@@ -28,6 +28,10 @@ pub const MAX_CONCURRENCY: &str = "ketch.dev/max-concurrency";
 pub const ALLOWED_OUTBOUND_HOSTS: &str = "ketch.dev/allowed-outbound-hosts";
 /// Service annotation: the path prefix the gateway routes to the Service on any host.
 pub const PATH_PREFIX: &str = "ketch.dev/path-prefix";
+/// Service annotation, `"true"` or `"false"`: whether a public gateway listener (one not on
+/// loopback) routes `Host: <svc>.<ns>.<domain>` to the Service. Ingress rules, NodePorts and
+/// [`PATH_PREFIX`] expose a Service on their own; in-cluster callers reach every Service.
+pub const EXPOSE: &str = "ketch.dev/expose";
 /// Node annotation (written by its agent): the agent's HTTP endpoint (logs, Pod proxy).
 pub const AGENT_ENDPOINT: &str = "ketch.dev/agent-endpoint";
 /// Node annotation (written by its agent): the URL of its public gateway listener.
@@ -65,7 +69,7 @@ pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
 /// The `ketch.dev/…` annotations a Pod (or a Pod template) may carry.
 pub const POD_ANNOTATIONS: [&str; 3] = [REQUEST_TIMEOUT, MAX_CONCURRENCY, ALLOWED_OUTBOUND_HOSTS];
 /// The `ketch.dev/…` annotations a Service may carry.
-pub const SERVICE_ANNOTATIONS: [&str; 1] = [PATH_PREFIX];
+pub const SERVICE_ANNOTATIONS: [&str; 2] = [PATH_PREFIX, EXPOSE];
 /// The `ketch.dev/…` annotations a Node may carry.
 pub const NODE_ANNOTATIONS: [&str; 3] = [AGENT_ENDPOINT, GATEWAY_ENDPOINT, GATEWAY_PEER_ENDPOINT];
 
@@ -185,6 +189,17 @@ pub fn validate_ketch_annotations(
             }
         })
         .collect();
+    if scope == AnnotationScope::Service
+        && let Some(v) = annotations.get(EXPOSE)
+        && v != "true"
+        && v != "false"
+    {
+        errs.push(FieldError::invalid_str(
+            validation::key(path, EXPOSE),
+            v,
+            "must be \"true\" or \"false\"".to_string(),
+        ));
+    }
     if scope == AnnotationScope::Pod
         && let Err(bad) = PodAnnotations::parse(annotations)
     {
@@ -277,6 +292,25 @@ mod tests {
             )
             .len(),
             1
+        );
+        let errs = validate_ketch_annotations(
+            AnnotationScope::Service,
+            &ann(&[(EXPOSE, "yes")]),
+            "metadata.annotations",
+        );
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].to_string().contains("ketch.dev/expose"),
+            "{}",
+            errs[0]
+        );
+        assert_eq!(
+            validate_ketch_annotations(
+                AnnotationScope::Service,
+                &ann(&[(EXPOSE, "true")]),
+                "metadata.annotations"
+            ),
+            []
         );
         assert_eq!(
             validate_ketch_annotations(

@@ -540,6 +540,7 @@ impl Dispatcher {
         req: Request<Incoming>,
         peer: SocketAddr,
         kind: ListenerKind,
+        public: bool,
     ) -> Response<Body> {
         let start = Instant::now();
         let id = match req.headers().get(&X_REQUEST_ID) {
@@ -561,7 +562,9 @@ impl Dispatcher {
         let in_flight = self.metrics.in_flight.clone();
         in_flight.inc();
 
-        let (label, result) = self.route_and_invoke(req, &id, &host, peer, kind).await;
+        let (label, result) = self
+            .route_and_invoke(req, &id, &host, peer, kind, public)
+            .await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => axum::response::IntoResponse::into_response(e),
@@ -594,6 +597,7 @@ impl Dispatcher {
         host: &str,
         peer: SocketAddr,
         kind: ListenerKind,
+        public: bool,
     ) -> (String, Result<Response<Body>, GatewayError>) {
         let node_port = match kind {
             ListenerKind::NodePort(p) => Some(p),
@@ -673,6 +677,7 @@ impl Dispatcher {
             Some(p) => table
                 .node_port(p)
                 .map_or(Route::None, |s| Route::Service(s.clone())),
+            None if public => table.route_public(host, req.uri().path()),
             None => table.route(host, req.uri().path()),
         };
         match route {
@@ -839,7 +844,12 @@ impl Listener {
     ) -> std::io::Result<Listener> {
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, dispatcher, kind, tls, stop_rx));
+        // Others can reach a listener not on loopback: it routes Service names only to
+        // exposed Services (`RouteTable::route_public`).
+        let public = !addr.ip().is_loopback();
+        let task = tokio::spawn(accept_loop(
+            listener, dispatcher, kind, tls, public, stop_rx,
+        ));
         Ok(Listener { addr, stop, task })
     }
 
@@ -872,6 +882,7 @@ async fn accept_loop(
     dispatcher: Arc<Dispatcher>,
     kind: ListenerKind,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    public: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let limits = ketch_tls::ListenerLimits::GATEWAY;
@@ -907,7 +918,7 @@ async fn accept_loop(
                 async move {
                     Ok::<_, Infallible>(match kind {
                         ListenerKind::ServiceProxy => d.serve_proxy(req, peer).await,
-                        _ => d.serve(req, peer, kind).await,
+                        _ => d.serve(req, peer, kind, public).await,
                     })
                 }
             });

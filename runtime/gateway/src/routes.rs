@@ -148,8 +148,9 @@ impl RuleSet {
 pub struct RouteTable {
     domain: String,
     services: HashMap<(String, String), Arc<ServiceRoute>>,
-    /// `<svc>.<ns>.<domain>` → Service.
-    by_host: HashMap<String, Arc<ServiceRoute>>,
+    /// `<svc>.<ns>.<domain>` → Service, and whether a public listener may route it
+    /// ([`RouteTable::route_public`]).
+    by_host: HashMap<String, (Arc<ServiceRoute>, bool)>,
     exact_hosts: HashMap<String, RuleSet>,
     /// `*.example.com` stored as `example.com`.
     wildcard_hosts: HashMap<String, RuleSet>,
@@ -283,9 +284,10 @@ impl RouteTable {
                 .unwrap_or_default();
             list.sort_by(|a, b| a.pod.cmp(&b.pod));
             let route = Arc::new(ServiceRoute::new(ns, name, list));
-            table
-                .by_host
-                .insert(format!("{name}.{ns}.{domain}"), route.clone());
+            table.by_host.insert(
+                format!("{name}.{ns}.{domain}"),
+                (route.clone(), exposed(svc)),
+            );
             if let Some(spec) = &svc.spec
                 && spec.type_.as_deref() == Some("NodePort")
             {
@@ -397,7 +399,21 @@ impl RouteTable {
     }
 
     /// Routes a request. `host` is the Host header or URI authority, any case, port allowed.
+    /// Every Service is reachable by its `<svc>.<ns>.<domain>` name: for listeners only the
+    /// node itself can reach (loopback).
     pub fn route(&self, host: &str, path: &str) -> Route {
+        self.route_with(host, path, false)
+    }
+
+    /// [`RouteTable::route`] for a listener others can reach: `<svc>.<ns>.<domain>` routes
+    /// only to Services that are exposed (`ketch.dev/expose: "true"`, or of type NodePort or
+    /// LoadBalancer), so a forged Host header cannot reach any Service of any namespace.
+    /// Ingress rules and path prefixes are exposure by themselves.
+    pub fn route_public(&self, host: &str, path: &str) -> Route {
+        self.route_with(host, path, true)
+    }
+
+    fn route_with(&self, host: &str, path: &str, public: bool) -> Route {
         let host = strip_port(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -407,7 +423,9 @@ impl RouteTable {
             host
         };
         let host = host.trim_end_matches('.');
-        if let Some(s) = self.by_host.get(host) {
+        if let Some((s, exposed)) = self.by_host.get(host)
+            && (*exposed || !public)
+        {
             return Route::Service(s.clone());
         }
         if let Some(r) = self.exact_hosts.get(host).and_then(|set| set.find(path)) {
@@ -451,6 +469,19 @@ impl RouteTable {
             None if explicit => Some(Err((ns.to_string(), name.to_string()))),
             None => None,
         }
+    }
+}
+
+/// Whether a public gateway listener routes the Service by its name (see
+/// [`RouteTable::route_public`]).
+fn exposed(svc: &Service) -> bool {
+    match svc.metadata.annotations.get(wellknown::EXPOSE) {
+        Some(v) => v == "true",
+        None => svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.type_.as_deref())
+            .is_some_and(|t| t == "NodePort" || t == "LoadBalancer"),
     }
 }
 
@@ -601,6 +632,53 @@ pub(crate) mod tests {
         assert_eq!(
             name_of(&t.route("other.default.ketch.localhost", "/")),
             "none"
+        );
+    }
+
+    #[test]
+    fn a_public_listener_routes_service_names_only_to_exposed_services() {
+        let mut exposed = service("prod", "shop");
+        exposed
+            .metadata
+            .annotations
+            .insert(wellknown::EXPOSE.into(), "true".into());
+        let mut node_port = service("prod", "np");
+        node_port.spec.as_mut().unwrap().type_ = Some("NodePort".into());
+        let mut hidden_np = node_port.clone();
+        hidden_np.metadata.name = Some("np-hidden".into());
+        hidden_np
+            .metadata
+            .annotations
+            .insert(wellknown::EXPOSE.into(), "false".into());
+        let mut prefixed = service("default", "api");
+        prefixed
+            .metadata
+            .annotations
+            .insert(wellknown::PATH_PREFIX.into(), "/api".into());
+        let internal = service("kube-system", "db");
+        let t = RouteTable::build(
+            &Inputs {
+                services: vec![&exposed, &node_port, &hidden_np, &prefixed, &internal],
+                ..Inputs::default()
+            },
+            "n1",
+            "ketch.localhost",
+        );
+        let public = |host: &str, path: &str| name_of(&t.route_public(host, path));
+        assert_eq!(public("shop.prod.ketch.localhost", "/"), "prod/shop");
+        assert_eq!(public("np.prod.ketch.localhost", "/"), "prod/np");
+        // A forged Host reaches nothing unexposed.
+        assert_eq!(public("db.kube-system.ketch.localhost", "/"), "none");
+        assert_eq!(public("np-hidden.prod.ketch.localhost", "/"), "none");
+        // A path prefix is exposure of its own, on any host.
+        assert_eq!(
+            public("db.kube-system.ketch.localhost", "/api/x"),
+            "default/api"
+        );
+        // Loopback listeners and in-cluster callers see every Service.
+        assert_eq!(
+            name_of(&t.route("db.kube-system.ketch.localhost", "/")),
+            "kube-system/db"
         );
     }
 
