@@ -46,6 +46,11 @@ pub struct NodeArgs {
     /// platform's roots (read at start)
     #[arg(long, value_parser = absolute_path())]
     outbound_ca_file: Option<PathBuf>,
+    /// A network (CIDR) Wasm apps may connect to although it is refused by default: this
+    /// node's own addresses, loopback, link-local, multicast (repeatable; e.g. 127.0.0.0/8
+    /// on a developer's machine)
+    #[arg(long = "wasm-outbound-allow", value_parser = parse_cidr)]
+    wasm_outbound_allow: Vec<ipnet::IpNet>,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -137,6 +142,13 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    // A bare address is its own /32 or /128.
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected a CIDR such as 127.0.0.0/8 or an address, got {s:?}"))
+}
+
 fn default_agent_dir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
     home.join(".ketch").join("agent")
@@ -180,6 +192,7 @@ impl NodeArgs {
             max_wasm_instances: self.max_wasm_instances,
             wasm_dirty_page_reset: self.wasm_dirty_page_reset,
             outbound_ca_file: self.outbound_ca_file,
+            wasm_outbound_allow: self.wasm_outbound_allow,
             gateway: self.gateway.config(default_gateway, default_gateway_tls),
             containerd: (!self.containers.no_containerd).then_some(self.containers.containerd),
             insecure_registries: self.containers.insecure_registries,

@@ -351,6 +351,9 @@ fn a_wasm_app_calls_https_trusted_through_the_agents_outbound_ca_file() {
         "127.0.0.1:0",
         "--outbound-ca-file",
         ca_file.to_str().unwrap(),
+        // The test's HTTPS server is on loopback, which apps may not reach by default.
+        "--wasm-outbound-allow",
+        "127.0.0.0/8",
     ]);
     let gw = s.gateway();
     let caller = format!(

@@ -89,6 +89,9 @@ pub struct AgentConfig {
     /// A PEM bundle of CA certificates Wasm apps' outbound `https://` requests trust besides
     /// the platform's roots (`ketch_wasm::EngineConfig::outbound_ca_file`); read at start.
     pub outbound_ca_file: Option<PathBuf>,
+    /// Networks Wasm apps may reach although the node refuses them by default (its own
+    /// addresses, loopback, link-local: `ketch_wasm::EgressPolicy`).
+    pub wasm_outbound_allow: Vec<ipnet::IpNet>,
     /// The node gateway (Services over HTTP).
     pub gateway: GatewayConfig,
     /// containerd's socket: Linux containers run when it answers (and the CNI plugins are
@@ -127,6 +130,7 @@ impl AgentConfig {
             max_wasm_instances: 1000,
             wasm_dirty_page_reset: false,
             outbound_ca_file: None,
+            wasm_outbound_allow: Vec::new(),
             // Like the endpoint: a free loopback port, so embedded agents never collide.
             gateway: GatewayConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -353,6 +357,9 @@ impl Agent {
             u64::try_from(memory).unwrap_or(1 << 30),
             cfg.wasm_dirty_page_reset,
             cfg.outbound_ca_file.clone(),
+            ketch_wasm::EgressPolicy {
+                allowed: cfg.wasm_outbound_allow.clone(),
+            },
         )
         .map_err(AgentError::Engine)?;
         let registries = Arc::new(Registries::new(

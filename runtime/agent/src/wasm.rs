@@ -66,11 +66,13 @@ impl WasmRuntime {
         node_memory: u64,
         dirty_page_reset: bool,
         outbound_ca_file: Option<PathBuf>,
+        egress: ketch_wasm::EgressPolicy,
     ) -> Result<Self, WasmError> {
         let mut config = EngineConfig::with_instances(cache_dir, max_instances);
         config.max_memory_per_instance = max_memory_per_instance(node_memory);
         config.reset_dirty_pages_only = dirty_page_reset;
         config.outbound_ca_file = outbound_ca_file;
+        config.egress = egress;
         Ok(Self {
             engine: Engine::new(config)?,
             key_value: KeyValueStore::new(key_value_file),

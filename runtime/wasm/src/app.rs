@@ -180,6 +180,7 @@ impl App {
             &config.allowed_outbound_hosts,
             config.outbound_resolver.clone(),
             self.engine.inner.outbound_tls.clone(),
+            self.engine.inner.config.egress.clone(),
         )?);
         Ok(Handler {
             inner: Arc::new(HandlerInner {

@@ -95,6 +95,9 @@ pub struct EngineConfig {
     /// addition to the platform's roots (e.g. a company CA). Read once, when the engine is
     /// created: changing the file takes a restart.
     pub outbound_ca_file: Option<PathBuf>,
+    /// Which addresses guests' outbound connections may reach, whatever names the
+    /// allow-lists admit (see [`crate::EgressPolicy`]).
+    pub egress: crate::EgressPolicy,
 }
 
 impl EngineConfig {
@@ -119,6 +122,7 @@ impl EngineConfig {
             epoch_tick: Duration::from_millis(10),
             reset_dirty_pages_only: false,
             outbound_ca_file: None,
+            egress: crate::EgressPolicy::default(),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! 4. [`Handler::handle`] per request, streaming bodies both ways.
 
 mod app;
+mod egress;
 mod engine;
 mod error;
 mod host;
@@ -26,6 +27,7 @@ mod outbound;
 mod tls;
 
 pub use app::{App, AppConfig, Handler, ResponseBody};
+pub use egress::EgressPolicy;
 pub use engine::{Engine, EngineConfig, EngineStats, MAX_COMPONENT_BYTES};
 pub use error::{BodyError, InvokeError, WasmError};
 pub use host::{LogSink, Stream};

@@ -17,6 +17,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::egress::EgressPolicy;
 use crate::error::{BodyError, WasmError};
 use crate::tls::OutboundTls;
 
@@ -149,6 +150,8 @@ pub(crate) struct OutboundPolicy {
     resolver: Option<Arc<dyn OutboundResolver>>,
     /// The node's TLS client (one per engine), for `https://`.
     tls: OutboundTls,
+    /// The addresses the allow-listed names may resolve to (the node's policy).
+    egress: EgressPolicy,
 }
 
 impl OutboundPolicy {
@@ -156,6 +159,7 @@ impl OutboundPolicy {
         allowed: &[String],
         resolver: Option<Arc<dyn OutboundResolver>>,
         tls: OutboundTls,
+        egress: EgressPolicy,
     ) -> Result<Self, WasmError> {
         let allowed = allowed
             .iter()
@@ -170,6 +174,7 @@ impl OutboundPolicy {
             allowed,
             resolver,
             tls,
+            egress,
         })
     }
 
@@ -199,8 +204,9 @@ impl OutboundPolicy {
             None => request,
             Some(resolver) => match resolver.resolve(request.map(to_outbound_body)).await {
                 Resolution::Pass(req) => req.map(to_wasi_body),
+                // The resolver's own endpoints (in-cluster Pods): not the guest's choice.
                 Resolution::Send(req) => {
-                    return send_http1(&self.tls, req.map(to_wasi_body), options).await;
+                    return send_http1(&self.tls, None, req.map(to_wasi_body), options).await;
                 }
                 Resolution::Respond(resp) => {
                     let done: IoFuture = Box::new(async { Ok(()) });
@@ -213,7 +219,7 @@ impl OutboundPolicy {
             tracing::debug!(uri = %request.uri(), "outbound request denied by allowed_outbound_hosts");
             return Err(HttpError::HttpRequestDenied);
         }
-        send_http1(&self.tls, request, options).await
+        send_http1(&self.tls, Some(&self.egress), request, options).await
     }
 }
 
@@ -230,9 +236,12 @@ fn to_wasi_body(body: OutboundBody) -> WasiBody {
 }
 
 /// Sends a request over a fresh HTTP/1.1 connection: TLS (verified against the URL's host)
-/// for `https`, plain TCP for `http`. The TLS handshake shares the connect timeout.
+/// for `https`, plain TCP for `http`. The TLS handshake shares the connect timeout. With an
+/// `egress` policy the host is resolved here and the connection goes to the first address
+/// the policy permits; none permitted is `HttpRequestDenied`.
 async fn send_http1(
     tls: &OutboundTls,
+    egress: Option<&EgressPolicy>,
     mut req: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<SendResult, HttpError> {
@@ -259,10 +268,29 @@ async fn send_http1(
         .and_then(|o| o.first_byte_timeout)
         .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
 
-    let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(&addr))
+    let connect = async {
+        match egress {
+            None => tokio::net::TcpStream::connect(&addr)
+                .await
+                .map_err(HttpError::Connect),
+            Some(policy) => {
+                let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&addr)
+                    .await
+                    .map_err(HttpError::Connect)?
+                    .collect();
+                let Some(target) = policy.choose(resolved.iter().copied()) else {
+                    tracing::debug!(%addr, ?resolved, "outbound request denied: the name resolves only to addresses the node refuses");
+                    return Err(HttpError::HttpRequestDenied);
+                };
+                tokio::net::TcpStream::connect(target)
+                    .await
+                    .map_err(HttpError::Connect)
+            }
+        }
+    };
+    let stream = tokio::time::timeout(connect_timeout, connect)
         .await
-        .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Connect)?;
+        .map_err(|_| HttpError::ConnectionTimeout)??;
 
     // The request line carries only the path: the authority went into the Host header.
     let path = req
@@ -343,7 +371,7 @@ mod tests {
 
     fn policy(allowed: &[&str]) -> OutboundPolicy {
         let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
-        OutboundPolicy::new(&allowed, None, tls()).expect("valid patterns")
+        OutboundPolicy::new(&allowed, None, tls(), EgressPolicy::default()).expect("valid patterns")
     }
 
     fn allows(p: &OutboundPolicy, uri: &str) -> bool {
@@ -392,14 +420,29 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_rejected_with_their_index() {
-        let err = OutboundPolicy::new(&["ok.com".into(), "http://x.com/".into()], None, tls())
-            .err()
-            .expect("invalid");
+        let err = OutboundPolicy::new(
+            &["ok.com".into(), "http://x.com/".into()],
+            None,
+            tls(),
+            EgressPolicy::default(),
+        )
+        .err()
+        .expect("invalid");
         assert!(
             err.to_string().contains("allowed_outbound_hosts[1]"),
             "{err}"
         );
-        assert!(OutboundPolicy::new(&["a*.com".into()], None, tls()).is_err());
-        assert!(OutboundPolicy::new(&["a.com:notaport".into()], None, tls()).is_err());
+        assert!(
+            OutboundPolicy::new(&["a*.com".into()], None, tls(), EgressPolicy::default()).is_err()
+        );
+        assert!(
+            OutboundPolicy::new(
+                &["a.com:notaport".into()],
+                None,
+                tls(),
+                EgressPolicy::default()
+            )
+            .is_err()
+        );
     }
 }

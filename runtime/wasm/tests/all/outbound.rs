@@ -49,6 +49,40 @@ async fn outbound_to_a_host_not_allowed_is_denied_and_nothing_is_sent() {
 }
 
 #[tokio::test]
+async fn an_allowed_name_that_resolves_to_the_node_itself_is_refused_by_default() {
+    // `localhost` is on the allow-list, but the node refuses its own and loopback addresses
+    // unless its operator lists them (the shared test engine allows 127.0.0.0/8).
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ketch-wasm-shared-cache");
+    let mut config = crate::support::small_config(&dir);
+    config.egress = ketch_wasm::EgressPolicy::default();
+    let engine = ketch_wasm::Engine::new(config).expect("engine");
+    let h = engine
+        .load_file(std::path::Path::new(OUTBOUND), None)
+        .await
+        .expect("load")
+        .handler(AppConfig {
+            allowed_outbound_hosts: vec![format!("localhost:{port}"), format!("127.0.0.1:{port}")],
+            ..AppConfig::default()
+        })
+        .expect("handler");
+    for url in [
+        format!("http://localhost:{port}/secret"),
+        format!("http://127.0.0.1:{port}/secret"),
+    ] {
+        let (status, body) = get(&h, &format!("/?url={url}")).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(body.contains("HttpRequestDenied"), "{body}");
+    }
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "a connection was made to a refused address"
+    );
+}
+
+#[tokio::test]
 async fn outbound_to_an_allowed_host_reaches_it() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -21,6 +21,8 @@ pub fn shared_engine() -> Engine {
 
 pub fn small_config(dir: &Path) -> EngineConfig {
     let mut config = EngineConfig::with_instances(dir, 32);
+    // The tests' servers listen on loopback, which guests may not reach by default.
+    config.egress.allowed = vec!["127.0.0.0/8".parse().expect("CIDR")];
     config.max_memory_per_instance = 64 << 20;
     config
 }
