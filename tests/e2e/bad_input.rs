@@ -80,6 +80,20 @@ async fn bodies_that_expand_or_nest_without_bound_are_refused_and_cost_little() 
         "{body}"
     );
 
+    // A watch timeout past what the clock can hold is no timeout, not a panic.
+    let resp = s
+        .http()
+        .get(format!(
+            "{}{configmaps}?watch=true&timeoutSeconds=18446744073709551615",
+            s.url
+        ))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+
     // Nothing was stored but the warm-up, and the server still answers.
     let listed = s.ok(&["get", "configmaps", "-o", "name"]);
     assert!(

@@ -68,9 +68,11 @@ pub async fn watch(
         .subscribe(from)
         .map_err(|e| ApiError::Gone(e.to_string()))?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
+    // A deadline past what the clock can hold (`timeoutSeconds=18446744073709551615`) is no
+    // deadline, not an overflow.
     let deadline = params
         .timeout_seconds
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        .and_then(|s| tokio::time::Instant::now().checked_add(Duration::from_secs(s)));
     let bookmarks = params.allow_watch_bookmarks;
     let info = path.info;
     let st2 = st.clone();
