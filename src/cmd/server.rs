@@ -64,8 +64,18 @@ pub struct ServerArgs {
     /// dir, made with one new key on first start]
     #[arg(long, value_name = "PATH", value_parser = absolute_path())]
     encryption_key_file: Option<PathBuf>,
+    /// How long an Event is kept after it was last seen (`30m`, `1h`, `24h`), like the
+    /// Kubernetes API server's --event-ttl
+    #[arg(long, default_value = "1h", value_parser = parse_event_ttl)]
+    event_ttl: std::time::Duration,
     #[command(flatten)]
     agent: NodeArgs,
+}
+
+fn parse_event_ttl(s: &str) -> Result<std::time::Duration, String> {
+    ketch_api::format::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a duration such as 30m or 1h, got {s:?}"))
 }
 
 /// How dead nodes are found and their Pods moved (defaults: `LifecyclePolicy` and
@@ -169,6 +179,7 @@ impl ServerArgs {
             percentage_of_nodes_to_score: 0,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             encryption_key_file,
+            event_ttl: ketch_control::controllers::event_ttl::DEFAULT_EVENT_TTL,
             agent,
         }
     }
@@ -269,6 +280,7 @@ impl AllInOne {
                 lifecycle: args.node_failure.lifecycle(),
                 liveness: Some(server.liveness()),
                 scheduler,
+                event_ttl: Some(args.event_ttl),
             },
             leader::leadership(server.store().clone()),
         );

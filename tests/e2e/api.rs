@@ -566,3 +566,21 @@ async fn a_pod_is_bound_once_through_its_binding_subresource() {
         "{status}"
     );
 }
+
+#[test]
+fn events_expire_after_the_event_ttl() {
+    let s = Server::start_with(&["--no-agent", "--event-ttl", "2s"]);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let f = crate::support::write_file(
+        s.dir.path(),
+        "event.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Event\nmetadata:\n  name: seen-once\n  namespace: default\ninvolvedObject:\n  kind: Pod\n  name: p\n  namespace: default\nreason: Test\nmessage: once\ntype: Normal\nlastTimestamp: \"{now}\"\n"
+        ),
+    );
+    s.ok(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(s.ok(&["get", "events", "-o", "name"]).contains("seen-once"));
+    crate::support::eventually(20, "the Event expired", || {
+        (!s.ok(&["get", "events", "-o", "name"]).contains("seen-once")).then_some(())
+    });
+}

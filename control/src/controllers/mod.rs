@@ -25,6 +25,7 @@
 pub mod deployment;
 pub mod disruption;
 pub mod endpointslice;
+pub mod event_ttl;
 pub mod gc;
 pub mod node_lifecycle;
 pub mod replicaset;

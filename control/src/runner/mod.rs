@@ -89,6 +89,9 @@ pub struct ControlOptions {
     /// The nodes' heartbeats, as this server's API noted them (`None`: nodes are judged by
     /// their Leases only).
     pub liveness: Option<Arc<NodeLiveness>>,
+    /// How long an Event is kept after it was last seen (`None`:
+    /// `event_ttl::DEFAULT_EVENT_TTL`, 1 h).
+    pub event_ttl: Option<Duration>,
 }
 
 /// Workers per keyed controller: different keys reconcile in parallel.
@@ -303,6 +306,12 @@ impl ControlPlane {
             opts.lifecycle,
         ));
 
+        tasks.spawn(expire_events(
+            client.clone(),
+            opts.event_ttl
+                .unwrap_or(crate::controllers::event_ttl::DEFAULT_EVENT_TTL),
+        ));
+
         let cluster_roles = Informer::<ClusterRole>::start(&client);
         tasks.spawn(aggregate_cluster_roles(
             client.clone(),
@@ -388,6 +397,34 @@ async fn aggregate_cluster_roles(client: Client, roles: Informer<ClusterRole>) {
             return;
         }
         while changes.try_recv().is_ok() {}
+    }
+}
+
+/// Deletes the Events last seen more than `ttl` ago (`controllers::event_ttl`): a sweep a
+/// minute (or four per `ttl` when it is shorter), a LIST of every namespace's Events, then
+/// one DELETE per expired Event.
+async fn expire_events(client: Client, ttl: Duration) {
+    use ketch_api::core::Event;
+    let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let events = match client.api::<Event>(None).list(&Default::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                tracing::debug!(error = %e, "listing Events to expire");
+                continue;
+            }
+        };
+        let expired = crate::controllers::event_ttl::plan(&events, chrono::Utc::now(), ttl);
+        for (namespace, name) in expired {
+            match client.api::<Event>(Some(&namespace)).delete(&name).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(404) => {}
+                Err(e) => tracing::debug!(%namespace, %name, error = %e, "expiring an Event"),
+            }
+        }
     }
 }
 
