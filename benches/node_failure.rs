@@ -62,6 +62,7 @@ fn agent(server: &BenchServer, name: &str) -> Child {
     let token = server.join_token("--join");
     let log = std::fs::File::create(server.dir().join(format!("{name}.log"))).unwrap();
     Command::new(ketch_bin())
+        .env("KETCH_ALLOW_FILE_IMAGES", support::file_image_dirs())
         .args([
             "agent",
             "--server",

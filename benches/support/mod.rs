@@ -55,6 +55,7 @@ impl BenchServer {
         // KETCH_BENCH_SERVER_ARGS: flags for every server under test (an A/B of a setting).
         let from_env = std::env::var("KETCH_BENCH_SERVER_ARGS").unwrap_or_default();
         let child = cmd
+            .env("KETCH_ALLOW_FILE_IMAGES", file_image_dirs())
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .args(from_env.split_whitespace())
@@ -300,6 +301,16 @@ pub async fn wait_200(http: &reqwest::Client, url: &str, host: Option<&str>) {
 }
 
 /// `file:PATH`: how a manifest names a local component.
+/// Where the benches' `file:` images live (the workspace: test guests and examples, and
+/// temporary directories), for the servers and agents they start.
+pub fn file_image_dirs() -> String {
+    format!(
+        "{}:{}",
+        env!("CARGO_MANIFEST_DIR"),
+        std::env::temp_dir().display()
+    )
+}
+
 pub fn file_image(path: &str) -> String {
     format!("file:{path}")
 }

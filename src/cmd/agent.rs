@@ -51,6 +51,11 @@ pub struct NodeArgs {
     /// on a developer's machine)
     #[arg(long = "wasm-outbound-allow", value_parser = parse_cidr)]
     wasm_outbound_allow: Vec<ipnet::IpNet>,
+    /// A directory `file:` images may be read from (repeatable; in the environment,
+    /// colon-separated). A `file:` image anywhere else fails to start without being read;
+    /// `ketch up` allows its app's directory
+    #[arg(long = "allow-file-images", value_name = "DIR", env = "KETCH_ALLOW_FILE_IMAGES", value_delimiter = ':', value_parser = absolute_path())]
+    allow_file_images: Vec<PathBuf>,
     #[command(flatten)]
     gateway: GatewayArgs,
     #[command(flatten)]
@@ -155,6 +160,11 @@ fn default_agent_dir() -> PathBuf {
 }
 
 impl NodeArgs {
+    /// Lets `file:` images be read from under `dir` too (`ketch up`: the app's directory).
+    pub fn allow_file_images_under(&mut self, dir: PathBuf) {
+        self.allow_file_images.push(dir);
+    }
+
     /// The agent's settings. `listen` is the endpoint's address when `--agent-listen` is not
     /// given, `default_gateway` the gateway's when `--gateway` is not, `default_gateway_tls`
     /// its TLS listener's when `--gateway-tls` is not.
@@ -193,6 +203,7 @@ impl NodeArgs {
             wasm_dirty_page_reset: self.wasm_dirty_page_reset,
             outbound_ca_file: self.outbound_ca_file,
             wasm_outbound_allow: self.wasm_outbound_allow,
+            file_image_dirs: self.allow_file_images,
             gateway: self.gateway.config(default_gateway, default_gateway_tls),
             containerd: (!self.containers.no_containerd).then_some(self.containers.containerd),
             insecure_registries: self.containers.insecure_registries,

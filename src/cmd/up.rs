@@ -127,12 +127,14 @@ pub async fn run(conn: &Connection, args: UpArgs) -> anyhow::Result<()> {
         (_, loaded) => loaded?,
     };
 
+    let mut agent = args.agent;
+    agent.allow_file_images_under(dir.clone());
     let all = AllInOne::start(
         conn,
         ServerArgs::single(
             args.data_dir.clone(),
             args.listen,
-            args.agent,
+            agent,
             args.encryption_key_file,
         ),
         SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -101,3 +101,36 @@ async fn bodies_that_expand_or_nest_without_bound_are_refused_and_cost_little() 
         "{listed}"
     );
 }
+
+#[test]
+fn a_file_image_outside_the_allowed_directories_is_not_read() {
+    let s = Server::start();
+    let guests = std::path::Path::new(ketch_test_guests::HELLO)
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    // Outright, and through `..` from an allowed directory.
+    for (pod, image) in [
+        ("passwd", "/etc/passwd".to_string()),
+        ("walk", format!("{guests}/../../../../../../../etc/passwd")),
+    ] {
+        let f = crate::support::write_file(
+            s.dir.path(),
+            "pod.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\nspec:\n  containers:\n  - name: app\n    image: file:{image}\n"
+            ),
+        );
+        s.ok(&["apply", "-f", f.to_str().unwrap()]);
+        let waiting = crate::support::eventually(30, "the pod waiting on its image", || {
+            let out = s.ok(&["get", "pod", pod, "-o", "json"]);
+            let v: Value = serde_json::from_str(&out).ok()?;
+            let w = v["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+            (w["reason"] == "ErrImagePull" || w["reason"] == "ImagePullBackOff").then_some(w)
+        });
+        let message = waiting["message"].as_str().unwrap();
+        assert!(message.contains("allows file: images from"), "{message}");
+        assert!(!message.contains("root:"), "{message}");
+    }
+}

@@ -222,7 +222,7 @@ fn bad_manifests_are_refused_with_file_line_field_and_nothing_is_stored() {
 fn the_cli_needs_a_server_and_a_valid_token() {
     let s = Server::start();
     let ca = s.ca_file();
-    let out = std::process::Command::new(crate::support::KETCH)
+    let out = crate::support::ketch_cmd()
         .args(["get", "pods", "--server", &s.url, "--token", "wrong"])
         .arg("--certificate-authority")
         .arg(&ca)
@@ -230,7 +230,7 @@ fn the_cli_needs_a_server_and_a_valid_token() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
-    let out = std::process::Command::new(crate::support::KETCH)
+    let out = crate::support::ketch_cmd()
         .args(["get", "pods"])
         .env("KETCH_CONFIG", s.dir.path().join("nope"))
         .env_remove("KETCH_SERVER")
@@ -239,7 +239,7 @@ fn the_cli_needs_a_server_and_a_valid_token() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no server configured"));
     // Flags via the environment work too.
-    let out = std::process::Command::new(crate::support::KETCH)
+    let out = crate::support::ketch_cmd()
         .args(["get", "ns", "-o", "name"])
         .env("KETCH_CONFIG", s.dir.path().join("nope"))
         .env("KETCH_SERVER", &s.url)

@@ -2,11 +2,9 @@
 //! builds it with the `[build]` command of its ketch.toml): counter's key-value data outlives
 //! its Pod, and plain-wasi (no SDK) runs unchanged.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::support::{KETCH, KetchUp, eventually, http, try_http};
+use crate::support::{KetchUp, eventually, http, try_http};
 
 fn running_pods(up: &KetchUp, selector: &str) -> Vec<String> {
     let list: Value =
@@ -78,7 +76,7 @@ fn plain_wasi_component_runs_unchanged() {
 fn ketch_new_scaffolds_an_app_that_ketch_up_builds_and_serves() {
     let dir = tempfile::tempdir().unwrap();
     let new = |name: &str| {
-        Command::new(KETCH)
+        crate::support::ketch_cmd()
             .args(["new", name])
             .current_dir(dir.path())
             .output()

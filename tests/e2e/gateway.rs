@@ -5,9 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::support::{
-    KETCH, KetchUp, Server, eventually, http, try_http, wait_running, write_file,
-};
+use crate::support::{KetchUp, Server, eventually, http, try_http, wait_running, write_file};
 
 pub(crate) const HELLO_HOST: &str = "hello.default.ketch.localhost";
 
@@ -264,7 +262,7 @@ fn ketch_up_runs_the_hello_example_and_stops_on_ctrl_c() {
 fn endpoints_on_another_node_are_proxied_to_that_nodes_gateway() {
     let s = Server::start();
     let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
-    let mut agent = std::process::Command::new(KETCH)
+    let mut agent = crate::support::ketch_cmd()
         .args([
             "agent",
             "--server",

@@ -218,7 +218,7 @@ fn joining_needs_a_server_join_token() {
     let first = Server::start_with(&["--no-agent"]);
     let try_join = |token: &str| {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(crate::support::KETCH)
+        let out = crate::support::ketch_cmd()
             .args(["server", "--no-agent", "--listen"])
             .arg(format!("127.0.0.1:{}", crate::support::free_port()))
             .arg("--data-dir")
@@ -274,7 +274,7 @@ fn an_agent_given_every_server_moves_on_when_its_server_dies() {
     let dir = servers[1].dir.path().to_path_buf();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
     let _agent = Reaped(
-        std::process::Command::new(crate::support::KETCH)
+        crate::support::ketch_cmd()
             .args([
                 "agent",
                 "--server",

@@ -377,7 +377,7 @@ fn a_wasm_app_calls_https_trusted_through_the_agents_outbound_ca_file() {
 
     // A CA file with no certificate: the node refuses to start, naming the file.
     let bad = write_file(dir.path(), "bad.pem", "not a certificate\n");
-    let out = std::process::Command::new(crate::support::KETCH)
+    let out = crate::support::ketch_cmd()
         .args(["server", "--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--gateway", "127.0.0.1:0", "--gateway-tls", "127.0.0.1:0"])
         .arg("--outbound-ca-file")

@@ -31,9 +31,10 @@ impl AgentProc {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, KETCH]);
+                c.env("KETCH_ALLOW_FILE_IMAGES", crate::support::file_image_dirs());
                 c
             }
-            None => Command::new(KETCH),
+            None => crate::support::ketch_cmd(),
         };
         let listen = format!("{host}:0");
         let child = cmd

@@ -3,17 +3,15 @@
 //! CNCF Wasm artifact; Pods reference it by tag or digest. Gated like the container tests
 //! (`KETCH_SKIP_CONTAINER_TESTS=1` skips them).
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::containers::{docker_config, env_or_skip};
-use crate::support::{KETCH, Server, eventually, http, pods, wait_running, write_file};
+use crate::support::{Server, eventually, http, pods, wait_running, write_file};
 
 /// `ketch push ARGS` with no credentials but those named on the command line.
 pub(crate) fn push(args: &[&str]) -> (bool, String, String) {
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(KETCH)
+    let out = crate::support::ketch_cmd()
         .arg("push")
         .args(args)
         .env("DOCKER_CONFIG", empty.path())

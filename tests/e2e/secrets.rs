@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use crate::support::{KETCH, Server, eventually, free_port};
+use crate::support::{Server, eventually, free_port};
 
 const FLAGS: &[&str] = &["--no-agent", "--snapshot-count", "10"];
 
@@ -207,7 +207,7 @@ fn a_data_dir_open_to_others_is_refused_with_the_chmod_to_run() {
     // What a ketch before 2026-12-07 left behind.
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new(KETCH)
+    let out = crate::support::ketch_cmd()
         .args(["server", "--no-agent", "--listen"])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{KETCH, Server, eventually, node_annotation};
+use crate::support::{Server, eventually, node_annotation};
 
 /// A TCP relay on loopback that records every byte it passes, both ways: what someone on
 /// the path between two machines sees.
@@ -105,7 +105,7 @@ fn no_token_crosses_the_wire_and_plaintext_is_refused_on_every_port() {
     let relay = Relay::start(addr_of(&s.url));
     let via = format!("https://127.0.0.1:{}", relay.port);
     // The CLI through the relay, with the admin token.
-    let out = std::process::Command::new(KETCH)
+    let out = crate::support::ketch_cmd()
         .args([
             "get",
             "namespaces",
@@ -130,7 +130,7 @@ fn no_token_crosses_the_wire_and_plaintext_is_refused_on_every_port() {
     // A node joins through the relay with a join token, then talks to the server there.
     let join = s.join_token();
     let log = std::fs::File::create(s.dir.path().join("relayed-agent.log")).unwrap();
-    let mut agent = std::process::Command::new(KETCH)
+    let mut agent = crate::support::ketch_cmd()
         .args([
             "agent", "--server", &via, "--token", &join, "--name", "relayed",
         ])
@@ -258,7 +258,7 @@ fn node_client(agent_dir: &std::path::Path) -> reqwest::Client {
 fn join_node(s: &Server, name: &str) -> (std::process::Child, std::path::PathBuf) {
     let dir = s.dir.path().join(format!("{name}-agent"));
     let log = std::fs::File::create(s.dir.path().join(format!("{name}.log"))).unwrap();
-    let child = std::process::Command::new(KETCH)
+    let child = crate::support::ketch_cmd()
         .args([
             "agent",
             "--server",

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 pub const KETCH: &str = env!("CARGO_BIN_EXE_ketch");
 
+/// Where the tests' `file:` images live: the test guests' directory and temporary
+/// directories (the servers and agents the tests start allow only these).
+pub fn file_image_dirs() -> String {
+    let guests = Path::new(ketch_test_guests::HELLO)
+        .parent()
+        .expect("the guests' directory");
+    format!("{}:{}", guests.display(), std::env::temp_dir().display())
+}
+
+/// A `ketch` command that may read the tests' `file:` images.
+pub fn ketch_cmd() -> Command {
+    let mut cmd = Command::new(KETCH);
+    cmd.env("KETCH_ALLOW_FILE_IMAGES", file_image_dirs());
+    cmd
+}
+
 /// Every cluster CA this test process has seen (from the client configs its servers wrote):
 /// test clients trust them all, as a user trusts the CA in their client config.
 static CAS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
@@ -112,9 +128,10 @@ impl Server {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, KETCH]);
+                c.env("KETCH_ALLOW_FILE_IMAGES", file_image_dirs());
                 c
             }
-            None => Command::new(KETCH),
+            None => ketch_cmd(),
         };
         let child = cmd
             .args(["server", "--listen", &place.addr(), "--data-dir"])
@@ -236,7 +253,7 @@ impl Server {
 
     pub fn ketch_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write as _;
-        let mut child = Command::new(KETCH)
+        let mut child = ketch_cmd()
             .args(args)
             .env("KETCH_CONFIG", self.config_path())
             .env_remove("KETCH_SERVER")
@@ -578,7 +595,7 @@ impl KetchUp {
             .join("examples")
             .join(example);
         let gw_port = free_port();
-        let mut cmd = Command::new(KETCH);
+        let mut cmd = ketch_cmd();
         cmd.arg("up").arg(&path);
         if data_dir_flag {
             cmd.arg("--data-dir").arg(dir.path().join("state"));
@@ -639,7 +656,7 @@ impl KetchUp {
 
     /// `ketch ARGS` against the cluster this runs (its client config); stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(KETCH)
+        let out = ketch_cmd()
             .args(args)
             .env("KETCH_CONFIG", self.dir.path().join("config"))
             .output()

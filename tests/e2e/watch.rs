@@ -176,7 +176,7 @@ fn get_watch_prints_a_line_per_change() {
         crate::support::write_file(s.dir.path(), &format!("{name}.yaml"), &text)
     };
     s.ok(&["apply", "-f", cm_file("listed").to_str().unwrap()]);
-    let mut child = std::process::Command::new(crate::support::KETCH)
+    let mut child = crate::support::ketch_cmd()
         .args(["get", "cm", "-w", "-o", "name"])
         .env("KETCH_CONFIG", s.config_path())
         .stdout(std::process::Stdio::piped())

@@ -322,7 +322,7 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
     let nodes = s.ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes.trim(), "", "a --no-agent server registers no node");
     let log = std::fs::File::create(s.dir.path().join("agent.log")).unwrap();
-    let mut agent = std::process::Command::new(crate::support::KETCH)
+    let mut agent = crate::support::ketch_cmd()
         .args([
             "agent",
             "--server",
@@ -372,7 +372,7 @@ fn a_separate_agent_process_joins_a_server_and_runs_its_pods() {
 #[test]
 fn a_node_whose_agent_dies_stops_being_ready() {
     let s = Server::start_with(&["--no-agent", "--node-grace-period", "3"]);
-    let mut agent = std::process::Command::new(crate::support::KETCH)
+    let mut agent = crate::support::ketch_cmd()
         .args([
             "agent",
             "--server",

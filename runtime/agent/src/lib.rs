@@ -92,6 +92,9 @@ pub struct AgentConfig {
     /// Networks Wasm apps may reach although the node refuses them by default (its own
     /// addresses, loopback, link-local: `ketch_wasm::EgressPolicy`).
     pub wasm_outbound_allow: Vec<ipnet::IpNet>,
+    /// Directories `file:` images may be read from; any other `file:` image fails to
+    /// start without being read (`WasmRuntime`).
+    pub file_image_dirs: Vec<PathBuf>,
     /// The node gateway (Services over HTTP).
     pub gateway: GatewayConfig,
     /// containerd's socket: Linux containers run when it answers (and the CNI plugins are
@@ -131,6 +134,7 @@ impl AgentConfig {
             wasm_dirty_page_reset: false,
             outbound_ca_file: None,
             wasm_outbound_allow: Vec::new(),
+            file_image_dirs: Vec::new(),
             // Like the endpoint: a free loopback port, so embedded agents never collide.
             gateway: GatewayConfig {
                 listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -350,18 +354,29 @@ impl Agent {
             .filter(|ip| !ip.is_unspecified())
             .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string());
         let memory = cfg.memory_bytes.unwrap_or_else(node::detect_memory_bytes);
-        let runtime = WasmRuntime::new(
+        // Compared with images' canonical paths: symlinks resolved here once.
+        let file_image_dirs = cfg
+            .file_image_dirs
+            .iter()
+            .map(|d| {
+                d.canonicalize().map_err(|e| {
+                    AgentError::Config(format!("--allow-file-images {}: {e}", d.display()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut engine = ketch_wasm::EngineConfig::with_instances(
             cfg.data_dir.join("wasm-cache"),
-            cfg.data_dir.join("keyvalue.redb"),
             cfg.max_wasm_instances,
-            u64::try_from(memory).unwrap_or(1 << 30),
-            cfg.wasm_dirty_page_reset,
-            cfg.outbound_ca_file.clone(),
-            ketch_wasm::EgressPolicy {
-                allowed: cfg.wasm_outbound_allow.clone(),
-            },
-        )
-        .map_err(AgentError::Engine)?;
+        );
+        engine.max_memory_per_instance =
+            wasm::max_memory_per_instance(u64::try_from(memory).unwrap_or(1 << 30));
+        engine.reset_dirty_pages_only = cfg.wasm_dirty_page_reset;
+        engine.outbound_ca_file.clone_from(&cfg.outbound_ca_file);
+        engine.egress = ketch_wasm::EgressPolicy {
+            allowed: cfg.wasm_outbound_allow.clone(),
+        };
+        let runtime = WasmRuntime::new(engine, cfg.data_dir.join("keyvalue.redb"), file_image_dirs)
+            .map_err(AgentError::Engine)?;
         let registries = Arc::new(Registries::new(
             cfg.insecure_registries.clone(),
             cfg.registry_config.clone(),

@@ -36,6 +36,9 @@ pub struct WasmRuntime {
     key_value: KeyValueStore,
     /// Components pulled from OCI registries; `None`: registry references are refused.
     store: Option<Arc<WasmStore>>,
+    /// Canonical directories `file:` images may be read from (the node's
+    /// `--allow-file-images`); any other path is refused before it is opened.
+    file_image_dirs: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for WasmRuntime {
@@ -53,30 +56,22 @@ pub fn max_memory_per_instance(node_memory: u64) -> u64 {
 }
 
 impl WasmRuntime {
-    /// Creates the node's engine; its apps' outbound HTTPS also trusts the CA certificates
-    /// of `outbound_ca_file`.
+    /// Creates the node's engine from `config`, its wasi:keyvalue data in `key_value_file`;
+    /// `file:` images are read only from under `file_image_dirs` (canonical paths).
     ///
     /// # Errors
     /// The engine refused the settings (e.g. the pool's address space cannot be reserved),
-    /// or `outbound_ca_file` is unreadable or holds no valid certificate.
+    /// or `config.outbound_ca_file` is unreadable or holds no valid certificate.
     pub fn new(
-        cache_dir: PathBuf,
+        config: EngineConfig,
         key_value_file: PathBuf,
-        max_instances: u32,
-        node_memory: u64,
-        dirty_page_reset: bool,
-        outbound_ca_file: Option<PathBuf>,
-        egress: ketch_wasm::EgressPolicy,
+        file_image_dirs: Vec<PathBuf>,
     ) -> Result<Self, WasmError> {
-        let mut config = EngineConfig::with_instances(cache_dir, max_instances);
-        config.max_memory_per_instance = max_memory_per_instance(node_memory);
-        config.reset_dirty_pages_only = dirty_page_reset;
-        config.outbound_ca_file = outbound_ca_file;
-        config.egress = egress;
         Ok(Self {
             engine: Engine::new(config)?,
             key_value: KeyValueStore::new(key_value_file),
             store: None,
+            file_image_dirs,
         })
     }
 
@@ -199,20 +194,7 @@ impl WorkloadRuntime for WasmRuntime {
                     let p = self.pull(&spec, &r).await?;
                     (p.path.clone(), Some(p))
                 }
-                WasmSource::File(p) => {
-                    let path = absolute(&p);
-                    if !path.is_file() {
-                        return Err(StartError {
-                            reason: StartReason::ErrImagePull,
-                            message: format!(
-                                "image {:?}: {} does not exist",
-                                spec.image,
-                                path.display()
-                            ),
-                        });
-                    }
-                    (path, None)
-                }
+                WasmSource::File(p) => (self.allowed_file(&spec.image, &p)?, None),
             };
             let digest = pulled.as_ref().map(|p| p.digest.as_str());
             let t0 = Instant::now();
@@ -286,6 +268,35 @@ impl WorkloadRuntime for WasmRuntime {
             .as_ref()
             .is_some_and(|s| s.local(image).is_some());
         futures_util::future::ready(has).boxed()
+    }
+}
+
+impl WasmRuntime {
+    /// The canonical path of a `file:` image, when it is a file under one of the node's
+    /// allowed directories. Whether it is missing or only not allowed is not told apart: a
+    /// Pod must not learn which paths exist on the node.
+    fn allowed_file(&self, image: &str, p: &Path) -> Result<PathBuf, StartError> {
+        let path = absolute(p);
+        let allowed = std::fs::canonicalize(&path)
+            .ok()
+            .filter(|c| c.is_file() && self.file_image_dirs.iter().any(|d| c.starts_with(d)));
+        allowed.ok_or_else(|| StartError {
+            reason: StartReason::ErrImagePull,
+            message: format!(
+                "image {image:?}: {} is not a file under a directory this node allows file: \
+                 images from ({}); nothing was read",
+                path.display(),
+                if self.file_image_dirs.is_empty() {
+                    "none: see --allow-file-images".to_string()
+                } else {
+                    self.file_image_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        })
     }
 }
 

@@ -92,6 +92,14 @@ impl Cluster {
         // a node certificate its endpoint takes the token (these tests call it directly).
         cfg.in_process = Some(server.in_process());
         cfg.max_wasm_instances = 16;
+        // The test guests' directory: file: images elsewhere are refused.
+        cfg.file_image_dirs = vec![
+            std::path::Path::new(ketch_test_guests::HELLO)
+                .parent()
+                .unwrap()
+                .to_path_buf(),
+            data.path().to_path_buf(),
+        ];
         cfg.memory_bytes = Some(1 << 30);
         cfg.cpu_millis = Some(2000);
         let agent = Agent::start(cfg).await.unwrap();
