@@ -100,7 +100,12 @@ fn deploy_hello(s: &Server, agents: &[AgentProc]) {
         (ready_nodes(s).len() == 3).then_some(())
     });
     // No requests: bin-packing sees every node alike, default spreading alone spreads them.
-    let f = write_file(s.dir.path(), "hello.yaml", &hello_app(6, None));
+    // Exposed: the agents' gateways listen on addresses others can reach.
+    let f = write_file(
+        s.dir.path(),
+        "hello.yaml",
+        &crate::gateway::exposed(&hello_app(6, None)),
+    );
     s.ok(&["apply", "-f", f.to_str().unwrap()]);
     eventually(60, "6 running replicas on 3 nodes", || {
         let ps = pods(s, "app=hello");
