@@ -206,6 +206,10 @@ impl From<StoreError> for ApiError {
                 None => "this server is not the leader and no leader is known yet; retry".into(),
             }),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Overloaded(message) => ApiError::TooManyRequests {
+                message,
+                causes: Vec::new(),
+            },
             StoreError::Membership(m) => ApiError::BadRequest(m),
             other => ApiError::Internal(other.to_string()),
         }
@@ -230,6 +234,13 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        // client-go waits this long before it retries a 429.
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
             );
         }
         resp
@@ -262,6 +273,7 @@ mod tests {
             (ApiError::Unavailable(m()), 503, "ServiceUnavailable"),
             (ApiError::BadGateway(m()), 502, "BadGateway"),
             (ApiError::Internal(m()), 500, "InternalError"),
+            (StoreError::Overloaded(m()).into(), 429, "TooManyRequests"),
         ];
         for (err, code, reason) in cases {
             assert_eq!(err.status_code().as_u16(), code, "{err:?}");

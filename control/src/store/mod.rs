@@ -104,6 +104,9 @@ pub enum StoreError {
     /// A membership change was refused (unknown id, last voter, address clash).
     #[error("{0}")]
     Membership(String),
+    /// More writes are waiting than the server queues: not now (the API's 429).
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 impl From<db::DbError> for StoreError {

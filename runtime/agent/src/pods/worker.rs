@@ -703,7 +703,7 @@ mod tests {
             (spec.namespace.as_str(), spec.pod_name.as_str()),
             ("ns", "p")
         );
-        assert_eq!(spec.app, "ns/p");
+        assert_eq!(spec.app, "ns/Pod/p");
 
         let first_start = tokio::time::Instant::now();
         h.runtime.workloads()[0].exit(WorkloadExit {
