@@ -60,6 +60,8 @@ pub struct ApiState {
     /// Seals Secrets before they are proposed and opens them on the way out
     /// (see [`encryption`]).
     pub encryption: Arc<encryption::EncryptionKeys>,
+    /// Open watches per user (see [`watch::WatchCounts`]).
+    pub watches: watch::WatchCounts,
 }
 
 /// The whole HTTP surface of a server.
@@ -516,6 +518,7 @@ impl Server {
             node_ports: nodeports::Reservations::default(),
             liveness: liveness.clone(),
             encryption: keys,
+            watches: watch::WatchCounts::default(),
         });
         // Plaintext Secrets of an older ketch, and ones sealed under a key that is no longer
         // the first, are rewritten by whichever server leads.

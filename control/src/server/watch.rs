@@ -23,11 +23,69 @@ use crate::watch::encode_line;
 /// Idle time after which a stream that asked for bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(5);
 
+/// Watches one user may hold open on one server. A node's agent holds a handful, the
+/// control plane a dozen; a client that opens watches in a loop gets 429s instead of
+/// making the server hold thousands of streams and their buffers.
+pub const MAX_WATCHES_PER_USER: usize = 1000;
+
+/// Open watches per user on this server.
+#[derive(Debug, Default)]
+pub struct WatchCounts(Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
+impl WatchCounts {
+    /// A place for one more watch of `user`, or a 429 naming the limit.
+    pub fn enter(&self, user: &str) -> Result<WatchSlot, ApiError> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let open = counts.entry(user.to_string()).or_default();
+        if *open >= MAX_WATCHES_PER_USER {
+            return Err(ApiError::TooManyRequests {
+                message: format!(
+                    "{user} has {open} watches open on this server; the limit is \
+                     {MAX_WATCHES_PER_USER}"
+                ),
+                causes: Vec::new(),
+            });
+        }
+        *open += 1;
+        Ok(WatchSlot {
+            counts: self.0.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+/// One open watch; its place is given back when the stream ends.
+#[derive(Debug)]
+pub struct WatchSlot {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(open) = counts.get_mut(&self.user) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
 pub async fn watch(
     st: &Arc<ApiState>,
     path: &ResourcePath,
     params: &QueryParams,
+    user: &str,
 ) -> Result<Response, ApiError> {
+    let slot = st.watches.enter(user)?;
     let filter = Filter::new(path.info, &params.list)?;
     let prefix = path.key();
     // A named watch (`.../pods/web?watch=true`) follows one object; a collection watch a prefix.
@@ -78,6 +136,7 @@ pub async fn watch(
     let st2 = st.clone();
     st.metrics.watchers.inc();
     tokio::spawn(async move {
+        let _slot = slot;
         // Scope by key; then the event as this watch's selectors see it (an object leaving
         // the selection is DELETED for this watch, one entering it ADDED).
         let select = |ev: &crate::watch::WatchEvent| {
@@ -167,4 +226,26 @@ fn line(v: &serde_json::Value) -> Bytes {
     let mut b = serde_json::to_vec(v).expect("JSON values always serialize");
     b.push(b'\n');
     b.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_past_the_watch_limit_gets_a_429_and_others_do_not() {
+        let counts = WatchCounts::default();
+        let mut open: Vec<WatchSlot> = (0..MAX_WATCHES_PER_USER)
+            .map(|_| counts.enter("flood").unwrap())
+            .collect();
+        let err = counts.enter("flood").unwrap_err();
+        assert_eq!(err.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(err.to_string().contains("limit is 1000"), "{err}");
+        let _other = counts.enter("system:node:n1").unwrap();
+        open.pop();
+        let _again = counts.enter("flood").unwrap();
+        drop(open);
+        drop(_again);
+        assert!(!counts.0.lock().unwrap().contains_key("flood"));
+    }
 }

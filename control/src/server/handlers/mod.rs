@@ -156,7 +156,7 @@ async fn dispatch(
             return Err(ApiError::BadRequest("dryRun is not supported yet".into()));
         }
         match (verb, &method) {
-            ("watch", _) => super::watch::watch(&st, &path, &params).await,
+            ("watch", _) => super::watch::watch(&st, &path, &params, &user.name).await,
             ("list", _) => list::list(&st, &path, &params, &headers).await,
             ("get", _) => get::get(&st, &path, &params, &headers).await,
             ("create", _) => create::create(&st, &path, &headers, body).await,
