@@ -12,6 +12,19 @@ async fn expect_err(h: &ketch_wasm::Handler, path: &str) -> InvokeError {
     }
 }
 
+/// `n` requests to `h` in flight at once, each on its own task.
+fn spawn_requests(
+    h: &ketch_wasm::Handler,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<(), InvokeError>>> {
+    (0..n)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.handle(get_request("/")).await.map(|_| ()) })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_guest_times_out_on_budget_while_hello_still_answers_fast() {
     let budget = Duration::from_millis(300);
@@ -28,12 +41,7 @@ async fn a_looping_guest_times_out_on_budget_while_hello_still_answers_fast() {
 
     // More loopers than worker threads: only yielding at epoch ticks keeps hello serviceable.
     let started = Instant::now();
-    let loops: Vec<_> = (0..4)
-        .map(|_| {
-            let looper = looper.clone();
-            tokio::spawn(async move { looper.handle(get_request("/")).await.map(|_| ()) })
-        })
-        .collect();
+    let loops = spawn_requests(&looper, 4);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let t = Instant::now();
@@ -107,10 +115,7 @@ async fn requests_beyond_max_concurrency_are_rejected_as_overloaded() {
         },
     )
     .await;
-    let first = {
-        let h = h.clone();
-        tokio::spawn(async move { h.handle(get_request("/")).await.map(|_| ()) })
-    };
+    let first = spawn_requests(&h, 1).remove(0);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let second = expect_err(&h, "/").await;
     assert!(matches!(second, InvokeError::Overloaded), "{second:?}");
@@ -149,12 +154,7 @@ async fn an_app_without_max_concurrency_gets_a_share_of_the_pool_and_no_more_tha
             ..AppConfig::default()
         })
         .expect("handler");
-    let stuck: Vec<_> = (0..2)
-        .map(|_| {
-            let h = looper.clone();
-            tokio::spawn(async move { h.handle(get_request("/")).await.map(|_| ()) })
-        })
-        .collect();
+    let stuck = spawn_requests(&looper, 2);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(matches!(
         expect_err(&looper, "/").await,
