@@ -77,6 +77,22 @@ pub struct QueryParams {
     pub list: ListParams,
     #[serde(flatten)]
     pub read: ReadParams,
+    /// A list returns at most this many items and a `continue` token for the rest (`0`, a
+    /// negative number or none: everything). Ignored by watches, as in Kubernetes.
+    #[serde(
+        default,
+        deserialize_with = "count_or_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<u64>,
+    /// The `metadata.continue` of the previous page of a list.
+    #[serde(
+        default,
+        rename = "continue",
+        deserialize_with = "non_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub continue_token: Option<String>,
     /// End a watch after this many seconds.
     #[serde(
         default,
@@ -205,6 +221,8 @@ mod tests {
                 watch: true,
                 resource_version: Some("42".into()),
             },
+            limit: Some(500),
+            continue_token: Some("abc".into()),
             timeout_seconds: Some(30),
             allow_watch_bookmarks: true,
             propagation_policy: Some("Foreground".into()),
@@ -242,6 +260,8 @@ mod tests {
                 "fieldSelector",
                 "watch",
                 "resourceVersion",
+                "limit",
+                "continue",
                 "timeoutSeconds",
                 "allowWatchBookmarks",
                 "propagationPolicy",
@@ -304,6 +324,7 @@ mod tests {
                     resource_version: Some("2".into()),
                     ..ReadParams::default()
                 },
+                limit: Some(5),
                 ..QueryParams::default()
             }
         );
