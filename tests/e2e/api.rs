@@ -628,10 +628,24 @@ async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
         let mut seen = Vec::new();
         let mut query = format!("limit=2{selector}");
         let mut pages = 0;
+        let mut revisions = std::collections::BTreeSet::new();
         let rv = loop {
             let (code, page) = get(query.clone()).await;
             assert_eq!(code, 200, "{page}");
             pages += 1;
+            revisions.insert(page["metadata"]["resourceVersion"].to_string());
+            // A write elsewhere (another namespace) does not make the token stale.
+            let other = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": format!("elsewhere-{pages}{}", selector.len())}});
+            let resp = s
+                .http()
+                .post(format!("{}/api/v1/namespaces", s.url))
+                .bearer_auth(&s.token)
+                .json(&other)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
             assert!(names(&page).len() <= 2, "{page}");
             seen.extend(names(&page));
             match page["metadata"]["continue"].as_str() {
@@ -643,6 +657,11 @@ async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
             }
         };
         assert_eq!(pages, 3, "{selector}");
+        assert_eq!(
+            revisions.len(),
+            1,
+            "every page has the first page's version"
+        );
         assert!(rv.is_string());
         let want: Vec<String> = (0..5).map(|i| format!("page-{i}")).collect();
         assert_eq!(seen, want, "{selector}");

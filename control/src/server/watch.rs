@@ -198,7 +198,13 @@ pub async fn watch(
                 }
             }
         };
-        run.await;
+        // A client that went away ends the watch at once, also while events for other keys
+        // keep the loop busy: its slot and buffers are given back.
+        let gone = tx.clone();
+        tokio::select! {
+            _ = run => {}
+            () = gone.closed() => {}
+        }
         st2.metrics.watchers.dec();
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {

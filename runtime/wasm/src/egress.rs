@@ -35,7 +35,18 @@ impl EgressPolicy {
     }
 }
 
+/// Cloud metadata and host services outside the link-local range: Alibaba's
+/// `100.100.100.200`, Azure's wire server `168.63.129.16`, AWS's IPv6 IMDS `fd00:ec2::254`.
+const METADATA_ADDRESSES: [IpAddr; 3] = [
+    IpAddr::V4(std::net::Ipv4Addr::new(100, 100, 100, 200)),
+    IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+];
+
 fn refused_range(ip: IpAddr) -> bool {
+    if METADATA_ADDRESSES.contains(&ip) {
+        return true;
+    }
     match ip {
         IpAddr::V4(v4) => {
             v4.is_loopback()
@@ -79,6 +90,9 @@ mod tests {
             "255.255.255.255",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "100.100.100.200",
+            "168.63.129.16",
+            "fd00:ec2::254",
         ] {
             assert!(!p.permits(refused.parse().unwrap()), "{refused}");
         }

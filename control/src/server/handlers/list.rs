@@ -79,8 +79,15 @@ pub(super) async fn list(
     // since; otherwise the token is too old (client-go then lists afresh).
     let (list_revision, offset) = match &resume {
         None => (revision, 0),
+        Some(_) if params.read.resource_version.is_some() => {
+            return Err(ApiError::BadRequest(
+                "specifying resourceVersion is not allowed when using continue".into(),
+            ));
+        }
         Some(c) => {
-            if c.rv != revision && changed_since(st, &prefix, c.rv, revision) {
+            // A token from a revision this server has not reached (a follower behind, or a
+            // forged token) cannot be continued here.
+            if c.rv > revision || (c.rv != revision && changed_since(st, &prefix, c.rv, revision)) {
                 return Err(ApiError::Gone(
                     "The provided continue parameter is too old to display a consistent list \
                      result. You can start a new list without the continue parameter."
