@@ -16,7 +16,15 @@
 //! 5. ketch-sdk's hello (`examples/hello`) vs the same app without the SDK
 //!    (`examples/plain-wasi`): .wasm sizes, and requests/s through the gateway, A B A B.
 //!    `KETCH_BENCH_SDK_ONLY=1` runs only this one.
+//! 6. Cross-node: the server with its built-in agent (node a) and one more `ketch agent`
+//!    (node b, joined with a join token, its own gateway), both on the server CPU. A hello
+//!    app on node a (deployed before b joins) and one pinned to b (`nodeSelector`); wrk
+//!    through a's gateway to a's Pod (local), through a's gateway to b's Pod (the request
+//!    crosses to b's gateway peer listener over mutual TLS), and through b's gateway to its
+//!    own Pod (the control), A B A B; CPU is the server's and the agent's together.
+//!    `KETCH_BENCH_CROSS_NODE_ONLY=1` runs only this one (it is not in the full run).
 //!
+//! `KETCH_BENCH_HELLO_ONLY=1` runs only section 1.
 //! Servers are started on CPU 0 and wrk on CPU 1 (`taskset -c`) when the machine has 2+ CPUs.
 //! Needs `wrk` on PATH and wasmtime-cli 48.0.8 as `$WASMTIME` (default: `wasmtime` on PATH,
 //! then /work/tools/bin/wasmtime); the peer runs are skipped, saying so, without it.
@@ -25,7 +33,8 @@
 mod support;
 
 use support::{
-    BenchServer, cpu_seconds, deploy, file_image, free_port, ms, pct, variant, wait_200,
+    BenchServer, cpu_seconds, deploy, deployment, file_image, free_port, ketch_bin, ms, pct,
+    service, variant, wait_200,
 };
 
 use std::process::{Child, Command, Stdio};
@@ -340,6 +349,10 @@ async fn run() {
         overhead(&server, &http, &gw, conns, secs).await;
         return;
     }
+    if std::env::var_os("KETCH_BENCH_CROSS_NODE_ONLY").is_some() {
+        cross_node(&server, &http, &gw, conns, secs).await;
+        return;
+    }
     deploy(&server, "hello", &file_image(HELLO)).await;
     wait_200(&http, &gw, Some("hello.default.ketch.localhost")).await;
 
@@ -389,6 +402,9 @@ async fn run() {
     if let Some(mut w) = wt.take() {
         let _ = w.kill();
         let _ = w.wait();
+    }
+    if std::env::var_os("KETCH_BENCH_HELLO_ONLY").is_some() {
+        return;
     }
 
     // 2. Ten apps routed by Host vs ten wasmtime serve processes.
@@ -608,4 +624,80 @@ async fn sdk_vs_plain(
     }
     let r: Vec<String> = ratios.iter().map(|r| format!("{r:.3}×")).collect();
     println!("  ratio sdk / plain (req/s): {}", r.join(", "));
+}
+
+/// `ketch agent` node `far` joined to `server` (a join token), with its own gateway, pinned
+/// to the server CPU.
+fn far_agent(server: &BenchServer) -> Child {
+    let token = server.join_token("--join");
+    let log = std::fs::File::create(server.dir().join("far.log")).unwrap();
+    pinned(&ketch_bin().to_string_lossy())
+        .args(["agent", "--server", &server.url, "--token", &token])
+        .args([
+            "--name",
+            "far",
+            "--node-label",
+            "zone=far",
+            "--no-containerd",
+        ])
+        .args(["--agent-listen", "127.0.0.1:0", "--gateway", "127.0.0.1:0"])
+        .args(["--gateway-tls", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(server.dir().join("far-data"))
+        .env("KETCH_CONFIG", server.dir().join("no-config"))
+        .env("KETCH_ALLOW_FILE_IMAGES", support::file_image_dirs())
+        .env("KETCH_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn ketch agent")
+}
+
+/// Section 6: a request entering node a's gateway for a Pod on node b, against a Pod on
+/// node a and against b's gateway reached directly. `KETCH_BENCH_CROSS_NODE_ONLY=1`.
+async fn cross_node(server: &BenchServer, http: &reqwest::Client, gw: &str, conns: u32, secs: u32) {
+    println!("\n6. cross-node: node a's gateway to a Pod on node b, hello component");
+    // Deployed while node a is the only node, so it runs there.
+    deploy(server, "near", &file_image(HELLO)).await;
+    wait_200(http, gw, Some("near.default.ketch.localhost")).await;
+    let mut agent = far_agent(server);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let far_gw = loop {
+        let node = server.client.get_path("/api/v1/nodes/far").await;
+        if let Some(url) = node.as_ref().ok().and_then(|n| {
+            n["metadata"]["annotations"]["ketch.dev/gateway-endpoint"]
+                .as_str()
+                .map(str::to_string)
+        }) {
+            break format!("{}/", url.trim_end_matches('/'));
+        }
+        assert!(Instant::now() < deadline, "node far has no gateway");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut far = deployment("far", &file_image(HELLO));
+    far["spec"]["template"]["spec"]["nodeSelector"] = json!({"zone": "far"});
+    let deployments = ketch_api::resource::lookup("deployments").unwrap();
+    let services = ketch_api::resource::lookup("services").unwrap();
+    let c = &server.client;
+    c.create(deployments, Some("default"), &far).await.unwrap();
+    c.create(services, Some("default"), &service("far"))
+        .await
+        .unwrap();
+    let far_host = "far.default.ketch.localhost";
+    wait_200(http, &far_gw, Some(far_host)).await;
+    wait_200(http, gw, Some(far_host)).await;
+    let pids = [server.pid(), agent.id()];
+    let cases = [
+        ("a's gateway, Pod on a", gw, "near.default.ketch.localhost"),
+        ("a's gateway, Pod on b", gw, far_host),
+        ("b's gateway, Pod on b", far_gw.as_str(), far_host),
+    ];
+    for round in 1..=2 {
+        for (label, url, host) in cases {
+            let (w, cpu) = measure(&pids, vec![spawn_wrk(url, conns, secs, Some(host), None)]);
+            row(&format!("{round} {label}"), w, cpu);
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

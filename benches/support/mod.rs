@@ -87,7 +87,11 @@ impl BenchServer {
         let client = loop {
             if let Ok(cfg) = ketch_client::ClientConfig::load(&dir.path().join("config"))
                 && let Ok(client) = ketch_client::Client::from_config(&cfg)
-                && client.get_path("/readyz").await.is_ok()
+                // `/readyz` answers `ok`, not JSON: a 200 is a decode error here.
+                && matches!(
+                    client.get_path("/readyz").await,
+                    Ok(_) | Err(ketch_client::Error::Decode { .. })
+                )
             {
                 break client;
             }
