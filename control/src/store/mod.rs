@@ -305,6 +305,21 @@ impl Store {
 
     /// True when this server is the leader right now (not a confirmation: see
     /// [`Store::read_barrier`]).
+    /// Whether this server leads and a quorum acknowledged it within `within` (openraft's
+    /// `millis_since_quorum_ack`), read from raft's metrics: no message is sent. A lone voter
+    /// is its own quorum.
+    pub fn leads_with_recent_quorum(&self, within: std::time::Duration) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.inner.cfg.node_id) {
+            return false;
+        }
+        let alone = m.membership_config.membership().voter_ids().count() == 1;
+        alone
+            || m.millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) <= within.as_millis())
+    }
+
     pub fn is_leader(&self) -> bool {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
