@@ -66,8 +66,11 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
-    /// Agent flags: the test containerd and this bridge.
-    fn flags<'a>(&'a self, env: &'a Env) -> [&'a str; 6] {
+    /// Agent flags: the test containerd, this bridge, and a node named after it. Tests
+    /// share one containerd and the agent removes its node's containers that no Pod claims
+    /// when it starts: with every test's node named after the host, one test's agent removed
+    /// the containers of another running beside it.
+    fn flags<'a>(&'a self, env: &'a Env) -> [&'a str; 8] {
         [
             "--containerd",
             &env.socket,
@@ -75,6 +78,8 @@ impl Bridge {
             &self.name,
             "--pod-subnet",
             &self.subnet,
+            "--name",
+            &self.name,
         ]
     }
 }
