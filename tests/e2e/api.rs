@@ -585,6 +585,19 @@ fn events_expire_after_the_event_ttl() {
     });
 }
 
+/// POSTs `obj` to `url` (a path's full URL) with the admin token; the status code.
+async fn post(s: &Server, url: &str, obj: &Value) -> u16 {
+    let resp = s
+        .http()
+        .post(url)
+        .bearer_auth(&s.token)
+        .json(obj)
+        .send()
+        .await
+        .unwrap();
+    resp.status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
     let s = Server::start_with(&["--no-agent"]);
@@ -592,15 +605,7 @@ async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
     for i in 0..5 {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("page-{i}"), "labels": {"set": "paged"}}});
-        let resp = s
-            .http()
-            .post(&base)
-            .bearer_auth(&s.token)
-            .json(&cm)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201);
+        assert_eq!(post(&s, &base, &cm).await, 201);
     }
     let get = |query: String| {
         let (http, token, base) = (s.http(), s.token.clone(), base.clone());
@@ -637,15 +642,8 @@ async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
             // A write elsewhere (another namespace) does not make the token stale.
             let other = json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": format!("elsewhere-{pages}{}", selector.len())}});
-            let resp = s
-                .http()
-                .post(format!("{}/api/v1/namespaces", s.url))
-                .bearer_auth(&s.token)
-                .json(&other)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
+            let namespaces = format!("{}/api/v1/namespaces", s.url);
+            assert_eq!(post(&s, &namespaces, &other).await, 201);
             assert!(names(&page).len() <= 2, "{page}");
             seen.extend(names(&page));
             match page["metadata"]["continue"].as_str() {
@@ -670,15 +668,7 @@ async fn lists_page_with_limit_and_continue_and_a_stale_token_is_410() {
     let (_, first) = get("limit=2".into()).await;
     let token = first["metadata"]["continue"].as_str().unwrap().to_string();
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}});
-    let resp = s
-        .http()
-        .post(&base)
-        .bearer_auth(&s.token)
-        .json(&cm)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
+    assert_eq!(post(&s, &base, &cm).await, 201);
     let (code, body) = get(format!("limit=2&continue={token}")).await;
     assert_eq!(code, 410, "{body}");
     let (code, _) = get("limit=2&continue=garbage".into()).await;

@@ -12,6 +12,20 @@ async fn expect_err(h: &ketch_wasm::Handler, path: &str) -> InvokeError {
     }
 }
 
+/// A handler of `guest` on `engine` (not the shared test engine).
+async fn handler_on(
+    engine: &ketch_wasm::Engine,
+    guest: &str,
+    config: AppConfig,
+) -> ketch_wasm::Handler {
+    engine
+        .load_file(std::path::Path::new(guest), None)
+        .await
+        .expect("load")
+        .handler(config)
+        .expect("handler")
+}
+
 /// `n` requests to `h` in flight at once, each on its own task.
 fn spawn_requests(
     h: &ketch_wasm::Handler,
@@ -160,12 +174,7 @@ async fn an_app_without_max_concurrency_gets_a_share_of_the_pool_and_no_more_tha
         expect_err(&looper, "/").await,
         InvokeError::Overloaded
     ));
-    let hello = engine
-        .load_file(Path::new(HELLO), None)
-        .await
-        .expect("load")
-        .handler(AppConfig::default())
-        .expect("handler");
+    let hello = handler_on(&engine, HELLO, AppConfig::default()).await;
     assert_eq!(get(&hello, "/").await.0, 200);
     for s in stuck {
         assert!(matches!(s.await.expect("join"), Err(InvokeError::Timeout)));
@@ -196,21 +205,16 @@ async fn dirty_page_reset_when_asked_for_still_starts_every_request_clean() {
     config.reset_dirty_pages_only = true;
     let engine = Engine::new(config).expect("engine");
     let limit = 8 << 20;
-    let bomb = engine
-        .load_file(Path::new(MEMBOMB), None)
-        .await
-        .expect("load")
-        .handler(AppConfig {
+    let bomb = handler_on(
+        &engine,
+        MEMBOMB,
+        AppConfig {
             memory_limit: Some(limit),
             ..AppConfig::default()
-        })
-        .expect("handler");
-    let hello = engine
-        .load_file(Path::new(HELLO), None)
-        .await
-        .expect("load")
-        .handler(AppConfig::default())
-        .expect("handler");
+        },
+    )
+    .await;
+    let hello = handler_on(&engine, HELLO, AppConfig::default()).await;
     for _ in 0..3 {
         assert!(matches!(
             expect_err(&bomb, "/").await,
