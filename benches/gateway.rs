@@ -33,8 +33,8 @@
 mod support;
 
 use support::{
-    BenchServer, cpu_seconds, deploy, deployment, file_image, free_port, ketch_bin, ms, pct,
-    service, variant, wait_200,
+    BenchServer, OutsideAddress, cpu_seconds, deploy, deployment, file_image, free_port, ketch_bin,
+    ms, pct, service, variant, wait_200,
 };
 
 use std::process::{Child, Command, Stdio};
@@ -237,7 +237,9 @@ fn native_server(port: u16) {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        // Every address: the bench dials loopback directly and the gateway dials an
+        // outside address (`OutsideAddress`), as slices may not name loopback.
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
             .await
             .unwrap();
         loop {
@@ -527,6 +529,7 @@ async fn overhead(server: &BenchServer, http: &reqwest::Client, gw: &str, conns:
         wait_200(http, &url, None).await;
         floors.push((kind, child, url));
     }
+    let outside = OutsideAddress::create();
     let slices = ketch_api::resource::lookup("endpointslices").unwrap();
     let services = ketch_api::resource::lookup("services").unwrap();
     server
@@ -546,7 +549,7 @@ async fn overhead(server: &BenchServer, http: &reqwest::Client, gw: &str, conns:
             Some("default"),
             &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": "native-1", "labels": {"kubernetes.io/service-name": "native"}},
-                "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}],
+                "addressType": "IPv4", "endpoints": [{"addresses": [outside.ip.to_string()]}],
                 "ports": [{"port": native_port}]}),
         )
         .await

@@ -144,6 +144,45 @@ impl Drop for BenchServer {
     }
 }
 
+/// An address of this host that is not loopback, on a dummy link the bench makes and
+/// removes (root only): hand-written EndpointSlices may not name loopback, so a native back
+/// end the gateway reaches through one listens here.
+pub struct OutsideAddress {
+    link: String,
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl OutsideAddress {
+    /// # Panics
+    /// When the link cannot be made (not root).
+    pub fn create() -> OutsideAddress {
+        let link = format!("kbench{}", std::process::id() % 100_000);
+        // 10.213.255.0/24: the e2e tests' namespaces use 10.213.1–251.0/24.
+        let ip = std::net::Ipv4Addr::new(10, 213, 255, (std::process::id() % 250) as u8 + 2);
+        let addr = format!("{ip}/32");
+        for args in [
+            &["link", "add", &link, "type", "dummy"][..],
+            &["addr", "add", &addr, "dev", &link],
+            &["link", "set", &link, "up"],
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "ip {} failed (the bench needs root)", args.join(" "));
+        }
+        OutsideAddress { link, ip }
+    }
+}
+
+impl Drop for OutsideAddress {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.link])
+            .status();
+    }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -346,10 +346,11 @@ fn node_other_than(s: &Server, name: &str) -> String {
         .expect("another node")
 }
 
-/// A one-thread HTTP/1.1 server answering every request with `body` (keep-alive off).
-fn tiny_http_server(body: &'static str) -> u16 {
+/// A one-thread HTTP/1.1 server on `ip` answering every request with `body` (keep-alive
+/// off).
+fn tiny_http_server(ip: std::net::IpAddr, body: &'static str) -> u16 {
     use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().map_while(Result::ok) {
@@ -365,15 +366,36 @@ fn tiny_http_server(body: &'static str) -> u16 {
     port
 }
 
+/// A selector-less Service with a hand-written EndpointSlice pointing at `address:port`.
+fn native_service(address: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: native\nspec:\n  ports:\n  - port: 80\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: native-1\n  labels:\n    kubernetes.io/service-name: native\naddressType: IPv4\nendpoints:\n- addresses: [\"{address}\"]\nports:\n- port: {port}\n"
+    )
+}
+
 #[test]
 fn a_selectorless_service_routes_to_the_endpoints_written_by_hand() {
     let s = Server::start();
     let gw = s.gateway();
-    let port = tiny_http_server("native backend\n");
-    let manifest = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: native\nspec:\n  ports:\n  - port: 80\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: native-1\n  labels:\n    kubernetes.io/service-name: native\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\nports:\n- port: {port}\n"
+    // The node's loopback (its API server, raft, agent) is not an address a slice may send
+    // the gateway to.
+    let f = write_file(s.dir.path(), "lo.yaml", &native_service("127.0.0.1", 6443));
+    let err = s.fails(&["apply", "-f", f.to_str().unwrap()]);
+    assert!(
+        err.contains("endpoints[0].addresses[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range"),
+        "{err}"
     );
-    let f = write_file(s.dir.path(), "native.yaml", &manifest);
+    // An outside address: this host's address on a bridge the test makes (root only).
+    let Some(net) = crate::netns::Net::create(0) else {
+        return;
+    };
+    let ip = net.gateway();
+    let port = tiny_http_server(ip.into(), "native backend\n");
+    let f = write_file(
+        s.dir.path(),
+        "native.yaml",
+        &native_service(&ip.to_string(), port),
+    );
     s.ok(&["apply", "-f", f.to_str().unwrap()]);
     let (code, _, body) = eventually(30, "the hand-written endpoint", || {
         let r = http(

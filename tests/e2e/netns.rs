@@ -105,8 +105,9 @@ impl Net {
         Ok(())
     }
 
-    /// The root namespace's address on the bridge.
-    fn gateway(&self) -> Ipv4Addr {
+    /// The root namespace's address on the bridge: an address of this host that is not
+    /// loopback, for a test's own listener that ketch must reach as an outside address.
+    pub fn gateway(&self) -> Ipv4Addr {
         let [a, b, c] = self.subnet;
         Ipv4Addr::new(a, b, c, 1)
     }

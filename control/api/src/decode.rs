@@ -789,7 +789,7 @@ mod tests {
     fn endpoint_slices_and_ingresses_are_admitted_under_their_groups() {
         let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "web", "labels": {"kubernetes.io/service-name": "web"}},
-            "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}]});
+            "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}]});
         let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {"name": "web"}, "spec": {"rules": [{"host": "example.com",
             "http": {"paths": [{"path": "/", "pathType": "Prefix",

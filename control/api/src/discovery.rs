@@ -6,6 +6,8 @@
 //! label); the controller never touches those. Node agents read slices to route a Service's
 //! traffic, so this shape is the contract between the control plane and the data plane.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::core::ObjectReference;
@@ -73,6 +75,65 @@ impl Endpoint {
             .and_then(|c| c.ready)
             .unwrap_or(true)
     }
+
+    /// The Pod this endpoint stands for: a `targetRef` of kind `Pod` (or of no kind, as
+    /// hand-written slices often leave it) with a name. Node agents route such an endpoint to
+    /// the Pod itself (in process, or through the Pod's node), never to its addresses.
+    pub fn pod(&self) -> Option<&ObjectReference> {
+        self.target_ref
+            .as_ref()
+            .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod") && r.name.is_some())
+    }
+}
+
+/// Cloud metadata and host services outside the link-local range: Alibaba's
+/// `100.100.100.200`, Azure's wire server `168.63.129.16`, AWS's IPv6 IMDS `fd00:ec2::254`.
+const METADATA_ADDRESSES: [IpAddr; 3] = [
+    IpAddr::V4(std::net::Ipv4Addr::new(100, 100, 100, 200)),
+    IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
+];
+
+/// Why `ip` is not a destination ketch dials on a user's say-so, `None` when it may be.
+/// These addresses reach the node itself (loopback: the all-in-one API server, raft, the
+/// agent), cloud metadata (link-local and the providers' fixed addresses), or nothing in
+/// particular (unspecified, multicast, broadcast). An IPv4-mapped IPv6 address is judged as
+/// the IPv4 address it carries. Kubernetes refuses the same ranges in Endpoints and
+/// EndpointSlices (`ValidateEndpointIP`); the wording follows it.
+pub fn special_address(ip: IpAddr) -> Option<&'static str> {
+    let ip = ip.to_canonical();
+    if METADATA_ADDRESSES.contains(&ip) {
+        return Some("may not be a cloud metadata address");
+    }
+    let (unspecified, loopback, link_local, multicast, broadcast) = match ip {
+        IpAddr::V4(v4) => (
+            v4.is_unspecified(),
+            v4.is_loopback(),
+            v4.is_link_local(),
+            v4.is_multicast(),
+            v4.is_broadcast(),
+        ),
+        IpAddr::V6(v6) => (
+            v6.is_unspecified(),
+            v6.is_loopback(),
+            v6.is_unicast_link_local(),
+            v6.is_multicast(),
+            false,
+        ),
+    };
+    if unspecified {
+        Some("may not be unspecified (0.0.0.0, ::)")
+    } else if loopback {
+        Some("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+    } else if link_local {
+        Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    } else if multicast {
+        Some("may not be a multicast address (224.0.0.0/4, ff00::/8)")
+    } else if broadcast {
+        Some("may not be the broadcast address (255.255.255.255)")
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +167,56 @@ pub struct EndpointPort {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn loopback_link_local_metadata_unspecified_and_multicast_addresses_are_special() {
+        for (ip, why) in [
+            ("127.0.0.1", "loopback"),
+            ("127.8.9.10", "loopback"),
+            ("::1", "loopback"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("169.254.169.254", "link-local"),
+            ("::ffff:169.254.169.254", "link-local"),
+            ("fe80::1", "link-local"),
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("224.0.0.1", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("100.100.100.200", "metadata"),
+            ("168.63.129.16", "metadata"),
+            ("fd00:ec2::254", "metadata"),
+        ] {
+            let msg = special_address(ip.parse().unwrap());
+            assert!(msg.is_some_and(|m| m.contains(why)), "{ip}: {msg:?}");
+        }
+        for ip in [
+            "10.1.2.3",
+            "192.0.2.10",
+            "93.184.216.34",
+            "2001:db8::1",
+            "fd00::1",
+        ] {
+            assert_eq!(special_address(ip.parse().unwrap()), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn an_endpoint_stands_for_a_pod_when_its_target_is_a_named_pod() {
+        let mut e = Endpoint::default();
+        assert!(e.pod().is_none());
+        e.target_ref = Some(ObjectReference {
+            kind: Some("Pod".into()),
+            ..Default::default()
+        });
+        assert!(e.pod().is_none(), "no name");
+        e.target_ref.as_mut().unwrap().name = Some("web-1".into());
+        assert!(e.pod().is_some());
+        e.target_ref.as_mut().unwrap().kind = None;
+        assert!(e.pod().is_some(), "no kind: a Pod");
+        e.target_ref.as_mut().unwrap().kind = Some("Node".into());
+        assert!(e.pod().is_none());
+    }
 
     #[test]
     fn an_endpoint_without_a_ready_condition_counts_as_ready() {

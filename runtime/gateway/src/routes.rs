@@ -221,12 +221,7 @@ impl RouteTable {
                 if !ep.is_ready() {
                     continue;
                 }
-                let Some(pod) = ep
-                    .target_ref
-                    .as_ref()
-                    .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
-                    .and_then(|r| r.name.clone())
-                else {
+                let Some(pod_ref) = ep.pod() else {
                     if let (Some(addr), Some(port)) = (ep.addresses.first(), port) {
                         let url: Arc<str> = if addr.contains(':') {
                             Arc::from(format!("http://[{addr}]:{port}"))
@@ -244,11 +239,8 @@ impl RouteTable {
                     }
                     continue;
                 };
-                let pod_ns = ep
-                    .target_ref
-                    .as_ref()
-                    .and_then(|r| r.namespace.clone())
-                    .unwrap_or_else(|| ns.clone());
+                let pod = pod_ref.name.clone().unwrap_or_default();
+                let pod_ns = pod_ref.namespace.clone().unwrap_or_else(|| ns.clone());
                 let node = ep.node_name.clone().unwrap_or_default();
                 let target = if node == self_node {
                     Target::Local

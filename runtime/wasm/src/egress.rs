@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use ketch_api::discovery::special_address;
 
 /// The node operator's exceptions to the refused ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,41 +27,12 @@ impl EgressPolicy {
         if self.allowed.iter().any(|net| net.contains(&ip)) {
             return true;
         }
-        !(refused_range(ip) || is_own_address(ip))
+        special_address(ip).is_none() && !is_own_address(ip)
     }
 
     /// The first of `addrs` a guest may connect to.
     pub(crate) fn choose(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
         addrs.into_iter().find(|a| self.permits(a.ip()))
-    }
-}
-
-/// Cloud metadata and host services outside the link-local range: Alibaba's
-/// `100.100.100.200`, Azure's wire server `168.63.129.16`, AWS's IPv6 IMDS `fd00:ec2::254`.
-const METADATA_ADDRESSES: [IpAddr; 3] = [
-    IpAddr::V4(std::net::Ipv4Addr::new(100, 100, 100, 200)),
-    IpAddr::V4(std::net::Ipv4Addr::new(168, 63, 129, 16)),
-    IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)),
-];
-
-fn refused_range(ip: IpAddr) -> bool {
-    if METADATA_ADDRESSES.contains(&ip) {
-        return true;
-    }
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || v6.is_unicast_link_local()
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::wellknown::AnnotationScope;
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use super::container::{PROTOCOLS, validate_port_ref};
 use super::field::{
@@ -14,7 +15,9 @@ use super::format::{
 };
 use super::meta::{NameFormat, validate_labels, validate_object_meta};
 use crate::core::{IntOrString, Service};
-use crate::discovery::{ADDRESS_TYPE_FQDN, ADDRESS_TYPE_IPV4, ADDRESS_TYPE_IPV6, EndpointSlice};
+use crate::discovery::{
+    ADDRESS_TYPE_FQDN, ADDRESS_TYPE_IPV4, ADDRESS_TYPE_IPV6, EndpointSlice, special_address,
+};
 use crate::networking::{
     Ingress, IngressBackend, PATH_TYPE_EXACT, PATH_TYPE_IMPLEMENTATION_SPECIFIC, PATH_TYPE_PREFIX,
 };
@@ -150,26 +153,52 @@ pub fn validate_endpoint_slice(slice: &EndpointSlice) -> Vec<FieldError> {
                 MAX_ENDPOINT_ADDRESSES,
             ));
         }
+        let pod = ep.pod();
         for (j, addr) in ep.addresses.iter().enumerate() {
             let field = index(&ap, j);
-            match address_type {
-                ADDRESS_TYPE_IPV4 if addr.parse::<std::net::Ipv4Addr>().is_err() => {
-                    errs.push(FieldError::invalid_str(
-                        field,
-                        addr,
-                        "must be a valid IPv4 address",
-                    ));
+            let ip = match address_type {
+                ADDRESS_TYPE_IPV4 => addr
+                    .parse::<std::net::Ipv4Addr>()
+                    .map(IpAddr::V4)
+                    .map_err(|_| "must be a valid IPv4 address"),
+                ADDRESS_TYPE_IPV6 => addr
+                    .parse::<std::net::Ipv6Addr>()
+                    .map(IpAddr::V6)
+                    .map_err(|_| "must be a valid IPv6 address"),
+                ADDRESS_TYPE_FQDN => {
+                    check(&mut errs, &field, addr, is_dns1123_subdomain(addr));
+                    continue;
                 }
-                ADDRESS_TYPE_IPV6 if addr.parse::<std::net::Ipv6Addr>().is_err() => {
-                    errs.push(FieldError::invalid_str(
-                        field,
-                        addr,
-                        "must be a valid IPv6 address",
-                    ));
+                _ => continue,
+            };
+            match ip {
+                Err(why) => errs.push(FieldError::invalid_str(field, addr, why)),
+                // Node agents dial the addresses of an endpoint that is not a Pod: one on the
+                // node itself or at cloud metadata would let whoever may write slices reach
+                // them through the gateway. A Pod's endpoint is routed to the Pod, never to
+                // its address (a Wasm Pod's is its node's, loopback under `ketch up`).
+                Ok(ip) if pod.is_none() => {
+                    if let Some(why) = special_address(ip) {
+                        errs.push(FieldError::invalid_str(field, addr, why));
+                    }
                 }
-                ADDRESS_TYPE_FQDN => check(&mut errs, &field, addr, is_dns1123_subdomain(addr)),
-                _ => {}
+                Ok(_) => {}
             }
+        }
+        // A Service routes to Pods of its own namespace only; a slice naming another
+        // namespace's Pod would publish that Pod under this namespace's Service.
+        if let Some(ns) = pod.and_then(|r| r.namespace.as_deref())
+            && slice
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|own| own != ns)
+        {
+            errs.push(FieldError::invalid_str(
+                child(&child(&p, "targetRef"), "namespace"),
+                ns,
+                "must be the EndpointSlice's own namespace",
+            ));
         }
         if let Some(node) = ep.node_name.as_deref().filter(|n| !n.is_empty()) {
             check(
@@ -484,6 +513,41 @@ mod tests {
             errs,
             vec![
                 "addressType: Unsupported value: \"IPv5\": supported values: \"FQDN\", \"IPv4\", \"IPv6\""
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_a_node_would_dial_may_not_be_the_node_itself_or_cloud_metadata() {
+        let errs = strings(&validate_endpoint_slice(&slice(serde_json::json!({
+        "metadata": {"name": "s", "namespace": "a"},
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": ["127.0.0.1"]},
+            {"addresses": ["169.254.169.254"], "targetRef": {"kind": "Node", "name": "n"}},
+            {"addresses": ["192.0.2.10", "0.0.0.0"]},
+            // A Pod's endpoint is routed to the Pod: its address (a Wasm Pod's is its
+            // node's) is not dialed.
+            {"addresses": ["127.0.0.1"], "targetRef": {"kind": "Pod", "name": "web-1"}},
+            {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "w", "namespace": "b"}},
+        ]}))));
+        assert_eq!(
+            errs,
+            [
+                "endpoints[0].addresses[0]: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                "endpoints[1].addresses[0]: Invalid value: \"169.254.169.254\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+                "endpoints[2].addresses[1]: Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0, ::)",
+                "endpoints[4].targetRef.namespace: Invalid value: \"b\": must be the EndpointSlice's own namespace",
+            ]
+        );
+        let errs = strings(&validate_endpoint_slice(&slice(serde_json::json!({
+            "metadata": {"name": "s"}, "addressType": "IPv6",
+            "endpoints": [{"addresses": ["::1", "fd00:ec2::254", "2001:db8::1"]}]}))));
+        assert_eq!(
+            errs,
+            [
+                "endpoints[0].addresses[0]: Invalid value: \"::1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                "endpoints[0].addresses[1]: Invalid value: \"fd00:ec2::254\": may not be a cloud metadata address",
             ]
         );
     }
