@@ -132,7 +132,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 60s or 500ms)"))
 }
 
-fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     ketch_api::quantity::Quantity::new(s)
         .value()
         .ok()

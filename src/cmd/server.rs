@@ -14,7 +14,7 @@ use ketch_control::liveness::HeartbeatPolicy;
 use ketch_control::runner::ControlOptions;
 use ketch_control::runner::leader::{self, LeaderGated};
 use ketch_control::scheduler::{NodesToScore, Profile, ScoringStrategy};
-use ketch_control::server::{JoinOptions, Server, ServerOptions};
+use ketch_control::server::{JoinOptions, Server, ServerOptions, inflight, quota};
 use ketch_control::store::DEFAULT_SNAPSHOT_COUNT;
 
 use super::agent::NodeArgs;
@@ -68,6 +68,19 @@ pub struct ServerArgs {
     /// Kubernetes API server's --event-ttl
     #[arg(long, default_value = "1h", value_parser = parse_event_ttl)]
     event_ttl: std::time::Duration,
+    /// Reads (get, list) this server works on at once, per priority level (nodes, everyone
+    /// else); one caller gets at most half; over it a request gets 429 and Retry-After.
+    /// Watches and logs are not counted (Kubernetes' flag of the same name)
+    #[arg(long, default_value_t = inflight::DEFAULT_MAX_READS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_requests_inflight: u32,
+    /// The same for writes (create, update, patch, delete)
+    #[arg(long, default_value_t = inflight::DEFAULT_MAX_WRITES, value_parser = clap::value_parser!(u32).range(1..))]
+    max_mutating_requests_inflight: u32,
+    /// Bytes of stored objects past which creates are refused (507), and updates from all
+    /// but nodes and admins, until deletes free space; the metric store_quota_exceeded is
+    /// the alarm (etcd's flag of the same name, and its default)
+    #[arg(long, default_value = "2Gi", value_parser = crate::cmd::agent::parse_bytes)]
+    quota_backend_bytes: u64,
     #[command(flatten)]
     agent: NodeArgs,
 }
@@ -180,6 +193,9 @@ impl ServerArgs {
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             encryption_key_file,
             event_ttl: ketch_control::controllers::event_ttl::DEFAULT_EVENT_TTL,
+            max_requests_inflight: inflight::DEFAULT_MAX_READS,
+            max_mutating_requests_inflight: inflight::DEFAULT_MAX_WRITES,
+            quota_backend_bytes: quota::DEFAULT_QUOTA_BYTES,
             agent,
         }
     }
@@ -239,6 +255,11 @@ impl AllInOne {
             heartbeat: args.node_failure.heartbeat(),
             tls_sans: args.tls_sans.clone(),
             encryption_key_file: args.encryption_key_file,
+            inflight: inflight::Limits {
+                reads: args.max_requests_inflight as usize,
+                writes: args.max_mutating_requests_inflight as usize,
+            },
+            quota_bytes: args.quota_backend_bytes,
         })
         .await?;
         // A wildcard listen address is reached on loopback from here (and is in the

@@ -52,6 +52,9 @@ pub enum ApiError {
     /// 502: what answered on the server's behalf (a node's agent) was not what it should be.
     #[error("{0}")]
     BadGateway(String),
+    /// 507: the store is over its quota (`--quota-backend-bytes`): deletes free space.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -110,6 +113,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -131,6 +135,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::BadGateway(_) => "BadGateway",
+            ApiError::InsufficientStorage(_) => "InsufficientStorage",
             ApiError::Internal(_) => "InternalError",
         }
     }
@@ -272,6 +277,11 @@ mod tests {
             (ApiError::MethodNotAllowed(m()), 405, "MethodNotAllowed"),
             (ApiError::Unavailable(m()), 503, "ServiceUnavailable"),
             (ApiError::BadGateway(m()), 502, "BadGateway"),
+            (
+                ApiError::InsufficientStorage(m()),
+                507,
+                "InsufficientStorage",
+            ),
             (ApiError::Internal(m()), 500, "InternalError"),
             (StoreError::Overloaded(m()).into(), 429, "TooManyRequests"),
         ];

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::quota::Quota;
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +32,9 @@ pub struct Metrics {
     raft_leader: Gauge,
     store_revision: Gauge,
     store_size: Gauge,
+    store_used: Gauge,
+    store_quota: Gauge,
+    store_quota_exceeded: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +98,21 @@ impl Metrics {
             "store_size_bytes",
             "Size of the store's redb files (raft.redb, log.redb)",
         );
+        let store_used = g(
+            &mut registry,
+            "store_objects_bytes",
+            "Bytes of the stored objects, what the quota measures (refreshed every second)",
+        );
+        let store_quota = g(
+            &mut registry,
+            "store_quota_bytes",
+            "The store's quota (--quota-backend-bytes)",
+        );
+        let store_quota_exceeded = g(
+            &mut registry,
+            "store_quota_exceeded",
+            "The quota alarm: 1 while the stored objects exceed the quota (creates are refused)",
+        );
         Self {
             registry,
             requests,
@@ -105,11 +124,14 @@ impl Metrics {
             raft_leader,
             store_revision,
             store_size,
+            store_used,
+            store_quota,
+            store_quota_exceeded,
         }
     }
 
     /// Refresh the store gauges and render the Prometheus text format.
-    pub fn render(&self, store: &Store) -> String {
+    pub fn render(&self, store: &Store, quota: &Quota) -> String {
         let s = store.stats();
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.raft_term.set(to_i64(s.term));
@@ -121,6 +143,9 @@ impl Metrics {
         self.store_revision
             .set(to_i64(store.revision().unwrap_or(0)));
         self.store_size.set(to_i64(store.db_size_bytes()));
+        self.store_used.set(to_i64(quota.used()));
+        self.store_quota.set(to_i64(quota.limit()));
+        self.store_quota_exceeded.set(i64::from(quota.exceeded()));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -10,11 +10,13 @@ pub mod encryption;
 pub mod error;
 pub mod fields;
 pub mod handlers;
+pub mod inflight;
 pub mod metrics;
 pub mod nodeports;
 pub mod path;
 pub mod pki;
 pub mod proxy;
+pub mod quota;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -62,6 +64,10 @@ pub struct ApiState {
     pub encryption: Arc<encryption::EncryptionKeys>,
     /// Open watches per user (see [`watch::WatchCounts`]).
     pub watches: watch::WatchCounts,
+    /// Requests in flight, reads and writes apart (see [`inflight`]).
+    pub inflight: inflight::Inflight,
+    /// The store's size quota and its alarm (see [`quota`]).
+    pub quota: Arc<quota::Quota>,
 }
 
 /// The whole HTTP surface of a server.
@@ -232,7 +238,7 @@ async fn metrics_text(State(st): State<Arc<ApiState>>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        st.metrics.render(&st.store),
+        st.metrics.render(&st.store, &st.quota),
     )
         .into_response()
 }
@@ -294,6 +300,12 @@ pub struct ServerOptions {
     /// dir, created with one new key on first start (a joining server receives the
     /// cluster's keys instead).
     pub encryption_key_file: Option<PathBuf>,
+    /// Reads and writes in flight at once (`--max-requests-inflight`,
+    /// `--max-mutating-requests-inflight`); see [`inflight`].
+    pub inflight: inflight::Limits,
+    /// Bytes of stored objects past which writes that add data are refused
+    /// (`--quota-backend-bytes`); see [`quota`].
+    pub quota_bytes: u64,
 }
 
 impl ServerOptions {
@@ -309,6 +321,8 @@ impl ServerOptions {
             heartbeat: HeartbeatPolicy::default(),
             tls_sans: Vec::new(),
             encryption_key_file: None,
+            inflight: inflight::Limits::default(),
+            quota_bytes: quota::DEFAULT_QUOTA_BYTES,
         }
     }
 }
@@ -529,7 +543,10 @@ impl Server {
             liveness: liveness.clone(),
             encryption: keys,
             watches: watch::WatchCounts::default(),
+            inflight: inflight::Inflight::new(opts.inflight),
+            quota: Arc::new(quota::Quota::new(opts.quota_bytes)),
         });
+        state.quota.spawn_refresher(store.clone());
         // Plaintext Secrets of an older ketch, and ones sealed under a key that is no longer
         // the first, are rewritten by whichever server leads.
         encryption::spawn_rewriter(

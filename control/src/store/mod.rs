@@ -662,6 +662,15 @@ impl Store {
         Ok(state_machine::read_prefix_raw(&*self.db()?, prefix)?)
     }
 
+    /// Bytes the stored objects take (see [`state_machine::read_stored_bytes`]): one walk of
+    /// the objects table's pages, so callers run it on a blocking thread, now and then.
+    ///
+    /// # Errors
+    /// The database failed or the store is shut down.
+    pub fn stored_bytes(&self) -> Result<u64, StoreError> {
+        Ok(state_machine::read_stored_bytes(&*self.db()?)?)
+    }
+
     /// Current applied revision.
     ///
     /// # Errors

@@ -367,6 +367,14 @@ pub(crate) fn read_revision(db: &Database) -> Result<u64, DbError> {
     Ok(get_json(&txn.open_table(SM_META)?, REVISION)?.unwrap_or(0))
 }
 
+/// Bytes of the stored objects (keys and values, as redb counts its leaves): what the
+/// store's quota measures. Freed by deletes at once, unlike the file's size.
+pub(crate) fn read_stored_bytes(db: &Database) -> Result<u64, DbError> {
+    use redb::ReadableTableMetadata as _;
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(OBJECTS)?.stats()?.stored_bytes())
+}
+
 /// Whether the state machine has applied any log entry.
 pub(crate) fn has_applied(db: &Database) -> Result<bool, DbError> {
     let txn = db.begin_read()?;

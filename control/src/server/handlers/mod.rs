@@ -35,6 +35,7 @@ pub use shared::{MAX_BODY_BYTES, json_response};
 use super::ApiState;
 use super::auth::Attributes;
 use super::error::ApiError;
+use super::inflight::Class;
 use super::metrics::{RequestLabels, VerbLabels};
 use super::path::{PodSub, parse};
 
@@ -85,6 +86,7 @@ async fn dispatch(
             .authn
             .authenticate(&headers, peer.as_ref().map(|p| &p.0))?;
         if let Some(discovery) = discovery(core, &rest) {
+            let _slot = st.inflight.enter(&user, Class::Read)?;
             let prefix = if core { "/api/" } else { "/apis/" };
             let url = format!("{prefix}{}", rest.trim_matches('/'));
             st.authz.authorize_non_resource(&user, "get", &url)?;
@@ -93,6 +95,8 @@ async fn dispatch(
         if let Some(r) = review::Review::of_path(&rest).filter(|_| !core) {
             verb = "create";
             st.authz.authorize(&user, &r.attributes())?;
+            // A review is a question, not a write: nothing is stored.
+            let _slot = st.inflight.enter(&user, Class::Read)?;
             return review::review(&st, &user, r, &method, &headers, body).await;
         }
         let path = parse(core, &rest)?;
@@ -130,6 +134,15 @@ async fn dispatch(
             field_selector: params.list.field_selector.as_deref(),
         };
         st.authz.authorize(&user, &attrs)?;
+        // Watches and the streaming subresources hold no place (see `inflight`).
+        let _slot = match (&path.pod_sub, verb) {
+            (Some(PodSub::Log | PodSub::Proxy(_)), _) | (None, "watch") => None,
+            (_, "get" | "list") => st.inflight.enter(&user, Class::Read)?,
+            _ => st.inflight.enter(&user, Class::Write)?,
+        };
+        if path.pod_sub.is_none() && !matches!(verb, "get" | "list" | "watch") {
+            st.quota.check(&user, verb)?;
+        }
         let body = node_restriction(&user, &attrs, &headers, body).await?;
         if path.pod_sub == Some(PodSub::Binding) {
             return bind::bind(&st, &path, &method, &headers, body).await;
