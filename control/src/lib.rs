@@ -8,6 +8,8 @@ pub mod controllers;
 /// Private files and directories: shared with the agent and the client config, so it lives
 /// in the client crate.
 pub use ketch_client::files;
+#[cfg(test)]
+mod fuzz;
 pub mod liveness;
 pub mod runner;
 pub mod scheduler;

@@ -19,7 +19,7 @@ use serde_json::{Map, Number, Value};
 /// small anchors, which people use in real manifests.
 pub const EXPANSION_PER_BYTE: usize = 4;
 /// Units every text may use whatever its size (a few small documents).
-const EXPANSION_FLOOR: usize = 4096;
+pub const EXPANSION_FLOOR: usize = 4096;
 
 /// The budget shared by every document of one text.
 pub struct Budget {

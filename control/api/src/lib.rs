@@ -35,6 +35,8 @@ pub mod defaults;
 pub mod discovery;
 pub mod env;
 pub mod format;
+#[cfg(test)]
+mod fuzz;
 pub mod heartbeat;
 pub mod meta;
 pub mod networking;

@@ -135,16 +135,25 @@ pub async fn pod_subresource(
 /// The agent URL of a `log` or `proxy` request, refused unless it stays under the Pod's own
 /// path: a `..` or `.` segment (also percent-encoded) or a backslash, which URL parsing
 /// resolves or turns into `/`, would move a request authorized for one Pod onto another
-/// path of the agent.
-fn agent_url(url: &str, namespace: &str, name: &str) -> Result<reqwest::Url, ApiError> {
+/// path of the agent. So would a control character (the router has percent-decoded the
+/// path: `%09` is a tab): URL parsing drops tabs and newlines anywhere and other controls
+/// and spaces at the ends, so `.\t./` is `../` once parsed; and a segment that is dots once
+/// trailing spaces are dropped is refused too.
+pub(crate) fn agent_url(url: &str, namespace: &str, name: &str) -> Result<reqwest::Url, ApiError> {
     let path = url.split(['?', '#']).next().unwrap_or_default();
     let dot_segment = path.split('/').any(|seg| {
         let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        let seg = seg.trim_matches(' ');
         seg == "." || seg == ".."
     });
-    if dot_segment || path.contains('\\') || path.to_ascii_lowercase().contains("%5c") {
+    if dot_segment
+        || path.contains('\\')
+        || path.to_ascii_lowercase().contains("%5c")
+        || path.contains(|c: char| c.is_ascii_control())
+    {
         return Err(ApiError::BadRequest(format!(
-            "pods/{name}: a proxied path may not hold \".\" or \"..\" segments or backslashes"
+            "pods/{name}: a proxied path may not hold \".\" or \"..\" segments, backslashes or \
+             control characters"
         )));
     }
     let parsed = reqwest::Url::parse(url)
@@ -177,6 +186,13 @@ mod tests {
             "./x",
             "..\\..\\b",
             "%5c..%5cb",
+            // Found by the fuzz harness (src/fuzz.rs): parsing drops the control characters
+            // (and a trailing space), leaving `..` segments that reached other paths of the
+            // agent, here another Pod's proxy.
+            "..\u{17}",
+            ".\t./.\t./.\t./e/b/proxy/pods/d/a/",
+            ".\n./.\r./x",
+            "x/.. ",
         ] {
             let err = agent_url(&format!("{base}{bad}"), "d", "a").unwrap_err();
             assert!(matches!(err, ApiError::BadRequest(_)), "{bad}");

@@ -33,6 +33,9 @@ pub fn apply_write(
 type Decision = Result<(Applied, Option<Mutation>), WriteError>;
 
 fn decide(current: Option<Value>, write: Write, revision: u64) -> Decision {
+    if let Write::Create { object, .. } | Write::Update { object, .. } = &write {
+        check_shape(object)?;
+    }
     match write {
         Write::Create { mut object, .. } => {
             if current.is_some() {
@@ -439,6 +442,21 @@ fn merge_spec_update(current: &Value, incoming: Value, scope: UpdateScope) -> Va
     next
 }
 
+/// Refuses a written object that is not a JSON object whose `metadata`, when present, is an
+/// object. The API server proposes only admitted objects, but an entry is decoded from the
+/// log (or a peer) as any JSON, and [`meta_mut`]'s panic on such a write would stop the
+/// state machine on every replica; a refusal is deterministic like every other.
+fn check_shape(object: &Value) -> Result<(), WriteError> {
+    match object.as_object().map(|o| o.get("metadata")) {
+        Some(None | Some(Value::Object(_))) => Ok(()),
+        _ => Err(WriteError::Invalid(
+            "the object and its metadata must be JSON objects".into(),
+        )),
+    }
+}
+
+/// The object's metadata, created when absent. Objects that reach it passed [`check_shape`]
+/// or were stored after passing it.
 fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     let obj = object
         .as_object_mut()
@@ -516,6 +534,26 @@ mod tests {
         let mut t = json!({"a": [1, 2]});
         merge_patch(&mut t, &json!({"a": [3]}));
         assert_eq!(t, json!({"a": [3]}));
+    }
+
+    #[test]
+    fn a_write_whose_object_or_metadata_is_not_an_object_is_refused_not_a_panic() {
+        // Found by the fuzz harness (src/fuzz.rs): a raft entry holding such a write
+        // panicked the state machine in `meta_mut`.
+        for object in [json!({"metadata": "x"}), json!([1]), json!("pod")] {
+            let (res, m) = apply_write(None, create(object.clone()), 5);
+            assert!(matches!(res, Err(WriteError::Invalid(_))), "{object}");
+            assert!(m.is_none());
+            let update = Write::Update {
+                key: "pods/default/a".into(),
+                object: object.clone(),
+                scope: UpdateScope::Spec,
+            };
+            let (res, _) = apply_write(Some(stored(3)), update, 5);
+            assert!(matches!(res, Err(WriteError::Invalid(_))), "{object}");
+        }
+        let (res, _) = apply_write(None, create(json!({"spec": {}})), 5);
+        assert!(res.is_ok());
     }
 
     fn create(obj: Value) -> Write {

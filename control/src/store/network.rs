@@ -247,7 +247,7 @@ struct ChunkHead {
 
 /// A snapshot chunk on the wire: the head's JSON length (u32, big-endian), the head as
 /// JSON, then the chunk's bytes as they are.
-fn encode_chunk(rpc: &InstallSnapshotRequest<TypeConfig>) -> Vec<u8> {
+pub(crate) fn encode_chunk(rpc: &InstallSnapshotRequest<TypeConfig>) -> Vec<u8> {
     let head = serde_json::to_vec(&ChunkHead {
         vote: rpc.vote,
         meta: rpc.meta.clone(),
@@ -263,7 +263,7 @@ fn encode_chunk(rpc: &InstallSnapshotRequest<TypeConfig>) -> Vec<u8> {
     body
 }
 
-fn decode_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, String> {
+pub(crate) fn decode_chunk(body: &[u8]) -> Result<InstallSnapshotRequest<TypeConfig>, String> {
     let (len, rest) = body
         .split_first_chunk::<4>()
         .ok_or("snapshot chunk: shorter than its length prefix")?;

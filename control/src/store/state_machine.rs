@@ -80,7 +80,7 @@ fn encode_event(ev: &WatchEvent) -> Result<Vec<u8>, DbError> {
     Ok(out)
 }
 
-fn decode_event(revision: u64, bytes: &[u8]) -> Result<WatchEvent, DbError> {
+pub(crate) fn decode_event(revision: u64, bytes: &[u8]) -> Result<WatchEvent, DbError> {
     let split = bytes
         .iter()
         .position(|b| *b == b'\n')
@@ -270,7 +270,7 @@ async fn flush_if_due(db: Arc<Database>, point: &Mutex<DurablePoint>) {
 /// commit takes the write lock.
 /// Whether `id` is of the grammar `build_snapshot` names snapshots with:
 /// `{term}-{node}-{index}-r{revision}` or `none-r{revision}`, every part decimal digits.
-pub(super) fn is_snapshot_id(id: &str) -> bool {
+pub(crate) fn is_snapshot_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     let Some((log, revision)) = id.rsplit_once("-r") else {
         return false;
