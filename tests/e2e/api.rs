@@ -472,16 +472,7 @@ async fn list_selectors_metrics_and_discovery_answer() {
         .unwrap()
         .status();
     assert_eq!(anonymous, 401, "metrics need a credential");
-    let metrics = s
-        .http()
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for needle in [
         "ketch_apiserver_requests_total",
         "ketch_apiserver_request_duration_seconds",

@@ -341,15 +341,7 @@ async fn over_the_store_quota_creates_get_507_until_deletes_free_space() {
         "{refusal}"
     );
     assert_eq!(refusal["reason"], "InsufficientStorage");
-    let metrics = http
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.lines().any(|l| l == "ketch_store_quota_exceeded 1"),
         "{metrics}"

@@ -372,6 +372,19 @@ impl Server {
         reqwest_client()
     }
 
+    /// `/metrics` as the admin.
+    pub async fn metrics(&self) -> String {
+        self.http()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// kill -9 and wait; returns the data dir for a restart.
     pub fn kill9(mut self) -> (tempfile::TempDir, u16) {
         self.child.kill().unwrap();

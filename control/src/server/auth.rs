@@ -21,6 +21,15 @@ pub struct User {
     pub groups: Vec<String>,
 }
 
+impl User {
+    pub fn new(name: &str, groups: &[&str]) -> User {
+        User {
+            name: name.to_string(),
+            groups: groups.iter().map(|g| (*g).to_string()).collect(),
+        }
+    }
+}
+
 /// What a request wants to do, in Kubernetes' authorization vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attributes<'a> {

@@ -538,10 +538,7 @@ mod tests {
     use super::*;
 
     fn user(name: &str, groups: &[&str]) -> User {
-        User {
-            name: name.into(),
-            groups: groups.iter().map(|g| (*g).to_string()).collect(),
-        }
+        User::new(name, groups)
     }
 
     fn node_req(name: &str) -> CertificateRequest {

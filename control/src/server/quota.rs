@@ -132,10 +132,7 @@ mod tests {
     use super::*;
 
     fn user(groups: &[&str]) -> User {
-        User {
-            name: "u".into(),
-            groups: groups.iter().map(|g| (*g).to_string()).collect(),
-        }
+        User::new("u", groups)
     }
 
     #[test]
