@@ -162,11 +162,16 @@ impl fmt::Display for Violation {
 /// The message for a refused Pod, Kubernetes' shape:
 /// `violates PodSecurity "baseline:latest": non-default capabilities (spec.containers[0]…)`.
 pub fn violation_message(level: Level, violations: &[Violation]) -> String {
-    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
     format!(
         "violates PodSecurity \"{level}:latest\": {}",
-        list.join(", ")
+        violation_list(violations)
     )
+}
+
+/// The violations, comma-separated, each `check (field: detail)`.
+pub fn violation_list(violations: &[Violation]) -> String {
+    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+    list.join(", ")
 }
 
 fn seccomp_type(p: Option<&SeccompProfile>) -> Option<&str> {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use ketch_api::core::PodSpec;
-use ketch_api::podsecurity::{Level, check_pod_spec, violation_message};
+use ketch_api::podsecurity::{Level, check_pod_spec, violation_list, violation_message};
 use serde_json::Value;
 
 use crate::server::ApiState;
@@ -114,7 +114,10 @@ pub(super) fn template_warning(
     if violations.is_empty() {
         return Ok(None);
     }
-    let text = format!("would {}", violation_message(level, &violations));
+    let text = format!(
+        "would violate PodSecurity \"{level}:latest\": {}",
+        violation_list(&violations)
+    );
     let quoted = text.replace('\\', "\\\\").replace('"', "\\\"");
     Ok(axum::http::HeaderValue::from_str(&format!("299 - \"{quoted}\"")).ok())
 }
