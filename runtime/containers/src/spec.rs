@@ -6,11 +6,12 @@
 //! `populateDefaultUnixSpec`) with the image config and the Kubernetes fields applied the way
 //! the CRI plugin applies them: the same mounts, masked and read-only paths, the same default
 //! capability set, `RLIMIT_NOFILE` 1024, all devices denied (runc adds its default allowed
-//! devices itself). Where ketch differs from Kubernetes it is stricter and says so:
-//! `allowPrivilegeEscalation` defaults to false (`noNewPrivileges` on), `privileged` and
-//! adding `ALL` capabilities are refused (admission refuses them too), and an image user
-//! given by name is refused rather than looked up in the image's `/etc/passwd` (this module
-//! does no IO; set `runAsUser`).
+//! devices itself), the `RuntimeDefault` seccomp profile unless the Pod asks for
+//! `Unconfined`. Where ketch differs from Kubernetes it is stricter and says so:
+//! `allowPrivilegeEscalation` defaults to false (`noNewPrivileges` on), `/proc` is mounted
+//! `nosuid,noexec,nodev`, `privileged` and adding `ALL` capabilities are refused (admission
+//! refuses them too), and an image user given by name is refused rather than looked up in
+//! the image's `/etc/passwd` (this module does no IO; set `runAsUser`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
