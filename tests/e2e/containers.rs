@@ -794,3 +794,122 @@ fn a_registry_with_a_password_is_pulled_from_with_the_docker_config() {
     s.ok(&["delete", "pod", "private"]);
     assert_clean(&env, &s, &node);
 }
+
+/// A Pod's container that runs `script` once (busybox), in namespace `ns`, with
+/// `security` (YAML lines under the container, indented four spaces) added.
+fn script_pod(ns: &str, name: &str, image: &str, script: &str, security: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n{security}"
+    )
+}
+
+fn logs_when_done(s: &Server, ns: &str, name: &str) -> String {
+    eventually(120, "the pod to finish", || {
+        let p: Value =
+            serde_json::from_str(&s.ok(&["get", "pod", name, "-n", ns, "-o", "json"])).unwrap();
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(())
+    });
+    s.ok(&["logs", name, "-n", ns])
+}
+
+#[test]
+fn a_container_runs_under_the_allow_list_seccomp_profile_with_a_hardened_proc() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    // The masked files this kernel has (/proc/kcore and others are configuration-dependent:
+    // runc masks only what exists) read as empty; /proc/interrupts exists everywhere.
+    let script = "grep -E '^Seccomp(_filters)?:' /proc/self/status; \
+                  awk '$5 == \"/proc\" {print \"proc-opts=\" $6}' /proc/self/mountinfo; \
+                  for f in /proc/kcore /proc/keys /proc/timer_list /proc/sched_debug /proc/interrupts; do \
+                    [ -e $f ] && echo masked $f=$(wc -c < $f); done; \
+                  mkdir -p /tmp/m; mount -t tmpfs none /tmp/m 2>&1 && echo mount=ok; \
+                  (echo x > /proc/sysrq-trigger) 2>/dev/null && echo sysrq=written || echo sysrq=ro";
+    let (s, node) = serve(
+        &env,
+        &bridge,
+        &script_pod("default", "probe", &env.busybox, script, ""),
+    );
+    let logs = logs_when_done(&s, "default", "probe");
+    // Mode 2: a filter is loaded.
+    assert!(logs.contains("Seccomp:\t2"), "{logs}");
+    let opts = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("proc-opts="))
+        .unwrap_or_else(|| panic!("no /proc line: {logs}"));
+    for o in ["nosuid", "nodev", "noexec"] {
+        assert!(
+            opts.split(',').any(|x| x == o),
+            "/proc is {opts}, wants {o}"
+        );
+    }
+    let masked: Vec<&str> = logs.lines().filter(|l| l.starts_with("masked ")).collect();
+    assert!(masked.contains(&"masked /proc/interrupts=0"), "{logs}");
+    for m in masked {
+        assert!(m.ends_with("=0"), "{m} is not empty: {logs}");
+    }
+    // Without SYS_ADMIN, mount is outside the allow list: EPERM, which busybox words so.
+    assert!(
+        logs.contains("mount: permission denied") && !logs.contains("mount=ok"),
+        "{logs}"
+    );
+    assert!(logs.contains("sysrq=ro"), "{logs}");
+    s.ok(&["delete", "pod", "probe"]);
+    assert_clean(&env, &s, &node);
+}
+
+#[test]
+fn a_privileged_namespace_may_add_sys_admin_and_run_unconfined() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ops\n  labels:\n    pod-security.kubernetes.io/enforce: privileged\n";
+    let admin = script_pod(
+        "ops",
+        "admin",
+        &env.busybox,
+        "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mount=ok",
+        "    securityContext:\n      capabilities:\n        add: [SYS_ADMIN]\n",
+    );
+    let unconfined = script_pod(
+        "ops",
+        "loose",
+        &env.busybox,
+        "grep -E '^Seccomp:' /proc/self/status",
+        "    securityContext:\n      seccompProfile:\n        type: Unconfined\n",
+    );
+    let (s, node) = serve(&env, &bridge, &format!("{ns}---\n{admin}---\n{unconfined}"));
+    // SYS_ADMIN lifts the capability check and the seccomp group Docker gates on it.
+    let logs = logs_when_done(&s, "ops", "admin");
+    assert!(logs.contains("mount=ok"), "{logs}");
+    let logs = logs_when_done(&s, "ops", "loose");
+    assert!(logs.contains("Seccomp:\t0"), "{logs}");
+    s.ok(&["delete", "pod", "admin", "-n", "ops"]);
+    s.ok(&["delete", "pod", "loose", "-n", "ops"]);
+    assert_clean(&env, &s, &node);
+}
+
+#[test]
+fn run_as_non_root_with_a_root_image_waits_with_the_kubelets_reason() {
+    let Some(env) = test_env() else { return };
+    let bridge = Bridge::new();
+    let (s, node) = serve(
+        &env,
+        &bridge,
+        &script_pod(
+            "default",
+            "rooty",
+            &env.busybox,
+            "id",
+            "    securityContext:\n      runAsNonRoot: true\n",
+        ),
+    );
+    let p = wait_pod(&s, "rooty", 60, "CreateContainerConfigError", |p| {
+        waiting(p).0 == "CreateContainerConfigError"
+    });
+    let (_, message) = waiting(&p);
+    assert!(
+        message.contains("container has runAsNonRoot and image will run as root"),
+        "{message}"
+    );
+    s.ok(&["delete", "pod", "rooty"]);
+    assert_clean(&env, &s, &node);
+}

@@ -17,6 +17,7 @@ mod linearizability;
 mod load;
 mod netns;
 mod node_failure;
+mod pod_security;
 mod rbac;
 mod registry;
 mod secrets;

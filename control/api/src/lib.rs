@@ -11,6 +11,8 @@
 //!   (`authentication.k8s.io/v1`), request bodies the server answers and never stores.
 //! * [`quantity`] and [`selector`]: the two mini-languages of the API (`500m`, `app in (a,b)`).
 //! * [`validation`]: field checks with Kubernetes' wording (`spec.replicas: Invalid value: ...`).
+//! * [`podsecurity`]: Pod Security admission, the Pod Security Standards' levels as a pure
+//!   check of a pod spec, chosen per namespace by a label.
 //! * [`runtime`]: which workload runtime (Wasm or Linux container) a Pod needs.
 //! * [`resource`]: the table of served resources and the [`Resource`] trait.
 //! * [`decode`]: YAML/JSON parsing with positions and [`decode::admit`], the single admission gate.
@@ -41,6 +43,7 @@ pub mod heartbeat;
 pub mod meta;
 pub mod networking;
 pub mod params;
+pub mod podsecurity;
 pub mod policy;
 pub mod quantity;
 pub mod rbac;

@@ -6,11 +6,12 @@
 //! `populateDefaultUnixSpec`) with the image config and the Kubernetes fields applied the way
 //! the CRI plugin applies them: the same mounts, masked and read-only paths, the same default
 //! capability set, `RLIMIT_NOFILE` 1024, all devices denied (runc adds its default allowed
-//! devices itself). Where ketch differs from Kubernetes it is stricter and says so:
-//! `allowPrivilegeEscalation` defaults to false (`noNewPrivileges` on), `privileged` and
-//! adding `ALL` capabilities are refused (admission refuses them too), and an image user
-//! given by name is refused rather than looked up in the image's `/etc/passwd` (this module
-//! does no IO; set `runAsUser`).
+//! devices itself), the `RuntimeDefault` seccomp profile unless the Pod asks for
+//! `Unconfined`. Where ketch differs from Kubernetes it is stricter and says so:
+//! `allowPrivilegeEscalation` defaults to false (`noNewPrivileges` on), `/proc` is mounted
+//! `nosuid,noexec,nodev`, `privileged` and adding `ALL` capabilities are refused (admission
+//! refuses them too), and an image user given by name is refused rather than looked up in
+//! the image's `/etc/passwd` (this module does no IO; set `runAsUser`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -61,10 +62,13 @@ pub const CPU_MIN_QUOTA_US: i64 = 1_000;
 /// `RLIMIT_NOFILE`, soft and hard (containerd's default).
 pub const NOFILE_LIMIT: u64 = 1024;
 
-/// Host information under `/proc` and `/sys` a container must not read (containerd's list).
-pub const MASKED_PATHS: [&str; 10] = [
+/// Host information under `/proc` and `/sys` a container must not read: containerd's list
+/// (`oci.populateDefaultUnixSpec`, Docker's too), with `/proc/interrupts`, which containerd 2.1
+/// and Kubernetes 1.34 added (it shows the host's per-CPU interrupt counts).
+pub const MASKED_PATHS: [&str; 12] = [
     "/proc/acpi",
     "/proc/asound",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -73,6 +77,7 @@ pub const MASKED_PATHS: [&str; 10] = [
     "/proc/sched_debug",
     "/proc/scsi",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
 /// Host switches under `/proc` a container may read but not write (containerd's list).
@@ -128,6 +133,9 @@ pub struct Security {
     /// As written in the Pod (any case, `CAP_` optional); [`build`] checks them.
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// The `seccompProfile.type` in force (`RuntimeDefault`, `Unconfined`, `Localhost`), the
+    /// container's over the Pod's; `None` means `RuntimeDefault`.
+    pub seccomp: Option<String>,
 }
 
 impl Security {
@@ -156,6 +164,10 @@ impl Security {
                 .unwrap_or(false),
             cap_add: caps.map(|c| c.add.clone()).unwrap_or_default(),
             cap_drop: caps.map(|c| c.drop.clone()).unwrap_or_default(),
+            seccomp: csc
+                .and_then(|s| s.seccomp_profile.as_ref())
+                .or_else(|| psc.and_then(|s| s.seccomp_profile.as_ref()))
+                .map(|p| p.type_.clone()),
         }
     }
 }
@@ -205,8 +217,18 @@ pub enum SpecError {
     NonNumericGroup { user: String },
     #[error("{field}: {value} is not a Linux id (0 to 4294967294)")]
     IdOutOfRange { field: &'static str, value: i64 },
-    #[error("runAsNonRoot is set but the container would run as root (uid 0)")]
+    #[error(
+        "container has runAsNonRoot and image will run as root: set securityContext.runAsUser to a non-zero uid or use an image with a non-root USER"
+    )]
     RunsAsRoot,
+    /// Validation refuses `Localhost` profiles; a spec must never run under a filter other
+    /// than the one asked for, so the spec refuses it too.
+    #[error(
+        "securityContext.seccompProfile.localhostProfile: a Localhost seccomp profile is not supported yet"
+    )]
+    LocalhostSeccomp,
+    #[error("securityContext.seccompProfile.type: unknown type {0:?}")]
+    UnknownSeccompType(String),
     #[error("no command: the image has no ENTRYPOINT/CMD and the container sets no command")]
     NoCommand,
     #[error("{field}: {path:?} is not an absolute path")]
@@ -381,7 +403,9 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 /// containerd's default Linux mounts, then the extra bind mounts.
 fn mounts(extra: &[(String, String, bool)]) -> Result<Vec<Mount>, SpecError> {
     let mut mounts = vec![
-        mount("/proc", "proc", "proc", &[])?,
+        // No set-uid binaries, executables or device nodes through /proc: nothing a container
+        // needs is there, and it is the host kernel's surface.
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
             "/dev",
             "tmpfs",
@@ -570,15 +594,23 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         namespace(LinuxNamespaceType::Network, input.netns)?,
     ];
     let cap_names: Vec<String> = caps.iter().map(|c| (*c).to_string()).collect();
+    let seccomp = match security.seccomp.as_deref() {
+        None | Some("RuntimeDefault") => Some(seccomp::default_profile(&cap_names)),
+        // Pod Security lets only a `privileged` namespace ask for this.
+        Some("Unconfined") => None,
+        Some("Localhost") => return Err(SpecError::LocalhostSeccomp),
+        Some(other) => return Err(SpecError::UnknownSeccompType(other.to_string())),
+    };
     let linux = LinuxBuilder::default()
         .resources(resources.build().map_err(oci)?)
         .cgroups_path(PathBuf::from(input.cgroups_path))
         .namespaces(namespaces)
         .masked_paths(MASKED_PATHS.map(String::from).to_vec())
         .readonly_paths(READONLY_PATHS.map(String::from).to_vec())
-        .seccomp(seccomp::default_profile(&cap_names))
         .build()
         .map_err(oci)?;
+    let mut linux = linux;
+    linux.set_seccomp(seccomp);
 
     let mut spec = SpecBuilder::default()
         .version(OCI_VERSION)
@@ -697,6 +729,7 @@ mod tests {
                 run_as_user: Some(1000),
                 run_as_group: Some(3000),
                 run_as_non_root: Some(true),
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -722,6 +755,7 @@ mod tests {
                 allow_privilege_escalation: false,
                 cap_add: strings(&["NET_ADMIN"]),
                 cap_drop: strings(&["ALL"]),
+                seccomp: None,
             }
         );
         assert_eq!(
@@ -884,9 +918,10 @@ mod tests {
         };
         let err = process_user(&ImageDefaults::default(), &sec).unwrap_err();
         assert_eq!(err, SpecError::RunsAsRoot);
-        assert_eq!(
-            err.to_string(),
-            "runAsNonRoot is set but the container would run as root (uid 0)"
+        assert!(
+            err.to_string()
+                .starts_with("container has runAsNonRoot and image will run as root"),
+            "the kubelet's wording: {err}"
         );
         let explicit_root = Security {
             run_as_user: Some(0),
@@ -1047,7 +1082,8 @@ mod tests {
         );
         assert_eq!(linux["maskedPaths"], json!(MASKED_PATHS));
         assert_eq!(linux["readonlyPaths"], json!(READONLY_PATHS));
-        assert_eq!(linux["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(linux["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(linux["seccomp"]["defaultErrnoRet"], 1);
         assert!(linux.get("devices").is_none());
 
         let mounts = json["mounts"].as_array().unwrap();
@@ -1079,6 +1115,15 @@ mod tests {
             })
         );
         assert_eq!(mounts[8]["options"], json!(["rbind", "rprivate", "rw"]));
+        assert_eq!(
+            mounts[0],
+            json!({
+                "destination": "/proc",
+                "type": "proc",
+                "source": "proc",
+                "options": ["nosuid", "noexec", "nodev"]
+            })
+        );
         assert_eq!(
             mounts[2]["options"],
             json!([
@@ -1213,31 +1258,74 @@ mod tests {
             ..Security::default()
         };
         let json = json_of(&input(&image, &with_admin));
-        let denied = &json["linux"]["seccomp"]["syscalls"][0]["names"];
-        assert!(!denied.as_array().unwrap().contains(&json!("mount")));
+        let allowed = &json["linux"]["seccomp"]["syscalls"][0]["names"];
+        assert!(allowed.as_array().unwrap().contains(&json!("mount")));
         let json = json_of(&input(&image, &Security::default()));
-        let denied = &json["linux"]["seccomp"]["syscalls"][0]["names"];
-        assert!(denied.as_array().unwrap().contains(&json!("mount")));
+        let allowed = &json["linux"]["seccomp"]["syscalls"][0]["names"];
+        assert!(!allowed.as_array().unwrap().contains(&json!("mount")));
     }
 
     #[test]
-    fn errors_from_the_pod_surface_from_build() {
-        let image = ImageDefaults {
-            user: Some("nobody".into()),
-            ..nginx()
-        };
-        let sec = Security {
-            cap_add: strings(&["FOO"]),
+    fn the_seccomp_profile_type_chooses_the_filter() {
+        let image = nginx();
+        for ty in [None, Some("RuntimeDefault")] {
+            let sec = Security {
+                seccomp: ty.map(String::from),
+                ..Security::default()
+            };
+            let json = json_of(&input(&image, &sec));
+            assert_eq!(
+                json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO",
+                "{ty:?}"
+            );
+        }
+        let unconfined = Security {
+            seccomp: Some("Unconfined".into()),
             ..Security::default()
         };
-        assert!(matches!(
-            build(&input(&image, &Security::default())),
-            Err(SpecError::NonNumericUser { .. })
-        ));
-        let image = nginx();
-        assert!(matches!(
-            build(&input(&image, &sec)),
-            Err(SpecError::UnknownCapability { .. })
-        ));
+        let json = json_of(&input(&image, &unconfined));
+        assert!(json["linux"].get("seccomp").is_none(), "{json}");
+        let localhost = Security {
+            seccomp: Some("Localhost".into()),
+            ..Security::default()
+        };
+        assert_eq!(
+            build(&input(&image, &localhost)).unwrap_err(),
+            SpecError::LocalhostSeccomp
+        );
+    }
+
+    #[test]
+    fn the_containers_seccomp_profile_wins_over_the_pods() {
+        use ketch_api::core::SeccompProfile;
+        let profile = |t: &str| {
+            Some(SeccompProfile {
+                type_: t.into(),
+                localhost_profile: None,
+            })
+        };
+        let mut pod = PodSpec {
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: profile("Unconfined"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut c = Container::default();
+        assert_eq!(
+            Security::of(&pod, &c).seccomp.as_deref(),
+            Some("Unconfined")
+        );
+        c.security_context = Some(SecurityContext {
+            seccomp_profile: profile("RuntimeDefault"),
+            ..Default::default()
+        });
+        assert_eq!(
+            Security::of(&pod, &c).seccomp.as_deref(),
+            Some("RuntimeDefault")
+        );
+        pod.security_context = None;
+        c.security_context = None;
+        assert_eq!(Security::of(&pod, &c).seccomp, None);
     }
 }

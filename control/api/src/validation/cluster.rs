@@ -11,13 +11,18 @@ use crate::wellknown::AnnotationScope;
 
 /// Validates a Namespace.
 pub fn validate_namespace(ns: &Namespace) -> Vec<FieldError> {
-    validate_object_meta(
+    let mut errs = validate_object_meta(
         &ns.metadata,
         false,
         NameFormat::Dns1123Label,
         AnnotationScope::Other,
         "metadata",
-    )
+    );
+    errs.extend(crate::podsecurity::validate_namespace_labels(
+        &ns.metadata.labels,
+        "metadata.labels",
+    ));
+    errs
 }
 
 /// Validates a Node.

@@ -10,7 +10,7 @@ use super::format::{
     is_config_map_key, is_dns1123_label, is_env_var_name, is_port_name, is_qualified_name,
 };
 use super::meta::validate_quantity;
-use crate::core::{Container, IntOrString, Probe, linux_capability};
+use crate::core::{Container, IntOrString, Probe, SeccompProfile, linux_capability};
 use crate::quantity::Quantity;
 
 /// The protocols of a container, Service or EndpointSlice port.
@@ -41,6 +41,35 @@ fn validate_capabilities(
                 "not a Linux capability: use a name from capabilities(7) without the CAP_ prefix, such as \"NET_ADMIN\"",
             ));
         }
+    }
+}
+
+/// The seccomp profile types of Kubernetes. `Localhost` (a JSON profile file on the node) is
+/// refused by name: the agent has no profile directory to read it from yet, and accepting it
+/// would mean running the container under a filter other than the one asked for.
+pub(super) fn validate_seccomp_profile(errs: &mut Vec<FieldError>, p: &str, sp: &SeccompProfile) {
+    let type_field = child(p, "type");
+    let localhost_field = child(p, "localhostProfile");
+    match sp.type_.as_str() {
+        "" => errs.push(FieldError::required(type_field, "")),
+        "RuntimeDefault" | "Unconfined" => {
+            if let Some(profile) = &sp.localhost_profile {
+                errs.push(FieldError::invalid_str(
+                    localhost_field,
+                    profile,
+                    "can only be set for type `Localhost`",
+                ));
+            }
+        }
+        "Localhost" => errs.push(FieldError::not_supported_yet(
+            localhost_field,
+            "a Localhost seccomp profile (a profile file on the node); use `RuntimeDefault`",
+        )),
+        other => errs.push(FieldError::not_supported(
+            type_field,
+            other,
+            &["RuntimeDefault", "Unconfined", "Localhost"],
+        )),
     }
 }
 
@@ -92,7 +121,12 @@ pub(super) fn validate_container(
         if let Some(hp) = port.host_port
             && hp != 0
         {
-            check_port(&mut errs, child(&pp, "hostPort"), hp);
+            // Nothing on the node forwards a host port to a Pod: accepting one would publish
+            // nothing while saying it did. (Pod Security's baseline forbids it anyway.)
+            errs.push(FieldError::not_supported_yet(
+                child(&pp, "hostPort"),
+                "a host port (use a NodePort Service)",
+            ));
         }
         check_one_of(
             &mut errs,
@@ -270,6 +304,9 @@ pub(super) fn validate_container(
             validate_capabilities(&mut errs, &child(&cp, "add"), &caps.add, false);
             validate_capabilities(&mut errs, &child(&cp, "drop"), &caps.drop, true);
         }
+        if let Some(profile) = &sc.seccomp_profile {
+            validate_seccomp_profile(&mut errs, &child(&sp, "seccompProfile"), profile);
+        }
     }
 
     let mut mount_paths = BTreeSet::new();
@@ -431,6 +468,103 @@ mod tests {
         SecurityContext, TcpSocketAction,
     };
     use crate::validation::fixtures::{container, pod, strings};
+
+    fn seccomp(t: &str, localhost: Option<&str>) -> Option<SeccompProfile> {
+        Some(SeccompProfile {
+            type_: t.into(),
+            localhost_profile: localhost.map(String::from),
+        })
+    }
+
+    fn errors(p: &crate::core::Pod) -> Vec<String> {
+        validate_pod(p).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn seccomp_profiles_are_runtime_default_or_unconfined_and_localhost_is_refused_by_name() {
+        for t in ["RuntimeDefault", "Unconfined"] {
+            let mut c = container("a");
+            c.security_context = Some(SecurityContext {
+                seccomp_profile: seccomp(t, None),
+                ..Default::default()
+            });
+            assert!(validate_pod(&pod(vec![c])).is_empty(), "{t}");
+        }
+        let cases = [
+            (
+                seccomp("Localhost", Some("p.json")),
+                "spec.containers[0].securityContext.seccompProfile.localhostProfile: Unsupported value: a Localhost seccomp profile (a profile file on the node); use `RuntimeDefault` is not supported yet",
+            ),
+            (
+                seccomp("RuntimeDefault", Some("p.json")),
+                "spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: \"p.json\": can only be set for type `Localhost`",
+            ),
+            (
+                seccomp("", None),
+                "spec.containers[0].securityContext.seccompProfile.type: Required value",
+            ),
+        ];
+        for (profile, want) in cases {
+            let mut c = container("a");
+            c.security_context = Some(SecurityContext {
+                seccomp_profile: profile,
+                ..Default::default()
+            });
+            assert_eq!(errors(&pod(vec![c])), [want]);
+        }
+        let mut c = container("a");
+        c.security_context = Some(SecurityContext {
+            seccomp_profile: seccomp("Strict", None),
+            ..Default::default()
+        });
+        let errs = errors(&pod(vec![c]));
+        assert!(
+            errs[0].starts_with("spec.containers[0].securityContext.seccompProfile.type: Unsupported value: \"Strict\""),
+            "{errs:?}"
+        );
+        // The Pod's own profile is checked the same way.
+        let mut p = pod(vec![container("a")]);
+        p.spec.as_mut().unwrap().security_context = Some(crate::core::PodSecurityContext {
+            seccomp_profile: seccomp("Localhost", Some("p.json")),
+            ..Default::default()
+        });
+        let errs = errors(&p);
+        assert!(
+            errs[0].starts_with(
+                "spec.securityContext.seccompProfile.localhostProfile: Unsupported value"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn host_users_false_and_host_ports_are_refused_by_name() {
+        let mut p = pod(vec![container("a")]);
+        p.spec.as_mut().unwrap().host_users = Some(false);
+        let errs = errors(&p);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("spec.hostUsers: Unsupported value: a user namespace per Pod"),
+            "{errs:?}"
+        );
+        p.spec.as_mut().unwrap().host_users = Some(true);
+        assert!(errors(&p).is_empty());
+
+        let mut c = container("a");
+        c.ports = vec![ContainerPort {
+            container_port: 80,
+            host_port: Some(8080),
+            ..Default::default()
+        }];
+        assert_eq!(
+            errors(&pod(vec![c.clone()])),
+            [
+                "spec.containers[0].ports[0].hostPort: Unsupported value: a host port (use a NodePort Service) is not supported yet"
+            ]
+        );
+        c.ports[0].host_port = Some(0);
+        assert!(errors(&pod(vec![c])).is_empty());
+    }
     use crate::validation::validate_pod;
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::wellknown::AnnotationScope;
 use std::collections::BTreeSet;
 
-use super::container::validate_container;
+use super::container::{validate_container, validate_seccomp_profile};
 use super::field::{FieldError, check, check_non_negative, check_one_of, child, index, quote};
 use super::format::{
     is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_label_value,
@@ -143,6 +143,18 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, opts: PodSpecOptions) -> Ve
         let p = child(path, "securityContext");
         check_non_negative(&mut errs, child(&p, "runAsUser"), sc.run_as_user);
         check_non_negative(&mut errs, child(&p, "runAsGroup"), sc.run_as_group);
+        if let Some(profile) = &sc.seccomp_profile {
+            validate_seccomp_profile(&mut errs, &child(&p, "seccompProfile"), profile);
+        }
+    }
+    if spec.host_users == Some(false) {
+        // A user namespace needs the container's root filesystem owned by the mapped ids:
+        // idmapped mounts (runc 1.2+) or a chowned copy of every snapshot, and neither the
+        // runc 1.1 nor the containerd 1.6 that ketch runs on (Debian 12) offers the first.
+        errs.push(FieldError::not_supported_yet(
+            child(path, "hostUsers"),
+            "a user namespace per Pod (`hostUsers: false`; it needs runc 1.2 idmapped mounts)",
+        ));
     }
 
     let mut seen_volumes = BTreeSet::new();

@@ -7,6 +7,7 @@ use axum::response::Response;
 use ketch_api::decode::admit;
 use serde_json::json;
 
+use super::pod_security;
 use super::service_ports::{assign_node_ports, is_service_spec, lost_node_port_race};
 use super::shared::{
     applied_response, meta_mut, meta_str, place_in_namespace, read_object, submit,
@@ -113,6 +114,8 @@ pub(super) async fn create(
                 .insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
         }
         let admitted = admit(path.info, candidate)?;
+        pod_security::enforce(st, path, &admitted, None)?;
+        let warning = pod_security::template_warning(st, path, &admitted)?;
         let name = meta_str(&admitted, "name").unwrap_or_default().to_string();
         let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, true).await?;
         let key = key_of(path.info, path.namespace.as_deref(), Some(&name));
@@ -130,7 +133,10 @@ pub(super) async fn create(
             Err(ApiError::AlreadyExists { .. }) if generate.is_some() && attempt < 4 => continue,
             Err(e) if lost_node_port_race(&e) && attempt < 4 => continue,
             Err(e) => return Err(e),
-            Ok(applied) => return Ok(applied_response(headers, StatusCode::CREATED, applied)),
+            Ok(applied) => {
+                let response = applied_response(headers, StatusCode::CREATED, applied);
+                return Ok(pod_security::with_warning(response, warning));
+            }
         }
     }
     unreachable!("the loop returns on its last attempt")

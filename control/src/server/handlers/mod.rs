@@ -13,6 +13,7 @@ mod evict;
 mod get;
 mod list;
 mod patch;
+mod pod_security;
 mod review;
 mod service_ports;
 mod shared;

@@ -8,6 +8,7 @@ use axum::response::Response;
 use ketch_api::decode::admit;
 use serde_json::{Value, json};
 
+use super::pod_security;
 use super::service_ports::{assign_node_ports, is_service_spec, lost_node_port_race};
 use super::shared::{
     MAX_BODY_BYTES, applied_response, check_name, meta_mut, meta_str, place_in_namespace,
@@ -76,7 +77,10 @@ pub(super) async fn patch(
     }
     let name = path.name.clone().unwrap_or_default();
     let key = path.key();
-    if !is_service_spec(path) && !encryption::is_secret(&key) {
+    // A Pod patch that touches the spec is merged here, not in the store, so that Pod
+    // Security can check the result against the namespace's level before it is written.
+    let pod_spec_patch = pod_security::applies(path) && patch.get("spec").is_some();
+    if !is_service_spec(path) && !encryption::is_secret(&key) && !pod_spec_patch {
         // The store merges the patch into the stored object and admits the result itself
         // (Write::MergeStatus, Write::MergePatch): no read here, and no retry on a concurrent
         // write, since the merge and the write are one step in raft order. The name and
@@ -119,6 +123,7 @@ pub(super) async fn patch(
         place_in_namespace(&mut next, path)?;
         nodeports::drop_stale_node_ports(&mut next, &current);
         let admitted = admit(path.info, next)?;
+        pod_security::enforce(st, path, &admitted, Some(&current))?;
         let (admitted, _reserved) = assign_node_ports(st, path, &name, admitted, false).await?;
         let result = submit(
             st,

@@ -7,6 +7,7 @@ use axum::response::Response;
 use ketch_api::decode::admit;
 use serde_json::json;
 
+use super::pod_security;
 use super::service_ports::{assign_node_ports, is_service_spec, lost_node_port_race};
 use super::shared::{
     applied_response, check_name, meta_mut, place_in_namespace, read_object, scope_for, submit,
@@ -35,6 +36,12 @@ pub(super) async fn update(
         }
     }
     let mut admitted = admit(path.info, obj)?;
+    let warning = pod_security::template_warning(st, path, &admitted)?;
+    if pod_security::applies(path) {
+        // The stored spec, if any: an update that keeps it is not checked again.
+        let current = st.store.get(&path.key())?;
+        pod_security::enforce(st, path, &admitted, current.as_ref())?;
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -60,7 +67,10 @@ pub(super) async fn update(
         match result {
             Err(e) if lost_node_port_race(&e) && attempt < 5 => continue,
             Err(e) => return Err(e),
-            Ok(applied) => return Ok(applied_response(headers, StatusCode::OK, applied)),
+            Ok(applied) => {
+                let response = applied_response(headers, StatusCode::OK, applied);
+                return Ok(pod_security::with_warning(response, warning));
+            }
         }
     }
 }
