@@ -629,10 +629,12 @@ async fn matrix() {
             while !stop.load(Ordering::Relaxed) {
                 let rss = rss_kib(pid);
                 let c = class.lock().unwrap().clone();
-                let mut m = max.lock().unwrap();
-                let e = m.entry(c).or_default();
-                *e = (*e).max(rss);
-                drop(m);
+                // The guard is not Send: released before the await.
+                {
+                    let mut m = max.lock().unwrap();
+                    let e = m.entry(c).or_default();
+                    *e = (*e).max(rss);
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })

@@ -41,7 +41,7 @@ class Server:
         for _ in range(600):
             try:
                 cfg = yaml.safe_load(open(self.env["KETCH_CONFIG"]))
-                if cfg and cfg.get("certificate_authority") or cfg.get("certificateAuthority"):
+                if cfg and (cfg.get("certificate_authority") or cfg.get("certificateAuthority")):
                     break
             except Exception:
                 pass
