@@ -657,7 +657,9 @@ async fn matrix() {
     };
     let yaml = "application/yaml";
     let js = "application/json";
-    let cases: Vec<(&str, Vec<(&str, &str, String)>)> = vec![
+    // (path, content type, body)
+    type Request<'a> = (&'a str, &'a str, String);
+    let cases: Vec<(&str, Vec<Request>)> = vec![
         (
             "malformed (JSON, YAML)",
             vec![
