@@ -41,17 +41,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// `ketch token create --user NAME` against `server`: the new user's bearer token.
 fn token_for(server: &BenchServer, user: &str) -> String {
-    let out = std::process::Command::new(support::ketch_bin())
-        .args(["token", "create", "--user", user])
-        .env("KETCH_CONFIG", server.dir().join("config"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    server.token_create(&["--user", user]).trim().to_string()
 }
 
 /// A client of `server` with `token` (the admin config's servers and CA).

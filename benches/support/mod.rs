@@ -106,10 +106,11 @@ impl BenchServer {
         }
     }
 
-    /// A join token (`ketch token create FLAG`, FLAG `--join` or `--join-server`).
-    pub fn join_token(&self, flag: &str) -> String {
+    /// What `ketch token create ARGS` prints, run against this server.
+    pub fn token_create(&self, args: &[&str]) -> String {
         let out = Command::new(ketch_bin())
-            .args(["token", "create", flag])
+            .args(["token", "create"])
+            .args(args)
             .env("KETCH_CONFIG", self.dir.path().join("config"))
             .output()
             .unwrap();
@@ -118,8 +119,12 @@ impl BenchServer {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout)
-            .unwrap()
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A join token (`ketch token create FLAG`, FLAG `--join` or `--join-server`).
+    pub fn join_token(&self, flag: &str) -> String {
+        self.token_create(&[flag])
             .split_whitespace()
             .skip_while(|w| *w != "--token")
             .nth(1)
